@@ -1,0 +1,39 @@
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "numpy==2.4.6",
+#     "scipy==1.17.1",
+#     "scikit-learn==1.7.2",
+#     "skl2onnx==1.19.1",
+#     "onnx==1.19.1",
+# ]
+# ///
+"""Make model.onnx: a small neural network (MLP) on the iris data, the same interface as iris-svc.
+
+Run with the pinned versions above (PEP 723; e.g. `pipx run` or `uv run`), or in a virtual
+environment holding them:
+    python models/iris-mlp/make_model.py
+It prints the [sample] expected output, computed by scikit-learn itself, for predictor.toml.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.datasets import load_iris
+from sklearn.neural_network import MLPClassifier
+
+X, y = load_iris(return_X_y=True)
+model = MLPClassifier(hidden_layer_sizes=(16,), max_iter=3000, random_state=0).fit(X.astype(np.float32), y)
+
+onnx_model = to_onnx(
+    model,
+    initial_types=[("input", FloatTensorType([None, 4]))],
+    options={id(model): {"zipmap": False}},
+    target_opset={"": 17, "ai.onnx.ml": 3},
+)
+Path(__file__).with_name("model.onnx").write_bytes(onnx_model.SerializeToString())
+
+sample = np.array([[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.3, 3.3, 6.0, 2.5]], dtype=np.float32)
+print("expected =", np.round(model.predict_proba(sample).astype(np.float64), 6).tolist())

@@ -1,0 +1,499 @@
+//! The model bundle: a folder with `predictor.toml` (schema version 1) and the ONNX file it names.
+//! This module parses the file strictly and checks it on its own; `model` checks it against the graph.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::tensor::{DType, Tensor};
+
+pub const FILE_NAME: &str = "predictor.toml";
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `predictor.toml`, field for field. Unknown keys are errors at every level.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleConfig {
+    /// Always 1 for this format.
+    pub schema_version: u32,
+    /// Lowercase, URL- and image-name-safe: `[a-z0-9][a-z0-9._-]*`.
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    /// The ONNX file, relative to the bundle folder and inside it.
+    pub model: PathBuf,
+    /// Class names: `/predict/label` maps the prediction output to them.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// The output that `/predict` returns; may be left out when the model has one output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<String>,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    pub sample: Sample,
+    #[serde(default)]
+    pub runtime: RuntimeHints,
+}
+
+/// One input or output: its graph name, element type and shape (-1 for a dynamic dimension).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<i64>,
+}
+
+/// A known input and the prediction the model must give for it, checked at every load.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    /// Rows for the single input, or a table of rows by input name when there are several.
+    pub input: Value,
+    /// The expected value of the prediction output.
+    pub output: Value,
+    /// Largest absolute difference allowed between `output` and what the model returns.
+    pub tolerance: f64,
+}
+
+/// Hints for running the model; flags of `predictor serve` override them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHints {
+    /// ONNX Runtime intra-op threads for this model (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+}
+
+/// How `/predict/label` turns the prediction output into labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelRule {
+    /// No labels declared.
+    None,
+    /// Scores per class on the last axis: the label of the highest score.
+    ArgmaxLastAxis,
+    /// Integer class indices: the label at each index.
+    ClassIndex,
+}
+
+/// A bundle read from disk and checked on its own (not yet against its ONNX graph).
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The `predictor.toml` it was read from, as given (for messages).
+    pub file: PathBuf,
+    pub config: BundleConfig,
+    /// Index into `config.outputs` of the output `/predict` returns.
+    pub prediction: usize,
+    pub label_rule: LabelRule,
+}
+
+/// A problem with a bundle, always naming its file; `problems` name the field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundleError {
+    pub file: PathBuf,
+    pub problems: Vec<String>,
+}
+
+impl BundleError {
+    pub fn new(file: &Path, problem: impl Into<String>) -> Self {
+        BundleError {
+            file: file.to_path_buf(),
+            problems: vec![problem.into()],
+        }
+    }
+}
+
+impl fmt::Display for BundleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [one] => write!(f, "{}: {one}", self.file.display()),
+            many => {
+                write!(f, "{}: {} problems:", self.file.display(), many.len())?;
+                many.iter().try_for_each(|p| write!(f, "\n  - {p}"))
+            }
+        }
+    }
+}
+
+impl std::error::Error for BundleError {}
+
+impl Bundle {
+    /// Reads a bundle from its folder or from its `predictor.toml`.
+    pub fn read(path: &Path) -> Result<Bundle, BundleError> {
+        let file = if path.is_dir() {
+            path.join(FILE_NAME)
+        } else {
+            path.to_path_buf()
+        };
+        let text = std::fs::read_to_string(&file)
+            .map_err(|error| BundleError::new(&file, format!("cannot read: {error}")))?;
+        Bundle::parse(&file, &text)
+    }
+
+    /// Parses and checks the text of `file`.
+    pub fn parse(file: &Path, text: &str) -> Result<Bundle, BundleError> {
+        let config: BundleConfig = toml::from_str(text)
+            .map_err(|error| BundleError::new(file, error.to_string().trim_end().to_string()))?;
+        let mut problems = Vec::new();
+        let (prediction, label_rule) = check_config(&config, &mut problems);
+        if !problems.is_empty() {
+            return Err(BundleError {
+                file: file.to_path_buf(),
+                problems,
+            });
+        }
+        Ok(Bundle {
+            file: file.to_path_buf(),
+            config,
+            prediction,
+            label_rule,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The folder holding `predictor.toml`.
+    pub fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+
+    pub fn model_path(&self) -> PathBuf {
+        self.dir().join(&self.config.model)
+    }
+
+    pub fn prediction_spec(&self) -> &TensorSpec {
+        &self.config.outputs[self.prediction]
+    }
+
+    pub fn error(&self, problem: impl Into<String>) -> BundleError {
+        BundleError::new(&self.file, problem)
+    }
+
+    /// Decodes a request's inputs (the seed API's `data`, or `[sample] input`) into one tensor per
+    /// declared input, in declaration order: rows for a single input, a table by name for several.
+    /// `field` names the value in messages.
+    pub fn decode_inputs(&self, value: &Value, field: &str) -> Result<Vec<Tensor>, String> {
+        match (self.config.inputs.as_slice(), value) {
+            ([only], Value::Object(_)) => Err(format!(
+                "{field}: expected rows for input '{}' with shape {}, received an object",
+                only.name,
+                ShapeText(&only.shape)
+            )),
+            ([only], value) => Ok(vec![decode_one(only, value, field)?]),
+            (specs, Value::Object(by_name)) => {
+                if let Some(unknown) = by_name
+                    .keys()
+                    .find(|k| !specs.iter().any(|s| &s.name == *k))
+                {
+                    return Err(format!(
+                        "{field}: unknown input '{unknown}'; the inputs are {}",
+                        names(specs)
+                    ));
+                }
+                specs
+                    .iter()
+                    .map(|spec| match by_name.get(&spec.name) {
+                        Some(value) => decode_one(spec, value, &format!("{field}.{}", spec.name)),
+                        None => Err(format!("{field}: missing input '{}'", spec.name)),
+                    })
+                    .collect()
+            }
+            (specs, _) => Err(format!(
+                "{field}: this model has several inputs; expected a table of rows by input name ({})",
+                names(specs)
+            )),
+        }
+    }
+}
+
+fn decode_one(spec: &TensorSpec, value: &Value, field: &str) -> Result<Tensor, String> {
+    let tensor = Tensor::from_json(value, spec.dtype).map_err(|error| format!("{field}: {error}"))?;
+    if !crate::tensor::shape_fits(&spec.shape, tensor.shape()) {
+        return Err(format!(
+            "{field}: input '{}' expects shape {}, received shape {}",
+            spec.name,
+            ShapeText(&spec.shape),
+            ShapeText(tensor.shape())
+        ));
+    }
+    Ok(tensor)
+}
+
+fn names(specs: &[TensorSpec]) -> String {
+    specs
+        .iter()
+        .map(|s| format!("'{}'", s.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Formats a shape as `[-1, 4]`.
+pub struct ShapeText<'a, T>(pub &'a [T]);
+
+impl<T: fmt::Display> fmt::Display for ShapeText<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (index, dim) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{dim}")?;
+        }
+        f.write_str("]")
+    }
+}
+
+fn is_safe_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+}
+
+/// Checks what can be checked without the graph; returns the prediction index and label rule.
+fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, LabelRule) {
+    if config.schema_version != SCHEMA_VERSION {
+        problems.push(format!(
+            "schema_version: expected {SCHEMA_VERSION}, found {}",
+            config.schema_version
+        ));
+    }
+    if !is_safe_name(&config.name) {
+        problems.push(format!(
+            "name: expected lowercase letters, digits, '.', '_' or '-', starting with a letter or digit; found '{}'",
+            config.name
+        ));
+    }
+    if config.version.is_empty()
+        || !config
+            .version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+    {
+        problems.push(format!(
+            "version: expected letters, digits, '.', '_', '+' or '-'; found '{}'",
+            config.version
+        ));
+    }
+    let escapes = config
+        .model
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if config.model.as_os_str().is_empty() || escapes {
+        problems.push(format!(
+            "model: expected a path inside the bundle folder, found '{}'",
+            config.model.display()
+        ));
+    }
+    check_specs("inputs", &config.inputs, problems);
+    check_specs("outputs", &config.outputs, problems);
+    if !(config.sample.tolerance.is_finite() && config.sample.tolerance >= 0.0) {
+        problems.push(format!(
+            "sample.tolerance: expected a number >= 0, found {}",
+            config.sample.tolerance
+        ));
+    }
+    if config.runtime.threads == Some(0) {
+        problems.push("runtime.threads: expected at least 1, found 0".to_string());
+    }
+
+    let prediction = match (&config.prediction, config.outputs.as_slice()) {
+        (None, [_]) => Some(0),
+        (None, outputs) if outputs.is_empty() => None,
+        (None, outputs) => {
+            problems.push(format!(
+                "prediction: required when the model has several outputs; name one of {}",
+                names(outputs)
+            ));
+            None
+        }
+        (Some(name), outputs) => {
+            let found = outputs.iter().position(|o| &o.name == name);
+            if found.is_none() {
+                problems.push(format!(
+                    "prediction: '{name}' is not one of the outputs ({})",
+                    names(outputs)
+                ));
+            }
+            found
+        }
+    };
+    let Some(prediction) = prediction else {
+        return (0, LabelRule::None);
+    };
+    let spec = &config.outputs[prediction];
+    let label_rule = if config.labels.is_empty() {
+        LabelRule::None
+    } else if spec.dtype.is_float() {
+        let classes = spec.shape.last().copied();
+        if classes != i64::try_from(config.labels.len()).ok() || spec.shape.len() < 2 {
+            problems.push(format!(
+                "labels: {} labels, but the prediction output '{}' (shape {}) does not have that many classes on its last axis",
+                config.labels.len(),
+                spec.name,
+                ShapeText(&spec.shape)
+            ));
+        }
+        LabelRule::ArgmaxLastAxis
+    } else if spec.dtype == DType::Bool {
+        problems.push(format!(
+            "labels: the prediction output '{}' is bool; labels need class scores or class indices",
+            spec.name
+        ));
+        LabelRule::None
+    } else {
+        LabelRule::ClassIndex
+    };
+    (prediction, label_rule)
+}
+
+fn check_specs(field: &str, specs: &[TensorSpec], problems: &mut Vec<String>) {
+    if specs.is_empty() {
+        problems.push(format!("{field}: expected at least one entry"));
+    }
+    let mut seen = HashSet::new();
+    for (index, spec) in specs.iter().enumerate() {
+        if !seen.insert(spec.name.as_str()) {
+            problems.push(format!(
+                "{field}[{index}].name: '{}' is declared twice",
+                spec.name
+            ));
+        }
+        if spec.shape.is_empty() {
+            problems.push(format!(
+                "{field}[{index}].shape: expected at least one dimension (the rows)"
+            ));
+        }
+        for (axis, &dim) in spec.shape.iter().enumerate() {
+            if dim != -1 && dim <= 0 {
+                problems.push(format!(
+                    "{field}[{index}].shape[{axis}]: expected -1 (dynamic) or a size > 0, found {dim}"
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IRIS: &str = r#"
+schema_version = 1
+name = "iris"
+version = "1.0.0"
+model = "model.onnx"
+labels = ["setosa", "versicolor", "virginica"]
+prediction = "probabilities"
+
+[[inputs]]
+name = "input"
+dtype = "float32"
+shape = [-1, 4]
+
+[[outputs]]
+name = "label"
+dtype = "int64"
+shape = [-1]
+
+[[outputs]]
+name = "probabilities"
+dtype = "float32"
+shape = [-1, 3]
+
+[sample]
+input = [[5.1, 3.5, 1.4, 0.2]]
+output = [[0.97, 0.02, 0.01]]
+tolerance = 1e-4
+"#;
+
+    fn parse(text: &str) -> Result<Bundle, BundleError> {
+        Bundle::parse(Path::new("models/iris/predictor.toml"), text)
+    }
+
+    fn problems(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reads_a_complete_bundle() {
+        let bundle = parse(IRIS).unwrap();
+        assert_eq!(bundle.prediction_spec().name, "probabilities");
+        assert_eq!(bundle.label_rule, LabelRule::ArgmaxLastAxis);
+        assert_eq!(bundle.model_path(), Path::new("models/iris/model.onnx"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_file_and_key() {
+        let message = problems(&IRIS.replace("[sample]", "[sample]\ntolerence = 1"));
+        assert!(message.starts_with("models/iris/predictor.toml: "), "{message}");
+        assert!(message.contains("unknown field `tolerence`"), "{message}");
+        let message = problems(&IRIS.replace("dtype = \"int64\"", "dtype = \"int64\"\nsize = 3"));
+        assert!(message.contains("unknown field `size`"), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_dtype_is_named() {
+        let message = problems(&IRIS.replace("\"int64\"", "\"long\""));
+        assert!(message.contains("unknown variant `long`"), "{message}");
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_field() {
+        let text = IRIS
+            .replace("schema_version = 1", "schema_version = 2")
+            .replace("name = \"iris\"", "name = \"Iris SVC\"")
+            .replace("model = \"model.onnx\"", "model = \"../other/model.onnx\"")
+            .replace("shape = [-1, 4]", "shape = [-1, 0]")
+            .replace("prediction = \"probabilities\"", "prediction = \"scores\"")
+            .replace("tolerance = 1e-4", "tolerance = -1.0");
+        let message = problems(&text);
+        for expected in [
+            "schema_version: expected 1, found 2",
+            "name: expected lowercase letters",
+            "model: expected a path inside the bundle folder, found '../other/model.onnx'",
+            "inputs[0].shape[1]: expected -1 (dynamic) or a size > 0, found 0",
+            "prediction: 'scores' is not one of the outputs ('label', 'probabilities')",
+            "sample.tolerance: expected a number >= 0, found -1",
+        ] {
+            assert!(message.contains(expected), "{expected:?} not in {message}");
+        }
+    }
+
+    #[test]
+    fn labels_must_match_the_classes() {
+        let message = problems(&IRIS.replace("\"virginica\"]", "\"virginica\", \"other\"]"));
+        assert!(message.contains("labels: 4 labels"), "{message}");
+        let by_index = parse(&IRIS.replace("prediction = \"probabilities\"", "prediction = \"label\"")).unwrap();
+        assert_eq!(by_index.label_rule, LabelRule::ClassIndex);
+    }
+
+    #[test]
+    fn prediction_is_required_only_with_several_outputs() {
+        let message = problems(&IRIS.replace("prediction = \"probabilities\"\n", ""));
+        assert!(message.contains("prediction: required"), "{message}");
+    }
+
+    #[test]
+    fn decodes_inputs_and_names_the_field_on_error() {
+        let bundle = parse(IRIS).unwrap();
+        let inputs = bundle
+            .decode_inputs(&serde_json::json!([[1, 2, 3, 4], [5, 6, 7, 8]]), "data")
+            .unwrap();
+        assert_eq!(inputs[0].shape(), &[2, 4]);
+        let error = bundle
+            .decode_inputs(&serde_json::json!([[1, 2, 3]]), "data")
+            .unwrap_err();
+        assert_eq!(
+            error,
+            "data: input 'input' expects shape [-1, 4], received shape [1, 3]"
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! The one error type every HTTP handler returns: a status and `{"error": "..."}`, whatever the
+//! layer it came from. Internal details are logged, not returned.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::model::PredictError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    /// Seconds after which a retry may succeed, for 503 answers.
+    retry_after: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl From<PredictError> for ApiError {
+    fn from(error: PredictError) -> Self {
+        let status = match &error {
+            PredictError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            PredictError::NoLabels(_) => StatusCode::NOT_FOUND,
+            PredictError::Overloaded { .. } | PredictError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            PredictError::Runtime(_) | PredictError::LabelOutOfRange { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(%error, "prediction failed");
+            return ApiError::new(status, "the model failed to run; the server log has the details");
+        }
+        let mut api_error = ApiError::new(status, error.to_string());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            api_error.retry_after = Some(1);
+        }
+        api_error
+    }
+}
+
+/// Malformed JSON, a wrong content type or an oversized body: axum's own message, our body shape.
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = match rejection.status() {
+            // A body that parses as JSON but not as the request (a missing or unknown field) is as
+            // much a bad request as one that does not parse.
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            other => other,
+        };
+        ApiError::new(status, rejection.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(ErrorBody { error: &self.message })).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

@@ -1,0 +1,155 @@
+//! The HTTP layer: routes, extractors and the listener. It sees models and tensors, never `ort`.
+
+mod error;
+mod seed;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use error::ApiError;
+
+use crate::model::Model;
+
+/// The models one process serves, in the order given on the command line.
+pub struct Registry {
+    models: Vec<Arc<Model>>,
+}
+
+impl Registry {
+    pub fn new(models: Vec<Model>) -> Self {
+        Registry {
+            models: models.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    pub fn models(&self) -> &[Arc<Model>] {
+        &self.models
+    }
+
+    fn names(&self) -> String {
+        self.models
+            .iter()
+            .map(|m| format!("'{}'", m.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn find(&self, name: &str) -> Result<Arc<Model>, ApiError> {
+        self.models
+            .iter()
+            .find(|m| m.name() == name)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "unknown model '{name}'; this server has {}",
+                    self.names()
+                ))
+            })
+    }
+}
+
+/// Deployment settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub max_body_bytes: usize,
+}
+
+pub type AppState = Arc<Registry>;
+
+/// The model a request is for: the `{model}` path segment under `/models/`, or at the root the
+/// only model served.
+pub struct SelectedModel(pub Arc<Model>);
+
+impl FromRequestParts<AppState> for SelectedModel {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+        if let Some((_, name)) = params.iter().find(|(key, _)| *key == "model") {
+            return state.find(name).map(SelectedModel);
+        }
+        match state.models() {
+            [only] => Ok(SelectedModel(only.clone())),
+            _ => Err(ApiError::not_found(format!(
+                "this server has several models ({}); use /models/{{name}}{}",
+                state.names(),
+                parts.uri.path()
+            ))),
+        }
+    }
+}
+
+/// `axum::Json` whose rejections (malformed JSON, wrong content type, too large) answer in the
+/// same `{"error": ...}` shape as every other error.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// Every route of the server.
+pub fn router(registry: Registry, options: &HttpOptions) -> Router {
+    let per_model = seed::routes();
+    Router::new()
+        .route("/health", get(seed::health))
+        .route("/models", get(seed::list_models))
+        .route("/models/{model}/health", get(seed::model_health))
+        .merge(per_model.clone())
+        .nest("/models/{model}", per_model)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .with_state(Arc::new(registry))
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not accept {method}", uri.path()),
+    )
+}
+
+/// Binds `address` and serves until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    router: Router,
+    address: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    tracing::info!(address = %bound, "listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,153 @@
+//! The seed's REST API, per model: at the root when one model is served, and under
+//! `/models/{name}` always.
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{ApiError, ApiJson, AppState, SelectedModel};
+use crate::bundle::{BundleConfig, TensorSpec};
+use crate::tensor::Tensor;
+
+/// The per-model routes but `/health`, which at the root is the server's own.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/metadata", get(metadata))
+        .route("/label", get(labels))
+        .route("/predict", post(predict))
+        .route("/predict/label", post(predict_label))
+        .route("/predict/test", get(predict_test))
+        .route("/predict/test/label", get(predict_test_label))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    /// Rows for the model's input (or a table of rows by input name).
+    data: Value,
+}
+
+#[derive(Serialize)]
+pub struct Prediction<T> {
+    prediction: T,
+}
+
+#[derive(Serialize)]
+pub struct Health {
+    status: &'static str,
+}
+
+/// Every model is loaded and passed its sample before the server listens, so a server that
+/// answers is ready.
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+pub async fn model_health(SelectedModel(_): SelectedModel) -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Serialize)]
+pub struct ModelSummary<'a> {
+    name: &'a str,
+    version: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct ModelList<'a> {
+    models: Vec<ModelSummary<'a>>,
+}
+
+pub async fn list_models(State(registry): State<AppState>) -> Json<Value> {
+    let models = registry
+        .models()
+        .iter()
+        .map(|m| ModelSummary {
+            name: m.name(),
+            version: &m.bundle().config.version,
+        })
+        .collect();
+    Json(serde_json::to_value(ModelList { models }).unwrap_or_default())
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    name: &'a str,
+    version: &'a str,
+    description: &'a str,
+    inputs: &'a [TensorSpec],
+    outputs: &'a [TensorSpec],
+    prediction: &'a str,
+    labels: &'a [String],
+}
+
+async fn metadata(SelectedModel(model): SelectedModel) -> Json<Value> {
+    let bundle = model.bundle();
+    let BundleConfig {
+        name,
+        version,
+        description,
+        inputs,
+        outputs,
+        labels,
+        ..
+    } = &bundle.config;
+    Json(
+        serde_json::to_value(Metadata {
+            name,
+            version,
+            description,
+            inputs,
+            outputs,
+            prediction: &bundle.prediction_spec().name,
+            labels,
+        })
+        .unwrap_or_default(),
+    )
+}
+
+#[derive(Serialize)]
+struct Labels<'a> {
+    labels: &'a [String],
+}
+
+async fn labels(SelectedModel(model): SelectedModel) -> Json<Value> {
+    let labels = &model.bundle().config.labels;
+    Json(serde_json::to_value(Labels { labels }).unwrap_or_default())
+}
+
+async fn predict(
+    SelectedModel(model): SelectedModel,
+    ApiJson(request): ApiJson<PredictRequest>,
+) -> Result<Json<Prediction<Tensor>>, ApiError> {
+    let prediction = model.predict(&request.data).await?;
+    Ok(Json(Prediction { prediction }))
+}
+
+async fn predict_label(
+    SelectedModel(model): SelectedModel,
+    ApiJson(request): ApiJson<PredictRequest>,
+) -> Result<Json<Prediction<Vec<String>>>, ApiError> {
+    let prediction = model.predict(&request.data).await?;
+    Ok(Json(Prediction {
+        prediction: model.labels_of(&prediction)?,
+    }))
+}
+
+async fn predict_test(
+    SelectedModel(model): SelectedModel,
+) -> Result<Json<Prediction<Tensor>>, ApiError> {
+    let prediction = model.predict(model.sample_input()).await?;
+    Ok(Json(Prediction { prediction }))
+}
+
+async fn predict_test_label(
+    SelectedModel(model): SelectedModel,
+) -> Result<Json<Prediction<Vec<String>>>, ApiError> {
+    let prediction = model.predict(model.sample_input()).await?;
+    Ok(Json(Prediction {
+        prediction: model.labels_of(&prediction)?,
+    }))
+}

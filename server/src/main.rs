@@ -1,0 +1,239 @@
+//! The `predictor` command: serve, check or scaffold model bundles.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use predictor::bundle::{BundleError, FILE_NAME};
+use predictor::http::{self, HttpOptions, Registry};
+use predictor::logging::{self, LogFormat};
+use predictor::model::{self, LoadOptions};
+use predictor::runtime::OnnxRuntime;
+
+#[derive(Parser)]
+#[command(name = "predictor", version, about = "Serve ONNX models described by predictor.toml bundles")]
+struct Cli {
+    /// ONNX Runtime's shared library: a path, or a file name for the dynamic loader to find.
+    #[arg(long, env = "PREDICTOR_ONNXRUNTIME", default_value = "libonnxruntime.so", global = true)]
+    onnxruntime: PathBuf,
+    /// Log format: text for people, json (one object per line) for the journal and log shippers.
+    #[arg(long, env = "PREDICTOR_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    /// Log filter in RUST_LOG syntax, e.g. `info,ort=warn` or `debug`.
+    #[arg(long, env = "PREDICTOR_LOG", default_value = "info,ort=warn", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the bundles, check each against its graph and sample, and serve them over HTTP.
+    Serve(ServeArgs),
+    /// Load the bundles and check each against its graph and sample; exit 1 on any problem.
+    Check(CheckArgs),
+    /// Write a starting predictor.toml for an ONNX model, read off its graph.
+    Init(InitArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Bundle folders (or their predictor.toml files); the environment twin is comma-separated.
+    #[arg(required = true, env = "PREDICTOR_BUNDLES", value_delimiter = ',')]
+    bundles: Vec<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "PREDICTOR_ADDRESS", default_value = "127.0.0.1")]
+    address: IpAddr,
+    /// Port to listen on; 0 picks a free one (the log says which).
+    #[arg(long, env = "PREDICTOR_PORT", default_value_t = 8080)]
+    port: u16,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "PREDICTOR_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    max_body_bytes: usize,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Bundle folders (or their predictor.toml files).
+    #[arg(required = true, env = "PREDICTOR_BUNDLES", value_delimiter = ',')]
+    bundles: Vec<PathBuf>,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// ONNX Runtime intra-op threads per model, overriding each bundle's runtime.threads.
+    #[arg(long, env = "PREDICTOR_THREADS")]
+    threads: Option<usize>,
+    /// Requests that may wait for a model before new ones get 503 with Retry-After.
+    #[arg(long, env = "PREDICTOR_MAX_QUEUED_REQUESTS", default_value_t = 64)]
+    max_queued_requests: usize,
+}
+
+impl From<&LoadArgs> for LoadOptions {
+    fn from(args: &LoadArgs) -> Self {
+        LoadOptions {
+            threads: args.threads,
+            max_queued_requests: args.max_queued_requests,
+        }
+    }
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// The ONNX model to describe.
+    model: PathBuf,
+    /// Bundle name [default: the model's folder name].
+    #[arg(long)]
+    name: Option<String>,
+    /// Where to write; `-` for standard output [default: predictor.toml beside the model].
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    force: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(message) = logging::init(cli.log_format, &cli.log) {
+        eprintln!("predictor: {message}");
+        return ExitCode::from(2);
+    }
+    let result = match &cli.command {
+        Command::Serve(args) => serve(&cli.onnxruntime, args),
+        Command::Check(args) => check(&cli.onnxruntime, args),
+        Command::Init(args) => init(&cli.onnxruntime, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("predictor: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime(library: &Path) -> Result<OnnxRuntime, String> {
+    let runtime = OnnxRuntime::load(library).map_err(|error| {
+        format!("{error}\n(set --onnxruntime or PREDICTOR_ONNXRUNTIME to the path of libonnxruntime.so)")
+    })?;
+    tracing::debug!(build = runtime.build_info(), "ONNX Runtime loaded");
+    Ok(runtime)
+}
+
+fn report(errors: Vec<BundleError>) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn check(library: &Path, args: &CheckArgs) -> Result<(), String> {
+    let runtime = runtime(library)?;
+    let models = model::load_all(&args.bundles, &runtime, &(&args.load).into()).map_err(report)?;
+    for model in models {
+        println!(
+            "ok: {} {} ({}): graph and sample match",
+            model.name(),
+            model.bundle().config.version,
+            model.bundle().file.display()
+        );
+    }
+    Ok(())
+}
+
+fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
+    let runtime = runtime(library)?;
+    let models = model::load_all(&args.bundles, &runtime, &(&args.load).into()).map_err(report)?;
+    for model in &models {
+        tracing::info!(
+            model = model.name(),
+            version = %model.bundle().config.version,
+            load_ms = model.load_time().as_millis() as u64,
+            "model ready"
+        );
+    }
+    let router = http::router(
+        Registry::new(models),
+        &HttpOptions {
+            max_body_bytes: args.max_body_bytes,
+        },
+    );
+    let address = SocketAddr::new(args.address, args.port);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .and_then(|reactor| reactor.block_on(http::serve(router, address, shutdown_signal())))
+        .map_err(|error| format!("cannot serve on {address}: {error}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+            let _ = interrupt.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn init(library: &Path, args: &InitArgs) -> Result<(), String> {
+    let folder = args.model.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => {
+            let folder_name = std::fs::canonicalize(folder)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+            predictor::init::bundle_name_from(&folder_name.unwrap_or_default())
+        }
+    };
+    let model_file = args
+        .model
+        .file_name()
+        .ok_or_else(|| format!("{}: not a file", args.model.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let runtime = runtime(library)?;
+    let text = predictor::init::scaffold(&runtime, &args.model, &model_file, &name)
+        .map_err(|error| error.to_string())?;
+    let output = args.output.clone().unwrap_or_else(|| folder.join(FILE_NAME));
+    if output == Path::new("-") {
+        print!("{text}");
+        return Ok(());
+    }
+    if output.parent().map(std::fs::canonicalize).and_then(Result::ok) != std::fs::canonicalize(folder).ok() {
+        return Err(format!(
+            "{}: predictor.toml must sit in the model's folder ({}), which is the bundle",
+            output.display(),
+            folder.display()
+        ));
+    }
+    if output.exists() && !args.force {
+        return Err(format!("{} exists; pass --force to overwrite it", output.display()));
+    }
+    std::fs::write(&output, text).map_err(|error| format!("{}: {error}", output.display()))?;
+    println!(
+        "wrote {}: fill in [sample] (and labels), then run `predictor check {}`",
+        output.display(),
+        folder.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! A served model: a bundle checked against its ONNX graph and its sample, and the worker thread
+//! that owns its ONNX Runtime session, so that inference never runs on the async reactor.
+
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Span;
+
+use crate::bundle::{Bundle, BundleError, LabelRule, ShapeText, TensorSpec};
+use crate::runtime::{Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError};
+use crate::tensor::{shape_fits, Tensor};
+
+/// How a model is run, set by the deployment (flags), not by the bundle.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Intra-op threads for every model, overriding the bundles' `runtime.threads`.
+    pub threads: Option<usize>,
+    /// Requests that may wait for a model's worker before new ones are refused with 503.
+    pub max_queued_requests: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            threads: None,
+            max_queued_requests: 64,
+        }
+    }
+}
+
+/// Why a prediction was not made. The HTTP layer maps each to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    /// The caller's input does not fit the model; the message says what was expected and received.
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("model '{0}' declares no labels")]
+    NoLabels(String),
+    #[error("model '{model}' has {queued} requests waiting; retry later")]
+    Overloaded { model: String, queued: usize },
+    #[error("model '{0}' is shutting down")]
+    Unavailable(String),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("the model returned class index {index}, but only {count} labels are declared")]
+    LabelOutOfRange { index: f64, count: usize },
+}
+
+struct Job {
+    inputs: Vec<Tensor>,
+    reply: oneshot::Sender<Result<Vec<Tensor>, RuntimeError>>,
+    span: Span,
+}
+
+/// A bundle whose graph and sample passed, ready to serve.
+pub struct Model {
+    binding: GraphBinding,
+    jobs: mpsc::Sender<Job>,
+    load_time: Duration,
+}
+
+/// A bundle matched to its graph: where each declared input and output sits in the graph.
+struct GraphBinding {
+    bundle: Bundle,
+    /// For each graph input, the index of its declaration in `bundle.config.inputs`.
+    graph_input_order: Vec<usize>,
+    /// For each declared output, its index among the graph outputs.
+    output_positions: Vec<usize>,
+}
+
+impl Model {
+    /// Reads nothing itself: opens `bundle`'s model, checks the bundle against the graph, runs the
+    /// sample and compares it with the expected output, then starts the worker thread.
+    pub fn load(
+        bundle: Bundle,
+        runtime: &OnnxRuntime,
+        options: &LoadOptions,
+    ) -> Result<Model, BundleError> {
+        let started = Instant::now();
+        let model_path = bundle.model_path();
+        if !model_path.is_file() {
+            return Err(bundle.error(format!(
+                "model: file {} does not exist",
+                model_path.display()
+            )));
+        }
+        let threads = options
+            .threads
+            .or(bundle.config.runtime.threads)
+            .unwrap_or(1);
+        let mut backend = runtime
+            .open(&model_path, threads)
+            .map_err(|error| bundle.error(format!("model: {error}")))?;
+        let (graph_input_order, output_positions) =
+            match_graph(&bundle, backend.signature()).map_err(|problems| BundleError {
+                file: bundle.file.clone(),
+                problems,
+            })?;
+        let binding = GraphBinding {
+            bundle,
+            graph_input_order,
+            output_positions,
+        };
+        binding.check_sample(&mut backend)?;
+        let jobs = spawn_worker(binding.bundle.name(), backend, options.max_queued_requests)
+            .map_err(|error| binding.bundle.error(format!("cannot start the worker: {error}")))?;
+        Ok(Model {
+            binding,
+            jobs,
+            load_time: started.elapsed(),
+        })
+    }
+
+    pub fn bundle(&self) -> &Bundle {
+        &self.binding.bundle
+    }
+
+    pub fn name(&self) -> &str {
+        self.bundle().name()
+    }
+
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// Runs the model on `data` (rows, or a table of rows by input name) and returns the
+    /// prediction output.
+    pub async fn predict(&self, data: &Value) -> Result<Tensor, PredictError> {
+        let inputs = self
+            .bundle()
+            .decode_inputs(data, "data")
+            .map_err(PredictError::InvalidInput)?;
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            inputs: self.binding.to_graph_order(inputs),
+            reply,
+            span: Span::current(),
+        };
+        self.jobs.try_send(job).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => PredictError::Overloaded {
+                model: self.name().to_string(),
+                queued: self.jobs.max_capacity(),
+            },
+            mpsc::error::TrySendError::Closed(_) => {
+                PredictError::Unavailable(self.name().to_string())
+            }
+        })?;
+        let outputs = answer
+            .await
+            .map_err(|_| PredictError::Unavailable(self.name().to_string()))??;
+        self.binding
+            .take_prediction(outputs)
+            .map_err(PredictError::from)
+    }
+
+    /// The sample's own input, as a request would send it.
+    pub fn sample_input(&self) -> &Value {
+        &self.bundle().config.sample.input
+    }
+
+    /// Maps each row of a prediction to its label.
+    pub fn labels_of(&self, prediction: &Tensor) -> Result<Vec<String>, PredictError> {
+        self.binding.labels_of(prediction)
+    }
+}
+
+impl GraphBinding {
+    fn labels_of(&self, prediction: &Tensor) -> Result<Vec<String>, PredictError> {
+        let labels = &self.bundle.config.labels;
+        let data = prediction.data();
+        let indices: Vec<f64> = match self.bundle.label_rule {
+            LabelRule::None => return Err(PredictError::NoLabels(self.bundle.name().to_string())),
+            LabelRule::ClassIndex => (0..data.len()).map(|i| data.value_f64(i)).collect(),
+            LabelRule::ArgmaxLastAxis => {
+                let classes = labels.len();
+                (0..data.len() / classes)
+                    .map(|row| {
+                        let score = |class: usize| data.value_f64(row * classes + class);
+                        (0..classes).fold(0, |best, class| {
+                            if score(class) > score(best) {
+                                class
+                            } else {
+                                best
+                            }
+                        }) as f64
+                    })
+                    .collect()
+            }
+        };
+        indices
+            .into_iter()
+            .map(|index| {
+                labels
+                    .get(index as usize)
+                    .filter(|_| index >= 0.0 && index.fract() == 0.0)
+                    .cloned()
+                    .ok_or(PredictError::LabelOutOfRange {
+                        index,
+                        count: labels.len(),
+                    })
+            })
+            .collect()
+    }
+
+    fn to_graph_order(&self, inputs: Vec<Tensor>) -> Vec<Tensor> {
+        let mut slots: Vec<Option<Tensor>> = inputs.into_iter().map(Some).collect();
+        self.graph_input_order
+            .iter()
+            .map(|&declared| slots[declared].take().expect("each input is used once"))
+            .collect()
+    }
+
+    /// Picks the prediction output from the graph outputs and checks it against its declaration.
+    fn take_prediction(&self, mut outputs: Vec<Tensor>) -> Result<Tensor, RuntimeError> {
+        let spec = self.bundle.prediction_spec();
+        let position = self.output_positions[self.bundle.prediction];
+        let tensor = outputs.swap_remove(position);
+        if tensor.dtype() != spec.dtype || !shape_fits(&spec.shape, tensor.shape()) {
+            return Err(RuntimeError::Inference(format!(
+                "output '{}' came back as {} {}, but is declared {} {}",
+                spec.name,
+                tensor.dtype(),
+                ShapeText(tensor.shape()),
+                spec.dtype,
+                ShapeText(&spec.shape)
+            )));
+        }
+        Ok(tensor)
+    }
+
+    /// Runs `[sample] input` and compares the prediction with `[sample] output`.
+    fn check_sample(&self, backend: &mut impl Backend) -> Result<(), BundleError> {
+        let sample = &self.bundle.config.sample;
+        let inputs = self
+            .bundle
+            .decode_inputs(&sample.input, "sample.input")
+            .map_err(|problem| self.bundle.error(problem))?;
+        let outputs = backend
+            .run(self.to_graph_order(inputs))
+            .map_err(|error| self.bundle.error(format!("sample.input: {error}")))?;
+        let actual = self
+            .take_prediction(outputs)
+            .map_err(|error| self.bundle.error(format!("sample: {error}")))?;
+        let spec = self.bundle.prediction_spec();
+        let expected = Tensor::from_json(&sample.output, spec.dtype).map_err(|error| {
+            self.bundle.error(format!(
+                "sample.output: {error} (expected the value of output '{}' for sample.input)",
+                spec.name
+            ))
+        })?;
+        compare(&expected, &actual, sample.tolerance, &spec.name).map_err(|problem| {
+            self.bundle
+                .error(format!("sample.output: {problem}; the model returned {}", json(&actual)))
+        })?;
+        if self.bundle.label_rule != LabelRule::None {
+            self.labels_of(&actual)
+                .map_err(|error| self.bundle.error(format!("labels: {error} (for the sample)")))?;
+        }
+        Ok(())
+    }
+}
+
+fn json(tensor: &Tensor) -> String {
+    serde_json::to_string(tensor).unwrap_or_default()
+}
+
+/// Compares element by element; the message names the first element beyond `tolerance`.
+fn compare(expected: &Tensor, actual: &Tensor, tolerance: f64, output: &str) -> Result<(), String> {
+    if expected.shape() != actual.shape() {
+        return Err(format!(
+            "expected shape {} for output '{output}', but the model returned shape {}",
+            ShapeText(expected.shape()),
+            ShapeText(actual.shape())
+        ));
+    }
+    for index in 0..expected.data().len() {
+        let (want, got) = (expected.data().value_f64(index), actual.data().value_f64(index));
+        if !((want - got).abs() <= tolerance) {
+            return Err(format!(
+                "output '{output}' deviates at flat index {index}: expected {want}, got {got} (tolerance {tolerance})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the declared inputs and outputs against the graph's; returns the graph order of the
+/// inputs and the graph position of each declared output, or every mismatch found.
+fn match_graph(
+    bundle: &Bundle,
+    graph: &crate::runtime::GraphSignature,
+) -> Result<(Vec<usize>, Vec<usize>), Vec<String>> {
+    let config = &bundle.config;
+    let mut problems = Vec::new();
+    let graph_names = |values: &[GraphValue]| {
+        values
+            .iter()
+            .map(|v| format!("'{}'", v.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut positions = |field: &str, specs: &[TensorSpec], values: &[GraphValue]| {
+        specs
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| {
+                let position = values.iter().position(|v| v.name == spec.name);
+                match position {
+                    None => problems.push(format!(
+                        "{field}[{index}].name: the model has no {} '{}'; it has {}",
+                        &field[..field.len() - 1],
+                        spec.name,
+                        graph_names(values)
+                    )),
+                    Some(p) => check_spec(&format!("{field}[{index}]"), spec, &values[p], &mut problems),
+                }
+                position
+            })
+            .collect::<Vec<_>>()
+    };
+    let input_positions = positions("inputs", &config.inputs, &graph.inputs);
+    let output_positions = positions("outputs", &config.outputs, &graph.outputs);
+    let mut graph_input_order = Vec::with_capacity(graph.inputs.len());
+    for (graph_index, value) in graph.inputs.iter().enumerate() {
+        match input_positions.iter().position(|&p| p == Some(graph_index)) {
+            Some(declared) => graph_input_order.push(declared),
+            None => problems.push(format!(
+                "inputs: the model's input '{}' ({}) is not declared; every input must be",
+                value.name,
+                describe(&value.kind)
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok((graph_input_order, output_positions.into_iter().flatten().collect()))
+    } else {
+        Err(problems)
+    }
+}
+
+fn describe(kind: &GraphValueKind) -> String {
+    match kind {
+        GraphValueKind::Tensor { dtype, shape } => format!("{dtype} {}", ShapeText(shape)),
+        GraphValueKind::Unsupported(type_name) => type_name.clone(),
+    }
+}
+
+fn check_spec(field: &str, spec: &TensorSpec, graph: &GraphValue, problems: &mut Vec<String>) {
+    let (dtype, shape) = match &graph.kind {
+        GraphValueKind::Tensor { dtype, shape } => (*dtype, shape),
+        GraphValueKind::Unsupported(type_name) => {
+            problems.push(format!(
+                "{field}: the model's '{}' is {type_name}, which predictor cannot serve",
+                graph.name
+            ));
+            return;
+        }
+    };
+    if spec.dtype != dtype {
+        problems.push(format!(
+            "{field}.dtype: the model's '{}' is {dtype}, predictor.toml says {}",
+            graph.name, spec.dtype
+        ));
+    }
+    if spec.shape.len() != shape.len() {
+        problems.push(format!(
+            "{field}.shape: the model's '{}' has {} dimensions {}, predictor.toml declares {} {}",
+            graph.name,
+            shape.len(),
+            ShapeText(shape),
+            spec.shape.len(),
+            ShapeText(&spec.shape)
+        ));
+        return;
+    }
+    for (axis, (&declared, &actual)) in spec.shape.iter().zip(shape).enumerate() {
+        // A fixed size may narrow a dynamic graph dimension; the reverse would accept requests
+        // the model rejects.
+        if actual >= 0 && declared != actual {
+            problems.push(format!(
+                "{field}.shape[{axis}]: the model's '{}' has size {actual} there, predictor.toml declares {declared}",
+                graph.name
+            ));
+        }
+    }
+}
+
+fn spawn_worker(
+    name: &str,
+    mut backend: impl Backend,
+    queue: usize,
+) -> std::io::Result<mpsc::Sender<Job>> {
+    let (jobs, mut receiver) = mpsc::channel::<Job>(queue.max(1));
+    thread::Builder::new()
+        .name(format!("model-{name}"))
+        .spawn(move || {
+            while let Some(job) = receiver.blocking_recv() {
+                let _entered = job.span.enter();
+                // A caller that went away no longer needs the answer.
+                let _ = job.reply.send(backend.run(job.inputs));
+            }
+        })?;
+    Ok(jobs)
+}
+
+/// Reads and loads every bundle; stops at nothing, so that all problems are reported at once.
+pub fn load_all(
+    paths: &[impl AsRef<Path>],
+    runtime: &OnnxRuntime,
+    options: &LoadOptions,
+) -> Result<Vec<Model>, Vec<BundleError>> {
+    let mut models = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match Bundle::read(path.as_ref()).and_then(|bundle| Model::load(bundle, runtime, options)) {
+            Ok(model) => models.push(model),
+            Err(error) => errors.push(error),
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    for model in &models {
+        if !names.insert(model.name()) {
+            errors.push(model.bundle().error(format!(
+                "name: another bundle is also named '{}'; names must be unique",
+                model.name()
+            )));
+        }
+    }
+    if errors.is_empty() {
+        Ok(models)
+    } else {
+        Err(errors)
+    }
+}

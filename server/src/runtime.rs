@@ -1,0 +1,224 @@
+//! The one module that touches ONNX Runtime (through `ort`): loading the shared library, reading a
+//! graph's signature and running it. Everything else sees only [`Backend`] and [`Tensor`].
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::{DynValue, TensorElementType, ValueType};
+
+use crate::tensor::{with_data, DType, Tensor, TensorData};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot load the ONNX Runtime library: {0}")]
+    Library(String),
+    #[error("cannot load the ONNX model {path}: {message}")]
+    Model { path: String, message: String },
+    #[error("ONNX Runtime failed to run the model: {0}")]
+    Inference(String),
+    #[error("the model produced output '{name}' of type {type_name}, which predictor cannot return")]
+    UnsupportedOutput { name: String, type_name: String },
+}
+
+/// A graph input or output as the ONNX file declares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphValue {
+    pub name: String,
+    pub kind: GraphValueKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GraphValueKind {
+    /// A tensor; `shape` has -1 for every dynamic (symbolic or unknown) dimension.
+    Tensor { dtype: DType, shape: Vec<i64> },
+    /// Anything predictor cannot serve (strings, maps, sequences...), described for error messages.
+    Unsupported(String),
+}
+
+/// The inputs and outputs of a graph, in the graph's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphSignature {
+    pub inputs: Vec<GraphValue>,
+    pub outputs: Vec<GraphValue>,
+}
+
+/// A loaded model that runs one request at a time; owned by one worker thread.
+pub trait Backend: Send + 'static {
+    fn signature(&self) -> &GraphSignature;
+    /// Runs the graph on `inputs`, given in the order of `signature().inputs`; returns every graph
+    /// output in the order of `signature().outputs`.
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError>;
+}
+
+/// The process-wide ONNX Runtime (the library can be loaded, and its environment built, only once).
+#[derive(Clone)]
+pub struct OnnxRuntime {
+    environment: Environment,
+}
+
+static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
+
+impl OnnxRuntime {
+    /// Loads `libonnxruntime` from `library` (a path, or a bare file name looked up by the dynamic
+    /// loader) on the first call; later calls return the same runtime.
+    pub fn load(library: &Path) -> Result<OnnxRuntime, RuntimeError> {
+        if let Some(environment) = ENVIRONMENT.get() {
+            return Ok(OnnxRuntime {
+                environment: environment.clone(),
+            });
+        }
+        let environment = ort::init_from(library)
+            .map_err(|error| RuntimeError::Library(error.to_string()))?
+            .with_name("predictor")
+            .with_telemetry(false)
+            .build()
+            .map_err(|error| RuntimeError::Library(error.to_string()))?;
+        Ok(OnnxRuntime {
+            environment: ENVIRONMENT.get_or_init(|| environment).clone(),
+        })
+    }
+
+    /// ONNX Runtime's own description of its build (version, commit).
+    pub fn build_info(&self) -> &'static str {
+        ort::info()
+    }
+
+    /// Opens `model` with `threads` intra-op threads.
+    pub fn open(&self, model: &Path, threads: usize) -> Result<OrtBackend, RuntimeError> {
+        let model_error = |message: String| RuntimeError::Model {
+            path: model.display().to_string(),
+            message,
+        };
+        let session = Session::builder(&self.environment)
+            .map_err(|e| model_error(e.to_string()))?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .and_then(|builder| builder.with_intra_threads(threads))
+            .and_then(|builder| builder.with_inter_threads(1))
+            .map_err(|e| model_error(e.to_string()))?
+            .commit_from_file(model)
+            .map_err(|e| model_error(e.to_string()))?;
+        let describe = |outlets: &[ort::value::Outlet]| {
+            outlets
+                .iter()
+                .map(|outlet| GraphValue {
+                    name: outlet.name().to_string(),
+                    kind: graph_value_kind(outlet.dtype()),
+                })
+                .collect()
+        };
+        let signature = GraphSignature {
+            inputs: describe(session.inputs()),
+            outputs: describe(session.outputs()),
+        };
+        Ok(OrtBackend { session, signature })
+    }
+}
+
+pub struct OrtBackend {
+    session: Session,
+    signature: GraphSignature,
+}
+
+impl Backend for OrtBackend {
+    fn signature(&self) -> &GraphSignature {
+        &self.signature
+    }
+
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+        let values = self
+            .signature
+            .inputs
+            .iter()
+            .zip(inputs)
+            .map(|(input, tensor)| Ok((input.name.as_str(), to_ort(tensor)?)))
+            .collect::<Result<Vec<_>, ort::Error>>()
+            .map_err(|e| RuntimeError::Inference(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(values)
+            .map_err(|e| RuntimeError::Inference(e.to_string()))?;
+        self.signature
+            .outputs
+            .iter()
+            .map(|output| {
+                let value = outputs.get(&output.name).ok_or_else(|| {
+                    RuntimeError::Inference(format!("no value for output '{}'", output.name))
+                })?;
+                from_ort(&output.name, value)
+            })
+            .collect()
+    }
+}
+
+fn dtype_of(element: TensorElementType) -> Option<DType> {
+    Some(match element {
+        TensorElementType::Bool => DType::Bool,
+        TensorElementType::Int8 => DType::Int8,
+        TensorElementType::Int16 => DType::Int16,
+        TensorElementType::Int32 => DType::Int32,
+        TensorElementType::Int64 => DType::Int64,
+        TensorElementType::Uint8 => DType::Uint8,
+        TensorElementType::Uint16 => DType::Uint16,
+        TensorElementType::Uint32 => DType::Uint32,
+        TensorElementType::Uint64 => DType::Uint64,
+        TensorElementType::Float32 => DType::Float32,
+        TensorElementType::Float64 => DType::Float64,
+        _ => return None,
+    })
+}
+
+fn graph_value_kind(value_type: &ValueType) -> GraphValueKind {
+    match value_type {
+        ValueType::Tensor { ty, shape, .. } => match dtype_of(*ty) {
+            Some(dtype) => GraphValueKind::Tensor {
+                dtype,
+                shape: shape.iter().map(|&d| if d < 0 { -1 } else { d }).collect(),
+            },
+            None => GraphValueKind::Unsupported(value_type.to_string()),
+        },
+        other => GraphValueKind::Unsupported(other.to_string()),
+    }
+}
+
+fn to_ort(tensor: Tensor) -> Result<DynValue, ort::Error> {
+    let (shape, data) = tensor.into_parts();
+    Ok(with_data!(data, v => ort::value::Tensor::from_array((shape, v))?.into_dyn()))
+}
+
+fn from_ort(name: &str, value: &DynValue) -> Result<Tensor, RuntimeError> {
+    fn extract<T: ort::value::PrimitiveTensorElementType + Clone>(
+        value: &DynValue,
+    ) -> Result<(Vec<usize>, Vec<T>), RuntimeError> {
+        let (shape, data) = value
+            .try_extract_tensor::<T>()
+            .map_err(|e| RuntimeError::Inference(e.to_string()))?;
+        let shape = shape.iter().map(|&d| d.max(0) as usize).collect();
+        Ok((shape, data.to_vec()))
+    }
+    let unsupported = || RuntimeError::UnsupportedOutput {
+        name: name.to_string(),
+        type_name: value.dtype().to_string(),
+    };
+    let dtype = value
+        .dtype()
+        .tensor_type()
+        .and_then(dtype_of)
+        .ok_or_else(unsupported)?;
+    let (shape, data) = match dtype {
+        DType::Bool => extract(value).map(|(s, d)| (s, TensorData::Bool(d))),
+        DType::Int8 => extract(value).map(|(s, d)| (s, TensorData::Int8(d))),
+        DType::Int16 => extract(value).map(|(s, d)| (s, TensorData::Int16(d))),
+        DType::Int32 => extract(value).map(|(s, d)| (s, TensorData::Int32(d))),
+        DType::Int64 => extract(value).map(|(s, d)| (s, TensorData::Int64(d))),
+        DType::Uint8 => extract(value).map(|(s, d)| (s, TensorData::Uint8(d))),
+        DType::Uint16 => extract(value).map(|(s, d)| (s, TensorData::Uint16(d))),
+        DType::Uint32 => extract(value).map(|(s, d)| (s, TensorData::Uint32(d))),
+        DType::Uint64 => extract(value).map(|(s, d)| (s, TensorData::Uint64(d))),
+        DType::Float32 => extract(value).map(|(s, d)| (s, TensorData::Float32(d))),
+        DType::Float64 => extract(value).map(|(s, d)| (s, TensorData::Float64(d))),
+    }?;
+    Tensor::new(shape, data).map_err(|e| RuntimeError::Inference(e.to_string()))
+}

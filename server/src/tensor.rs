@@ -1,0 +1,486 @@
+//! Tensors as the server sees them (a dtype, a shape, row-major data), decoded from nested JSON
+//! arrays and encoded back; no `ort` type appears here.
+
+use std::fmt;
+
+use serde::ser::{Serialize, SerializeSeq, Serializer};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The element types a bundle may declare, named as in `predictor.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    Bool,
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    Uint8,
+    Uint16,
+    Uint32,
+    Uint64,
+    Float32,
+    Float64,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::Bool => "bool",
+            DType::Int8 => "int8",
+            DType::Int16 => "int16",
+            DType::Int32 => "int32",
+            DType::Int64 => "int64",
+            DType::Uint8 => "uint8",
+            DType::Uint16 => "uint16",
+            DType::Uint32 => "uint32",
+            DType::Uint64 => "uint64",
+            DType::Float32 => "float32",
+            DType::Float64 => "float64",
+        }
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::Float32 | DType::Float64)
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Row-major element storage, one variant per [`DType`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    Bool(Vec<bool>),
+    Int8(Vec<i8>),
+    Int16(Vec<i16>),
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
+    Uint8(Vec<u8>),
+    Uint16(Vec<u16>),
+    Uint32(Vec<u32>),
+    Uint64(Vec<u64>),
+    Float32(Vec<f32>),
+    Float64(Vec<f64>),
+}
+
+/// Applies `$body` to the vector inside any [`TensorData`] variant, bound to `$v`.
+macro_rules! with_data {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            TensorData::Bool($v) => $body,
+            TensorData::Int8($v) => $body,
+            TensorData::Int16($v) => $body,
+            TensorData::Int32($v) => $body,
+            TensorData::Int64($v) => $body,
+            TensorData::Uint8($v) => $body,
+            TensorData::Uint16($v) => $body,
+            TensorData::Uint32($v) => $body,
+            TensorData::Uint64($v) => $body,
+            TensorData::Float32($v) => $body,
+            TensorData::Float64($v) => $body,
+        }
+    };
+}
+pub(crate) use with_data;
+
+impl TensorData {
+    fn with_capacity(dtype: DType, capacity: usize) -> Self {
+        match dtype {
+            DType::Bool => TensorData::Bool(Vec::with_capacity(capacity)),
+            DType::Int8 => TensorData::Int8(Vec::with_capacity(capacity)),
+            DType::Int16 => TensorData::Int16(Vec::with_capacity(capacity)),
+            DType::Int32 => TensorData::Int32(Vec::with_capacity(capacity)),
+            DType::Int64 => TensorData::Int64(Vec::with_capacity(capacity)),
+            DType::Uint8 => TensorData::Uint8(Vec::with_capacity(capacity)),
+            DType::Uint16 => TensorData::Uint16(Vec::with_capacity(capacity)),
+            DType::Uint32 => TensorData::Uint32(Vec::with_capacity(capacity)),
+            DType::Uint64 => TensorData::Uint64(Vec::with_capacity(capacity)),
+            DType::Float32 => TensorData::Float32(Vec::with_capacity(capacity)),
+            DType::Float64 => TensorData::Float64(Vec::with_capacity(capacity)),
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorData::Bool(_) => DType::Bool,
+            TensorData::Int8(_) => DType::Int8,
+            TensorData::Int16(_) => DType::Int16,
+            TensorData::Int32(_) => DType::Int32,
+            TensorData::Int64(_) => DType::Int64,
+            TensorData::Uint8(_) => DType::Uint8,
+            TensorData::Uint16(_) => DType::Uint16,
+            TensorData::Uint32(_) => DType::Uint32,
+            TensorData::Uint64(_) => DType::Uint64,
+            TensorData::Float32(_) => DType::Float32,
+            TensorData::Float64(_) => DType::Float64,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        with_data!(self, v => v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `index` widened to f64 (booleans as 0 and 1), for comparisons and argmax.
+    pub fn value_f64(&self, index: usize) -> f64 {
+        match self {
+            TensorData::Bool(v) => f64::from(u8::from(v[index])),
+            TensorData::Int8(v) => f64::from(v[index]),
+            TensorData::Int16(v) => f64::from(v[index]),
+            TensorData::Int32(v) => f64::from(v[index]),
+            TensorData::Int64(v) => v[index] as f64,
+            TensorData::Uint8(v) => f64::from(v[index]),
+            TensorData::Uint16(v) => f64::from(v[index]),
+            TensorData::Uint32(v) => f64::from(v[index]),
+            TensorData::Uint64(v) => v[index] as f64,
+            TensorData::Float32(v) => f64::from(v[index]),
+            TensorData::Float64(v) => v[index],
+        }
+    }
+
+    /// Appends one JSON leaf converted to this storage's dtype.
+    fn push_json(&mut self, value: &Value) -> Result<(), LeafError> {
+        fn integer<T: TryFrom<i64> + TryFrom<u64>>(value: &Value) -> Result<T, LeafError> {
+            let out_of_range = || LeafError::OutOfRange(value.to_string());
+            if let Some(i) = value.as_i64() {
+                T::try_from(i).map_err(|_| out_of_range())
+            } else if let Some(u) = value.as_u64() {
+                T::try_from(u).map_err(|_| out_of_range())
+            } else if let Some(f) = value.as_f64() {
+                // 3.0 is accepted as 3; 3.5 is not an integer.
+                if f.fract() != 0.0 || f.abs() > 9.007_199_254_740_992e15 {
+                    return Err(LeafError::NotAnInteger(value.to_string()));
+                }
+                T::try_from(f as i64).map_err(|_| out_of_range())
+            } else {
+                Err(LeafError::WrongType(kind_of(value)))
+            }
+        }
+        fn float(value: &Value) -> Result<f64, LeafError> {
+            value
+                .as_f64()
+                .ok_or_else(|| LeafError::WrongType(kind_of(value)))
+        }
+        match self {
+            TensorData::Bool(v) => v.push(
+                value
+                    .as_bool()
+                    .ok_or_else(|| LeafError::WrongType(kind_of(value)))?,
+            ),
+            TensorData::Int8(v) => v.push(integer(value)?),
+            TensorData::Int16(v) => v.push(integer(value)?),
+            TensorData::Int32(v) => v.push(integer(value)?),
+            TensorData::Int64(v) => v.push(integer(value)?),
+            TensorData::Uint8(v) => v.push(integer(value)?),
+            TensorData::Uint16(v) => v.push(integer(value)?),
+            TensorData::Uint32(v) => v.push(integer(value)?),
+            TensorData::Uint64(v) => v.push(integer(value)?),
+            TensorData::Float32(v) => {
+                let narrowed = float(value)? as f32;
+                if !narrowed.is_finite() {
+                    return Err(LeafError::OutOfRange(value.to_string()));
+                }
+                v.push(narrowed);
+            }
+            TensorData::Float64(v) => v.push(float(value)?),
+        }
+        Ok(())
+    }
+}
+
+/// A dense tensor whose element count always equals the product of its shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: TensorData,
+}
+
+/// What is wrong with a JSON value given as a tensor. `at` is the index path, e.g. `[1][2]`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TensorError {
+    #[error("expected a nested array of {dtype} values, received {received}")]
+    NotAnArray { dtype: DType, received: &'static str },
+    #[error("expected a non-empty array, received an empty array at {}", Path(.at))]
+    Empty { at: Vec<usize> },
+    #[error("ragged array: expected {expected} values at {} like the first one, received {received}", Path(.at))]
+    Ragged {
+        at: Vec<usize>,
+        expected: usize,
+        received: String,
+    },
+    #[error("expected {dtype} at {}, received {received}", Path(.at))]
+    WrongType {
+        at: Vec<usize>,
+        dtype: DType,
+        received: String,
+    },
+    #[error("value {value} at {} is out of range for {dtype}", Path(.at))]
+    OutOfRange {
+        at: Vec<usize>,
+        dtype: DType,
+        value: String,
+    },
+    #[error("{len} elements do not fill shape {shape:?}")]
+    ElementCount { shape: Vec<usize>, len: usize },
+}
+
+enum LeafError {
+    WrongType(&'static str),
+    NotAnInteger(String),
+    OutOfRange(String),
+}
+
+/// Formats an index path as `[1][2]`, or `the top level` when empty.
+struct Path<'a>(&'a [usize]);
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("the top level");
+        }
+        self.0.iter().try_for_each(|i| write!(f, "[{i}]"))
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Tensor {
+    pub fn new(shape: Vec<usize>, data: TensorData) -> Result<Self, TensorError> {
+        if shape.iter().product::<usize>() != data.len() {
+            return Err(TensorError::ElementCount {
+                shape,
+                len: data.len(),
+            });
+        }
+        Ok(Tensor { shape, data })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn data(&self) -> &TensorData {
+        &self.data
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+
+    pub fn into_parts(self) -> (Vec<usize>, TensorData) {
+        (self.shape, self.data)
+    }
+
+    /// Decodes a nested JSON array (rows of values, at any depth) into a tensor of `dtype`.
+    /// The shape is read from the first element at each depth; every other element must agree.
+    pub fn from_json(value: &Value, dtype: DType) -> Result<Tensor, TensorError> {
+        let mut shape = Vec::new();
+        let mut cursor = value;
+        while let Value::Array(items) = cursor {
+            shape.push(items.len());
+            match items.first() {
+                Some(first) => cursor = first,
+                None => break,
+            }
+        }
+        if shape.is_empty() {
+            return Err(TensorError::NotAnArray {
+                dtype,
+                received: kind_of(value),
+            });
+        }
+        let mut data = TensorData::with_capacity(dtype, shape.iter().product());
+        let mut at = Vec::with_capacity(shape.len());
+        flatten(value, &shape, &mut at, &mut data)?;
+        Ok(Tensor { shape, data })
+    }
+}
+
+fn flatten(
+    value: &Value,
+    shape: &[usize],
+    at: &mut Vec<usize>,
+    out: &mut TensorData,
+) -> Result<(), TensorError> {
+    let depth = at.len();
+    let Some(&expected) = shape.get(depth) else {
+        return out.push_json(value).map_err(|error| match error {
+            LeafError::WrongType(received) => TensorError::WrongType {
+                at: at.clone(),
+                dtype: out.dtype(),
+                received: received.to_string(),
+            },
+            LeafError::NotAnInteger(number) => TensorError::WrongType {
+                at: at.clone(),
+                dtype: out.dtype(),
+                received: number,
+            },
+            LeafError::OutOfRange(number) => TensorError::OutOfRange {
+                at: at.clone(),
+                dtype: out.dtype(),
+                value: number,
+            },
+        });
+    };
+    match value {
+        Value::Array(items) if items.is_empty() => Err(TensorError::Empty { at: at.clone() }),
+        Value::Array(items) if items.len() == expected => {
+            for (index, item) in items.iter().enumerate() {
+                at.push(index);
+                flatten(item, shape, at, out)?;
+                at.pop();
+            }
+            Ok(())
+        }
+        Value::Array(items) => Err(TensorError::Ragged {
+            at: at.clone(),
+            expected,
+            received: items.len().to_string(),
+        }),
+        other => Err(TensorError::Ragged {
+            at: at.clone(),
+            expected,
+            received: kind_of(other).to_string(),
+        }),
+    }
+}
+
+/// Whether `actual` fits `declared`, where -1 in `declared` is a dynamic dimension.
+pub fn shape_fits(declared: &[i64], actual: &[usize]) -> bool {
+    declared.len() == actual.len()
+        && declared
+            .iter()
+            .zip(actual)
+            .all(|(&d, &a)| d < 0 || usize::try_from(d) == Ok(a))
+}
+
+/// Serializes as nested JSON arrays following the shape, each element in its own type
+/// (so a float32 prints as `0.9775`, not as its widened f64 digits).
+impl Serialize for Tensor {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        with_data!(&self.data, v => Nested { dims: &self.shape, data: v }.serialize(serializer))
+    }
+}
+
+struct Nested<'a, T> {
+    dims: &'a [usize],
+    data: &'a [T],
+}
+
+impl<T: Serialize> Serialize for Nested<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some((&outer, inner)) = self.dims.split_first() else {
+            return self.data[0].serialize(serializer);
+        };
+        let chunk = inner.iter().product::<usize>();
+        let mut seq = serializer.serialize_seq(Some(outer))?;
+        for index in 0..outer {
+            seq.serialize_element(&Nested {
+                dims: inner,
+                data: &self.data[index * chunk..(index + 1) * chunk],
+            })?;
+        }
+        seq.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_rows_and_encodes_them_back_unchanged() {
+        let value = json!([[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5]]);
+        let tensor = Tensor::from_json(&value, DType::Float32).unwrap();
+        assert_eq!(tensor.shape(), &[2, 4]);
+        assert_eq!(serde_json::to_value(&tensor).unwrap(), value);
+    }
+
+    #[test]
+    fn decodes_deeper_nesting_and_integers() {
+        let tensor = Tensor::from_json(&json!([[[1, 2], [3, 4]]]), DType::Int64).unwrap();
+        assert_eq!(tensor.shape(), &[1, 2, 2]);
+        assert_eq!(tensor.data(), &TensorData::Int64(vec![1, 2, 3, 4]));
+        let whole_float = Tensor::from_json(&json!([3.0]), DType::Uint8).unwrap();
+        assert_eq!(whole_float.data(), &TensorData::Uint8(vec![3]));
+    }
+
+    #[test]
+    fn names_where_and_what_is_wrong() {
+        let error = |value: Value, dtype| Tensor::from_json(&value, dtype).unwrap_err().to_string();
+        assert_eq!(
+            error(json!([[1, 2], [3]]), DType::Float32),
+            "ragged array: expected 2 values at [1] like the first one, received 1"
+        );
+        assert_eq!(
+            error(json!([[1, "x"]]), DType::Float32),
+            "expected float32 at [0][1], received a string"
+        );
+        assert_eq!(
+            error(json!([[1, [2]]]), DType::Float32),
+            "expected float32 at [0][1], received an array"
+        );
+        assert_eq!(
+            error(json!([1.5]), DType::Int32),
+            "expected int32 at [0], received 1.5"
+        );
+        assert_eq!(
+            error(json!([300]), DType::Uint8),
+            "value 300 at [0] is out of range for uint8"
+        );
+        assert_eq!(
+            error(json!([-1]), DType::Uint64),
+            "value -1 at [0] is out of range for uint64"
+        );
+        assert_eq!(
+            error(json!([1e39]), DType::Float32),
+            "value 1e39 at [0] is out of range for float32"
+        );
+        assert_eq!(
+            error(json!([]), DType::Float32),
+            "expected a non-empty array, received an empty array at the top level"
+        );
+        assert_eq!(
+            error(json!([[]]), DType::Float32),
+            "expected a non-empty array, received an empty array at [0]"
+        );
+        assert_eq!(
+            error(json!(4), DType::Float32),
+            "expected a nested array of float32 values, received a number"
+        );
+        assert_eq!(
+            error(json!([1, 0]), DType::Bool),
+            "expected bool at [0], received a number"
+        );
+    }
+
+    #[test]
+    fn dynamic_dimensions_fit_any_size_fixed_ones_only_theirs() {
+        assert!(shape_fits(&[-1, 4], &[7, 4]));
+        assert!(!shape_fits(&[-1, 4], &[7, 3]));
+        assert!(!shape_fits(&[-1, 4], &[4]));
+    }
+
+    #[test]
+    fn element_count_must_fill_the_shape() {
+        assert!(Tensor::new(vec![2, 2], TensorData::Int8(vec![1, 2, 3])).is_err());
+    }
+}
