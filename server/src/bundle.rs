@@ -213,7 +213,8 @@ impl Bundle {
 }
 
 fn decode_one(spec: &TensorSpec, value: &Value, field: &str) -> Result<Tensor, String> {
-    let tensor = Tensor::from_json(value, spec.dtype).map_err(|error| format!("{field}: {error}"))?;
+    let tensor =
+        Tensor::from_json(value, spec.dtype).map_err(|error| format!("{field}: {error}"))?;
     if !crate::tensor::shape_fits(&spec.shape, tensor.shape()) {
         return Err(format!(
             "{field}: input '{}' expects shape {}, received shape {}",
@@ -306,7 +307,7 @@ fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, La
 
     let prediction = match (&config.prediction, config.outputs.as_slice()) {
         (None, [_]) => Some(0),
-        (None, outputs) if outputs.is_empty() => None,
+        (None, []) => None,
         (None, outputs) => {
             problems.push(format!(
                 "prediction: required when the model has several outputs; name one of {}",
@@ -433,7 +434,10 @@ tolerance = 1e-4
     #[test]
     fn unknown_keys_are_errors_naming_file_and_key() {
         let message = problems(&IRIS.replace("[sample]", "[sample]\ntolerence = 1"));
-        assert!(message.starts_with("models/iris/predictor.toml: "), "{message}");
+        assert!(
+            message.starts_with("models/iris/predictor.toml: "),
+            "{message}"
+        );
         assert!(message.contains("unknown field `tolerence`"), "{message}");
         let message = problems(&IRIS.replace("dtype = \"int64\"", "dtype = \"int64\"\nsize = 3"));
         assert!(message.contains("unknown field `size`"), "{message}");
@@ -471,7 +475,9 @@ tolerance = 1e-4
     fn labels_must_match_the_classes() {
         let message = problems(&IRIS.replace("\"virginica\"]", "\"virginica\", \"other\"]"));
         assert!(message.contains("labels: 4 labels"), "{message}");
-        let by_index = parse(&IRIS.replace("prediction = \"probabilities\"", "prediction = \"label\"")).unwrap();
+        let by_index =
+            parse(&IRIS.replace("prediction = \"probabilities\"", "prediction = \"label\""))
+                .unwrap();
         assert_eq!(by_index.label_rule, LabelRule::ClassIndex);
     }
 

@@ -27,7 +27,13 @@ pub fn bundle_name_from(raw: &str) -> String {
     let name: String = raw
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let name = name.trim_start_matches(['.', '_', '-']);
     if name.is_empty() {
@@ -50,7 +56,9 @@ pub fn scaffold(
         values
             .iter()
             .filter_map(|v| match &v.kind {
-                GraphValueKind::Tensor { dtype, shape } => Some((v.name.clone(), *dtype, shape.clone())),
+                GraphValueKind::Tensor { dtype, shape } => {
+                    Some((v.name.clone(), *dtype, shape.clone()))
+                }
                 GraphValueKind::Unsupported(_) => None,
             })
             .collect()
@@ -86,13 +94,19 @@ pub fn scaffold(
 
     let mut text = String::new();
     let out = &mut text;
-    let _ = writeln!(out, "# Written by `predictor init` from {model_file}; edit it, then run `predictor check`.");
+    let _ = writeln!(
+        out,
+        "# Written by `predictor init` from {model_file}; edit it, then run `predictor check`."
+    );
     let _ = writeln!(out, "schema_version = {SCHEMA_VERSION}");
     let _ = writeln!(out, "name = {}", quote(name));
     let _ = writeln!(out, "version = \"0.1.0\"");
     let _ = writeln!(out, "description = \"\"");
     let _ = writeln!(out, "model = {}", quote(model_file));
-    let _ = writeln!(out, "# Class names, in class order, for /predict/label; leave empty if there are none.");
+    let _ = writeln!(
+        out,
+        "# Class names, in class order, for /predict/label; leave empty if there are none."
+    );
     let _ = writeln!(out, "labels = []");
     let _ = writeln!(out, "# The output that /predict returns.");
     let _ = writeln!(out, "prediction = {}", quote(&prediction.0));
@@ -105,10 +119,18 @@ pub fn scaffold(
         }
     }
     for value in skipped {
-        let _ = writeln!(out, "\n# Output '{}' is left out: predictor serves tensors only.", value.name);
+        let _ = writeln!(
+            out,
+            "\n# Output '{}' is left out: predictor serves tensors only.",
+            value.name
+        );
     }
     let _ = writeln!(out, "\n[sample]");
-    let _ = writeln!(out, "# Replace with a real input and the '{}' your training code computes for it.", prediction.0);
+    let _ = writeln!(
+        out,
+        "# Replace with a real input and the '{}' your training code computes for it.",
+        prediction.0
+    );
     let sample = match inputs.as_slice() {
         [(_, dtype, shape)] => zeros(*dtype, shape),
         many => format!(

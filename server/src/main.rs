@@ -13,16 +13,36 @@ use predictor::model::{self, LoadOptions};
 use predictor::runtime::OnnxRuntime;
 
 #[derive(Parser)]
-#[command(name = "predictor", version, about = "Serve ONNX models described by predictor.toml bundles")]
+#[command(
+    name = "predictor",
+    version,
+    about = "Serve ONNX models described by predictor.toml bundles"
+)]
 struct Cli {
     /// ONNX Runtime's shared library: a path, or a file name for the dynamic loader to find.
-    #[arg(long, env = "PREDICTOR_ONNXRUNTIME", default_value = "libonnxruntime.so", global = true)]
+    #[arg(
+        long,
+        env = "PREDICTOR_ONNXRUNTIME",
+        default_value = "libonnxruntime.so",
+        global = true
+    )]
     onnxruntime: PathBuf,
     /// Log format: text for people, json (one object per line) for the journal and log shippers.
-    #[arg(long, env = "PREDICTOR_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "PREDICTOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     log_format: LogFormat,
     /// Log filter in RUST_LOG syntax, e.g. `info,ort=warn` or `debug`.
-    #[arg(long, env = "PREDICTOR_LOG", default_value = "info,ort=warn", global = true)]
+    #[arg(
+        long,
+        env = "PREDICTOR_LOG",
+        default_value = "info,ort=warn",
+        global = true
+    )]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -179,14 +199,15 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
-            let _ = interrupt.await;
-            return;
-        }
-    };
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
     tokio::select! {
         _ = interrupt => {}
         _ = terminate.recv() => {}
@@ -195,7 +216,11 @@ async fn shutdown_signal() {
 }
 
 fn init(library: &Path, args: &InitArgs) -> Result<(), String> {
-    let folder = args.model.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let folder = args
+        .model
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = match &args.name {
         Some(name) => name.clone(),
         None => {
@@ -214,12 +239,20 @@ fn init(library: &Path, args: &InitArgs) -> Result<(), String> {
     let runtime = runtime(library)?;
     let text = predictor::init::scaffold(&runtime, &args.model, &model_file, &name)
         .map_err(|error| error.to_string())?;
-    let output = args.output.clone().unwrap_or_else(|| folder.join(FILE_NAME));
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| folder.join(FILE_NAME));
     if output == Path::new("-") {
         print!("{text}");
         return Ok(());
     }
-    if output.parent().map(std::fs::canonicalize).and_then(Result::ok) != std::fs::canonicalize(folder).ok() {
+    if output
+        .parent()
+        .map(std::fs::canonicalize)
+        .and_then(Result::ok)
+        != std::fs::canonicalize(folder).ok()
+    {
         return Err(format!(
             "{}: predictor.toml must sit in the model's folder ({}), which is the bundle",
             output.display(),
@@ -227,7 +260,10 @@ fn init(library: &Path, args: &InitArgs) -> Result<(), String> {
         ));
     }
     if output.exists() && !args.force {
-        return Err(format!("{} exists; pass --force to overwrite it", output.display()));
+        return Err(format!(
+            "{} exists; pass --force to overwrite it",
+            output.display()
+        ));
     }
     std::fs::write(&output, text).map_err(|error| format!("{}: {error}", output.display()))?;
     println!(

@@ -94,8 +94,8 @@ impl Model {
         let mut backend = runtime
             .open(&model_path, threads)
             .map_err(|error| bundle.error(format!("model: {error}")))?;
-        let (graph_input_order, output_positions) =
-            match_graph(&bundle, backend.signature()).map_err(|problems| BundleError {
+        let (graph_input_order, output_positions) = match_graph(&bundle, backend.signature())
+            .map_err(|problems| BundleError {
                 file: bundle.file.clone(),
                 problems,
             })?;
@@ -106,7 +106,11 @@ impl Model {
         };
         binding.check_sample(&mut backend)?;
         let jobs = spawn_worker(binding.bundle.name(), backend, options.max_queued_requests)
-            .map_err(|error| binding.bundle.error(format!("cannot start the worker: {error}")))?;
+            .map_err(|error| {
+                binding
+                    .bundle
+                    .error(format!("cannot start the worker: {error}"))
+            })?;
         Ok(Model {
             binding,
             jobs,
@@ -252,12 +256,16 @@ impl GraphBinding {
             ))
         })?;
         compare(&expected, &actual, sample.tolerance, &spec.name).map_err(|problem| {
-            self.bundle
-                .error(format!("sample.output: {problem}; the model returned {}", json(&actual)))
+            self.bundle.error(format!(
+                "sample.output: {problem}; the model returned {}",
+                json(&actual)
+            ))
         })?;
         if self.bundle.label_rule != LabelRule::None {
-            self.labels_of(&actual)
-                .map_err(|error| self.bundle.error(format!("labels: {error} (for the sample)")))?;
+            self.labels_of(&actual).map_err(|error| {
+                self.bundle
+                    .error(format!("labels: {error} (for the sample)"))
+            })?;
         }
         Ok(())
     }
@@ -277,8 +285,13 @@ fn compare(expected: &Tensor, actual: &Tensor, tolerance: f64, output: &str) -> 
         ));
     }
     for index in 0..expected.data().len() {
-        let (want, got) = (expected.data().value_f64(index), actual.data().value_f64(index));
-        if !((want - got).abs() <= tolerance) {
+        let (want, got) = (
+            expected.data().value_f64(index),
+            actual.data().value_f64(index),
+        );
+        // NaN compares false either way: it must fail, so test for being within tolerance.
+        let within = (want - got).abs() <= tolerance;
+        if !within {
             return Err(format!(
                 "output '{output}' deviates at flat index {index}: expected {want}, got {got} (tolerance {tolerance})"
             ));
@@ -315,7 +328,12 @@ fn match_graph(
                         spec.name,
                         graph_names(values)
                     )),
-                    Some(p) => check_spec(&format!("{field}[{index}]"), spec, &values[p], &mut problems),
+                    Some(p) => check_spec(
+                        &format!("{field}[{index}]"),
+                        spec,
+                        &values[p],
+                        &mut problems,
+                    ),
                 }
                 position
             })
@@ -335,7 +353,10 @@ fn match_graph(
         }
     }
     if problems.is_empty() {
-        Ok((graph_input_order, output_positions.into_iter().flatten().collect()))
+        Ok((
+            graph_input_order,
+            output_positions.into_iter().flatten().collect(),
+        ))
     } else {
         Err(problems)
     }

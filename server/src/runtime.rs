@@ -19,7 +19,9 @@ pub enum RuntimeError {
     Model { path: String, message: String },
     #[error("ONNX Runtime failed to run the model: {0}")]
     Inference(String),
-    #[error("the model produced output '{name}' of type {type_name}, which predictor cannot return")]
+    #[error(
+        "the model produced output '{name}' of type {type_name}, which predictor cannot return"
+    )]
     UnsupportedOutput { name: String, type_name: String },
 }
 
@@ -95,8 +97,10 @@ impl OnnxRuntime {
         let session = Session::builder(&self.environment)
             .map_err(|e| model_error(e.to_string()))?
             .with_optimization_level(GraphOptimizationLevel::All)
-            .and_then(|builder| builder.with_intra_threads(threads))
-            .and_then(|builder| builder.with_inter_threads(1))
+            .map_err(|e| model_error(e.to_string()))?
+            .with_intra_threads(threads)
+            .map_err(|e| model_error(e.to_string()))?
+            .with_inter_threads(1)
             .map_err(|e| model_error(e.to_string()))?
             .commit_from_file(model)
             .map_err(|e| model_error(e.to_string()))?;

@@ -50,7 +50,10 @@ impl From<PredictError> for ApiError {
         };
         if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(%error, "prediction failed");
-            return ApiError::new(status, "the model failed to run; the server log has the details");
+            return ApiError::new(
+                status,
+                "the model failed to run; the server log has the details",
+            );
         }
         let mut api_error = ApiError::new(status, error.to_string());
         if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -75,7 +78,13 @@ impl From<JsonRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(ErrorBody { error: &self.message })).into_response();
+        let mut response = (
+            self.status,
+            Json(ErrorBody {
+                error: &self.message,
+            }),
+        )
+            .into_response();
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

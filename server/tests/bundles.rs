@@ -1,0 +1,96 @@
+//! Every bundle under models/ must pass `predictor check` and answer its sample over HTTP, so a
+//! template change that breaks any predictor fails the tests.
+
+mod common;
+
+use common::{all_bundles, assert_close, predictor, sample, Server};
+use serde_json::json;
+
+#[test]
+fn every_bundle_passes_check() {
+    for bundle in all_bundles() {
+        let output = predictor(&["check", bundle.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}: {}{}",
+            bundle.display(),
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.starts_with("ok: "), "{stdout}");
+    }
+}
+
+#[tokio::test]
+async fn every_bundle_answers_its_sample_over_http() {
+    for bundle in all_bundles() {
+        let server = Server::start(&[&bundle]);
+        let sample = sample(&bundle);
+        let tolerance = sample["tolerance"].as_f64().unwrap();
+
+        let (status, test) = server.get("/predict/test").await;
+        assert_eq!(status, 200, "{}: {test}", bundle.display());
+        assert_close(&test["prediction"], &sample["output"], tolerance);
+
+        let (status, posted) = server
+            .post_json("/predict", &json!({ "data": sample["input"] }))
+            .await;
+        assert_eq!(status, 200, "{}: {posted}", bundle.display());
+        assert_eq!(
+            posted, test,
+            "POST /predict of the sample equals GET /predict/test"
+        );
+
+        let (status, labels) = server.get("/predict/test/label").await;
+        let (_, metadata) = server.get("/metadata").await;
+        if metadata["labels"].as_array().unwrap().is_empty() {
+            assert_eq!(status, 404, "{labels}");
+        } else {
+            assert_eq!(status, 200, "{labels}");
+            let rows = sample["input"].as_array().unwrap().len();
+            assert_eq!(labels["prediction"].as_array().unwrap().len(), rows);
+        }
+    }
+}
+
+#[test]
+fn init_then_filled_sample_passes_check_for_every_bundle() {
+    for bundle in all_bundles() {
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::copy(bundle.join("model.onnx"), folder.path().join("model.onnx")).unwrap();
+        let model = folder.path().join("model.onnx");
+        let output = predictor(&["init", model.to_str().unwrap()]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let written = folder.path().join("predictor.toml");
+        let text = std::fs::read_to_string(&written).unwrap();
+
+        // As written, the sample has no expected output: check must refuse it and say why.
+        let refused = predictor(&["check", folder.path().to_str().unwrap()]);
+        assert!(!refused.status.success());
+        let message = String::from_utf8_lossy(&refused.stderr);
+        assert!(message.contains("sample.output"), "{message}");
+
+        // Filled in with the real bundle's sample, check accepts it.
+        let real = sample(&bundle);
+        let mut config: toml::Table = toml::from_str(&text).unwrap();
+        let mut filled = toml::Table::new();
+        for key in ["input", "output", "tolerance"] {
+            filled.insert(key.into(), toml::Value::try_from(&real[key]).unwrap());
+        }
+        config.insert("sample".into(), toml::Value::Table(filled));
+        std::fs::write(&written, toml::to_string(&config).unwrap()).unwrap();
+        let accepted = predictor(&["check", folder.path().to_str().unwrap()]);
+        assert!(
+            accepted.status.success(),
+            "{}: {}\n{}",
+            bundle.display(),
+            String::from_utf8_lossy(&accepted.stderr),
+            toml::to_string(&config).unwrap()
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! `predictor check` refuses broken bundles with a message naming the file, the field and the
+//! mismatch; `predictor serve` refuses them too, before listening.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{bundle, predictor};
+
+/// A copy of `models/iris-svc` with its predictor.toml edited by `edit`.
+fn broken_copy(edit: impl Fn(String) -> String) -> (tempfile::TempDir, PathBuf) {
+    let folder = tempfile::tempdir().unwrap();
+    let source = bundle("iris-svc");
+    std::fs::copy(source.join("model.onnx"), folder.path().join("model.onnx")).unwrap();
+    let text = std::fs::read_to_string(source.join("predictor.toml")).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit must change something");
+    std::fs::write(folder.path().join("predictor.toml"), edited).unwrap();
+    let path = folder.path().to_path_buf();
+    (folder, path)
+}
+
+fn refused(args: &[&str]) -> String {
+    let output = predictor(args);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{args:?} should fail: {output:?}"
+    );
+    String::from_utf8(output.stderr).unwrap()
+}
+
+fn check_refuses(bundle: &Path, expected: &[&str]) {
+    let message = refused(&["check", bundle.to_str().unwrap()]);
+    assert!(
+        message.contains(&format!("{}: ", bundle.join("predictor.toml").display())),
+        "names the file: {message}"
+    );
+    for part in expected {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
+}
+
+#[test]
+fn wrong_dtype_is_named() {
+    let (_keep, path) =
+        broken_copy(|t| t.replacen("dtype = \"float32\"", "dtype = \"float64\"", 1));
+    check_refuses(
+        &path,
+        &["inputs[0].dtype: the model's 'input' is float32, predictor.toml says float64"],
+    );
+}
+
+#[test]
+fn wrong_shape_is_named() {
+    let (_keep, path) = broken_copy(|t| t.replace("shape = [-1, 4]", "shape = [-1, 5]"));
+    check_refuses(
+        &path,
+        &["inputs[0].shape[1]: the model's 'input' has size 4 there, predictor.toml declares 5"],
+    );
+    let (_keep, path) = broken_copy(|t| t.replace("shape = [-1]\n", "shape = [-1, 1]\n"));
+    check_refuses(&path, &["outputs[0].shape: the model's 'label' has 1 dimensions [-1], predictor.toml declares 2 [-1, 1]"]);
+}
+
+#[test]
+fn wrong_names_are_named() {
+    let (_keep, path) = broken_copy(|t| t.replace("name = \"input\"", "name = \"features\""));
+    check_refuses(
+        &path,
+        &[
+            "inputs[0].name: the model has no input 'features'; it has 'input'",
+            "inputs: the model's input 'input' (float32 [-1, 4]) is not declared",
+        ],
+    );
+}
+
+#[test]
+fn wrong_sample_is_named() {
+    let (_keep, path) = broken_copy(|t| t.replace("[[0.9775, 0.014353", "[[0.5, 0.014353"));
+    check_refuses(&path, &["sample.output: output 'probabilities' deviates at flat index 0: expected 0.5, got 0.977", "tolerance 0.0001"]);
+    let (_keep, path) = broken_copy(|t| t.replace("input = [[5.1, 3.5, 1.4, 0.2], ", "input = ["));
+    check_refuses(&path, &["sample.output: expected shape [3, 3] for output 'probabilities', but the model returned shape [2, 3]"]);
+    let (_keep, path) =
+        broken_copy(|t| t.replace("input = [[5.1, 3.5, 1.4, 0.2]", "input = [[5.1, 3.5, 1.4]"));
+    check_refuses(
+        &path,
+        &["sample.input: ragged array: expected 3 values at [1] like the first one, received 4"],
+    );
+}
+
+#[test]
+fn unknown_keys_and_missing_files_are_named() {
+    let (_keep, path) = broken_copy(|t| {
+        t.replace(
+            "[runtime]\nthreads = 1",
+            "[runtime]\nthreads = 1\nbatch = 8",
+        )
+    });
+    check_refuses(&path, &["unknown field `batch`"]);
+    let (_keep, path) =
+        broken_copy(|t| t.replace("model = \"model.onnx\"", "model = \"missing.onnx\""));
+    check_refuses(&path, &["model: file", "missing.onnx does not exist"]);
+    let message = refused(&["check", "/nonexistent/bundle"]);
+    assert!(
+        message.contains("/nonexistent/bundle: cannot read"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_model_file_that_is_not_onnx_is_refused() {
+    let (_keep, path) =
+        broken_copy(|t| t.replace("model = \"model.onnx\"", "model = \"predictor.toml\""));
+    check_refuses(&path, &["model: cannot load the ONNX model"]);
+}
+
+#[test]
+fn serve_refuses_a_broken_bundle_before_listening() {
+    let (_keep, path) = broken_copy(|t| t.replace("[[0.9775, 0.014353", "[[0.5, 0.014353"));
+    let message = refused(&["serve", "--port", "0", path.to_str().unwrap()]);
+    assert!(message.contains("sample.output"), "{message}");
+}
+
+#[test]
+fn check_reports_every_broken_bundle_not_just_the_first() {
+    let (_a, first) = broken_copy(|t| t.replace("shape = [-1, 4]", "shape = [-1, 5]"));
+    let (_b, second) = broken_copy(|t| t.replacen("dtype = \"float32\"", "dtype = \"int32\"", 1));
+    let message = refused(&["check", first.to_str().unwrap(), second.to_str().unwrap()]);
+    assert!(
+        message.contains("declares 5") && message.contains("predictor.toml says int32"),
+        "{message}"
+    );
+}
+
+#[test]
+fn two_bundles_with_one_name_are_refused() {
+    let iris = bundle("iris-svc");
+    let (_keep, copy) = broken_copy(|t| t.replace("threads = 1", "threads = 2"));
+    let message = refused(&["check", iris.to_str().unwrap(), copy.to_str().unwrap()]);
+    assert!(
+        message.contains("another bundle is also named 'iris-svc'"),
+        "{message}"
+    );
+}

@@ -1,0 +1,180 @@
+//! Shared by the integration tests: the real `predictor` binary on a free port, the real bundles.
+
+#![allow(dead_code)] // each test file uses its own part of this module
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_predictor");
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Every bundle folder under `models/`: a template change must keep each of them working.
+pub fn all_bundles() -> Vec<PathBuf> {
+    let mut bundles: Vec<PathBuf> = std::fs::read_dir(repo_root().join("models"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.join("predictor.toml").is_file())
+        .collect();
+    bundles.sort();
+    assert!(
+        bundles.len() >= 3,
+        "expected the bundles under models/, found {bundles:?}"
+    );
+    bundles
+}
+
+pub fn bundle(name: &str) -> PathBuf {
+    repo_root().join("models").join(name)
+}
+
+/// `predictor ARGS...`, run to completion.
+pub fn predictor(args: &[&str]) -> Output {
+    Command::new(BINARY).args(args).output().unwrap()
+}
+
+/// A `predictor serve` process, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    pub fn start(bundles: &[&Path]) -> Server {
+        Server::start_with(bundles, &[])
+    }
+
+    /// Starts the server on port 0 and waits for its "listening" log line, which names the port.
+    pub fn start_with(bundles: &[&Path], flags: &[&str]) -> Server {
+        let mut child = Command::new(BINARY)
+            .args(["serve", "--port", "0", "--log-format", "json"])
+            .args(flags)
+            .args(bundles)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (found, address) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut found = Some(found);
+            let mut seen = Vec::new();
+            for line in stderr.lines() {
+                let Ok(line) = line else { break };
+                let listening = serde_json::from_str::<serde_json::Value>(&line)
+                    .ok()
+                    .filter(|event| event["message"] == "listening")
+                    .and_then(|event| event["address"].as_str().map(str::to_string));
+                match (listening, &found) {
+                    (Some(address), Some(_)) => {
+                        let _ = found.take().unwrap().send(Ok(address));
+                    }
+                    (None, Some(_)) => seen.push(line),
+                    _ => {}
+                }
+            }
+            if let Some(found) = found {
+                let _ = found.send(Err(seen.join("\n")));
+            }
+        });
+        let address = match address.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(address)) => address.parse().unwrap(),
+            Ok(Err(log)) => panic!("the server exited before listening:\n{log}"),
+            Err(_) => panic!("the server did not listen within 30 s"),
+        };
+        Server {
+            child,
+            address,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        Self::read(response).await
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        Self::read(response).await
+    }
+
+    /// Posts raw bytes with the given content type (None: no content type at all).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.client.post(self.url(path)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        Self::read(request.send().await.unwrap()).await
+    }
+
+    async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        (status, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `[sample]` of a bundle's predictor.toml, as JSON.
+pub fn sample(bundle: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(bundle.join("predictor.toml")).unwrap();
+    let config: toml::Value = toml::from_str(&text).unwrap();
+    serde_json::to_value(&config["sample"]).unwrap()
+}
+
+/// Asserts two nested arrays of numbers are equal within `tolerance`, element by element.
+pub fn assert_close(actual: &serde_json::Value, expected: &serde_json::Value, tolerance: f64) {
+    match (actual, expected) {
+        (serde_json::Value::Array(a), serde_json::Value::Array(e)) => {
+            assert_eq!(a.len(), e.len(), "lengths differ: {actual} vs {expected}");
+            a.iter()
+                .zip(e)
+                .for_each(|(a, e)| assert_close(a, e, tolerance));
+        }
+        (a, e) => {
+            let (a, e) = (a.as_f64().unwrap(), e.as_f64().unwrap());
+            assert!(
+                (a - e).abs() <= tolerance,
+                "{a} differs from {e} by more than {tolerance}"
+            );
+        }
+    }
+}
