@@ -109,13 +109,13 @@ struct InitArgs {
     /// The ONNX model to describe.
     model: PathBuf,
     /// Bundle name [default: the model's folder name].
-    #[arg(long)]
+    #[arg(long, env = "PREDICTOR_INIT_NAME")]
     name: Option<String>,
     /// Where to write; `-` for standard output [default: predictor.toml beside the model].
-    #[arg(long, short)]
+    #[arg(long, short, env = "PREDICTOR_INIT_OUTPUT")]
     output: Option<PathBuf>,
     /// Overwrite an existing file.
-    #[arg(long)]
+    #[arg(long, env = "PREDICTOR_INIT_FORCE")]
     force: bool,
 }
 
@@ -143,7 +143,7 @@ fn runtime(library: &Path) -> Result<OnnxRuntime, String> {
     let runtime = OnnxRuntime::load(library).map_err(|error| {
         format!("{error}\n(set --onnxruntime or PREDICTOR_ONNXRUNTIME to the path of libonnxruntime.so)")
     })?;
-    tracing::debug!(build = runtime.build_info(), "ONNX Runtime loaded");
+    tracing::info!(library = %library.display(), build = runtime.build_info(), "ONNX Runtime loaded");
     Ok(runtime)
 }
 
@@ -272,4 +272,35 @@ fn init(library: &Path, args: &InitArgs) -> Result<(), String> {
         folder.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every flag of every subcommand can also be set from a PREDICTOR_* environment variable.
+    #[test]
+    fn every_flag_has_a_predictor_environment_twin() {
+        fn visit(command: &clap::Command, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                let positional = arg.get_long().is_none() && arg.get_short().is_none();
+                let twin = arg.get_env().and_then(|e| e.to_str()).unwrap_or_default();
+                if !builtin && !positional && !twin.starts_with("PREDICTOR_") {
+                    missing.push(format!("{} --{}", command.get_name(), arg.get_id()));
+                }
+            }
+            command
+                .get_subcommands()
+                .for_each(|sub| visit(sub, missing));
+        }
+        let mut missing = Vec::new();
+        visit(&Cli::command(), &mut missing);
+        assert!(
+            missing.is_empty(),
+            "flags without a PREDICTOR_* twin: {missing:?}"
+        );
+        Cli::command().debug_assert();
+    }
 }

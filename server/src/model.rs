@@ -1,6 +1,7 @@
 //! A served model: a bundle checked against its ONNX graph and its sample, and the worker thread
 //! that owns its ONNX Runtime session, so that inference never runs on the async reactor.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -420,8 +421,11 @@ fn spawn_worker(
         .spawn(move || {
             while let Some(job) = receiver.blocking_recv() {
                 let _entered = job.span.enter();
+                // A panic in one run must not take the model down for every later request.
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| backend.run(job.inputs)))
+                    .unwrap_or_else(|_| Err(RuntimeError::Inference("the run panicked".into())));
                 // A caller that went away no longer needs the answer.
-                let _ = job.reply.send(backend.run(job.inputs));
+                let _ = job.reply.send(outcome);
             }
         })?;
     Ok(jobs)

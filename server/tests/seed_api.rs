@@ -295,7 +295,7 @@ async fn bad_input_gets_a_clear_4xx_never_a_500() {
             json_type,
             format!("{{\"data\": [[{}1]]}}", "1, ".repeat(2000)).into_bytes(),
             413,
-            "length limit exceeded",
+            "larger than this server accepts",
         ),
     ];
     for (case, content_type, body, status, message) in cases {

@@ -66,13 +66,18 @@ impl From<PredictError> for ApiError {
 /// Malformed JSON, a wrong content type or an oversized body: axum's own message, our body shape.
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        let status = match rejection.status() {
+        match rejection.status() {
             // A body that parses as JSON but not as the request (a missing or unknown field) is as
             // much a bad request as one that does not parse.
-            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
-            other => other,
-        };
-        ApiError::new(status, rejection.body_text())
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text())
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is larger than this server accepts (its --max-body-bytes); send fewer rows per request",
+            ),
+            status => ApiError::new(status, rejection.body_text()),
+        }
     }
 }
 

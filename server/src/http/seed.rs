@@ -2,6 +2,7 @@
 //! `/models/{name}` always.
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -60,7 +61,7 @@ pub struct ModelList<'a> {
     models: Vec<ModelSummary<'a>>,
 }
 
-pub async fn list_models(State(registry): State<AppState>) -> Json<Value> {
+pub async fn list_models(State(registry): State<AppState>) -> Response {
     let models = registry
         .models()
         .iter()
@@ -69,7 +70,7 @@ pub async fn list_models(State(registry): State<AppState>) -> Json<Value> {
             version: &m.bundle().config.version,
         })
         .collect();
-    Json(serde_json::to_value(ModelList { models }).unwrap_or_default())
+    Json(ModelList { models }).into_response()
 }
 
 #[derive(Serialize)]
@@ -83,7 +84,7 @@ struct Metadata<'a> {
     labels: &'a [String],
 }
 
-async fn metadata(SelectedModel(model): SelectedModel) -> Json<Value> {
+async fn metadata(SelectedModel(model): SelectedModel) -> Response {
     let bundle = model.bundle();
     let BundleConfig {
         name,
@@ -94,18 +95,16 @@ async fn metadata(SelectedModel(model): SelectedModel) -> Json<Value> {
         labels,
         ..
     } = &bundle.config;
-    Json(
-        serde_json::to_value(Metadata {
-            name,
-            version,
-            description,
-            inputs,
-            outputs,
-            prediction: &bundle.prediction_spec().name,
-            labels,
-        })
-        .unwrap_or_default(),
-    )
+    Json(Metadata {
+        name,
+        version,
+        description,
+        inputs,
+        outputs,
+        prediction: &bundle.prediction_spec().name,
+        labels,
+    })
+    .into_response()
 }
 
 #[derive(Serialize)]
@@ -113,9 +112,9 @@ struct Labels<'a> {
     labels: &'a [String],
 }
 
-async fn labels(SelectedModel(model): SelectedModel) -> Json<Value> {
+async fn labels(SelectedModel(model): SelectedModel) -> Response {
     let labels = &model.bundle().config.labels;
-    Json(serde_json::to_value(Labels { labels }).unwrap_or_default())
+    Json(Labels { labels }).into_response()
 }
 
 async fn predict(
