@@ -231,6 +231,8 @@ pub enum TensorError {
         dtype: DType,
         value: String,
     },
+    #[error("the nested arrays claim more elements than memory can hold")]
+    TooLarge,
     #[error("{len} elements do not fill shape {shape:?}")]
     ElementCount { shape: Vec<usize>, len: usize },
 }
@@ -309,7 +311,13 @@ impl Tensor {
                 received: kind_of(value),
             });
         }
-        let mut data = TensorData::with_capacity(dtype, shape.iter().product());
+        // The shape comes from the first element at each depth: a ragged body can claim far more
+        // elements than it holds, so reserve only what a real body of that claim could carry.
+        let claimed = shape
+            .iter()
+            .try_fold(1usize, |count, &dim| count.checked_mul(dim))
+            .ok_or(TensorError::TooLarge)?;
+        let mut data = TensorData::with_capacity(dtype, claimed.min(1 << 16));
         let mut at = Vec::with_capacity(shape.len());
         flatten(value, &shape, &mut at, &mut data)?;
         Ok(Tensor { shape, data })
@@ -476,6 +484,21 @@ mod tests {
             error(json!([1, 0]), DType::Bool),
             "expected bool at [0], received a number"
         );
+    }
+
+    #[test]
+    fn a_ragged_body_claiming_huge_dimensions_is_refused_without_reserving_them() {
+        // Each first element is long, the others short: the claim is 5000^4 elements.
+        let wide = |inner: Value| {
+            Value::Array(
+                std::iter::once(inner)
+                    .chain((1..5000).map(|_| json!(0)))
+                    .collect(),
+            )
+        };
+        let claim = wide(wide(wide(wide(json!(0)))));
+        let error = Tensor::from_json(&claim, DType::Float32).unwrap_err();
+        assert!(matches!(error, TensorError::Ragged { .. }), "{error}");
     }
 
     #[test]
