@@ -330,16 +330,18 @@ fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, La
         return (0, LabelRule::None);
     };
     let spec = &config.outputs[prediction];
+    // One label per row: scores are [rows, classes], class indices [rows].
     let label_rule = if config.labels.is_empty() {
         LabelRule::None
     } else if spec.dtype.is_float() {
         let classes = spec.shape.last().copied();
-        if classes != i64::try_from(config.labels.len()).ok() || spec.shape.len() < 2 {
+        if classes != i64::try_from(config.labels.len()).ok() || spec.shape.len() != 2 {
             problems.push(format!(
-                "labels: {} labels, but the prediction output '{}' (shape {}) does not have that many classes on its last axis",
+                "labels: {} labels, but the prediction output '{}' (shape {}) is not [rows, {}] class scores",
                 config.labels.len(),
                 spec.name,
-                ShapeText(&spec.shape)
+                ShapeText(&spec.shape),
+                config.labels.len()
             ));
         }
         LabelRule::ArgmaxLastAxis
@@ -350,6 +352,13 @@ fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, La
         ));
         LabelRule::None
     } else {
+        if spec.shape.len() != 1 {
+            problems.push(format!(
+                "labels: the prediction output '{}' holds integers, so it must be class indices of shape [rows], not {}",
+                spec.name,
+                ShapeText(&spec.shape)
+            ));
+        }
         LabelRule::ClassIndex
     };
     (prediction, label_rule)
@@ -501,5 +510,52 @@ tolerance = 1e-4
             error,
             "data: input 'input' expects shape [-1, 4], received shape [1, 3]"
         );
+    }
+
+    #[test]
+    fn several_inputs_take_a_table_by_name() {
+        let text = IRIS.replace(
+            "[[outputs]]\nname = \"label\"",
+            "[[inputs]]\nname = \"mask\"\ndtype = \"bool\"\nshape = [-1]\n\n[[outputs]]\nname = \"label\"",
+        );
+        let bundle = parse(&text).unwrap();
+        let inputs = bundle
+            .decode_inputs(
+                &serde_json::json!({"mask": [true], "input": [[1, 2, 3, 4]]}),
+                "data",
+            )
+            .unwrap();
+        assert_eq!(
+            (inputs[0].shape(), inputs[1].shape()),
+            (&[1, 4][..], &[1][..])
+        );
+        let error = |value| bundle.decode_inputs(&value, "data").unwrap_err();
+        assert_eq!(
+            error(serde_json::json!({"input": [[1, 2, 3, 4]]})),
+            "data: missing input 'mask'"
+        );
+        assert_eq!(
+            error(serde_json::json!({"input": [[1, 2, 3, 4]], "mask": [true], "extra": [1]})),
+            "data: unknown input 'extra'; the inputs are 'input', 'mask'"
+        );
+        assert!(error(serde_json::json!([[1, 2, 3, 4]]))
+            .contains("expected a table of rows by input name ('input', 'mask')"));
+        assert_eq!(
+            error(serde_json::json!({"input": [[1, 2, 3, 4]], "mask": [1]})),
+            "data.mask: expected bool at [0], received a number"
+        );
+    }
+
+    #[test]
+    fn labels_need_one_value_per_row() {
+        let message = problems(&IRIS.replace("shape = [-1, 3]", "shape = [-1, 2, 3]"));
+        assert!(
+            message.contains("is not [rows, 3] class scores"),
+            "{message}"
+        );
+        let text = IRIS
+            .replace("prediction = \"probabilities\"", "prediction = \"label\"")
+            .replace("shape = [-1]\n", "shape = [-1, 1]\n");
+        assert!(problems(&text).contains("must be class indices of shape [rows], not [-1, 1]"));
     }
 }

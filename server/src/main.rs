@@ -1,6 +1,7 @@
 //! The `predictor` command: serve, check or scaffold model bundles.
 
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -89,10 +90,10 @@ struct CheckArgs {
 struct LoadArgs {
     /// ONNX Runtime intra-op threads per model, overriding each bundle's runtime.threads.
     #[arg(long, env = "PREDICTOR_THREADS")]
-    threads: Option<usize>,
+    threads: Option<NonZeroUsize>,
     /// Requests that may wait for a model before new ones get 503 with Retry-After.
-    #[arg(long, env = "PREDICTOR_MAX_QUEUED_REQUESTS", default_value_t = 64)]
-    max_queued_requests: usize,
+    #[arg(long, env = "PREDICTOR_MAX_QUEUED_REQUESTS", default_value = "64")]
+    max_queued_requests: NonZeroUsize,
 }
 
 impl From<&LoadArgs> for LoadOptions {
@@ -143,7 +144,8 @@ fn runtime(library: &Path) -> Result<OnnxRuntime, String> {
     let runtime = OnnxRuntime::load(library).map_err(|error| {
         format!("{error}\n(set --onnxruntime or PREDICTOR_ONNXRUNTIME to the path of libonnxruntime.so)")
     })?;
-    tracing::info!(library = %library.display(), build = runtime.build_info(), "ONNX Runtime loaded");
+    tracing::info!(library = %library.display(), "ONNX Runtime loaded");
+    tracing::debug!(build = runtime.build_info(), "ONNX Runtime build");
     Ok(runtime)
 }
 

@@ -1,6 +1,7 @@
 //! A served model: a bundle checked against its ONNX graph and its sample, and the worker thread
 //! that owns its ONNX Runtime session, so that inference never runs on the async reactor.
 
+use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::thread;
@@ -18,18 +19,9 @@ use crate::tensor::{shape_fits, Tensor};
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// Intra-op threads for every model, overriding the bundles' `runtime.threads`.
-    pub threads: Option<usize>,
+    pub threads: Option<NonZeroUsize>,
     /// Requests that may wait for a model's worker before new ones are refused with 503.
-    pub max_queued_requests: usize,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        LoadOptions {
-            threads: None,
-            max_queued_requests: 64,
-        }
-    }
+    pub max_queued_requests: NonZeroUsize,
 }
 
 /// Why a prediction was not made. The HTTP layer maps each to a status.
@@ -52,6 +44,8 @@ pub enum PredictError {
 
 struct Job {
     inputs: Vec<Tensor>,
+    /// Graph indices of the outputs to return.
+    outputs: Vec<usize>,
     reply: oneshot::Sender<Result<Vec<Tensor>, RuntimeError>>,
     span: Span,
 }
@@ -68,7 +62,7 @@ struct GraphBinding {
     bundle: Bundle,
     /// For each graph input, the index of its declaration in `bundle.config.inputs`.
     graph_input_order: Vec<usize>,
-    /// For each declared output, its index among the graph outputs.
+    /// For each declared output, its index among the graph outputs (what the worker asks for).
     output_positions: Vec<usize>,
 }
 
@@ -90,6 +84,7 @@ impl Model {
         }
         let threads = options
             .threads
+            .map(NonZeroUsize::get)
             .or(bundle.config.runtime.threads)
             .unwrap_or(1);
         let mut backend = runtime
@@ -133,14 +128,17 @@ impl Model {
 
     /// Runs the model on `data` (rows, or a table of rows by input name) and returns the
     /// prediction output.
-    pub async fn predict(&self, data: &Value) -> Result<Tensor, PredictError> {
+    pub async fn predict(&self, data: Value) -> Result<Tensor, PredictError> {
         let inputs = self
             .bundle()
-            .decode_inputs(data, "data")
+            .decode_inputs(&data, "data")
             .map_err(PredictError::InvalidInput)?;
+        // The JSON tree is several times the size of its tensors: free it before waiting.
+        drop(data);
         let (reply, answer) = oneshot::channel();
         let job = Job {
             inputs: self.binding.to_graph_order(inputs),
+            outputs: self.binding.output_positions.clone(),
             reply,
             span: Span::current(),
         };
@@ -155,7 +153,11 @@ impl Model {
         })?;
         let outputs = answer
             .await
-            .map_err(|_| PredictError::Unavailable(self.name().to_string()))??;
+            .map_err(|_| PredictError::Unavailable(self.name().to_string()))?
+            .map_err(|error| match error {
+                RuntimeError::RejectedInput(message) => PredictError::InvalidInput(message),
+                other => PredictError::Runtime(other),
+            })?;
         self.binding
             .take_prediction(outputs)
             .map_err(PredictError::from)
@@ -181,18 +183,24 @@ impl GraphBinding {
             LabelRule::ClassIndex => (0..data.len()).map(|i| data.value_f64(i)).collect(),
             LabelRule::ArgmaxLastAxis => {
                 let classes = labels.len();
-                (0..data.len() / classes)
-                    .map(|row| {
-                        let score = |class: usize| data.value_f64(row * classes + class);
-                        (0..classes).fold(0, |best, class| {
-                            if score(class) > score(best) {
-                                class
-                            } else {
-                                best
-                            }
-                        }) as f64
-                    })
-                    .collect()
+                let mut indices = Vec::with_capacity(data.len() / classes);
+                for row in 0..data.len() / classes {
+                    let score = |class: usize| data.value_f64(row * classes + class);
+                    if let Some(class) = (0..classes).find(|&class| score(class).is_nan()) {
+                        return Err(PredictError::Runtime(RuntimeError::Inference(format!(
+                            "the model scored class {class} of row {row} NaN"
+                        ))));
+                    }
+                    let best = (0..classes).fold(0, |best, class| {
+                        if score(class) > score(best) {
+                            class
+                        } else {
+                            best
+                        }
+                    });
+                    indices.push(best as f64);
+                }
+                indices
             }
         };
         indices
@@ -218,11 +226,10 @@ impl GraphBinding {
             .collect()
     }
 
-    /// Picks the prediction output from the graph outputs and checks it against its declaration.
+    /// Picks the prediction from the declared outputs and checks it against its declaration.
     fn take_prediction(&self, mut outputs: Vec<Tensor>) -> Result<Tensor, RuntimeError> {
         let spec = self.bundle.prediction_spec();
-        let position = self.output_positions[self.bundle.prediction];
-        let tensor = outputs.swap_remove(position);
+        let tensor = outputs.swap_remove(self.bundle.prediction);
         if tensor.dtype() != spec.dtype || !shape_fits(&spec.shape, tensor.shape()) {
             return Err(RuntimeError::Inference(format!(
                 "output '{}' came back as {} {}, but is declared {} {}",
@@ -244,7 +251,7 @@ impl GraphBinding {
             .decode_inputs(&sample.input, "sample.input")
             .map_err(|problem| self.bundle.error(problem))?;
         let outputs = backend
-            .run(self.to_graph_order(inputs))
+            .run(self.to_graph_order(inputs), &self.output_positions)
             .map_err(|error| self.bundle.error(format!("sample.input: {error}")))?;
         let actual = self
             .take_prediction(outputs)
@@ -413,17 +420,23 @@ fn check_spec(field: &str, spec: &TensorSpec, graph: &GraphValue, problems: &mut
 fn spawn_worker(
     name: &str,
     mut backend: impl Backend,
-    queue: usize,
+    queue: NonZeroUsize,
 ) -> std::io::Result<mpsc::Sender<Job>> {
-    let (jobs, mut receiver) = mpsc::channel::<Job>(queue.max(1));
+    let (jobs, mut receiver) = mpsc::channel::<Job>(queue.get());
     thread::Builder::new()
         .name(format!("model-{name}"))
         .spawn(move || {
             while let Some(job) = receiver.blocking_recv() {
+                if job.reply.is_closed() {
+                    continue; // the caller went away while the job waited
+                }
                 let _entered = job.span.enter();
                 // A panic in one run must not take the model down for every later request.
-                let outcome = panic::catch_unwind(AssertUnwindSafe(|| backend.run(job.inputs)))
-                    .unwrap_or_else(|_| Err(RuntimeError::Inference("the run panicked".into())));
+                let outcome =
+                    panic::catch_unwind(AssertUnwindSafe(|| backend.run(job.inputs, &job.outputs)))
+                        .unwrap_or_else(|_| {
+                            Err(RuntimeError::Inference("the run panicked".into()))
+                        });
                 // A caller that went away no longer needs the answer.
                 let _ = job.reply.send(outcome);
             }
@@ -458,5 +471,55 @@ pub fn load_all(
         Ok(models)
     } else {
         Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compare;
+    use crate::tensor::{Tensor, TensorData};
+
+    fn floats(shape: Vec<usize>, values: Vec<f32>) -> Tensor {
+        Tensor::new(shape, TensorData::Float32(values)).unwrap()
+    }
+
+    #[test]
+    fn compare_allows_the_tolerance_and_names_the_first_deviation() {
+        let expected = floats(vec![1, 3], vec![0.5, 0.25, 0.25]);
+        assert!(compare(
+            &expected,
+            &floats(vec![1, 3], vec![0.5001, 0.25, 0.2499]),
+            1e-3,
+            "p"
+        )
+        .is_ok());
+        let error = compare(
+            &expected,
+            &floats(vec![1, 3], vec![0.5, 0.35, 0.15]),
+            1e-3,
+            "p",
+        )
+        .unwrap_err();
+        assert!(
+            error.starts_with("output 'p' deviates at flat index 1: expected 0.25, got 0.34"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn compare_refuses_nan_and_other_shapes() {
+        let expected = floats(vec![1, 2], vec![0.5, 0.5]);
+        assert!(compare(
+            &expected,
+            &floats(vec![1, 2], vec![f32::NAN, 0.5]),
+            1.0,
+            "p"
+        )
+        .is_err());
+        let error = compare(&expected, &floats(vec![2, 1], vec![0.5, 0.5]), 1.0, "p").unwrap_err();
+        assert_eq!(
+            error,
+            "expected shape [1, 2] for output 'p', but the model returned shape [2, 1]"
+        );
     }
 }

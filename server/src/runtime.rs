@@ -19,6 +19,10 @@ pub enum RuntimeError {
     Model { path: String, message: String },
     #[error("ONNX Runtime failed to run the model: {0}")]
     Inference(String),
+    /// ONNX Runtime refused an input that passed the bundle's checks (say, two inputs whose
+    /// row counts differ): the caller's to fix.
+    #[error("the model refused the input: {0}")]
+    RejectedInput(String),
     #[error(
         "the model produced output '{name}' of type {type_name}, which predictor cannot return"
     )]
@@ -50,9 +54,9 @@ pub struct GraphSignature {
 /// A loaded model that runs one request at a time; owned by one worker thread.
 pub trait Backend: Send + 'static {
     fn signature(&self) -> &GraphSignature;
-    /// Runs the graph on `inputs`, given in the order of `signature().inputs`; returns every graph
-    /// output in the order of `signature().outputs`.
-    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError>;
+    /// Runs the graph on `inputs`, given in the order of `signature().inputs`; returns the graph
+    /// outputs at the indices `outputs` (of `signature().outputs`), in that order.
+    fn run(&mut self, inputs: Vec<Tensor>, outputs: &[usize]) -> Result<Vec<Tensor>, RuntimeError>;
 }
 
 /// The process-wide ONNX Runtime (the library can be loaded, and its environment built, only once).
@@ -131,7 +135,7 @@ impl Backend for OrtBackend {
         &self.signature
     }
 
-    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+    fn run(&mut self, inputs: Vec<Tensor>, outputs: &[usize]) -> Result<Vec<Tensor>, RuntimeError> {
         let values = self
             .signature
             .inputs
@@ -140,18 +144,20 @@ impl Backend for OrtBackend {
             .map(|(input, tensor)| Ok((input.name.as_str(), to_ort(tensor)?)))
             .collect::<Result<Vec<_>, ort::Error>>()
             .map_err(|e| RuntimeError::Inference(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(values)
-            .map_err(|e| RuntimeError::Inference(e.to_string()))?;
-        self.signature
-            .outputs
+        let values = self.session.run(values).map_err(|e| match e.code() {
+            ort::ErrorCode::InvalidArgument => RuntimeError::RejectedInput(e.to_string()),
+            _ => RuntimeError::Inference(e.to_string()),
+        })?;
+        // Only the wanted outputs are converted: the others may be maps or sequences, which
+        // predictor does not serve, and copying them would be wasted work.
+        outputs
             .iter()
-            .map(|output| {
-                let value = outputs.get(&output.name).ok_or_else(|| {
-                    RuntimeError::Inference(format!("no value for output '{}'", output.name))
+            .map(|&index| {
+                let name = &self.signature.outputs[index].name;
+                let value = values.get(name).ok_or_else(|| {
+                    RuntimeError::Inference(format!("no value for output '{name}'"))
                 })?;
-                from_ort(&output.name, value)
+                from_ort(name, value)
             })
             .collect()
     }

@@ -142,3 +142,54 @@ fn two_bundles_with_one_name_are_refused() {
         "{message}"
     );
 }
+
+#[test]
+fn outputs_may_be_declared_in_any_order_and_only_in_part() {
+    // The prediction is then the first declared output but the second of the graph.
+    let (_keep, path) = broken_copy(|t| {
+        let label = "[[outputs]]\nname = \"label\"\ndtype = \"int64\"\nshape = [-1]\n\n";
+        let probabilities =
+            "[[outputs]]\nname = \"probabilities\"\ndtype = \"float32\"\nshape = [-1, 3]\n\n";
+        t.replace(
+            &format!("{label}{probabilities}"),
+            &format!("{probabilities}{label}"),
+        )
+    });
+    let output = predictor(&["check", path.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let (_keep, path) = broken_copy(|t| {
+        t.replace(
+            "[[outputs]]\nname = \"label\"\ndtype = \"int64\"\nshape = [-1]\n\n",
+            "",
+        )
+    });
+    let output = predictor(&["check", path.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // With the class indices as the prediction, the sample must be compared against them.
+    let (_keep, path) =
+        broken_copy(|t| t.replace("prediction = \"probabilities\"", "prediction = \"label\""));
+    check_refuses(&path, &["sample.output: expected int64 at [0][0], received 0.9775 (expected the value of output 'label' for sample.input)"]);
+}
+
+#[test]
+fn zero_queue_or_threads_are_refused_by_the_command_line() {
+    let iris = bundle("iris-svc");
+    for flag in ["--threads", "--max-queued-requests"] {
+        let output = predictor(&["check", flag, "0", iris.to_str().unwrap()]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{flag} 0 must be a usage error"
+        );
+    }
+}

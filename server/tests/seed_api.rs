@@ -157,6 +157,17 @@ async fn concurrent_callers_each_get_their_own_rows() {
     }
 }
 
+/// A ragged body of 500 bytes whose first elements claim 20^8 values (100 GB of float32):
+/// refused without reserving them.
+fn huge_claim() -> Vec<u8> {
+    let zeros = ", 0".repeat(19);
+    let mut nested = "0".to_string();
+    for _ in 0..8 {
+        nested = format!("[{nested}{zeros}]");
+    }
+    format!("{{\"data\": {nested}}}").into_bytes()
+}
+
 /// A case name, the content type, the body, the expected status and a part of the message.
 type BadRequest = (
     &'static str,
@@ -289,6 +300,27 @@ async fn bad_input_gets_a_clear_4xx_never_a_500() {
             br#"{"data": [[1e400, 2, 3, 4]]}"#.to_vec(),
             400,
             "Failed to parse the request body as JSON",
+        ),
+        (
+            "one level too deep",
+            json_type,
+            br#"{"data": [[[1, 2, 3, 4]]]}"#.to_vec(),
+            400,
+            "expects shape [-1, 4], received shape [1, 1, 4]",
+        ),
+        (
+            "nested past the parser's limit",
+            json_type,
+            format!("{{\"data\": {}1{}}}", "[".repeat(200), "]".repeat(200)).into_bytes(),
+            400,
+            "recursion limit exceeded",
+        ),
+        (
+            "claims a huge shape",
+            json_type,
+            huge_claim(),
+            400,
+            "ragged array",
         ),
         (
             "oversized body",

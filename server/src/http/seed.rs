@@ -121,7 +121,7 @@ async fn predict(
     SelectedModel(model): SelectedModel,
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> Result<Json<Prediction<Tensor>>, ApiError> {
-    let prediction = model.predict(&request.data).await?;
+    let prediction = model.predict(request.data).await?;
     Ok(Json(Prediction { prediction }))
 }
 
@@ -129,7 +129,7 @@ async fn predict_label(
     SelectedModel(model): SelectedModel,
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> Result<Json<Prediction<Vec<String>>>, ApiError> {
-    let prediction = model.predict(&request.data).await?;
+    let prediction = model.predict(request.data).await?;
     Ok(Json(Prediction {
         prediction: model.labels_of(&prediction)?,
     }))
@@ -138,14 +138,14 @@ async fn predict_label(
 async fn predict_test(
     SelectedModel(model): SelectedModel,
 ) -> Result<Json<Prediction<Tensor>>, ApiError> {
-    let prediction = model.predict(model.sample_input()).await?;
+    let prediction = model.predict(model.sample_input().clone()).await?;
     Ok(Json(Prediction { prediction }))
 }
 
 async fn predict_test_label(
     SelectedModel(model): SelectedModel,
 ) -> Result<Json<Prediction<Vec<String>>>, ApiError> {
-    let prediction = model.predict(model.sample_input()).await?;
+    let prediction = model.predict(model.sample_input().clone()).await?;
     Ok(Json(Prediction {
         prediction: model.labels_of(&prediction)?,
     }))
