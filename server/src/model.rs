@@ -44,8 +44,6 @@ pub enum PredictError {
 
 struct Job {
     inputs: Vec<Tensor>,
-    /// Graph indices of the outputs to return.
-    outputs: Vec<usize>,
     reply: oneshot::Sender<Result<Vec<Tensor>, RuntimeError>>,
     span: Span,
 }
@@ -67,8 +65,8 @@ struct GraphBinding {
 }
 
 impl Model {
-    /// Reads nothing itself: opens `bundle`'s model, checks the bundle against the graph, runs the
-    /// sample and compares it with the expected output, then starts the worker thread.
+    /// Opens `bundle`'s model, checks the bundle against the graph, runs the sample and compares
+    /// it with the expected output, then starts the worker thread.
     pub fn load(
         bundle: Bundle,
         runtime: &OnnxRuntime,
@@ -101,12 +99,17 @@ impl Model {
             output_positions,
         };
         binding.check_sample(&mut backend)?;
-        let jobs = spawn_worker(binding.bundle.name(), backend, options.max_queued_requests)
-            .map_err(|error| {
-                binding
-                    .bundle
-                    .error(format!("cannot start the worker: {error}"))
-            })?;
+        let jobs = spawn_worker(
+            binding.bundle.name(),
+            backend,
+            binding.output_positions.clone(),
+            options.max_queued_requests,
+        )
+        .map_err(|error| {
+            binding
+                .bundle
+                .error(format!("cannot start the worker: {error}"))
+        })?;
         Ok(Model {
             binding,
             jobs,
@@ -138,7 +141,6 @@ impl Model {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             inputs: self.binding.to_graph_order(inputs),
-            outputs: self.binding.output_positions.clone(),
             reply,
             span: Span::current(),
         };
@@ -168,9 +170,14 @@ impl Model {
         &self.bundle().config.sample.input
     }
 
-    /// Maps each row of a prediction to its label.
-    pub fn labels_of(&self, prediction: &Tensor) -> Result<Vec<String>, PredictError> {
-        self.binding.labels_of(prediction)
+    /// Like [`Model::predict`], then each row's label; refused before running when the bundle
+    /// declares no labels.
+    pub async fn predict_labels(&self, data: Value) -> Result<Vec<String>, PredictError> {
+        if self.bundle().label_rule == LabelRule::None {
+            return Err(PredictError::NoLabels(self.name().to_string()));
+        }
+        let prediction = self.predict(data).await?;
+        self.binding.labels_of(&prediction)
     }
 }
 
@@ -300,8 +307,16 @@ fn compare(expected: &Tensor, actual: &Tensor, tolerance: f64, output: &str) -> 
         // NaN compares false either way: it must fail, so test for being within tolerance.
         let within = (want - got).abs() <= tolerance;
         if !within {
+            let mut position = String::new();
+            let mut rest = index;
+            for &dim in expected.shape().iter().rev() {
+                position.insert_str(0, &format!("[{}]", rest % dim));
+                rest /= dim;
+            }
             return Err(format!(
-                "output '{output}' deviates at flat index {index}: expected {want}, got {got} (tolerance {tolerance})"
+                "output '{output}' deviates at {position}: expected {}, got {} (tolerance {tolerance})",
+                expected.data().value_text(index),
+                actual.data().value_text(index)
             ));
         }
     }
@@ -417,9 +432,12 @@ fn check_spec(field: &str, spec: &TensorSpec, graph: &GraphValue, problems: &mut
     }
 }
 
+/// Starts the thread that owns `backend` and runs queued jobs in order, returning `outputs` (graph
+/// indices) for each; it ends when every sender is dropped.
 fn spawn_worker(
     name: &str,
     mut backend: impl Backend,
+    outputs: Vec<usize>,
     queue: NonZeroUsize,
 ) -> std::io::Result<mpsc::Sender<Job>> {
     let (jobs, mut receiver) = mpsc::channel::<Job>(queue.get());
@@ -433,7 +451,7 @@ fn spawn_worker(
                 let _entered = job.span.enter();
                 // A panic in one run must not take the model down for every later request.
                 let outcome =
-                    panic::catch_unwind(AssertUnwindSafe(|| backend.run(job.inputs, &job.outputs)))
+                    panic::catch_unwind(AssertUnwindSafe(|| backend.run(job.inputs, &outputs)))
                         .unwrap_or_else(|_| {
                             Err(RuntimeError::Inference("the run panicked".into()))
                         });
@@ -500,9 +518,9 @@ mod tests {
             "p",
         )
         .unwrap_err();
-        assert!(
-            error.starts_with("output 'p' deviates at flat index 1: expected 0.25, got 0.34"),
-            "{error}"
+        assert_eq!(
+            error,
+            "output 'p' deviates at [0][1]: expected 0.25, got 0.35 (tolerance 0.001)"
         );
     }
 

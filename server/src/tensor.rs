@@ -146,6 +146,11 @@ impl TensorData {
         }
     }
 
+    /// Element `index` printed in its own type (a float32 as `0.35`, not its f64 widening).
+    pub fn value_text(&self, index: usize) -> String {
+        with_data!(self, v => v[index].to_string())
+    }
+
     /// Appends one JSON leaf converted to this storage's dtype.
     fn push_json(&mut self, value: &Value) -> Result<(), LeafError> {
         fn integer<T: TryFrom<i64> + TryFrom<u64>>(value: &Value) -> Result<T, LeafError> {

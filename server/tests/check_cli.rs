@@ -77,7 +77,13 @@ fn wrong_names_are_named() {
 #[test]
 fn wrong_sample_is_named() {
     let (_keep, path) = broken_copy(|t| t.replace("[[0.9775, 0.014353", "[[0.5, 0.014353"));
-    check_refuses(&path, &["sample.output: output 'probabilities' deviates at flat index 0: expected 0.5, got 0.977", "tolerance 0.0001"]);
+    check_refuses(
+        &path,
+        &[
+            "sample.output: output 'probabilities' deviates at [0][0]: expected 0.5, got 0.9774",
+            "tolerance 0.0001",
+        ],
+    );
     let (_keep, path) = broken_copy(|t| t.replace("input = [[5.1, 3.5, 1.4, 0.2], ", "input = ["));
     check_refuses(&path, &["sample.output: expected shape [3, 3] for output 'probabilities', but the model returned shape [2, 3]"]);
     let (_keep, path) =

@@ -356,3 +356,32 @@ async fn bad_input_gets_a_clear_4xx_never_a_500() {
     // After all that, the server still answers.
     assert_eq!(server.get("/predict/test/label").await.0, 200);
 }
+
+#[tokio::test]
+async fn a_model_without_labels_says_so_on_its_label_routes() {
+    let folder = tempfile::tempdir().unwrap();
+    let source = bundle("iris-svc");
+    std::fs::copy(source.join("model.onnx"), folder.path().join("model.onnx")).unwrap();
+    let text = std::fs::read_to_string(source.join("predictor.toml")).unwrap();
+    let unlabelled = text.replace("labels = [\"setosa\", \"versicolor\", \"virginica\"]\n", "");
+    assert_ne!(unlabelled, text);
+    std::fs::write(folder.path().join("predictor.toml"), unlabelled).unwrap();
+
+    let server = Server::start(&[folder.path()]);
+    assert_eq!(server.get("/label").await, (200, json!({"labels": []})));
+    let (status, body) = server
+        .post_json("/predict/label", &json!({"data": [SETOSA]}))
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (404, "model 'iris-svc' declares no labels")
+    );
+    assert_eq!(server.get("/predict/test/label").await.0, 404);
+    assert_eq!(
+        server
+            .post_json("/predict", &json!({"data": [SETOSA]}))
+            .await
+            .0,
+        200
+    );
+}

@@ -129,10 +129,8 @@ async fn predict_label(
     SelectedModel(model): SelectedModel,
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> Result<Json<Prediction<Vec<String>>>, ApiError> {
-    let prediction = model.predict(request.data).await?;
-    Ok(Json(Prediction {
-        prediction: model.labels_of(&prediction)?,
-    }))
+    let prediction = model.predict_labels(request.data).await?;
+    Ok(Json(Prediction { prediction }))
 }
 
 async fn predict_test(
@@ -145,8 +143,6 @@ async fn predict_test(
 async fn predict_test_label(
     SelectedModel(model): SelectedModel,
 ) -> Result<Json<Prediction<Vec<String>>>, ApiError> {
-    let prediction = model.predict(model.sample_input().clone()).await?;
-    Ok(Json(Prediction {
-        prediction: model.labels_of(&prediction)?,
-    }))
+    let prediction = model.predict_labels(model.sample_input().clone()).await?;
+    Ok(Json(Prediction { prediction }))
 }
