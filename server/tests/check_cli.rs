@@ -3,22 +3,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{bundle, predictor};
-
-/// A copy of `models/iris-svc` with its predictor.toml edited by `edit`.
-fn broken_copy(edit: impl Fn(String) -> String) -> (tempfile::TempDir, PathBuf) {
-    let folder = tempfile::tempdir().unwrap();
-    let source = bundle("iris-svc");
-    std::fs::copy(source.join("model.onnx"), folder.path().join("model.onnx")).unwrap();
-    let text = std::fs::read_to_string(source.join("predictor.toml")).unwrap();
-    let edited = edit(text.clone());
-    assert_ne!(edited, text, "the edit must change something");
-    std::fs::write(folder.path().join("predictor.toml"), edited).unwrap();
-    let path = folder.path().to_path_buf();
-    (folder, path)
-}
+use common::{bundle, edited_copy as broken_copy, predictor};
 
 fn refused(args: &[&str]) -> String {
     let output = predictor(args);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bundle, Server};
+use common::{bundle, edited_copy, Server};
 use serde_json::{json, Value};
 
 const SETOSA: [f64; 4] = [5.1, 3.5, 1.4, 0.2];
@@ -359,15 +359,9 @@ async fn bad_input_gets_a_clear_4xx_never_a_500() {
 
 #[tokio::test]
 async fn a_model_without_labels_says_so_on_its_label_routes() {
-    let folder = tempfile::tempdir().unwrap();
-    let source = bundle("iris-svc");
-    std::fs::copy(source.join("model.onnx"), folder.path().join("model.onnx")).unwrap();
-    let text = std::fs::read_to_string(source.join("predictor.toml")).unwrap();
-    let unlabelled = text.replace("labels = [\"setosa\", \"versicolor\", \"virginica\"]\n", "");
-    assert_ne!(unlabelled, text);
-    std::fs::write(folder.path().join("predictor.toml"), unlabelled).unwrap();
-
-    let server = Server::start(&[folder.path()]);
+    let (_keep, unlabelled) =
+        edited_copy(|t| t.replace("labels = [\"setosa\", \"versicolor\", \"virginica\"]\n", ""));
+    let server = Server::start(&[&unlabelled]);
     assert_eq!(server.get("/label").await, (200, json!({"labels": []})));
     let (status, body) = server
         .post_json("/predict/label", &json!({"data": [SETOSA]}))

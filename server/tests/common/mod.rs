@@ -37,6 +37,20 @@ pub fn bundle(name: &str) -> PathBuf {
     repo_root().join("models").join(name)
 }
 
+/// A copy of `models/iris-svc` in a temporary folder, its predictor.toml changed by `edit`
+/// (which must change something). Keep the `TempDir` alive while the path is used.
+pub fn edited_copy(edit: impl Fn(String) -> String) -> (tempfile::TempDir, PathBuf) {
+    let folder = tempfile::tempdir().unwrap();
+    let source = bundle("iris-svc");
+    std::fs::copy(source.join("model.onnx"), folder.path().join("model.onnx")).unwrap();
+    let text = std::fs::read_to_string(source.join("predictor.toml")).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit must change something");
+    std::fs::write(folder.path().join("predictor.toml"), edited).unwrap();
+    let path = folder.path().to_path_buf();
+    (folder, path)
+}
+
 /// `predictor ARGS...`, run to completion.
 pub fn predictor(args: &[&str]) -> Output {
     Command::new(BINARY).args(args).output().unwrap()
