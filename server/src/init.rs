@@ -63,17 +63,13 @@ pub fn scaffold(
             })
             .collect()
     };
-    if let Some(unsupported) = signature
-        .inputs
-        .iter()
-        .find(|v| matches!(v.kind, GraphValueKind::Unsupported(_)))
-    {
-        let GraphValueKind::Unsupported(type_name) = &unsupported.kind else {
-            unreachable!()
-        };
+    if let Some((name, type_name)) = signature.inputs.iter().find_map(|v| match &v.kind {
+        GraphValueKind::Unsupported(type_name) => Some((&v.name, type_name)),
+        GraphValueKind::Tensor { .. } => None,
+    }) {
         return Err(InitError::UnsupportedInput {
             model: model.display().to_string(),
-            name: unsupported.name.clone(),
+            name: name.clone(),
             type_name: type_name.clone(),
         });
     }
