@@ -4,13 +4,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use predictor::bundle::{BundleError, FILE_NAME};
-use predictor::http::{self, HttpOptions, Registry};
+use predictor::grpc;
+use predictor::http::{self, HttpOptions};
 use predictor::logging::{self, LogFormat};
 use predictor::model::{self, LoadOptions};
+use predictor::registry::Registry;
 use predictor::runtime::OnnxRuntime;
 
 #[derive(Parser)]
@@ -67,12 +72,16 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "PREDICTOR_ADDRESS", default_value = "127.0.0.1")]
     address: IpAddr,
-    /// Port to listen on; 0 picks a free one (the log says which).
+    /// HTTP port (the seed REST API and the Open Inference Protocol v2 over REST); 0 picks a free
+    /// one (the log says which).
     #[arg(long, env = "PREDICTOR_PORT", default_value_t = 8080)]
     port: u16,
+    /// gRPC port (the Open Inference Protocol v2 over gRPC), on the same address; 0 picks a free one.
+    #[arg(long, env = "PREDICTOR_GRPC_PORT", default_value_t = 8081)]
+    grpc_port: u16,
     #[command(flatten)]
     load: LoadArgs,
-    /// Largest request body accepted, in bytes.
+    /// Largest request body (or gRPC message) accepted, in bytes.
     #[arg(long, env = "PREDICTOR_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     max_body_bytes: usize,
 }
@@ -182,18 +191,58 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
             "model ready"
         );
     }
+    let registry = Arc::new(Registry::new(models));
     let router = http::router(
-        Registry::new(models),
+        registry.clone(),
         &HttpOptions {
             max_body_bytes: args.max_body_bytes,
         },
     );
-    let address = SocketAddr::new(args.address, args.port);
-    tokio::runtime::Builder::new_multi_thread()
+    let reactor = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .and_then(|reactor| reactor.block_on(http::serve(router, address, shutdown_signal())))
-        .map_err(|error| format!("cannot serve on {address}: {error}"))?;
+        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    reactor.block_on(async {
+        let bind = |port| async move {
+            let address = SocketAddr::new(args.address, port);
+            TcpListener::bind(address)
+                .await
+                .map_err(|error| format!("cannot listen on {address}: {error}"))
+        };
+        let http_listener = bind(args.port).await?;
+        let grpc_listener = bind(args.grpc_port).await?;
+        tracing::info!(
+            address = %http_listener.local_addr().map_err(|e| e.to_string())?,
+            grpc_address = %grpc_listener.local_addr().map_err(|e| e.to_string())?,
+            "listening"
+        );
+        let stopping = CancellationToken::new();
+        tokio::spawn({
+            let (registry, stopping) = (registry.clone(), stopping.clone());
+            async move {
+                shutdown_signal().await;
+                // Not ready from now on, while requests in flight finish.
+                registry.begin_shutdown();
+                stopping.cancel();
+            }
+        });
+        let http = async {
+            http::serve(router, http_listener, stopping.clone().cancelled_owned())
+                .await
+                .map_err(|error| format!("HTTP server failed: {error}"))
+        };
+        let grpc = async {
+            grpc::serve(
+                registry.clone(),
+                grpc_listener,
+                args.max_body_bytes,
+                stopping.clone().cancelled_owned(),
+            )
+            .await
+            .map_err(|error| format!("gRPC server failed: {error}"))
+        };
+        tokio::try_join!(http, grpc).map(|_| ())
+    })?;
     tracing::info!("stopped");
     Ok(())
 }

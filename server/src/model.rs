@@ -138,6 +138,14 @@ impl Model {
             .map_err(PredictError::InvalidInput)?;
         // The JSON tree is several times the size of its tensors: free it before waiting.
         drop(data);
+        let mut outputs = self.infer(inputs).await?;
+        Ok(outputs.swap_remove(self.bundle().prediction))
+    }
+
+    /// Runs the model on one tensor per declared input, in declaration order, whose dtypes and
+    /// shapes the caller has checked against the declarations; returns every declared output in
+    /// declaration order.
+    pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PredictError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             inputs: self.binding.to_graph_order(inputs),
@@ -160,9 +168,8 @@ impl Model {
                 RuntimeError::RejectedInput(message) => PredictError::InvalidInput(message),
                 other => PredictError::Runtime(other),
             })?;
-        self.binding
-            .take_prediction(outputs)
-            .map_err(PredictError::from)
+        self.binding.check_outputs(&outputs)?;
+        Ok(outputs)
     }
 
     /// The sample's own input, as a request would send it.
@@ -233,21 +240,22 @@ impl GraphBinding {
             .collect()
     }
 
-    /// Picks the prediction from the declared outputs and checks it against its declaration.
-    fn take_prediction(&self, mut outputs: Vec<Tensor>) -> Result<Tensor, RuntimeError> {
-        let spec = self.bundle.prediction_spec();
-        let tensor = outputs.swap_remove(self.bundle.prediction);
-        if tensor.dtype() != spec.dtype || !shape_fits(&spec.shape, tensor.shape()) {
-            return Err(RuntimeError::Inference(format!(
-                "output '{}' came back as {} {}, but is declared {} {}",
-                spec.name,
-                tensor.dtype(),
-                ShapeText(tensor.shape()),
-                spec.dtype,
-                ShapeText(&spec.shape)
-            )));
+    /// Checks each output the model returned against its declaration: what the server promises
+    /// its callers (and the protocol's metadata) must hold.
+    fn check_outputs(&self, outputs: &[Tensor]) -> Result<(), RuntimeError> {
+        for (spec, tensor) in self.bundle.config.outputs.iter().zip(outputs) {
+            if tensor.dtype() != spec.dtype || !shape_fits(&spec.shape, tensor.shape()) {
+                return Err(RuntimeError::Inference(format!(
+                    "output '{}' came back as {} {}, but is declared {} {}",
+                    spec.name,
+                    tensor.dtype(),
+                    ShapeText(tensor.shape()),
+                    spec.dtype,
+                    ShapeText(&spec.shape)
+                )));
+            }
         }
-        Ok(tensor)
+        Ok(())
     }
 
     /// Runs `[sample] input` and compares the prediction with `[sample] output`.
@@ -260,9 +268,12 @@ impl GraphBinding {
         let outputs = backend
             .run(self.to_graph_order(inputs), &self.output_positions)
             .map_err(|error| self.bundle.error(format!("sample.input: {error}")))?;
-        let actual = self
-            .take_prediction(outputs)
+        self.check_outputs(&outputs)
             .map_err(|error| self.bundle.error(format!("sample: {error}")))?;
+        let actual = outputs
+            .into_iter()
+            .nth(self.bundle.prediction)
+            .expect("one tensor per declared output");
         let spec = self.bundle.prediction_spec();
         let expected = Tensor::from_json(&sample.output, spec.dtype).map_err(|error| {
             self.bundle.error(format!(

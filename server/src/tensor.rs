@@ -44,6 +44,52 @@ impl DType {
     pub fn is_float(self) -> bool {
         matches!(self, DType::Float32 | DType::Float64)
     }
+
+    /// Every dtype, for lookups by name.
+    pub const ALL: [DType; 11] = [
+        DType::Bool,
+        DType::Int8,
+        DType::Int16,
+        DType::Int32,
+        DType::Int64,
+        DType::Uint8,
+        DType::Uint16,
+        DType::Uint32,
+        DType::Uint64,
+        DType::Float32,
+        DType::Float64,
+    ];
+
+    /// The Open Inference Protocol's name for this element type.
+    pub fn v2_name(self) -> &'static str {
+        match self {
+            DType::Bool => "BOOL",
+            DType::Int8 => "INT8",
+            DType::Int16 => "INT16",
+            DType::Int32 => "INT32",
+            DType::Int64 => "INT64",
+            DType::Uint8 => "UINT8",
+            DType::Uint16 => "UINT16",
+            DType::Uint32 => "UINT32",
+            DType::Uint64 => "UINT64",
+            DType::Float32 => "FP32",
+            DType::Float64 => "FP64",
+        }
+    }
+
+    pub fn from_v2_name(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|dtype| dtype.v2_name() == name)
+    }
+
+    /// Bytes per element in the binary (raw) encoding; a bool is one byte.
+    pub fn size(self) -> usize {
+        match self {
+            DType::Bool | DType::Int8 | DType::Uint8 => 1,
+            DType::Int16 | DType::Uint16 => 2,
+            DType::Int32 | DType::Uint32 | DType::Float32 => 4,
+            DType::Int64 | DType::Uint64 | DType::Float64 => 8,
+        }
+    }
 }
 
 impl fmt::Display for DType {
@@ -151,6 +197,119 @@ impl TensorData {
         with_data!(self, v => v[index].to_string())
     }
 
+    /// Decodes elements stored little-endian, row-major, without padding (the binary encoding of
+    /// the Open Inference Protocol); a bool is one byte, 0 or 1.
+    pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Result<TensorData, String> {
+        if !bytes.len().is_multiple_of(dtype.size()) {
+            return Err(format!(
+                "{} bytes are not a whole number of {dtype} elements ({} bytes each)",
+                bytes.len(),
+                dtype.size()
+            ));
+        }
+        macro_rules! numbers {
+            ($variant:ident, $t:ty) => {
+                TensorData::$variant(
+                    bytes
+                        .chunks_exact(std::mem::size_of::<$t>())
+                        .map(|chunk| <$t>::from_le_bytes(chunk.try_into().expect("exact chunk")))
+                        .collect(),
+                )
+            };
+        }
+        Ok(match dtype {
+            DType::Bool => TensorData::Bool(
+                bytes
+                    .iter()
+                    .enumerate()
+                    .map(|(index, &byte)| match byte {
+                        0 => Ok(false),
+                        1 => Ok(true),
+                        other => Err(format!(
+                            "element {index} is the byte {other}; a bool must be 0 or 1"
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            DType::Int8 => numbers!(Int8, i8),
+            DType::Int16 => numbers!(Int16, i16),
+            DType::Int32 => numbers!(Int32, i32),
+            DType::Int64 => numbers!(Int64, i64),
+            DType::Uint8 => TensorData::Uint8(bytes.to_vec()),
+            DType::Uint16 => numbers!(Uint16, u16),
+            DType::Uint32 => numbers!(Uint32, u32),
+            DType::Uint64 => numbers!(Uint64, u64),
+            DType::Float32 => numbers!(Float32, f32),
+            DType::Float64 => numbers!(Float64, f64),
+        })
+    }
+
+    /// Appends the elements little-endian, row-major, without padding (see [`Self::from_le_bytes`]).
+    pub fn write_le_bytes(&self, out: &mut Vec<u8>) {
+        out.reserve(self.len() * self.dtype().size());
+        match self {
+            TensorData::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+            TensorData::Uint8(v) => out.extend_from_slice(v),
+            TensorData::Int8(v) => out.extend(v.iter().map(|&x| x as u8)),
+            TensorData::Int16(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::Int32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::Int64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::Uint16(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::Uint32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::Uint64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::Float32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::Float64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+        }
+    }
+
+    /// Decodes the JSON leaves of `value` in order, whatever its nesting (the Open Inference
+    /// Protocol accepts tensor data flat or nested, row-major), expecting exactly `count` of them.
+    /// Errors name the leaf by its flat index.
+    pub fn from_json_leaves(
+        value: &Value,
+        dtype: DType,
+        count: usize,
+    ) -> Result<Self, TensorError> {
+        fn walk(
+            value: &Value,
+            count: usize,
+            seen: &mut usize,
+            out: &mut TensorData,
+        ) -> Result<(), TensorError> {
+            match value {
+                Value::Array(items) => items
+                    .iter()
+                    .try_for_each(|item| walk(item, count, seen, out)),
+                leaf => {
+                    let index = *seen;
+                    *seen += 1;
+                    // Counting on past `count` would only grow memory for an answer already known.
+                    if index >= count {
+                        return Ok(());
+                    }
+                    out.push_json(leaf)
+                        .map_err(|error| error.at(&[index], out.dtype()))
+                }
+            }
+        }
+        if !value.is_array() {
+            return Err(TensorError::NotAnArray {
+                dtype,
+                received: kind_of(value),
+            });
+        }
+        let mut data = TensorData::with_capacity(dtype, count.min(1 << 16));
+        let mut seen = 0;
+        walk(value, count, &mut seen, &mut data)?;
+        if seen != count {
+            return Err(TensorError::LeafCount {
+                expected: count,
+                received: seen,
+            });
+        }
+        Ok(data)
+    }
+
     /// Appends one JSON leaf converted to this storage's dtype.
     fn push_json(&mut self, value: &Value) -> Result<(), LeafError> {
         fn integer<T: TryFrom<i64> + TryFrom<u64>>(value: &Value) -> Result<T, LeafError> {
@@ -240,12 +399,37 @@ pub enum TensorError {
     TooLarge,
     #[error("{len} elements do not fill shape {shape:?}")]
     ElementCount { shape: Vec<usize>, len: usize },
+    #[error("expected {expected} values for the shape, received {received}")]
+    LeafCount { expected: usize, received: usize },
 }
 
 enum LeafError {
     WrongType(&'static str),
     NotAnInteger(String),
     OutOfRange(String),
+}
+
+impl LeafError {
+    /// The error for this leaf, at index path `at`, in a tensor of `dtype`.
+    fn at(self, at: &[usize], dtype: DType) -> TensorError {
+        match self {
+            LeafError::WrongType(received) => TensorError::WrongType {
+                at: at.to_vec(),
+                dtype,
+                received: received.to_string(),
+            },
+            LeafError::NotAnInteger(number) => TensorError::WrongType {
+                at: at.to_vec(),
+                dtype,
+                received: number,
+            },
+            LeafError::OutOfRange(number) => TensorError::OutOfRange {
+                at: at.to_vec(),
+                dtype,
+                value: number,
+            },
+        }
+    }
 }
 
 /// Formats an index path as `[1][2]`, or `the top level` when empty.
@@ -337,23 +521,9 @@ fn flatten(
 ) -> Result<(), TensorError> {
     let depth = at.len();
     let Some(&expected) = shape.get(depth) else {
-        return out.push_json(value).map_err(|error| match error {
-            LeafError::WrongType(received) => TensorError::WrongType {
-                at: at.clone(),
-                dtype: out.dtype(),
-                received: received.to_string(),
-            },
-            LeafError::NotAnInteger(number) => TensorError::WrongType {
-                at: at.clone(),
-                dtype: out.dtype(),
-                received: number,
-            },
-            LeafError::OutOfRange(number) => TensorError::OutOfRange {
-                at: at.clone(),
-                dtype: out.dtype(),
-                value: number,
-            },
-        });
+        return out
+            .push_json(value)
+            .map_err(|error| error.at(at, out.dtype()));
     };
     match value {
         Value::Array(items) if items.is_empty() => Err(TensorError::Empty { at: at.clone() }),
@@ -392,6 +562,15 @@ pub fn shape_fits(declared: &[i64], actual: &[usize]) -> bool {
 impl Serialize for Tensor {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         with_data!(&self.data, v => Nested { dims: &self.shape, data: v }.serialize(serializer))
+    }
+}
+
+/// Serializes tensor data as one flat JSON array, as the Open Inference Protocol returns it.
+pub struct Flat<'a>(pub &'a TensorData);
+
+impl Serialize for Flat<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        with_data!(self.0, v => serializer.collect_seq(v.iter()))
     }
 }
 

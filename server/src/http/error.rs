@@ -1,13 +1,14 @@
 //! The one error type every HTTP handler returns: a status and `{"error": "..."}`, whatever the
 //! layer it came from. Internal details are logged, not returned.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
 use crate::model::PredictError;
+use crate::oip::InferError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -63,20 +64,42 @@ impl From<PredictError> for ApiError {
     }
 }
 
+impl From<InferError> for ApiError {
+    fn from(error: InferError) -> Self {
+        match error {
+            InferError::NotFound(message) => ApiError::not_found(message),
+            InferError::Predict(error) => error.into(),
+        }
+    }
+}
+
 /// Malformed JSON, a wrong content type or an oversized body: axum's own message, our body shape.
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        match rejection.status() {
+        ApiError::rejected(rejection.status(), rejection.body_text())
+    }
+}
+
+/// A body that could not be read (too large, or cut off).
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        ApiError::rejected(rejection.status(), rejection.body_text())
+    }
+}
+
+impl ApiError {
+    fn rejected(status: StatusCode, text: String) -> Self {
+        match status {
             // A body that parses as JSON but not as the request (a missing or unknown field) is as
             // much a bad request as one that does not parse.
             StatusCode::UNPROCESSABLE_ENTITY => {
-                ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text())
+                ApiError::new(StatusCode::BAD_REQUEST, text)
             }
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the request body is larger than this server accepts (its --max-body-bytes); send fewer rows per request",
             ),
-            status => ApiError::new(status, rejection.body_text()),
+            status => ApiError::new(status, text),
         }
     }
 }

@@ -2,9 +2,9 @@
 
 mod error;
 mod seed;
+mod v2;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -20,44 +20,7 @@ use tracing::Level;
 pub use error::ApiError;
 
 use crate::model::Model;
-
-/// The models one process serves, in the order given on the command line.
-pub struct Registry {
-    models: Vec<Arc<Model>>,
-}
-
-impl Registry {
-    pub fn new(models: Vec<Model>) -> Self {
-        Registry {
-            models: models.into_iter().map(Arc::new).collect(),
-        }
-    }
-
-    pub fn models(&self) -> &[Arc<Model>] {
-        &self.models
-    }
-
-    fn names(&self) -> String {
-        self.models
-            .iter()
-            .map(|m| format!("'{}'", m.name()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    fn find(&self, name: &str) -> Result<Arc<Model>, ApiError> {
-        self.models
-            .iter()
-            .find(|m| m.name() == name)
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "unknown model '{name}'; this server has {}",
-                    self.names()
-                ))
-            })
-    }
-}
+use crate::registry::Registry;
 
 /// Deployment settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -79,7 +42,7 @@ impl FromRequestParts<AppState> for SelectedModel {
             .await
             .map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
         if let Some((_, name)) = params.iter().find(|(key, _)| *key == "model") {
-            return state.find(name).map(SelectedModel);
+            return find_model(state, name).map(SelectedModel);
         }
         match state.models() {
             [only] => Ok(SelectedModel(only.clone())),
@@ -90,6 +53,13 @@ impl FromRequestParts<AppState> for SelectedModel {
             ))),
         }
     }
+}
+
+fn find_model(registry: &Registry, name: &str) -> Result<Arc<Model>, ApiError> {
+    registry
+        .find(name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(registry.unknown_model(name)))
 }
 
 /// `axum::Json` whose rejections (malformed JSON, wrong content type, too large) answer in the
@@ -110,7 +80,7 @@ where
 }
 
 /// Every route of the server.
-pub fn router(registry: Registry, options: &HttpOptions) -> Router {
+pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
     let per_model = seed::routes();
     Router::new()
         .route("/health", get(seed::health))
@@ -118,6 +88,7 @@ pub fn router(registry: Registry, options: &HttpOptions) -> Router {
         .route("/models/{model}/health", get(seed::model_health))
         .merge(per_model.clone())
         .nest("/models/{model}", per_model)
+        .merge(v2::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
@@ -126,7 +97,7 @@ pub fn router(registry: Registry, options: &HttpOptions) -> Router {
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .with_state(Arc::new(registry))
+        .with_state(registry)
 }
 
 async fn not_found(uri: Uri) -> ApiError {
@@ -140,15 +111,12 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-/// Binds `address` and serves until `shutdown` completes, then lets in-flight requests finish.
+/// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
 pub async fn serve(
     router: Router,
-    address: SocketAddr,
+    listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = TcpListener::bind(address).await?;
-    let bound = listener.local_addr()?;
-    tracing::info!(address = %bound, "listening");
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

@@ -2,6 +2,7 @@
 //! `/models/{name}` always.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -41,13 +42,25 @@ pub struct Health {
 }
 
 /// Every model is loaded and passed its sample before the server listens, so a server that
-/// answers is ready.
-pub async fn health() -> Json<Health> {
-    Json(Health { status: "ok" })
+/// answers is ready, until shutdown begins.
+pub async fn health(State(registry): State<AppState>) -> (StatusCode, Json<Health>) {
+    if registry.is_ready() {
+        (StatusCode::OK, Json(Health { status: "ok" }))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "shutting down",
+            }),
+        )
+    }
 }
 
-pub async fn model_health(SelectedModel(_): SelectedModel) -> Json<Health> {
-    Json(Health { status: "ok" })
+pub async fn model_health(
+    state: State<AppState>,
+    SelectedModel(_): SelectedModel,
+) -> (StatusCode, Json<Health>) {
+    health(state).await
 }
 
 #[derive(Serialize)]

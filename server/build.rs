@@ -1,0 +1,11 @@
+//! Generates the gRPC service of the Open Inference Protocol from proto/inference.proto with
+//! protox, a protobuf compiler in Rust: no `protoc` binary and no network at build time.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto/inference.proto");
+    let descriptors = protox::compile(["proto/inference.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

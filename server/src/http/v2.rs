@@ -1,0 +1,324 @@
+//! The Open Inference Protocol v2 over REST (KServe v2), with Triton's binary tensor data
+//! extension: inputs and outputs may travel as raw bytes after the JSON header of the body.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, RawPathParams, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{ApiError, AppState};
+use crate::model::Model;
+use crate::oip::{self, OutputChoice, RequestInputs};
+use crate::tensor::{Flat, Tensor, TensorData};
+
+/// The header giving the length of the JSON part of a body that carries binary tensors.
+const HEADER_LENGTH: &str = "inference-header-content-length";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}", get(model_metadata))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(model_ready),
+        )
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer))
+}
+
+/// The model named by the `{model}` (and optional `{version}`) path segments.
+struct V2Model(Arc<Model>);
+
+impl FromRequestParts<AppState> for V2Model {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+        let param = |key: &str| params.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+        let name = param("model").unwrap_or_default();
+        Ok(V2Model(oip::find_model(state, name, param("version"))?))
+    }
+}
+
+/// Health answers carry no body: the status says it (200 true, 400 false, as the protocol says).
+fn health(ok: bool) -> StatusCode {
+    if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
+async fn live() -> StatusCode {
+    health(true)
+}
+
+async fn ready(State(registry): State<AppState>) -> StatusCode {
+    health(registry.is_ready())
+}
+
+async fn model_ready(State(registry): State<AppState>, _: V2Model) -> StatusCode {
+    health(registry.is_ready())
+}
+
+#[derive(Serialize)]
+struct ServerMetadata {
+    name: &'static str,
+    version: &'static str,
+    extensions: &'static [&'static str],
+}
+
+async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: oip::SERVER_NAME,
+        version: oip::SERVER_VERSION,
+        extensions: oip::EXTENSIONS,
+    })
+}
+
+async fn model_metadata(V2Model(model): V2Model) -> Response {
+    Json(oip::model_metadata(&model)).into_response()
+}
+
+#[derive(Deserialize)]
+struct InferRequest {
+    id: Option<String>,
+    parameters: Option<Map<String, Value>>,
+    inputs: Vec<RequestInput>,
+    outputs: Option<Vec<RequestOutput>>,
+}
+
+#[derive(Deserialize)]
+struct RequestInput {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    parameters: Option<Map<String, Value>>,
+    data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RequestOutput {
+    name: String,
+    parameters: Option<Map<String, Value>>,
+}
+
+#[derive(Serialize)]
+struct InferResponse<'a> {
+    model_name: &'a str,
+    model_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    outputs: Vec<ResponseOutput<'a>>,
+}
+
+#[derive(Serialize)]
+struct ResponseOutput<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [usize],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinarySize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Flat<'a>>,
+}
+
+#[derive(Serialize)]
+struct BinarySize {
+    binary_data_size: usize,
+}
+
+fn bad_request(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+/// A parameter of `parameters` (absent, or of the type `read` accepts).
+fn parameter<T>(
+    parameters: &Option<Map<String, Value>>,
+    key: &str,
+    owner: &str,
+    read: fn(&Value) -> Option<T>,
+    kind: &str,
+) -> Result<Option<T>, ApiError> {
+    let Some(value) = parameters.as_ref().and_then(|p| p.get(key)) else {
+        return Ok(None);
+    };
+    read(value).map(Some).ok_or_else(|| {
+        bad_request(format!(
+            "{owner}: parameter '{key}' must be {kind}, received {value}"
+        ))
+    })
+}
+
+async fn infer(
+    V2Model(model): V2Model,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body?;
+    let json_length = match headers.get(HEADER_LENGTH) {
+        None => body.len(),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse::<usize>().ok())
+            .filter(|&length| length <= body.len())
+            .ok_or_else(|| {
+                bad_request(format!(
+                    "the Inference-Header-Content-Length header must be the length of the JSON part of the body, at most {} bytes; received {value:?}",
+                    body.len()
+                ))
+            })?,
+    };
+    let request: InferRequest = serde_json::from_slice(&body[..json_length]).map_err(|error| {
+        bad_request(format!(
+            "the body is not an inference request of the protocol: {error}"
+        ))
+    })?;
+    let mut binary = body.slice(json_length..);
+    let mut inputs = RequestInputs::new(&model);
+    for input in &request.inputs {
+        let owner = format!("input '{}'", input.name);
+        let slot = inputs.slot(&input.name, &input.datatype, &input.shape)?;
+        let size = parameter(
+            &input.parameters,
+            "binary_data_size",
+            &owner,
+            Value::as_u64,
+            "a byte count",
+        )?;
+        let data = match (size, &input.data) {
+            (Some(_), Some(_)) => {
+                return Err(bad_request(format!(
+                    "{owner} has both 'data' and the 'binary_data_size' parameter; send one"
+                )))
+            }
+            (Some(size), None) => {
+                let size = usize::try_from(size).unwrap_or(usize::MAX);
+                if size > binary.len() {
+                    return Err(bad_request(format!(
+                        "{owner} announces {size} bytes of binary data, but only {} bytes follow the JSON header (is the Inference-Header-Content-Length header set?)",
+                        binary.len()
+                    )));
+                }
+                inputs.decode_raw(&slot, &binary.split_to(size))?
+            }
+            (None, Some(data)) => TensorData::from_json_leaves(data, slot.dtype, slot.count)
+                .map_err(|error| bad_request(format!("{owner}: {error}")))?,
+            (None, None) => {
+                return Err(bad_request(format!(
+                    "{owner} has no data: give 'data', or the 'binary_data_size' parameter and the bytes after the JSON"
+                )))
+            }
+        };
+        inputs.fill(slot, data)?;
+    }
+    if !binary.is_empty() {
+        return Err(bad_request(format!(
+            "{} bytes follow the inputs' binary data; the 'binary_data_size' parameters must add up to the bytes after the JSON header",
+            binary.len()
+        )));
+    }
+    let binary_default = parameter(
+        &request.parameters,
+        "binary_data_output",
+        "the request",
+        Value::as_bool,
+        "true or false",
+    )?
+    .unwrap_or(false);
+    let mut requested = Vec::new();
+    for output in request.outputs.iter().flatten() {
+        let owner = format!("output '{}'", output.name);
+        let parameters = output.parameters.as_ref();
+        if parameters.is_some_and(|p| p.contains_key("classification")) {
+            return Err(bad_request(format!(
+                "{owner}: the classification extension is not served; ask for the output itself"
+            )));
+        }
+        let binary = parameter(
+            &output.parameters,
+            "binary_data",
+            &owner,
+            Value::as_bool,
+            "true or false",
+        )?;
+        requested.push((output.name.as_str(), binary));
+    }
+    let chosen = oip::choose_outputs(&model, requested, binary_default)?;
+    let tensors = model.infer(inputs.finish()?).await?;
+    Ok(respond(&model, request.id.as_deref(), &chosen, &tensors))
+}
+
+/// The JSON response, followed by the binary outputs when any was asked for as binary data.
+fn respond(
+    model: &Model,
+    id: Option<&str>,
+    chosen: &[OutputChoice],
+    tensors: &[Tensor],
+) -> Response {
+    let specs = &model.bundle().config.outputs;
+    let mut binary = Vec::new();
+    let any_binary = chosen.iter().any(|choice| choice.binary);
+    let outputs = chosen
+        .iter()
+        .map(|choice| {
+            let tensor = &tensors[choice.index];
+            let (parameters, data) = if choice.binary {
+                let start = binary.len();
+                tensor.data().write_le_bytes(&mut binary);
+                let binary_data_size = binary.len() - start;
+                (Some(BinarySize { binary_data_size }), None)
+            } else {
+                (None, Some(Flat(tensor.data())))
+            };
+            ResponseOutput {
+                name: &specs[choice.index].name,
+                datatype: tensor.dtype().v2_name(),
+                shape: tensor.shape(),
+                parameters,
+                data,
+            }
+        })
+        .collect();
+    let response = InferResponse {
+        model_name: model.name(),
+        model_version: &model.bundle().config.version,
+        id,
+        outputs,
+    };
+    let mut body = serde_json::to_vec(&response).expect("a response of strings and numbers");
+    if !any_binary {
+        return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
+    let json_length = body.len();
+    body.extend_from_slice(&binary);
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::HeaderName::from_static(HEADER_LENGTH),
+                HeaderValue::from(json_length),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}

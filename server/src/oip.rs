@@ -1,0 +1,291 @@
+//! The Open Inference Protocol v2 (KServe v2) apart from its transport: datatype names, model
+//! metadata, and the checks that turn a request's named tensors into a model's inputs and pick the
+//! outputs it asked for. The REST routes (`http::v2`) and the gRPC service ([`crate::grpc`]) share
+//! it, so both answer the same request with the same result or the same error.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::bundle::{ShapeText, TensorSpec};
+use crate::model::{Model, PredictError};
+use crate::registry::Registry;
+use crate::tensor::{DType, Tensor, TensorData};
+
+pub const SERVER_NAME: &str = "predictor";
+pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Triton's binary tensor data extension (REST); gRPC always carries raw bytes.
+pub const EXTENSIONS: &[&str] = &["binary_tensor_data"];
+/// What Triton and KServe call a model run by ONNX Runtime.
+pub const PLATFORM: &str = "onnxruntime_onnx";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// No such model, or not in the version asked for.
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Predict(#[from] PredictError),
+}
+
+fn invalid(message: String) -> InferError {
+    InferError::Predict(PredictError::InvalidInput(message))
+}
+
+/// The model `name`, in `version` when one is given: a bundle has exactly one version.
+pub fn find_model(
+    registry: &Registry,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Arc<Model>, InferError> {
+    let model = registry
+        .find(name)
+        .ok_or_else(|| InferError::NotFound(registry.unknown_model(name)))?;
+    let served = &model.bundle().config.version;
+    match version {
+        Some(asked) if !asked.is_empty() && asked != served => Err(InferError::NotFound(format!(
+            "model '{name}' has no version '{asked}'; this server has version '{served}'"
+        ))),
+        _ => Ok(model.clone()),
+    }
+}
+
+#[derive(Serialize)]
+pub struct TensorMetadata<'a> {
+    pub name: &'a str,
+    pub datatype: &'static str,
+    /// -1 for a dimension of any size.
+    pub shape: &'a [i64],
+}
+
+#[derive(Serialize)]
+pub struct ModelMetadata<'a> {
+    pub name: &'a str,
+    pub versions: [&'a str; 1],
+    pub platform: &'static str,
+    pub inputs: Vec<TensorMetadata<'a>>,
+    pub outputs: Vec<TensorMetadata<'a>>,
+}
+
+fn describe(specs: &[TensorSpec]) -> Vec<TensorMetadata<'_>> {
+    specs
+        .iter()
+        .map(|spec| TensorMetadata {
+            name: &spec.name,
+            datatype: spec.dtype.v2_name(),
+            shape: &spec.shape,
+        })
+        .collect()
+}
+
+pub fn model_metadata(model: &Model) -> ModelMetadata<'_> {
+    let config = &model.bundle().config;
+    ModelMetadata {
+        name: model.name(),
+        versions: [&config.version],
+        platform: PLATFORM,
+        inputs: describe(&config.inputs),
+        outputs: describe(&config.outputs),
+    }
+}
+
+/// A request's input tensors, matched by name to the model's declared inputs.
+pub struct RequestInputs<'m> {
+    model: &'m Model,
+    tensors: Vec<Option<Tensor>>,
+}
+
+/// Where one request input goes, and what its data must hold.
+pub struct InputSlot {
+    index: usize,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// Elements the shape holds.
+    pub count: usize,
+}
+
+impl<'m> RequestInputs<'m> {
+    pub fn new(model: &'m Model) -> Self {
+        RequestInputs {
+            model,
+            tensors: vec![None; model.bundle().config.inputs.len()],
+        }
+    }
+
+    fn specs(&self) -> &'m [TensorSpec] {
+        &self.model.bundle().config.inputs
+    }
+
+    /// Checks an input's name, datatype and shape against the model's declaration.
+    pub fn slot(&self, name: &str, datatype: &str, shape: &[i64]) -> Result<InputSlot, InferError> {
+        let specs = self.specs();
+        let index = specs
+            .iter()
+            .position(|spec| spec.name == name)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "unknown input '{name}'; model '{}' has inputs {}",
+                    self.model.name(),
+                    quoted(specs.iter().map(|s| s.name.as_str()))
+                ))
+            })?;
+        if self.tensors[index].is_some() {
+            return Err(invalid(format!("input '{name}' is given twice")));
+        }
+        let spec = &specs[index];
+        let expected = spec.dtype.v2_name();
+        if datatype != expected {
+            let known = if DType::from_v2_name(datatype).is_some() || datatype == "FP16" {
+                ""
+            } else {
+                " (not a datatype of the protocol)"
+            };
+            return Err(invalid(format!(
+                "input '{name}' expects datatype {expected}, received {datatype}{known}"
+            )));
+        }
+        let dims: Option<Vec<usize>> = shape.iter().map(|&d| usize::try_from(d).ok()).collect();
+        let fits = |dims: &[usize]| {
+            dims.len() == spec.shape.len()
+                && spec
+                    .shape
+                    .iter()
+                    .zip(dims)
+                    .all(|(&declared, &given)| declared < 0 || declared as usize == given)
+        };
+        let dims = dims.filter(|dims| fits(dims)).ok_or_else(|| {
+            invalid(format!(
+                "input '{name}' expects shape {} (-1: any size), received {}",
+                ShapeText(&spec.shape),
+                ShapeText(shape)
+            ))
+        })?;
+        let count = dims
+            .iter()
+            .try_fold(1usize, |count, &dim| count.checked_mul(dim))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "input '{name}': shape {} holds more elements than memory can",
+                    ShapeText(shape)
+                ))
+            })?;
+        Ok(InputSlot {
+            index,
+            dtype: spec.dtype,
+            shape: dims,
+            count,
+        })
+    }
+
+    /// The name of the input a slot is for, for messages about its data.
+    pub fn name(&self, slot: &InputSlot) -> &'m str {
+        &self.specs()[slot.index].name
+    }
+
+    /// Checks that `bytes` of raw data fill the slot's shape, then decodes them.
+    pub fn decode_raw(&self, slot: &InputSlot, bytes: &[u8]) -> Result<TensorData, InferError> {
+        let name = self.name(slot);
+        let expected = slot.count.checked_mul(slot.dtype.size());
+        if expected != Some(bytes.len()) {
+            return Err(invalid(format!(
+                "input '{name}' has shape {} of {}, which takes {} bytes, but {} bytes were sent",
+                ShapeText(&slot.shape),
+                slot.dtype.v2_name(),
+                expected.map_or("more".to_string(), |n| n.to_string()),
+                bytes.len()
+            )));
+        }
+        TensorData::from_le_bytes(slot.dtype, bytes)
+            .map_err(|problem| invalid(format!("input '{name}': {problem}")))
+    }
+
+    /// Puts the data of one input in its place, once its element count is checked.
+    pub fn fill(&mut self, slot: InputSlot, data: TensorData) -> Result<(), InferError> {
+        let name = self.name(&slot);
+        if data.len() != slot.count {
+            return Err(invalid(format!(
+                "input '{name}' has shape {}, which holds {} values, but {} were sent",
+                ShapeText(&slot.shape),
+                slot.count,
+                data.len()
+            )));
+        }
+        let tensor = Tensor::new(slot.shape, data).map_err(|e| invalid(e.to_string()))?;
+        self.tensors[slot.index] = Some(tensor);
+        Ok(())
+    }
+
+    /// The tensors in declaration order, once every declared input is there.
+    pub fn finish(self) -> Result<Vec<Tensor>, InferError> {
+        let specs = self.specs();
+        let missing: Vec<&str> = specs
+            .iter()
+            .zip(&self.tensors)
+            .filter(|(_, tensor)| tensor.is_none())
+            .map(|(spec, _)| spec.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(invalid(format!(
+                "missing input {}; model '{}' needs {}",
+                quoted(missing.into_iter()),
+                self.model.name(),
+                quoted(specs.iter().map(|s| s.name.as_str()))
+            )));
+        }
+        Ok(self.tensors.into_iter().flatten().collect())
+    }
+}
+
+/// An output a request asked for: its index among the declared outputs, and whether it goes back
+/// as binary data (REST's binary extension).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutputChoice {
+    pub index: usize,
+    pub binary: bool,
+}
+
+/// The outputs named in a request, each with its binary choice (or `binary_default`), in the
+/// order asked; every declared output, in declaration order, when the request names none.
+pub fn choose_outputs<'r>(
+    model: &Model,
+    requested: impl IntoIterator<Item = (&'r str, Option<bool>)>,
+    binary_default: bool,
+) -> Result<Vec<OutputChoice>, InferError> {
+    let specs = &model.bundle().config.outputs;
+    let mut chosen: Vec<OutputChoice> = Vec::new();
+    for (name, binary) in requested {
+        let index = specs
+            .iter()
+            .position(|spec| spec.name == name)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "unknown output '{name}'; model '{}' has outputs {}",
+                    model.name(),
+                    quoted(specs.iter().map(|s| s.name.as_str()))
+                ))
+            })?;
+        if chosen.iter().any(|choice| choice.index == index) {
+            return Err(invalid(format!("output '{name}' is requested twice")));
+        }
+        chosen.push(OutputChoice {
+            index,
+            binary: binary.unwrap_or(binary_default),
+        });
+    }
+    if chosen.is_empty() {
+        chosen = (0..specs.len())
+            .map(|index| OutputChoice {
+                index,
+                binary: binary_default,
+            })
+            .collect();
+    }
+    Ok(chosen)
+}
+
+fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names
+        .map(|name| format!("'{name}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

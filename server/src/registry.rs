@@ -1,0 +1,54 @@
+//! The models one process serves and whether it is ready for them; shared by the HTTP and gRPC
+//! listeners.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::model::Model;
+
+pub struct Registry {
+    models: Vec<Arc<Model>>,
+    ready: AtomicBool,
+}
+
+impl Registry {
+    /// Every model is loaded and has passed its sample by now, so the registry starts ready.
+    pub fn new(models: Vec<Model>) -> Self {
+        Registry {
+            models: models.into_iter().map(Arc::new).collect(),
+            ready: AtomicBool::new(true),
+        }
+    }
+
+    /// The models in the order given on the command line.
+    pub fn models(&self) -> &[Arc<Model>] {
+        &self.models
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Arc<Model>> {
+        self.models.iter().find(|m| m.name() == name)
+    }
+
+    /// The message for a model this server does not have, listing those it has.
+    pub fn unknown_model(&self, name: &str) -> String {
+        format!("unknown model '{name}'; this server has {}", self.names())
+    }
+
+    pub fn names(&self) -> String {
+        self.models
+            .iter()
+            .map(|m| format!("'{}'", m.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// False from the moment shutdown begins, so that load balancers stop sending new requests
+    /// while those in flight finish.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.ready.store(false, Ordering::SeqCst);
+    }
+}
