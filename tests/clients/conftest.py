@@ -1,0 +1,54 @@
+"""Fixtures for the client tests: the real `predictor` binary serving every bundle under models/
+and the every-dtype test fixture, on free ports, with the real ONNX Runtime."""
+
+import json
+import os
+import subprocess
+import threading
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLES = sorted(p.parent for p in (REPO / "models").glob("*/predictor.toml"))
+EVERY_DTYPE = REPO / "server/tests/fixtures/every-dtype"
+
+
+def read_bundle(folder):
+    with open(folder / "predictor.toml", "rb") as file:
+        return tomllib.load(file)
+
+
+class Server:
+    """A `predictor serve` process; `http` and `grpc` are its host:port addresses."""
+
+    def __init__(self, bundles):
+        binary = os.environ.get("PREDICTOR_BINARY", str(REPO / "target/debug/predictor"))
+        self.process = subprocess.Popen(
+            [binary, "serve", "--port", "0", "--grpc-port", "0", "--log-format", "json", *map(str, bundles)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log = []
+        for line in self.process.stderr:
+            self.log.append(line)
+            event = json.loads(line) if line.startswith("{") else {}
+            if event.get("message") == "listening":
+                self.http, self.grpc = event["address"], event["grpc_address"]
+                break
+        else:
+            raise RuntimeError("the server exited before listening:\n" + "".join(self.log))
+        # Keep reading, so that a full pipe never blocks the server's logging.
+        threading.Thread(target=lambda: self.log.extend(self.process.stderr), daemon=True).start()
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def server():
+    server = Server([*BUNDLES, EVERY_DTYPE])
+    yield server
+    server.stop()

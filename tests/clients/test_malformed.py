@@ -1,0 +1,206 @@
+"""Requests no well-behaved client sends, written byte by byte over HTTP and message by message
+over gRPC: each must get a clear error (400 with {"error": ...}, or INVALID_ARGUMENT), never a
+dropped connection or a 500, and valid variants of the encodings must work."""
+
+import http.client
+import json
+import struct
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc.service_pb2 as pb
+import tritonclient.grpc.service_pb2_grpc as pb_grpc
+
+IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+def post(server, path, body, headers=None):
+    host, port = server.http.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("POST", path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    payload = response.read()
+    connection.close()
+    return response, payload
+
+
+def infer_json(server, request, path="/v2/models/iris-svc/infer"):
+    response, payload = post(server, path, json.dumps(request).encode(), {"Content-Type": "application/json"})
+    return response.status, json.loads(payload)
+
+
+def iris_input(**overrides):
+    return {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROW, **overrides}
+
+
+def binary_request(header, *blobs, length=None):
+    """A body of the binary extension: the JSON header, then the blobs."""
+    head = json.dumps(header).encode()
+    body = head + b"".join(blobs)
+    return body, {"Inference-Header-Content-Length": str(len(head) if length is None else length)}
+
+
+@pytest.mark.parametrize(
+    "request_body, message",
+    [
+        ({"inputs": [iris_input(data=[[5.1, 3.5], [1.4, 0.2]])]}, None),  # nested data is fine
+        ({"inputs": [iris_input(data=[5.1, 3.5, 1.4])]}, "expected 4 values for the shape, received 3"),
+        ({"inputs": [iris_input(data=[5.1, "3.5", 1.4, 0.2])]}, "expected float32 at [1], received a string"),
+        ({"inputs": [iris_input(data=None)]}, "has no data"),
+        ({"inputs": [iris_input(shape=[1, -4])]}, "expects shape [-1, 4]"),
+        ({"inputs": [iris_input(datatype="FLOAT32")]}, "received FLOAT32 (not a datatype of the protocol)"),
+        ({"inputs": [iris_input(parameters={"binary_data_size": 16})]}, "both 'data' and the 'binary_data_size'"),
+        ({"inputs": [iris_input()], "parameters": {"binary_data_output": "yes"}}, "must be true or false"),
+        ({"inputs": [iris_input()], "outputs": [{"name": "label", "parameters": {"classification": 2}}]}, "classification extension"),
+        ({"inputs": [iris_input()], "outputs": [{"name": "label"}, {"name": "label"}]}, "requested twice"),
+        ({"inputs": [iris_input()], "id": 7}, "not an inference request"),
+        ({"input": [iris_input()]}, "missing field `inputs`"),
+    ],
+)
+def test_json_requests(server, request_body, message):
+    status, body = infer_json(server, request_body)
+    if message is None:
+        assert status == 200, body
+    else:
+        assert status == 400, body
+        assert message in body["error"]
+
+
+def test_integers_out_of_their_type_are_refused(server):
+    request = {"inputs": [{"name": "in_int8", "shape": [1, 2], "datatype": "INT8", "data": [1, 300]}]}
+    status, body = infer_json(server, request, "/v2/models/every-dtype/infer")
+    assert status == 400
+    assert "value 300 at [1] is out of range for int8" in body["error"]
+
+
+def test_binary_inputs_and_outputs_follow_the_extension(server):
+    body, headers = binary_request(
+        {
+            "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}],
+            "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}, {"name": "label"}],
+        },
+        struct.pack("<4f", *IRIS_ROW),
+    )
+    response, payload = post(server, "/v2/models/iris-svc/infer", body, headers)
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "application/octet-stream"
+    length = int(response.getheader("Inference-Header-Content-Length"))
+    header = json.loads(payload[:length])
+    probabilities, label = header["outputs"]
+    assert probabilities["parameters"] == {"binary_data_size": 12}
+    assert "data" not in probabilities
+    assert label["data"] == [0]  # setosa, as JSON: binary_data was not asked for it
+    values = struct.unpack("<3f", payload[length:])
+    assert values[0] > 0.9
+
+
+@pytest.mark.parametrize(
+    "announced, blob, length_header, message",
+    [
+        (12, struct.pack("<3f", 1, 2, 3), None, "takes 16 bytes, but 12 bytes were sent"),
+        (16, struct.pack("<5f", 1, 2, 3, 4, 5), None, "4 bytes follow the inputs' binary data"),
+        (16, struct.pack("<4f", 1, 2, 3, 4), "1000000000", "Inference-Header-Content-Length"),
+        (16, struct.pack("<4f", 1, 2, 3, 4), "ten", "Inference-Header-Content-Length"),
+    ],
+)
+def test_binary_bodies_that_do_not_add_up(server, announced, blob, length_header, message):
+    input_header = {"name": "input", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": announced}}
+    body, headers = binary_request({"inputs": [input_header]}, blob)
+    if length_header is not None:
+        headers["Inference-Header-Content-Length"] = length_header
+    response, payload = post(server, "/v2/models/iris-svc/infer", body, headers)
+    assert response.status == 400, payload
+    assert message in json.loads(payload)["error"]
+
+
+def test_binary_data_without_the_header_length_is_explained(server):
+    header = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}]}
+    body, _ = binary_request(header)
+    response, payload = post(server, "/v2/models/iris-svc/infer", body)
+    assert response.status == 400
+    assert "is the Inference-Header-Content-Length header set?" in json.loads(payload)["error"]
+
+
+def test_a_bool_byte_other_than_0_or_1_is_refused(server):
+    body, headers = binary_request(
+        {"inputs": [{"name": "in_bool", "shape": [1, 2], "datatype": "BOOL", "parameters": {"binary_data_size": 2}}]},
+        bytes([1, 2]),
+    )
+    response, payload = post(server, "/v2/models/every-dtype/infer", body, headers)
+    assert response.status == 400
+    assert "a bool must be 0 or 1" in json.loads(payload)["error"]
+
+
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        ("/v2/models/iris-svc", 200),
+        ("/v2/models/iris-svc/versions/1.0.0", 200),
+        ("/v2/models/iris-svc/versions/2.0.0", 404),
+        ("/v2/models/iris-svc/versions/1.0.0/ready", 200),
+        ("/v2/models/nope/ready", 404),
+        ("/v2/health/live", 200),
+        ("/v2/health/ready", 200),
+    ],
+)
+def test_metadata_and_health_paths(server, path, status):
+    host, port = server.http.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", path)
+    assert connection.getresponse().status == status
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with grpc.insecure_channel(server.grpc) as channel:
+        yield pb_grpc.GRPCInferenceServiceStub(channel)
+
+
+def grpc_request(*inputs, raw=(), model="iris-svc"):
+    return pb.ModelInferRequest(model_name=model, inputs=list(inputs), raw_input_contents=list(raw))
+
+
+def grpc_input(name="input", datatype="FP32", shape=(1, 4), **contents):
+    tensor = pb.ModelInferRequest.InferInputTensor(name=name, datatype=datatype, shape=list(shape))
+    if contents:
+        tensor.contents.CopyFrom(pb.InferTensorContents(**contents))
+    return tensor
+
+
+def test_grpc_typed_contents_give_the_raw_answer(stub):
+    typed = stub.ModelInfer(grpc_request(grpc_input(fp32_contents=IRIS_ROW)))
+    raw = stub.ModelInfer(grpc_request(grpc_input(), raw=[struct.pack("<4f", *IRIS_ROW)]))
+    assert typed.raw_output_contents == raw.raw_output_contents
+    probabilities = np.frombuffer(typed.raw_output_contents[1], dtype=np.float32)
+    assert probabilities.shape == (3,) and probabilities[0] > 0.9
+
+
+@pytest.mark.parametrize(
+    "request_message, message",
+    [
+        (grpc_request(grpc_input(), raw=[b"\0" * 12]), "takes 16 bytes, but 12 bytes were sent"),
+        (grpc_request(grpc_input(), raw=[b"\0" * 16, b"\0" * 16]), "raw_input_contents has 2 entries for 1 inputs"),
+        (grpc_request(grpc_input(fp32_contents=IRIS_ROW), raw=[b"\0" * 16]), "both contents and raw_input_contents"),
+        (grpc_request(grpc_input()), "has no data"),
+        (grpc_request(grpc_input(fp64_contents=IRIS_ROW)), "FP32 values go in contents.fp32_contents"),
+        (grpc_request(grpc_input(fp32_contents=IRIS_ROW[:3])), "holds 4 values, but 3 were sent"),
+        (grpc_request(grpc_input(shape=(1, -4), fp32_contents=IRIS_ROW)), "expects shape [-1, 4]"),
+        (
+            grpc_request(grpc_input("in_int8", "INT8", (1, 2), int_contents=[1, 300]), model="every-dtype"),
+            "value 300 at [1] is out of range for int8",
+        ),
+    ],
+)
+def test_grpc_messages_that_do_not_fit(stub, request_message, message):
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ModelInfer(request_message)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in raised.value.details()
+
+
+def test_grpc_unknown_model_and_version(stub):
+    for request in (pb.ModelMetadataRequest(name="nope"), pb.ModelMetadataRequest(name="iris-svc", version="2")):
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.ModelMetadata(request)
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND

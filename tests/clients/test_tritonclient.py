@@ -1,0 +1,201 @@
+"""The Open Inference Protocol v2, checked with the stock Triton clients (tritonclient, HTTP and
+gRPC) as their documentation uses them, against the real server and every bundle."""
+
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+from conftest import BUNDLES, EVERY_DTYPE, read_bundle
+
+PROTOCOLS = ["http", "grpc"]
+# The ways a tritonclient sends tensors: HTTP with JSON or binary data, gRPC (raw bytes).
+ENCODINGS = ["http-json", "http-binary", "grpc"]
+NUMPY_DTYPES = {
+    "bool": np.bool_, "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
+    "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
+    "float32": np.float32, "float64": np.float64,
+}
+
+
+def client(server, protocol):
+    if protocol == "http":
+        return httpclient.InferenceServerClient(url=server.http)
+    return grpcclient.InferenceServerClient(url=server.grpc)
+
+
+def module(protocol):
+    return httpclient if protocol == "http" else grpcclient
+
+
+def infer_input(encoding, name, array):
+    """An input as tritonclient builds it, for one encoding."""
+    protocol = encoding.split("-")[0]
+    tensor = module(protocol).InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+    if protocol == "http":
+        tensor.set_data_from_numpy(array, binary_data=encoding == "http-binary")
+    else:
+        tensor.set_data_from_numpy(array)
+    return tensor
+
+
+def requested_output(encoding, name):
+    if encoding.startswith("http"):
+        return httpclient.InferRequestedOutput(name, binary_data=encoding == "http-binary")
+    return grpcclient.InferRequestedOutput(name)
+
+
+def seed_predict(server, name, data):
+    """The seed API's answer for the same rows: the reference every protocol must match."""
+    request = urllib.request.Request(
+        f"http://{server.http}/models/{name}/predict",
+        data=json.dumps({"data": data}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)["prediction"]
+
+
+def prediction_name(bundle):
+    return bundle.get("prediction") or bundle["outputs"][0]["name"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_server_is_live_ready_and_describes_itself(server, protocol):
+    triton = client(server, protocol)
+    assert triton.is_server_live()
+    assert triton.is_server_ready()
+    metadata = triton.get_server_metadata(as_json=True) if protocol == "grpc" else triton.get_server_metadata()
+    assert metadata["name"] == "predictor"
+    assert "binary_tensor_data" in metadata["extensions"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("folder", BUNDLES, ids=lambda p: p.name)
+def test_model_metadata_and_readiness_follow_the_bundle(server, protocol, folder):
+    bundle = read_bundle(folder)
+    triton = client(server, protocol)
+    assert triton.is_model_ready(bundle["name"])
+    assert triton.is_model_ready(bundle["name"], model_version=bundle["version"])
+    kwargs = {"as_json": True} if protocol == "grpc" else {}
+    metadata = triton.get_model_metadata(bundle["name"], **kwargs)
+    assert metadata["name"] == bundle["name"]
+    assert metadata["versions"] == [bundle["version"]]
+    assert metadata["platform"] == "onnxruntime_onnx"
+    for kind in ("inputs", "outputs"):
+        described = [(t["name"], t["datatype"], [int(d) for d in t["shape"]]) for t in metadata[kind]]
+        declared = [
+            (t["name"], np_to_triton_dtype(np.dtype(NUMPY_DTYPES[t["dtype"]])), t["shape"])
+            for t in bundle[kind]
+        ]
+        assert described == declared
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("folder", BUNDLES, ids=lambda p: p.name)
+def test_inference_gives_the_seed_prediction_and_the_sample(server, encoding, folder):
+    bundle = read_bundle(folder)
+    [spec] = bundle["inputs"]
+    rows = bundle["sample"]["input"]
+    array = np.array(rows, dtype=NUMPY_DTYPES[spec["dtype"]])
+    triton = client(server, encoding.split("-")[0])
+    result = triton.infer(bundle["name"], [infer_input(encoding, spec["name"], array)], request_id="sample-1")
+    prediction = result.as_numpy(prediction_name(bundle))
+    # The seed API prints each value in its own type's shortest form, which reads back exactly.
+    seed = np.array(seed_predict(server, bundle["name"], rows), dtype=prediction.dtype)
+    np.testing.assert_array_equal(prediction, seed)
+    np.testing.assert_allclose(prediction, bundle["sample"]["output"], atol=bundle["sample"]["tolerance"], rtol=0)
+    response = result.get_response(as_json=True) if encoding == "grpc" else result.get_response()
+    assert response["id"] == "sample-1"
+    assert response["model_name"] == bundle["name"]
+    assert [o["name"] for o in response["outputs"]] == [o["name"] for o in bundle["outputs"]]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_the_outputs_filter_returns_only_what_was_asked(server, encoding):
+    bundle = read_bundle(BUNDLES[0])
+    array = np.array(bundle["sample"]["input"], dtype=np.float32)
+    wanted = prediction_name(bundle)
+    triton = client(server, encoding.split("-")[0])
+    result = triton.infer(
+        bundle["name"],
+        [infer_input(encoding, bundle["inputs"][0]["name"], array)],
+        outputs=[requested_output(encoding, wanted)],
+    )
+    response = result.get_response(as_json=True) if encoding == "grpc" else result.get_response()
+    assert [o["name"] for o in response["outputs"]] == [wanted]
+    assert result.as_numpy(wanted).shape == (len(array), len(bundle["labels"]))
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_every_datatype_comes_back_unchanged(server, encoding):
+    """The every-dtype fixture returns each input as it came: the extremes of each type survive
+    the decoding and encoding of every transport."""
+    bundle = read_bundle(EVERY_DTYPE)
+    sample = bundle["sample"]["input"]
+    arrays = {
+        spec["name"]: np.array(sample[spec["name"]] * 2, dtype=NUMPY_DTYPES[spec["dtype"]])
+        for spec in bundle["inputs"]
+    }
+    triton = client(server, encoding.split("-")[0])
+    result = triton.infer(bundle["name"], [infer_input(encoding, name, a) for name, a in arrays.items()])
+    for name, array in arrays.items():
+        returned = result.as_numpy(name.replace("in_", "out_"))
+        assert returned.dtype == array.dtype, name
+        np.testing.assert_array_equal(returned, array, err_msg=name)
+
+
+def bad_requests():
+    """(case, model, inputs as (name, array, datatype), expected status, expected message part)."""
+    good = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)
+    return [
+        ("wrong datatype", "iris-svc", [("input", good.astype(np.float64), "FP64")], "expects datatype FP32, received FP64"),
+        ("wrong shape", "iris-svc", [("input", good[:, :3], "FP32")], "expects shape [-1, 4]"),
+        ("wrong rank", "iris-svc", [("input", good[0], "FP32")], "received [4]"),
+        ("unknown input", "iris-svc", [("inputs", good, "FP32")], "unknown input 'inputs'"),
+        ("missing input", "every-dtype", [("in_bool", np.array([[True, False]]), "BOOL")], "missing input 'in_int8'"),
+        ("input twice", "iris-svc", [("input", good, "FP32"), ("input", good, "FP32")], "given twice"),
+        ("unknown model", "iris-svm", [("input", good, "FP32")], "unknown model 'iris-svm'"),
+    ]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("case", bad_requests(), ids=lambda case: case[0])
+def test_bad_requests_get_clear_errors_the_client_reports(server, encoding, case):
+    _, model, inputs, message = case
+    protocol = encoding.split("-")[0]
+    tensors = []
+    for name, array, datatype in inputs:
+        tensor = module(protocol).InferInput(name, list(array.shape), datatype)
+        if protocol == "http":
+            tensor.set_data_from_numpy(array, binary_data=encoding == "http-binary")
+        else:
+            tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    with pytest.raises(InferenceServerException) as raised:
+        client(server, protocol).infer(model, tensors)
+    expected_status = {
+        "http": "404" if model == "iris-svm" else "400",
+        "grpc": "StatusCode.NOT_FOUND" if model == "iris-svm" else "StatusCode.INVALID_ARGUMENT",
+    }[protocol]
+    assert raised.value.status() == expected_status
+    assert message in raised.value.message()
+    assert client(server, protocol).is_server_ready(), "a bad request must not hurt the server"
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_unknown_output_and_version_are_refused(server, encoding):
+    protocol = encoding.split("-")[0]
+    array = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)
+    triton = client(server, protocol)
+    with pytest.raises(InferenceServerException) as raised:
+        triton.infer("iris-svc", [infer_input(encoding, "input", array)], outputs=[requested_output(encoding, "proba")])
+    assert "unknown output 'proba'" in raised.value.message()
+    with pytest.raises(InferenceServerException) as raised:
+        triton.infer("iris-svc", [infer_input(encoding, "input", array)], model_version="9")
+    assert "has no version '9'" in raised.value.message()
+    assert not triton.is_model_ready("iris-svc", model_version="9") if protocol == "http" else True
