@@ -273,3 +273,28 @@ fn typed_contents(contents: &InferTensorContents, dtype: DType) -> Result<Tensor
     }
     Ok(data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_turns_false_as_soon_as_shutdown_begins() {
+        let registry = Arc::new(Registry::new(Vec::new()));
+        let service = InferenceService {
+            registry: registry.clone(),
+        };
+        let ready = || async {
+            let request = Request::new(ServerReadyRequest {});
+            service
+                .server_ready(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .ready
+        };
+        assert!(ready().await);
+        registry.begin_shutdown();
+        assert!(!ready().await);
+    }
+}

@@ -697,3 +697,67 @@ mod tests {
         assert!(Tensor::new(vec![2, 2], TensorData::Int8(vec![1, 2, 3])).is_err());
     }
 }
+
+#[cfg(test)]
+mod protocol_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_dtype_has_a_protocol_name_and_its_bytes_round_trip() {
+        for dtype in DType::ALL {
+            assert_eq!(DType::from_v2_name(dtype.v2_name()), Some(dtype));
+            let data = TensorData::from_json_leaves(&json!([0, 1]), dtype, 2)
+                .or_else(|_| TensorData::from_json_leaves(&json!([false, true]), dtype, 2))
+                .unwrap();
+            let mut bytes = Vec::new();
+            data.write_le_bytes(&mut bytes);
+            assert_eq!(bytes.len(), 2 * dtype.size(), "{dtype}");
+            assert_eq!(TensorData::from_le_bytes(dtype, &bytes).unwrap(), data);
+        }
+        assert_eq!(DType::from_v2_name("FP16"), None);
+    }
+
+    #[test]
+    fn bytes_are_little_endian() {
+        let data = TensorData::from_le_bytes(DType::Int16, &[0x01, 0x02, 0xff, 0xff]).unwrap();
+        assert_eq!(data, TensorData::Int16(vec![0x0201, -1]));
+        assert!(TensorData::from_le_bytes(DType::Int32, &[0; 6]).is_err());
+        assert!(TensorData::from_le_bytes(DType::Bool, &[0, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn leaves_are_read_flat_or_nested_and_counted() {
+        let flat = TensorData::from_json_leaves(&json!([1, 2, 3, 4]), DType::Int8, 4).unwrap();
+        let nested =
+            TensorData::from_json_leaves(&json!([[1, 2], [3, 4]]), DType::Int8, 4).unwrap();
+        assert_eq!(flat, nested);
+        let error = |value: Value, count| {
+            TensorData::from_json_leaves(&value, DType::Int8, count)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error(json!([1, 2, 3]), 4),
+            "expected 4 values for the shape, received 3"
+        );
+        assert_eq!(
+            error(json!([1, 2, 3, 4, 5]), 4),
+            "expected 4 values for the shape, received 5"
+        );
+        assert_eq!(
+            error(json!([1, [true]]), 2),
+            "expected int8 at [1], received a boolean"
+        );
+        assert_eq!(
+            error(json!(1), 1),
+            "expected a nested array of int8 values, received a number"
+        );
+    }
+
+    #[test]
+    fn flat_serializes_one_array() {
+        let data = TensorData::Float32(vec![0.5, 0.25]);
+        assert_eq!(serde_json::to_string(&Flat(&data)).unwrap(), "[0.5,0.25]");
+    }
+}

@@ -121,3 +121,35 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_turns_false_as_soon_as_shutdown_begins() {
+        let registry = Arc::new(Registry::new(Vec::new()));
+        let app = router(registry.clone(), &HttpOptions { max_body_bytes: 1 });
+        let status = |path: &'static str| {
+            let app = app.clone();
+            async move {
+                let request = Request::get(path).body(Body::empty()).unwrap();
+                app.oneshot(request).await.unwrap().status().as_u16()
+            }
+        };
+        assert_eq!(status("/v2/health/ready").await, 200);
+        assert_eq!(status("/health").await, 200);
+        registry.begin_shutdown();
+        assert_eq!(status("/v2/health/ready").await, 400);
+        assert_eq!(status("/health").await, 503);
+        assert_eq!(
+            status("/v2/health/live").await,
+            200,
+            "still live while draining"
+        );
+    }
+}
