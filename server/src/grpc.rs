@@ -228,43 +228,48 @@ fn typed_contents(contents: &InferTensorContents, dtype: DType) -> Result<Tensor
             .collect()
     }
     let c = contents;
-    let (data, field) = match dtype {
-        DType::Bool => (TensorData::Bool(c.bool_contents.clone()), "bool_contents"),
-        DType::Int8 => (
-            TensorData::Int8(narrow(&c.int_contents, dtype)?),
-            "int_contents",
-        ),
-        DType::Int16 => (
-            TensorData::Int16(narrow(&c.int_contents, dtype)?),
-            "int_contents",
-        ),
-        DType::Int32 => (TensorData::Int32(c.int_contents.clone()), "int_contents"),
-        DType::Int64 => (
-            TensorData::Int64(c.int64_contents.clone()),
-            "int64_contents",
-        ),
-        DType::Uint8 => (
-            TensorData::Uint8(narrow(&c.uint_contents, dtype)?),
-            "uint_contents",
-        ),
-        DType::Uint16 => (
-            TensorData::Uint16(narrow(&c.uint_contents, dtype)?),
-            "uint_contents",
-        ),
-        DType::Uint32 => (TensorData::Uint32(c.uint_contents.clone()), "uint_contents"),
-        DType::Uint64 => (
-            TensorData::Uint64(c.uint64_contents.clone()),
-            "uint64_contents",
-        ),
-        DType::Float32 => (
-            TensorData::Float32(c.fp32_contents.clone()),
-            "fp32_contents",
-        ),
-        DType::Float64 => (
-            TensorData::Float64(c.fp64_contents.clone()),
-            "fp64_contents",
-        ),
-    };
+    let (data, field) =
+        match dtype {
+            DType::Float16 => return Err(
+                "FP16 values go in raw_input_contents: the protocol has no typed field for them"
+                    .to_string(),
+            ),
+            DType::Bool => (TensorData::Bool(c.bool_contents.clone()), "bool_contents"),
+            DType::Int8 => (
+                TensorData::Int8(narrow(&c.int_contents, dtype)?),
+                "int_contents",
+            ),
+            DType::Int16 => (
+                TensorData::Int16(narrow(&c.int_contents, dtype)?),
+                "int_contents",
+            ),
+            DType::Int32 => (TensorData::Int32(c.int_contents.clone()), "int_contents"),
+            DType::Int64 => (
+                TensorData::Int64(c.int64_contents.clone()),
+                "int64_contents",
+            ),
+            DType::Uint8 => (
+                TensorData::Uint8(narrow(&c.uint_contents, dtype)?),
+                "uint_contents",
+            ),
+            DType::Uint16 => (
+                TensorData::Uint16(narrow(&c.uint_contents, dtype)?),
+                "uint_contents",
+            ),
+            DType::Uint32 => (TensorData::Uint32(c.uint_contents.clone()), "uint_contents"),
+            DType::Uint64 => (
+                TensorData::Uint64(c.uint64_contents.clone()),
+                "uint64_contents",
+            ),
+            DType::Float32 => (
+                TensorData::Float32(c.fp32_contents.clone()),
+                "fp32_contents",
+            ),
+            DType::Float64 => (
+                TensorData::Float64(c.fp64_contents.clone()),
+                "fp64_contents",
+            ),
+        };
     if data.is_empty() {
         return Err(format!(
             "{} values go in contents.{field}, which is empty",

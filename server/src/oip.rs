@@ -135,7 +135,7 @@ impl<'m> RequestInputs<'m> {
         let spec = &specs[index];
         let expected = spec.dtype.v2_name();
         if datatype != expected {
-            let known = if DType::from_v2_name(datatype).is_some() || datatype == "FP16" {
+            let known = if DType::from_v2_name(datatype).is_some() || datatype == "BYTES" {
                 ""
             } else {
                 " (not a datatype of the protocol)"

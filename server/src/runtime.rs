@@ -174,6 +174,7 @@ fn dtype_of(element: TensorElementType) -> Option<DType> {
         TensorElementType::Uint16 => DType::Uint16,
         TensorElementType::Uint32 => DType::Uint32,
         TensorElementType::Uint64 => DType::Uint64,
+        TensorElementType::Float16 => DType::Float16,
         TensorElementType::Float32 => DType::Float32,
         TensorElementType::Float64 => DType::Float64,
         _ => return None,
@@ -227,6 +228,7 @@ fn from_ort(name: &str, value: &DynValue) -> Result<Tensor, RuntimeError> {
         DType::Uint16 => extract(value).map(|(s, d)| (s, TensorData::Uint16(d))),
         DType::Uint32 => extract(value).map(|(s, d)| (s, TensorData::Uint32(d))),
         DType::Uint64 => extract(value).map(|(s, d)| (s, TensorData::Uint64(d))),
+        DType::Float16 => extract(value).map(|(s, d)| (s, TensorData::Float16(d))),
         DType::Float32 => extract(value).map(|(s, d)| (s, TensorData::Float32(d))),
         DType::Float64 => extract(value).map(|(s, d)| (s, TensorData::Float64(d))),
     }?;

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use half::f16;
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde::Deserialize;
 use serde_json::Value;
@@ -20,6 +21,7 @@ pub enum DType {
     Uint16,
     Uint32,
     Uint64,
+    Float16,
     Float32,
     Float64,
 }
@@ -36,17 +38,18 @@ impl DType {
             DType::Uint16 => "uint16",
             DType::Uint32 => "uint32",
             DType::Uint64 => "uint64",
+            DType::Float16 => "float16",
             DType::Float32 => "float32",
             DType::Float64 => "float64",
         }
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, DType::Float32 | DType::Float64)
+        matches!(self, DType::Float16 | DType::Float32 | DType::Float64)
     }
 
     /// Every dtype, for lookups by name.
-    pub const ALL: [DType; 11] = [
+    pub const ALL: [DType; 12] = [
         DType::Bool,
         DType::Int8,
         DType::Int16,
@@ -56,6 +59,7 @@ impl DType {
         DType::Uint16,
         DType::Uint32,
         DType::Uint64,
+        DType::Float16,
         DType::Float32,
         DType::Float64,
     ];
@@ -72,6 +76,7 @@ impl DType {
             DType::Uint16 => "UINT16",
             DType::Uint32 => "UINT32",
             DType::Uint64 => "UINT64",
+            DType::Float16 => "FP16",
             DType::Float32 => "FP32",
             DType::Float64 => "FP64",
         }
@@ -85,7 +90,7 @@ impl DType {
     pub fn size(self) -> usize {
         match self {
             DType::Bool | DType::Int8 | DType::Uint8 => 1,
-            DType::Int16 | DType::Uint16 => 2,
+            DType::Int16 | DType::Uint16 | DType::Float16 => 2,
             DType::Int32 | DType::Uint32 | DType::Float32 => 4,
             DType::Int64 | DType::Uint64 | DType::Float64 => 8,
         }
@@ -110,6 +115,7 @@ pub enum TensorData {
     Uint16(Vec<u16>),
     Uint32(Vec<u32>),
     Uint64(Vec<u64>),
+    Float16(Vec<f16>),
     Float32(Vec<f32>),
     Float64(Vec<f64>),
 }
@@ -127,12 +133,37 @@ macro_rules! with_data {
             TensorData::Uint16($v) => $body,
             TensorData::Uint32($v) => $body,
             TensorData::Uint64($v) => $body,
+            TensorData::Float16($v) => $body,
             TensorData::Float32($v) => $body,
             TensorData::Float64($v) => $body,
         }
     };
 }
 pub(crate) use with_data;
+
+/// Like `with_data!`, with float16 elements widened to f32 (whose shortest form reads back as the
+/// same float16), since JSON knows no float16.
+macro_rules! with_json_data {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            TensorData::Float16(halves) => {
+                let $v = &halves.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
+                $body
+            }
+            TensorData::Bool($v) => $body,
+            TensorData::Int8($v) => $body,
+            TensorData::Int16($v) => $body,
+            TensorData::Int32($v) => $body,
+            TensorData::Int64($v) => $body,
+            TensorData::Uint8($v) => $body,
+            TensorData::Uint16($v) => $body,
+            TensorData::Uint32($v) => $body,
+            TensorData::Uint64($v) => $body,
+            TensorData::Float32($v) => $body,
+            TensorData::Float64($v) => $body,
+        }
+    };
+}
 
 impl TensorData {
     fn with_capacity(dtype: DType, capacity: usize) -> Self {
@@ -146,6 +177,7 @@ impl TensorData {
             DType::Uint16 => TensorData::Uint16(Vec::with_capacity(capacity)),
             DType::Uint32 => TensorData::Uint32(Vec::with_capacity(capacity)),
             DType::Uint64 => TensorData::Uint64(Vec::with_capacity(capacity)),
+            DType::Float16 => TensorData::Float16(Vec::with_capacity(capacity)),
             DType::Float32 => TensorData::Float32(Vec::with_capacity(capacity)),
             DType::Float64 => TensorData::Float64(Vec::with_capacity(capacity)),
         }
@@ -162,6 +194,7 @@ impl TensorData {
             TensorData::Uint16(_) => DType::Uint16,
             TensorData::Uint32(_) => DType::Uint32,
             TensorData::Uint64(_) => DType::Uint64,
+            TensorData::Float16(_) => DType::Float16,
             TensorData::Float32(_) => DType::Float32,
             TensorData::Float64(_) => DType::Float64,
         }
@@ -187,6 +220,7 @@ impl TensorData {
             TensorData::Uint16(v) => f64::from(v[index]),
             TensorData::Uint32(v) => f64::from(v[index]),
             TensorData::Uint64(v) => v[index] as f64,
+            TensorData::Float16(v) => v[index].to_f64(),
             TensorData::Float32(v) => f64::from(v[index]),
             TensorData::Float64(v) => v[index],
         }
@@ -239,6 +273,7 @@ impl TensorData {
             DType::Uint16 => numbers!(Uint16, u16),
             DType::Uint32 => numbers!(Uint32, u32),
             DType::Uint64 => numbers!(Uint64, u64),
+            DType::Float16 => numbers!(Float16, f16),
             DType::Float32 => numbers!(Float32, f32),
             DType::Float64 => numbers!(Float64, f64),
         })
@@ -257,6 +292,7 @@ impl TensorData {
             TensorData::Uint16(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
             TensorData::Uint32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
             TensorData::Uint64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            TensorData::Float16(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
             TensorData::Float32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
             TensorData::Float64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
         }
@@ -347,6 +383,13 @@ impl TensorData {
             TensorData::Uint16(v) => v.push(integer(value)?),
             TensorData::Uint32(v) => v.push(integer(value)?),
             TensorData::Uint64(v) => v.push(integer(value)?),
+            TensorData::Float16(v) => {
+                let narrowed = f16::from_f64(float(value)?);
+                if !narrowed.is_finite() {
+                    return Err(LeafError::OutOfRange(value.to_string()));
+                }
+                v.push(narrowed);
+            }
             TensorData::Float32(v) => {
                 let narrowed = float(value)? as f32;
                 if !narrowed.is_finite() {
@@ -561,7 +604,7 @@ pub fn shape_fits(declared: &[i64], actual: &[usize]) -> bool {
 /// (so a float32 prints as `0.9775`, not as its widened f64 digits).
 impl Serialize for Tensor {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        with_data!(&self.data, v => Nested { dims: &self.shape, data: v }.serialize(serializer))
+        with_json_data!(&self.data, v => Nested { dims: &self.shape, data: v }.serialize(serializer))
     }
 }
 
@@ -570,7 +613,7 @@ pub struct Flat<'a>(pub &'a TensorData);
 
 impl Serialize for Flat<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        with_data!(self.0, v => serializer.collect_seq(v.iter()))
+        with_json_data!(self.0, v => serializer.collect_seq(v.iter()))
     }
 }
 
@@ -715,7 +758,7 @@ mod protocol_tests {
             assert_eq!(bytes.len(), 2 * dtype.size(), "{dtype}");
             assert_eq!(TensorData::from_le_bytes(dtype, &bytes).unwrap(), data);
         }
-        assert_eq!(DType::from_v2_name("FP16"), None);
+        assert_eq!(DType::from_v2_name("BYTES"), None);
     }
 
     #[test]

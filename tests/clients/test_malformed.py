@@ -67,11 +67,20 @@ def test_json_requests(server, request_body, message):
         assert message in body["error"]
 
 
-def test_integers_out_of_their_type_are_refused(server):
-    request = {"inputs": [{"name": "in_int8", "shape": [1, 2], "datatype": "INT8", "data": [1, 300]}]}
+@pytest.mark.parametrize(
+    "name, datatype, data, message",
+    [
+        ("in_int8", "INT8", [1, 300], "value 300 at [1] is out of range for int8"),
+        ("in_uint16", "UINT16", [-1, 0], "value -1 at [0] is out of range for uint16"),
+        ("in_float16", "FP16", [1, 70000], "value 70000 at [1] is out of range for float16"),
+        ("in_bool", "BOOL", [1, 0], "expected bool at [0], received a number"),
+    ],
+)
+def test_values_outside_their_datatype_are_refused(server, name, datatype, data, message):
+    request = {"inputs": [{"name": name, "shape": [1, 2], "datatype": datatype, "data": data}]}
     status, body = infer_json(server, request, "/v2/models/every-dtype/infer")
     assert status == 400
-    assert "value 300 at [1] is out of range for int8" in body["error"]
+    assert message in body["error"]
 
 
 def test_binary_inputs_and_outputs_follow_the_extension(server):
@@ -189,6 +198,10 @@ def test_grpc_typed_contents_give_the_raw_answer(stub):
         (
             grpc_request(grpc_input("in_int8", "INT8", (1, 2), int_contents=[1, 300]), model="every-dtype"),
             "value 300 at [1] is out of range for int8",
+        ),
+        (
+            grpc_request(grpc_input("in_float16", "FP16", (1, 2), fp32_contents=[1, 2]), model="every-dtype"),
+            "FP16 values go in raw_input_contents",
         ),
     ],
 )

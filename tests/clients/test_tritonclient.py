@@ -18,7 +18,7 @@ ENCODINGS = ["http-json", "http-binary", "grpc"]
 NUMPY_DTYPES = {
     "bool": np.bool_, "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
     "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
-    "float32": np.float32, "float64": np.float64,
+    "float16": np.float16, "float32": np.float32, "float64": np.float64,
 }
 
 
