@@ -3,10 +3,10 @@
 # are covered by the cargo tests).
 pkgs:
 { bundle, server }:
-pkgs.runCommand "predictor-${bundle.name}-smoke"
+pkgs.runCommand "predictor-${bundle.info.name}-smoke"
   {
     nativeBuildInputs = [ server ];
-    meta.description = "Serves ${bundle.name} and checks its sample over HTTP";
+    meta.description = "Serves ${bundle.info.name} and checks its sample over HTTP";
   }
   ''
     # The build sandbox has a loopback interface of its own: the port is free.

@@ -48,7 +48,7 @@ in
   inherit readBundle;
 
   /**
-    The validated bundle: predictor.toml and the model file (nothing else of the folder) in the
+    The validated bundle (`.info` is lib.readBundle's answer): predictor.toml and the model file (nothing else of the folder) in the
     store, checked by `predictor check` at build time (the graph matches predictor.toml, the sample
     gives its expected output). Bundles are data: build them with the native package set, also for
     cross-built images.
@@ -74,7 +74,8 @@ in
           ];
         };
         nativeBuildInputs = [ server ];
-        passthru = info;
+        # Not merged into the derivation's attributes: `name` and `version` would replace its own.
+        passthru = { inherit info; };
         meta.description = "predictor bundle ${info.name} ${info.version}, checked against its graph and sample";
       }
       ''

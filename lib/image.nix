@@ -16,7 +16,7 @@
 
     # Arguments
     - `pkgs`: the package set of the image's platform (native or `pkgsCross.*`).
-    - `bundle`: a validated bundle (lib.mkBundle); its passthru carries name, version, modelSha256.
+    - `bundle`: a validated bundle (lib.mkBundle); its `.info` carries name, version, modelSha256.
     - `server`: the `predictor` package for `pkgs`' host platform (lib.mkServer pkgs).
     - `name` (optional): the image name, `predictor-<bundle name>` by default.
     - `tag` (optional): the image tag, the bundle version by default.
@@ -27,17 +27,18 @@
     {
       bundle,
       server,
-      name ? "predictor-${bundle.name}",
-      tag ? bundle.version,
+      name ? "predictor-${bundle.info.name}",
+      tag ? bundle.info.version,
       extraConfig ? { },
     }:
     let
       inherit (pkgs) lib;
+      inherit (bundle) info;
       predictor = lib.getExe server;
       seconds = s: s * 1000000000; # Docker's health check durations are in nanoseconds
     in
     assert lib.assertMsg (
-      bundle ? modelSha256
+      bundle ? info
     ) "predictor: mkImage: `bundle` must be a bundle from lib.mkBundle, got ${bundle.name or "something else"}";
     pkgs.dockerTools.buildLayeredImage {
       inherit name tag;
@@ -70,12 +71,12 @@
         Labels = {
           "org.opencontainers.image.title" = name;
           "org.opencontainers.image.description" =
-            if bundle.description != "" then bundle.description else "predictor serving ${bundle.name}";
-          "org.opencontainers.image.version" = bundle.version;
+            if info.description != "" then info.description else "predictor serving ${info.name}";
+          "org.opencontainers.image.version" = info.version;
           "org.opencontainers.image.licenses" = "MIT OR Apache-2.0";
-          "io.predictor.bundle.name" = bundle.name;
-          "io.predictor.bundle.version" = bundle.version;
-          "io.predictor.model.sha256" = bundle.modelSha256;
+          "io.predictor.bundle.name" = info.name;
+          "io.predictor.bundle.version" = info.version;
+          "io.predictor.model.sha256" = info.modelSha256;
           "io.predictor.server.version" = server.version;
         };
         # `predictor probe` asks GET /health; with another port set PREDICTOR_PROBE_URL as well.
@@ -94,7 +95,7 @@
       # buildLayeredImage keeps these on `image.stream`; its own passthru is imageTag and stream.
       passthru = { inherit bundle server; };
       meta = {
-        description = "OCI image of predictor serving ${bundle.name} ${bundle.version}";
+        description = "OCI image of predictor serving ${info.name} ${info.version}";
         platforms = lib.platforms.linux;
       };
     };

@@ -29,19 +29,19 @@ let
       };
       image = mkImage pkgs ({ inherit bundle server; } // imageArgs);
       runner = buildPkgs.writeShellApplication {
-        name = "predictor-${bundle.name}";
+        name = "predictor-${bundle.info.name}";
         runtimeInputs = [ buildServer ];
         text = ''exec predictor serve ${bundle} "$@"'';
       };
     in
     {
-      inherit (bundle) name version;
+      inherit (bundle.info) name version;
       inherit bundle image server;
       # `nix run .#predictor-<name> -- --port 9000`: serves the bundle on 127.0.0.1.
       app = {
         type = "app";
         program = lib.getExe runner;
-        meta.description = "Serve the predictor bundle ${bundle.name} ${bundle.version} locally";
+        meta.description = "Serve the predictor bundle ${bundle.info.name} ${bundle.info.version} locally";
       };
       # Checks run the binaries, so they exist for native package sets only.
       checks = lib.optionalAttrs native {
