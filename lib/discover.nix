@@ -19,12 +19,13 @@
         let
           path = dir + "/${folder}";
           file = path + "/predictor.toml";
+          shown = "${baseNameOf (toString dir)}/${folder}"; # e.g. models/iris-svc, not a store path
           inherit ((lib.importTOML file)) name;
         in
         if !(builtins.pathExists file) then
-          throw "predictor: ${toString path} has no predictor.toml; create one with `predictor init ${toString path}/model.onnx`, or move the folder out of ${toString dir}"
+          throw "predictor: ${shown} has no predictor.toml; create one with `predictor init ${shown}/model.onnx`, or move the folder out of ${baseNameOf (toString dir)}/"
         else if name != folder then
-          throw "predictor: ${toString file} is named \"${name}\" but its folder is \"${folder}\"; rename one so they agree"
+          throw "predictor: ${shown}/predictor.toml is named \"${name}\" but its folder is \"${folder}\"; rename one so they agree"
         else
           path;
     in
