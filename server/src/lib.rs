@@ -3,8 +3,9 @@
 //! Layers, each with its own error type: [`tensor`] (data), [`bundle`] (the file format),
 //! [`runtime`] (the only user of `ort`), [`model`] (a bundle checked and running), [`http`]
 //! (REST routes and the listener), [`grpc`] (the Open Inference Protocol's gRPC service),
-//! [`init`] (scaffolding a bundle). [`oip`] holds what REST and gRPC share of the Open Inference
-//! Protocol v2; [`registry`] the served models and readiness.
+//! [`init`] (scaffolding a bundle), [`probe`] (asking a running server, for health checks and
+//! smoke tests). [`oip`] holds what REST and gRPC share of the Open Inference Protocol v2;
+//! [`registry`] the served models and readiness.
 
 pub mod bundle;
 pub mod grpc;
@@ -13,6 +14,7 @@ pub mod init;
 pub mod logging;
 pub mod model;
 pub mod oip;
+pub mod probe;
 pub mod registry;
 pub mod runtime;
 pub mod tensor;

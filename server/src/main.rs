@@ -62,6 +62,8 @@ enum Command {
     Check(CheckArgs),
     /// Write a starting predictor.toml for an ONNX model, read off its graph.
     Init(InitArgs),
+    /// Ask a running predictor for /health and, per bundle given, for its sample; exit 1 on a problem.
+    Probe(ProbeArgs),
 }
 
 #[derive(Args)]
@@ -129,6 +131,22 @@ struct InitArgs {
     force: bool,
 }
 
+#[derive(Args)]
+struct ProbeArgs {
+    /// Bundles whose sample to send and compare (none: only /health, as container health checks do).
+    bundles: Vec<PathBuf>,
+    /// The running predictor.
+    #[arg(
+        long,
+        env = "PREDICTOR_PROBE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    url: String,
+    /// Seconds to wait for each connection, request and answer.
+    #[arg(long, env = "PREDICTOR_PROBE_TIMEOUT_SECONDS", default_value_t = 5)]
+    timeout_seconds: u64,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(message) = logging::init(cli.log_format, &cli.log) {
@@ -139,6 +157,11 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&cli.onnxruntime, args),
         Command::Check(args) => check(&cli.onnxruntime, args),
         Command::Init(args) => init(&cli.onnxruntime, args),
+        Command::Probe(args) => predictor::probe::run(
+            &args.url,
+            std::time::Duration::from_secs(args.timeout_seconds),
+            &args.bundles,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -302,7 +302,13 @@ fn json(tensor: &Tensor) -> String {
 }
 
 /// Compares element by element; the message names the first element beyond `tolerance`.
-fn compare(expected: &Tensor, actual: &Tensor, tolerance: f64, output: &str) -> Result<(), String> {
+/// `predictor check` uses it on the sample at load, `predictor probe` on a served answer.
+pub fn compare(
+    expected: &Tensor,
+    actual: &Tensor,
+    tolerance: f64,
+    output: &str,
+) -> Result<(), String> {
     if expected.shape() != actual.shape() {
         return Err(format!(
             "expected shape {} for output '{output}', but the model returned shape {}",

@@ -1,0 +1,95 @@
+{
+  description = "predictor: one shared ONNX inference server, one minimal OCI image per model bundle";
+
+  inputs = {
+    # flake.lock pins the nixos-unstable revision that the pinned fenix's own lock pins.
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+    crane.url = "github:ipetkov/crane";
+    # Pinned at a revision whose bundled stable manifest is Rust 1.95.0, as rust-toolchain.toml.
+    fenix = {
+      url = "github:nix-community/fenix";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+  };
+
+  outputs =
+    {
+      self,
+      nixpkgs,
+      crane,
+      fenix,
+    }:
+    let
+      inherit (nixpkgs) lib;
+      eachSystem = lib.genAttrs [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+      pkgsFor = system: nixpkgs.legacyPackages.${system};
+      # Every folder under models/ with a predictor.toml: a new folder is new outputs.
+      bundles = self.lib.discoverBundles lib ./models;
+      predictorsFor = pkgs: self.lib.mkPredictors pkgs bundles;
+      byName = suffix: f: lib.mapAttrs' (name: p: lib.nameValuePair "predictor-${name}${suffix}" (f p));
+    in
+    {
+      lib = import ./lib { inherit crane fenix; };
+
+      overlays.default = final: _prev: { predictor = self.lib.mkServer final; };
+
+      packages = eachSystem (
+        system:
+        let
+          pkgs = pkgsFor system;
+          native = predictorsFor pkgs;
+          # aarch64 images cross-built on x86_64 (native ones are packages.aarch64-linux.*).
+          cross = lib.optionalAttrs (system == "x86_64-linux") (
+            byName "-aarch64" (p: p.image) (predictorsFor pkgs.pkgsCross.aarch64-multiplatform)
+          );
+        in
+        {
+          server = self.lib.mkServer pkgs;
+          default = self.packages.${system}.server;
+        }
+        // byName "" (p: p.image) native
+        // byName "-bundle" (p: p.bundle) native
+        // cross
+      );
+
+      apps = eachSystem (system: byName "" (p: p.app) (predictorsFor (pkgsFor system)));
+
+      checks = eachSystem (
+        system:
+        import ./checks {
+          pkgs = pkgsFor system;
+          predictorLib = self.lib;
+          predictors = predictorsFor (pkgsFor system);
+        }
+      );
+
+      devShells = eachSystem (
+        system:
+        let
+          pkgs = pkgsFor system;
+        in
+        {
+          default = pkgs.mkShell {
+            packages = [
+              (self.lib.mkToolchain pkgs)
+              pkgs.onnxruntime
+              pkgs.nixfmt
+              pkgs.deadnix
+            ];
+            # Overrides the .cache/ path of .cargo/config.toml: nixpkgs' ONNX Runtime.
+            PREDICTOR_ONNXRUNTIME = "${lib.getLib pkgs.onnxruntime}/lib/libonnxruntime.so";
+          };
+        }
+      );
+
+      formatter = eachSystem (system: (pkgsFor system).nixfmt);
+
+      templates.default = {
+        path = ./templates/default;
+        description = "A repository of model bundles served by predictor (lib.mkPredictor)";
+      };
+    };
+}

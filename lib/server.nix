@@ -1,0 +1,138 @@
+# The `predictor` server built with crane from the Cargo workspace, and crane's checks of it.
+{ crane, toolchain }:
+let
+  # The build only sees the workspace manifests and server/ (sources, protos, tests): editing a
+  # model, a README or a Nix file does not rebuild the server.
+  cargoSource =
+    lib:
+    lib.fileset.toSource {
+      root = ../.;
+      fileset = lib.fileset.unions [
+        ../Cargo.toml
+        ../Cargo.lock
+        ../server
+      ];
+    };
+  # The integration tests also read every bundle under models/.
+  testSource =
+    lib:
+    lib.fileset.toSource {
+      root = ../.;
+      fileset = lib.fileset.unions [
+        ../Cargo.toml
+        ../Cargo.lock
+        ../server
+        ../models
+      ];
+    };
+
+  /**
+    crane's library for `pkgs`, with the fenix toolchain pinned by rust-toolchain.toml. For a
+    `pkgsCross` set crane cross-compiles (it sets the target and the linker from `pkgs`).
+
+    # Arguments
+    - `pkgs`: a nixpkgs package set, native or from `pkgsCross`.
+  */
+  mkCraneLib = pkgs: (crane.mkLib pkgs).overrideToolchain toolchain.mkToolchain;
+
+  commonArgs = pkgs: {
+    pname = "predictor";
+    inherit ((pkgs.lib.importTOML ../server/Cargo.toml).package) version;
+    src = cargoSource pkgs.lib;
+    strictDeps = true;
+  };
+
+  # The library `ort` loads at run time (load-dynamic): nixpkgs' ONNX Runtime.
+  onnxruntimeLibrary = pkgs: "${pkgs.lib.getLib pkgs.onnxruntime}/lib/libonnxruntime.so";
+
+  # callPackage-able, so that nixpkgs splices build and host dependencies when cross compiling
+  # (crane's examples/cross-rust-overlay).
+  serverExpression =
+    craneLib: args:
+    {
+      lib,
+      onnxruntime,
+      makeBinaryWrapper,
+    }:
+    craneLib.buildPackage (
+      args
+      // {
+        cargoArtifacts = craneLib.buildDepsOnly args;
+        # The tests need the models; they run in checks (cargoChecks), not here.
+        doCheck = false;
+        nativeBuildInputs = [ makeBinaryWrapper ];
+        # A binary wrapper (no shell in images): the default library path, which
+        # --onnxruntime or PREDICTOR_ONNXRUNTIME still override.
+        postInstall = ''
+          wrapProgram $out/bin/predictor \
+            --set-default PREDICTOR_ONNXRUNTIME ${lib.getLib onnxruntime}/lib/libonnxruntime.so
+        '';
+        passthru = { inherit onnxruntime; };
+        meta = {
+          description = "One shared server for ONNX models described by predictor.toml bundles";
+          license = with lib.licenses; [
+            mit
+            asl20
+          ];
+          mainProgram = "predictor";
+          platforms = lib.platforms.linux;
+        };
+      }
+    );
+in
+{
+  inherit mkCraneLib;
+
+  /**
+    The `predictor` server for `pkgs`' host platform, wrapped so that it finds nixpkgs' ONNX
+    Runtime by default. Natively built for native `pkgs`, cross-built for `pkgsCross.*`.
+
+    # Arguments
+    - `pkgs`: a nixpkgs package set, native or from `pkgsCross`.
+  */
+  mkServer = pkgs: pkgs.callPackage (serverExpression (mkCraneLib pkgs) (commonArgs pkgs)) { };
+
+  /**
+    crane's checks of the workspace, named `predictor-<tool>`: clippy with warnings denied, rustfmt,
+    rustdoc, and every unit and integration test against nixpkgs' ONNX Runtime and the bundles
+    under models/ (as `scripts/test` runs them).
+
+    # Arguments
+    - `pkgs`: a native nixpkgs package set (checks run where they are built).
+  */
+  cargoChecks =
+    pkgs:
+    let
+      craneLib = mkCraneLib pkgs;
+      args = commonArgs pkgs;
+      cargoArtifacts = craneLib.buildDepsOnly args;
+    in
+    {
+      predictor-clippy = craneLib.cargoClippy (
+        args
+        // {
+          inherit cargoArtifacts;
+          cargoClippyExtraArgs = "--all-targets -- --deny warnings";
+        }
+      );
+      predictor-fmt = craneLib.cargoFmt { inherit (args) pname version src; };
+      predictor-doc = craneLib.cargoDoc (
+        args
+        // {
+          inherit cargoArtifacts;
+          # Broken intra-doc links fail the check, as warnings fail clippy.
+          RUSTDOCFLAGS = "--deny warnings";
+        }
+      );
+      predictor-tests = craneLib.cargoTest (
+        args
+        // {
+          inherit cargoArtifacts;
+          src = testSource pkgs.lib;
+          cargoTestExtraArgs = "--all-targets";
+          # An exported variable wins over .cargo/config.toml's [env] (not part of this source).
+          PREDICTOR_ONNXRUNTIME = onnxruntimeLibrary pkgs;
+        }
+      );
+    };
+}
