@@ -217,3 +217,26 @@ def test_grpc_unknown_model_and_version(stub):
         with pytest.raises(grpc.RpcError) as raised:
             stub.ModelMetadata(request)
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+# Past the server's --max-body-bytes (8 MiB by default), for REST bodies and gRPC messages alike.
+TOO_LARGE = 8 * 1024 * 1024 + 4
+
+
+def test_a_body_over_the_limit_gets_413(server):
+    rows = TOO_LARGE // 16
+    body, headers = binary_request(
+        {"inputs": [{"name": "input", "shape": [rows, 4], "datatype": "FP32", "parameters": {"binary_data_size": rows * 16}}]},
+        bytes(rows * 16),
+    )
+    response, payload = post(server, "/v2/models/iris-svc/infer", body, headers)
+    assert response.status == 413
+    assert "--max-body-bytes" in json.loads(payload)["error"]
+
+
+def test_a_grpc_message_over_the_limit_is_refused(stub):
+    rows = TOO_LARGE // 16
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ModelInfer(grpc_request(grpc_input(shape=(rows, 4)), raw=[bytes(rows * 16)]))
+    assert raised.value.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert "message length too large" in raised.value.details()
