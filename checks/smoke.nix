@@ -9,9 +9,10 @@ pkgs.runCommand "predictor-${bundle.info.name}-smoke"
     meta.description = "Serves ${bundle.info.name} and checks its sample over HTTP";
   }
   ''
-    # The build sandbox has a loopback interface of its own: the port is free. gRPC takes any.
+    # The build sandbox has a loopback interface of its own: the port is free. gRPC and metrics
+    # take any.
     port=18080
-    predictor serve ${bundle} --port "$port" --grpc-port 0 &
+    predictor serve ${bundle} --port "$port" --grpc-port 0 --metrics-port 0 &
     server=$!
     trap 'kill "$server" 2>/dev/null || true' EXIT
     for _ in $(seq 1 60); do

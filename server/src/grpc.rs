@@ -5,13 +5,22 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status};
 
+use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
+use tonic::{Code, Request, Response, Status};
+use tracing::field::Empty;
+use tracing::Instrument;
+
+use crate::metrics::RouteLabels;
 use crate::model::PredictError;
 use crate::oip::{self, InferError, RequestInputs};
 use crate::registry::Registry;
+use crate::request_context::{
+    new_request_id, valid_request_id, TraceParent, REQUEST_ID, TRACEPARENT,
+};
 use crate::tensor::{DType, TensorData};
 
 #[allow(clippy::all, missing_docs)]
@@ -40,7 +49,6 @@ pub async fn serve(
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(usize::MAX);
     tonic::transport::Server::builder()
-        .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
         .add_service(service)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
@@ -64,6 +72,100 @@ fn status(error: InferError) -> Status {
     }
 }
 
+impl InferenceService {
+    /// Runs one call inside a span that carries its request id (the request's own `id`, else the
+    /// caller's `x-request-id` metadata, else generated) and trace id; then logs it, counts it,
+    /// and returns the request id and the trace context in the answer's metadata.
+    async fn observed<T>(
+        &self,
+        method: &'static str,
+        model: &str,
+        own_id: &str,
+        metadata: &MetadataMap,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<Response<T>, Status> {
+        let started = Instant::now();
+        let text = |key: &str| metadata.get(key).and_then(|value| value.to_str().ok());
+        let request_id = Some(own_id)
+            .filter(|id| !id.is_empty())
+            .or_else(|| text(REQUEST_ID).and_then(valid_request_id))
+            .map_or_else(new_request_id, str::to_string);
+        let trace = text(TRACEPARENT).and_then(TraceParent::parse);
+        let span = tracing::info_span!(
+            "request",
+            request_id = request_id.as_str(),
+            trace_id = Empty,
+            method = "gRPC",
+            endpoint = method,
+        );
+        if let Some(trace) = &trace {
+            span.record("trace_id", trace.trace_id.as_str());
+        }
+        let metrics = self.registry.metrics();
+        let in_flight = metrics.request_started("grpc");
+        let result = call.instrument(span.clone()).await;
+        drop(in_flight);
+        let code = result.as_ref().err().map_or(Code::Ok, Status::code);
+        let model = self.registry.model_label(model);
+        let elapsed = started.elapsed();
+        span.in_scope(|| {
+            tracing::info!(
+                model = %model,
+                status = code_name(code),
+                duration_ms = elapsed.as_secs_f64() * 1e3,
+                "request"
+            );
+        });
+        metrics.request_finished(
+            RouteLabels {
+                model,
+                protocol: "grpc",
+                endpoint: method.to_string(),
+            },
+            code_name(code).to_string(),
+            elapsed,
+        );
+        let mut answer = match result {
+            Ok(message) => Ok(Response::new(message)),
+            Err(status) => Err(status),
+        };
+        let answer_metadata = match &mut answer {
+            Ok(response) => response.metadata_mut(),
+            Err(status) => status.metadata_mut(),
+        };
+        if let Ok(value) = request_id.parse::<MetadataValue<Ascii>>() {
+            answer_metadata.insert(REQUEST_ID, value);
+        }
+        if let Some(value) = trace.and_then(|t| t.child().parse::<MetadataValue<Ascii>>().ok()) {
+            answer_metadata.insert(TRACEPARENT, value);
+        }
+        answer
+    }
+}
+
+/// The canonical name of a gRPC status code, as in the gRPC documentation (`INVALID_ARGUMENT`).
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 fn invalid(message: String) -> Status {
     status(InferError::Predict(PredictError::InvalidInput(message)))
 }
@@ -72,47 +174,84 @@ fn invalid(message: String) -> Status {
 impl GrpcInferenceService for InferenceService {
     async fn server_live(
         &self,
-        _: Request<ServerLiveRequest>,
+        request: Request<ServerLiveRequest>,
     ) -> Result<Response<ServerLiveResponse>, Status> {
-        Ok(Response::new(ServerLiveResponse { live: true }))
+        let live = async { Ok(ServerLiveResponse { live: true }) };
+        self.observed("ServerLive", "", "", request.metadata(), live)
+            .await
     }
 
     async fn server_ready(
         &self,
-        _: Request<ServerReadyRequest>,
+        request: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        Ok(Response::new(ServerReadyResponse {
-            ready: self.registry.is_ready(),
-        }))
+        let ready = async {
+            Ok(ServerReadyResponse {
+                ready: self.registry.is_ready(),
+            })
+        };
+        self.observed("ServerReady", "", "", request.metadata(), ready)
+            .await
     }
 
     async fn model_ready(
         &self,
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
-        let request = request.into_inner();
-        oip::find_model(&self.registry, &request.name, Some(&request.version)).map_err(status)?;
-        Ok(Response::new(ModelReadyResponse {
-            ready: self.registry.is_ready(),
-        }))
+        let (metadata, _, request) = request.into_parts();
+        let ready = async {
+            oip::find_model(&self.registry, &request.name, Some(&request.version))
+                .map_err(status)?;
+            Ok(ModelReadyResponse {
+                ready: self.registry.is_ready(),
+            })
+        };
+        self.observed("ModelReady", &request.name, "", &metadata, ready)
+            .await
     }
 
     async fn server_metadata(
         &self,
-        _: Request<ServerMetadataRequest>,
+        request: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
-        Ok(Response::new(ServerMetadataResponse {
-            name: oip::SERVER_NAME.to_string(),
-            version: oip::SERVER_VERSION.to_string(),
-            extensions: oip::EXTENSIONS.iter().map(|e| e.to_string()).collect(),
-        }))
+        let describe = async {
+            Ok(ServerMetadataResponse {
+                name: oip::SERVER_NAME.to_string(),
+                version: oip::SERVER_VERSION.to_string(),
+                extensions: oip::EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+            })
+        };
+        self.observed("ServerMetadata", "", "", request.metadata(), describe)
+            .await
     }
 
     async fn model_metadata(
         &self,
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
+        let describe = self.model_metadata_of(&request);
+        self.observed("ModelMetadata", &request.name, "", &metadata, describe)
+            .await
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let (model, id) = (request.model_name.clone(), request.id.clone());
+        let answer = self.infer(request);
+        self.observed("ModelInfer", &model, &id, &metadata, answer)
+            .await
+    }
+}
+
+impl InferenceService {
+    async fn model_metadata_of(
+        &self,
+        request: &ModelMetadataRequest,
+    ) -> Result<ModelMetadataResponse, Status> {
         let model = oip::find_model(&self.registry, &request.name, Some(&request.version))
             .map_err(status)?;
         let metadata = oip::model_metadata(&model);
@@ -126,20 +265,16 @@ impl GrpcInferenceService for InferenceService {
                 })
                 .collect()
         };
-        Ok(Response::new(ModelMetadataResponse {
+        Ok(ModelMetadataResponse {
             name: metadata.name.to_string(),
             versions: metadata.versions.map(str::to_string).to_vec(),
             platform: metadata.platform.to_string(),
             inputs: describe(metadata.inputs),
             outputs: describe(metadata.outputs),
-        }))
+        })
     }
 
-    async fn model_infer(
-        &self,
-        request: Request<ModelInferRequest>,
-    ) -> Result<Response<ModelInferResponse>, Status> {
-        let request = request.into_inner();
+    async fn infer(&self, request: ModelInferRequest) -> Result<ModelInferResponse, Status> {
         let model = oip::find_model(
             &self.registry,
             &request.model_name,
@@ -200,14 +335,14 @@ impl GrpcInferenceService for InferenceService {
             tensor.data().write_le_bytes(&mut bytes);
             raw_output_contents.push(bytes);
         }
-        Ok(Response::new(ModelInferResponse {
+        Ok(ModelInferResponse {
             model_name: model.name().to_string(),
             model_version: model.bundle().config.version.clone(),
             id: request.id,
             parameters: Default::default(),
             outputs,
             raw_output_contents,
-        }))
+        })
     }
 }
 
@@ -285,7 +420,7 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_turns_false_as_soon_as_shutdown_begins() {
-        let registry = Arc::new(Registry::new(Vec::new()));
+        let registry = Arc::new(Registry::new(Vec::new(), Default::default()));
         let service = InferenceService {
             registry: registry.clone(),
         };

@@ -1,10 +1,14 @@
 //! Process-wide logging with `tracing`: human-readable text or one JSON object per line.
 
+use std::io::IsTerminal;
+
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise (the journal, a container's log, a pipe).
+    Auto,
     Text,
     Json,
 }
@@ -16,9 +20,16 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let format = match format {
+        LogFormat::Auto if std::io::stderr().is_terminal() => LogFormat::Text,
+        LogFormat::Auto => LogFormat::Json,
+        chosen => chosen,
+    };
+    // A JSON line has the event's fields at the top level and its request's (request_id,
+    // trace_id, endpoint) under "span".
     let result = match format {
-        LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        _ => builder.try_init(),
     };
     result.map_err(|e| e.to_string())
 }

@@ -14,6 +14,7 @@ use predictor::bundle::{BundleError, FILE_NAME};
 use predictor::grpc;
 use predictor::http::{self, HttpOptions};
 use predictor::logging::{self, LogFormat};
+use predictor::metrics::Metrics;
 use predictor::model::{self, LoadOptions};
 use predictor::registry::Registry;
 use predictor::runtime::OnnxRuntime;
@@ -33,12 +34,13 @@ struct Cli {
         global = true
     )]
     onnxruntime: PathBuf,
-    /// Log format: text for people, json (one object per line) for the journal and log shippers.
+    /// Log format: text for people, json (one object per line) for the journal and log shippers;
+    /// auto is text on a terminal, json otherwise.
     #[arg(
         long,
         env = "PREDICTOR_LOG_FORMAT",
         value_enum,
-        default_value = "text",
+        default_value = "auto",
         global = true
     )]
     log_format: LogFormat,
@@ -81,6 +83,10 @@ struct ServeArgs {
     /// gRPC port (the Open Inference Protocol v2 over gRPC), on the same address; 0 picks a free one.
     #[arg(long, env = "PREDICTOR_GRPC_PORT", default_value_t = 8081)]
     grpc_port: u16,
+    /// Metrics port (GET /metrics, Prometheus/OpenMetrics text), on the same address; 0 picks a
+    /// free one.
+    #[arg(long, env = "PREDICTOR_METRICS_PORT", default_value_t = 8082)]
+    metrics_port: u16,
     #[command(flatten)]
     load: LoadArgs,
     /// Largest request body (or gRPC message) accepted, in bytes.
@@ -191,7 +197,13 @@ fn report(errors: Vec<BundleError>) -> String {
 
 fn check(library: &Path, args: &CheckArgs) -> Result<(), String> {
     let runtime = runtime(library)?;
-    let models = model::load_all(&args.bundles, &runtime, &(&args.load).into()).map_err(report)?;
+    let models = model::load_all(
+        &args.bundles,
+        &runtime,
+        &(&args.load).into(),
+        &Metrics::new(),
+    )
+    .map_err(report)?;
     for model in models {
         println!(
             "ok: {} {} ({}): graph and sample match",
@@ -205,7 +217,10 @@ fn check(library: &Path, args: &CheckArgs) -> Result<(), String> {
 
 fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
     let runtime = runtime(library)?;
-    let models = model::load_all(&args.bundles, &runtime, &(&args.load).into()).map_err(report)?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_build_info(runtime.version());
+    let models =
+        model::load_all(&args.bundles, &runtime, &(&args.load).into(), &metrics).map_err(report)?;
     for model in &models {
         tracing::info!(
             model = model.name(),
@@ -214,7 +229,7 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
             "model ready"
         );
     }
-    let registry = Arc::new(Registry::new(models));
+    let registry = Arc::new(Registry::new(models, metrics));
     let router = http::router(
         registry.clone(),
         &HttpOptions {
@@ -234,9 +249,12 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
         };
         let http_listener = bind(args.port).await?;
         let grpc_listener = bind(args.grpc_port).await?;
+        let metrics_listener = bind(args.metrics_port).await?;
+        let local = |listener: &TcpListener| listener.local_addr().map_err(|e| e.to_string());
         tracing::info!(
-            address = %http_listener.local_addr().map_err(|e| e.to_string())?,
-            grpc_address = %grpc_listener.local_addr().map_err(|e| e.to_string())?,
+            address = %local(&http_listener)?,
+            grpc_address = %local(&grpc_listener)?,
+            metrics_address = %local(&metrics_listener)?,
             "listening"
         );
         let stopping = CancellationToken::new();
@@ -264,7 +282,16 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
             .await
             .map_err(|error| format!("gRPC server failed: {error}"))
         };
-        tokio::try_join!(http, grpc).map(|_| ())
+        let metrics = async {
+            http::serve(
+                http::metrics_router(registry.clone()),
+                metrics_listener,
+                stopping.clone().cancelled_owned(),
+            )
+            .await
+            .map_err(|error| format!("metrics server failed: {error}"))
+        };
+        tokio::try_join!(http, grpc, metrics).map(|_| ())
     })?;
     tracing::info!("stopped");
     Ok(())

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Span;
 
 use crate::bundle::{Bundle, BundleError, LabelRule, ShapeText, TensorSpec};
+use crate::metrics::{Metrics, ModelInfoLabels, ModelMetrics};
 use crate::runtime::{Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError};
 use crate::tensor::{shape_fits, Tensor};
 
@@ -46,6 +47,7 @@ struct Job {
     inputs: Vec<Tensor>,
     reply: oneshot::Sender<Result<Vec<Tensor>, RuntimeError>>,
     span: Span,
+    enqueued: Instant,
 }
 
 /// A bundle whose graph and sample passed, ready to serve.
@@ -53,6 +55,7 @@ pub struct Model {
     binding: GraphBinding,
     jobs: mpsc::Sender<Job>,
     load_time: Duration,
+    metrics: ModelMetrics,
 }
 
 /// A bundle matched to its graph: where each declared input and output sits in the graph.
@@ -71,6 +74,7 @@ impl Model {
         bundle: Bundle,
         runtime: &OnnxRuntime,
         options: &LoadOptions,
+        metrics: &Metrics,
     ) -> Result<Model, BundleError> {
         let started = Instant::now();
         let model_path = bundle.model_path();
@@ -99,11 +103,24 @@ impl Model {
             output_positions,
         };
         binding.check_sample(&mut backend)?;
+        let model_sha256 = sha256_of(&model_path)
+            .map_err(|error| binding.bundle.error(format!("model: {error}")))?;
+        let load_time = started.elapsed();
+        let model_metrics = metrics.model_loaded(
+            ModelInfoLabels {
+                model: binding.bundle.name().to_string(),
+                version: binding.bundle.config.version.clone(),
+                model_sha256,
+            },
+            load_time,
+            options.max_queued_requests.get(),
+        );
         let jobs = spawn_worker(
             binding.bundle.name(),
             backend,
             binding.output_positions.clone(),
             options.max_queued_requests,
+            model_metrics.clone(),
         )
         .map_err(|error| {
             binding
@@ -113,7 +130,8 @@ impl Model {
         Ok(Model {
             binding,
             jobs,
-            load_time: started.elapsed(),
+            load_time,
+            metrics: model_metrics,
         })
     }
 
@@ -151,14 +169,20 @@ impl Model {
             inputs: self.binding.to_graph_order(inputs),
             reply,
             span: Span::current(),
+            enqueued: Instant::now(),
         };
-        self.jobs.try_send(job).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => PredictError::Overloaded {
-                model: self.name().to_string(),
-                queued: self.jobs.max_capacity(),
-            },
-            mpsc::error::TrySendError::Closed(_) => {
-                PredictError::Unavailable(self.name().to_string())
+        // Counted before sending, so that the worker's decrement never comes first.
+        self.metrics.queue_depth.inc();
+        self.jobs.try_send(job).map_err(|error| {
+            self.metrics.queue_depth.dec();
+            match error {
+                mpsc::error::TrySendError::Full(_) => PredictError::Overloaded {
+                    model: self.name().to_string(),
+                    queued: self.jobs.max_capacity(),
+                },
+                mpsc::error::TrySendError::Closed(_) => {
+                    PredictError::Unavailable(self.name().to_string())
+                }
             }
         })?;
         let outputs = answer
@@ -456,22 +480,35 @@ fn spawn_worker(
     mut backend: impl Backend,
     outputs: Vec<usize>,
     queue: NonZeroUsize,
+    metrics: ModelMetrics,
 ) -> std::io::Result<mpsc::Sender<Job>> {
     let (jobs, mut receiver) = mpsc::channel::<Job>(queue.get());
     thread::Builder::new()
         .name(format!("model-{name}"))
         .spawn(move || {
             while let Some(job) = receiver.blocking_recv() {
+                metrics.queue_depth.dec();
                 if job.reply.is_closed() {
                     continue; // the caller went away while the job waited
                 }
                 let _entered = job.span.enter();
+                let started = Instant::now();
+                metrics
+                    .queue_duration
+                    .observe((started - job.enqueued).as_secs_f64());
+                let rows = job.inputs.first().and_then(|t| t.shape().first().copied());
                 // A panic in one run must not take the model down for every later request.
                 let outcome =
                     panic::catch_unwind(AssertUnwindSafe(|| backend.run(job.inputs, &outputs)))
                         .unwrap_or_else(|_| {
                             Err(RuntimeError::Inference("the run panicked".into()))
                         });
+                metrics
+                    .inference_duration
+                    .observe(started.elapsed().as_secs_f64());
+                if let Some(rows) = rows {
+                    metrics.batch_rows.observe(rows as f64);
+                }
                 // A caller that went away no longer needs the answer.
                 let _ = job.reply.send(outcome);
             }
@@ -479,16 +516,39 @@ fn spawn_worker(
     Ok(jobs)
 }
 
+/// The sha256 of a file, in hex, read in chunks (models can be large).
+fn sha256_of(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut chunk = vec![0; 1 << 20];
+    loop {
+        match file.read(&mut chunk)? {
+            0 => break,
+            read => hasher.update(&chunk[..read]),
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect())
+}
+
 /// Reads and loads every bundle; stops at nothing, so that all problems are reported at once.
 pub fn load_all(
     paths: &[impl AsRef<Path>],
     runtime: &OnnxRuntime,
     options: &LoadOptions,
+    metrics: &Metrics,
 ) -> Result<Vec<Model>, Vec<BundleError>> {
     let mut models = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
-        match Bundle::read(path.as_ref()).and_then(|bundle| Model::load(bundle, runtime, options)) {
+        match Bundle::read(path.as_ref())
+            .and_then(|bundle| Model::load(bundle, runtime, options, metrics))
+        {
             Ok(model) => models.push(model),
             Err(error) => errors.push(error),
         }

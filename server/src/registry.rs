@@ -4,20 +4,27 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::metrics::Metrics;
 use crate::model::Model;
 
 pub struct Registry {
     models: Vec<Arc<Model>>,
     ready: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
     /// Every model is loaded and has passed its sample by now, so the registry starts ready.
-    pub fn new(models: Vec<Model>) -> Self {
+    pub fn new(models: Vec<Model>, metrics: Arc<Metrics>) -> Self {
         Registry {
             models: models.into_iter().map(Arc::new).collect(),
             ready: AtomicBool::new(true),
+            metrics,
         }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The models in the order given on the command line.
@@ -50,5 +57,15 @@ impl Registry {
 
     pub fn begin_shutdown(&self) {
         self.ready.store(false, Ordering::SeqCst);
+        self.metrics
+            .shutting_down(self.models.iter().map(|m| m.name().to_string()));
+    }
+
+    /// The model label of a request for `name`: the name when this server has such a model, else
+    /// empty, so that a caller cannot create series by inventing names.
+    pub fn model_label(&self, name: &str) -> String {
+        self.find(name)
+            .map(|m| m.name().to_string())
+            .unwrap_or_default()
     }
 }

@@ -63,17 +63,45 @@ pub trait Backend: Send + 'static {
 #[derive(Clone)]
 pub struct OnnxRuntime {
     environment: Environment,
+    version: String,
 }
 
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
+
+/// The library's own version string, from its C API entry point (`ort` keeps it to itself).
+fn library_version(library: &Path) -> Option<String> {
+    // SAFETY: the library is ONNX Runtime, already loaded by `ort::init_from` (this only takes
+    // another reference to it); OrtGetApiBase and GetVersionString take no arguments and return
+    // static data, a null-terminated string the caller must not free.
+    unsafe {
+        let library = libloading::Library::new(library).ok()?;
+        let api_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+            library.get(b"OrtGetApiBase").ok()?;
+        let base = api_base();
+        if base.is_null() {
+            return None;
+        }
+        let version = ((*base).GetVersionString)();
+        if version.is_null() {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr(version)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
 
 impl OnnxRuntime {
     /// Loads `libonnxruntime` from `library` (a path, or a bare file name looked up by the dynamic
     /// loader) on the first call; later calls return the same runtime.
     pub fn load(library: &Path) -> Result<OnnxRuntime, RuntimeError> {
+        let version = || library_version(library).unwrap_or_else(|| "unknown".to_string());
         if let Some(environment) = ENVIRONMENT.get() {
             return Ok(OnnxRuntime {
                 environment: environment.clone(),
+                version: version(),
             });
         }
         let environment = ort::init_from(library)
@@ -84,12 +112,18 @@ impl OnnxRuntime {
             .map_err(|error| RuntimeError::Library(error.to_string()))?;
         Ok(OnnxRuntime {
             environment: ENVIRONMENT.get_or_init(|| environment).clone(),
+            version: version(),
         })
     }
 
     /// ONNX Runtime's own description of its build (version, commit).
     pub fn build_info(&self) -> &'static str {
         ort::info()
+    }
+
+    /// ONNX Runtime's version (`1.22.1`), as the library itself says.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// Opens `model` with `threads` intra-op threads.

@@ -21,12 +21,12 @@ def read_bundle(folder):
 
 
 class Server:
-    """A `predictor serve` process; `http` and `grpc` are its host:port addresses."""
+    """A `predictor serve` process; `http`, `grpc` and `metrics` are its host:port addresses."""
 
     def __init__(self, bundles):
         binary = os.environ.get("PREDICTOR_BINARY", str(REPO / "target/debug/predictor"))
         self.process = subprocess.Popen(
-            [binary, "serve", "--port", "0", "--grpc-port", "0", "--log-format", "json", *map(str, bundles)],
+            [binary, "serve", "--port", "0", "--grpc-port", "0", "--metrics-port", "0", "--log-format", "json", *map(str, bundles)],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -36,6 +36,7 @@ class Server:
             event = json.loads(line) if line.startswith("{") else {}
             if event.get("message") == "listening":
                 self.http, self.grpc = event["address"], event["grpc_address"]
+                self.metrics = event["metrics_address"]
                 break
         else:
             raise RuntimeError("the server exited before listening:\n" + "".join(self.log))

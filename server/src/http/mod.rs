@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, extractors and the listener. It sees models and tensors, never `ort`.
 
 mod error;
+mod observe;
 mod seed;
 mod v2;
 
@@ -8,17 +9,19 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::middleware;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 pub use error::ApiError;
+pub use observe::{CallerRequestId, RequestId};
 
+use crate::metrics;
 use crate::model::Model;
 use crate::registry::Registry;
 
@@ -92,11 +95,24 @@ pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        .layer(middleware::from_fn_with_state(
+            registry.clone(),
+            observe::observe,
+        ))
+        .with_state(registry)
+}
+
+/// The metrics listener's one route: `GET /metrics`, the OpenMetrics text of every metric.
+pub fn metrics_router(registry: Arc<Registry>) -> Router {
+    let render = |State(registry): State<AppState>| async move {
+        (
+            [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+            registry.metrics().render(),
         )
+    };
+    Router::new()
+        .route("/metrics", get(render))
+        .fallback(not_found)
         .with_state(registry)
 }
 
@@ -132,7 +148,7 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_turns_false_as_soon_as_shutdown_begins() {
-        let registry = Arc::new(Registry::new(Vec::new()));
+        let registry = Arc::new(Registry::new(Vec::new(), Default::default()));
         let app = router(registry.clone(), &HttpOptions { max_body_bytes: 1 });
         let status = |path: &'static str| {
             let app = app.clone();

@@ -10,13 +10,14 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, CallerRequestId, RequestId};
 use crate::model::Model;
 use crate::oip::{self, OutputChoice, RequestInputs};
+use crate::request_context::new_request_id;
 use crate::tensor::{Flat, Tensor, TensorData};
 
 /// The header giving the length of the JSON part of a body that carries binary tensors.
@@ -164,10 +165,37 @@ fn parameter<T>(
     })
 }
 
+/// The request id is the request's own `id`, else the caller's `x-request-id`, else generated; it
+/// is recorded as soon as it is known, so that every log line of the request carries it.
 async fn infer(
     V2Model(model): V2Model,
+    Extension(CallerRequestId(caller_id)): Extension<CallerRequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut request_id = None;
+    let result = answer(&model, &headers, body, |own_id| {
+        let id = own_id.or(caller_id.clone()).unwrap_or_else(new_request_id);
+        tracing::Span::current().record("request_id", id.as_str());
+        request_id = Some(id);
+    })
+    .await;
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    let id = request_id.unwrap_or_else(|| {
+        // The body did not parse: the caller's id, else a new one.
+        let id = caller_id.unwrap_or_else(new_request_id);
+        tracing::Span::current().record("request_id", id.as_str());
+        id
+    });
+    response.extensions_mut().insert(RequestId(id));
+    response
+}
+
+async fn answer(
+    model: &Model,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    mut identified: impl FnMut(Option<String>),
 ) -> Result<Response, ApiError> {
     let body = body?;
     let json_length = match headers.get(HEADER_LENGTH) {
@@ -189,8 +217,9 @@ async fn infer(
             "the body is not an inference request of the protocol: {error}"
         ))
     })?;
+    identified(request.id.clone());
     let mut binary = body.slice(json_length..);
-    let mut inputs = RequestInputs::new(&model);
+    let mut inputs = RequestInputs::new(model);
     for input in &request.inputs {
         let owner = format!("input '{}'", input.name);
         let slot = inputs.slot(&input.name, &input.datatype, &input.shape)?;
@@ -259,9 +288,9 @@ async fn infer(
         )?;
         requested.push((output.name.as_str(), binary));
     }
-    let chosen = oip::choose_outputs(&model, requested, binary_default)?;
+    let chosen = oip::choose_outputs(model, requested, binary_default)?;
     let tensors = model.infer(inputs.finish()?).await?;
-    Ok(respond(&model, request.id.as_deref(), &chosen, &tensors))
+    Ok(respond(model, request.id.as_deref(), &chosen, &tensors))
 }
 
 /// The JSON response, followed by the binary outputs when any was asked for as binary data.

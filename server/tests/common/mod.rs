@@ -71,15 +71,8 @@ impl Server {
     /// Starts the server on port 0 and waits for its "listening" log line, which names the port.
     pub fn start_with(bundles: &[&Path], flags: &[&str]) -> Server {
         let mut child = Command::new(BINARY)
-            .args([
-                "serve",
-                "--port",
-                "0",
-                "--grpc-port",
-                "0",
-                "--log-format",
-                "json",
-            ])
+            .args(["serve", "--log-format", "json"])
+            .args(["--port", "0", "--grpc-port", "0", "--metrics-port", "0"])
             .args(flags)
             .args(bundles)
             .stdout(Stdio::null())

@@ -1,0 +1,139 @@
+//! What every HTTP request leaves behind: a span with its request id and trace id around all its
+//! log lines, one access log line, its metrics, and the `x-request-id` and `traceparent` headers
+//! of the answer.
+
+use std::time::Instant;
+
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::field::Empty;
+use tracing::Instrument;
+
+use super::AppState;
+use crate::metrics::RouteLabels;
+use crate::request_context::{
+    new_request_id, valid_request_id, TraceParent, REQUEST_ID, TRACEPARENT,
+};
+
+/// The caller's own `x-request-id`, if valid, for handlers that may prefer another id (the
+/// Open Inference Protocol's `id`).
+#[derive(Clone, Debug)]
+pub struct CallerRequestId(pub Option<String>);
+
+/// The id a handler chose for its request (see [`CallerRequestId`]); the middleware records it
+/// when the handler did not.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Endpoints about the whole server, not one model.
+const SERVER_ENDPOINTS: &[&str] = &[
+    "/health",
+    "/models",
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+];
+
+pub async fn observe(
+    State(registry): State<AppState>,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let named = params.ok().and_then(|params| {
+        params
+            .iter()
+            .find(|(key, _)| *key == "model")
+            .map(|(_, v)| v.to_string())
+    });
+    let model = match named {
+        Some(name) => registry.model_label(&name),
+        // The seed API at the root serves the only model.
+        None if !SERVER_ENDPOINTS.contains(&endpoint.as_str()) && endpoint != "unmatched" => {
+            match registry.models() {
+                [only] => only.name().to_string(),
+                _ => String::new(),
+            }
+        }
+        None => String::new(),
+    };
+    let caller_id = header(request.headers(), REQUEST_ID)
+        .and_then(valid_request_id)
+        .map(str::to_string);
+    let trace = header(request.headers(), TRACEPARENT).and_then(TraceParent::parse);
+    let span = tracing::info_span!(
+        "request",
+        request_id = Empty,
+        trace_id = Empty,
+        method = %request.method(),
+        endpoint = %endpoint,
+    );
+    if let Some(trace) = &trace {
+        span.record("trace_id", trace.trace_id.as_str());
+    }
+    // The v2 inference handler prefers the request's own `id` and records the id itself.
+    let handler_decides = endpoint.ends_with("/infer");
+    let mut request_id = None;
+    if !handler_decides {
+        let id = caller_id.clone().unwrap_or_else(new_request_id);
+        span.record("request_id", id.as_str());
+        request_id = Some(id);
+    }
+    request.extensions_mut().insert(CallerRequestId(caller_id));
+
+    let in_flight = registry.metrics().request_started("http");
+    let mut response = next.run(request).instrument(span.clone()).await;
+    drop(in_flight);
+
+    let request_id = match (response.extensions().get::<RequestId>(), request_id) {
+        (Some(RequestId(chosen)), _) => chosen.clone(),
+        (None, Some(id)) => id,
+        (None, None) => {
+            let id = new_request_id();
+            span.record("request_id", id.as_str());
+            id
+        }
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+    if let Some(trace) = &trace {
+        if let Ok(value) = HeaderValue::from_str(&trace.child()) {
+            headers.insert(TRACEPARENT, value);
+        }
+    }
+    let status = response.status();
+    let elapsed = started.elapsed();
+    span.in_scope(|| {
+        tracing::info!(
+            model = %model,
+            status = status.as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1e3,
+            "request"
+        );
+    });
+    registry.metrics().request_finished(
+        RouteLabels {
+            model,
+            protocol: "http",
+            endpoint,
+        },
+        status.as_str().to_string(),
+        elapsed,
+    );
+    response
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}

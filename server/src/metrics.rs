@@ -1,0 +1,286 @@
+//! Prometheus metrics: one registry per process, exposed in the OpenMetrics text format on a
+//! listener of its own (`--metrics-port`), apart from the APIs. Names start with `predictor_` and
+//! carry their unit; label values come only from the server's own names (models, routes, status
+//! codes), never from what a caller sends, so that no request can grow the number of series.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+/// The OpenMetrics content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The model a request was for; empty for server-wide endpoints.
+    pub model: String,
+    /// `http` or `grpc`.
+    pub protocol: &'static str,
+    /// The route (`/v2/models/{model}/infer`) or gRPC method (`ModelInfer`).
+    pub endpoint: String,
+    /// The HTTP status code, or the gRPC status code's name.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub model: String,
+    pub protocol: &'static str,
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabels {
+    pub protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelInfoLabels {
+    pub model: String,
+    pub version: String,
+    /// sha256 of the model file, as the OCI image's `io.predictor.model.sha256` label.
+    pub model_sha256: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+    pub onnxruntime: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Seconds: 0.25 ms to about 8 s, doubling.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.00025, 2.0, 16))
+}
+
+/// Rows per run: 1 to 4096, doubling.
+fn rows_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 13))
+}
+
+/// Every metric the server exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: HistogramFamily<RouteLabels>,
+    in_flight: Family<ProtocolLabels, Gauge>,
+    queue_duration: HistogramFamily<ModelLabels>,
+    inference_duration: HistogramFamily<ModelLabels>,
+    batch_rows: HistogramFamily<ModelLabels>,
+    queue_depth: Family<ModelLabels, Gauge>,
+    queue_capacity: Family<ModelLabels, Gauge>,
+    load_duration: Family<ModelLabels, Gauge<f64, AtomicU64>>,
+    model_ready: Family<ModelLabels, Gauge>,
+    model_info: Family<ModelInfoLabels, Gauge>,
+    build_info: Family<BuildLabels, Gauge>,
+}
+
+/// The handles a model's worker records into, made once at load.
+#[derive(Debug, Clone)]
+pub struct ModelMetrics {
+    /// Time from a request's arrival in the queue to the start of its run.
+    pub queue_duration: Histogram,
+    /// Time ONNX Runtime took for one run.
+    pub inference_duration: Histogram,
+    /// Rows in one run.
+    pub batch_rows: Histogram,
+    /// Requests waiting in the queue now.
+    pub queue_depth: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let metrics = Metrics {
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(duration_histogram),
+            in_flight: Family::default(),
+            queue_duration: Family::new_with_constructor(duration_histogram),
+            inference_duration: Family::new_with_constructor(duration_histogram),
+            batch_rows: Family::new_with_constructor(rows_histogram),
+            queue_depth: Family::default(),
+            queue_capacity: Family::default(),
+            load_duration: Family::default(),
+            model_ready: Family::default(),
+            model_info: Family::default(),
+            build_info: Family::default(),
+            registry: Registry::default(),
+        };
+        // Counters get `_total` and units their suffix from the encoder: predictor_requests_total,
+        // predictor_request_duration_seconds, ...
+        registry.register(
+            "predictor_requests",
+            "Requests answered, by model, protocol, endpoint and status",
+            metrics.requests.clone(),
+        );
+        registry.register_with_unit(
+            "predictor_request_duration",
+            "Time from a request's arrival to its answer",
+            Unit::Seconds,
+            metrics.request_duration.clone(),
+        );
+        registry.register(
+            "predictor_requests_in_flight",
+            "Requests being answered now",
+            metrics.in_flight.clone(),
+        );
+        registry.register_with_unit(
+            "predictor_queue_duration",
+            "Time a request waited for its model's worker",
+            Unit::Seconds,
+            metrics.queue_duration.clone(),
+        );
+        registry.register_with_unit(
+            "predictor_inference_duration",
+            "Time ONNX Runtime took for one run of a model",
+            Unit::Seconds,
+            metrics.inference_duration.clone(),
+        );
+        registry.register(
+            "predictor_batch_rows",
+            "Rows in one run of a model (the batch size)",
+            metrics.batch_rows.clone(),
+        );
+        registry.register(
+            "predictor_queue_depth",
+            "Requests waiting for a model's worker now",
+            metrics.queue_depth.clone(),
+        );
+        registry.register(
+            "predictor_queue_capacity",
+            "Requests that may wait for a model's worker before new ones get 503",
+            metrics.queue_capacity.clone(),
+        );
+        registry.register_with_unit(
+            "predictor_model_load_duration",
+            "Time to load a model and check its sample",
+            Unit::Seconds,
+            metrics.load_duration.clone(),
+        );
+        registry.register(
+            "predictor_model_ready",
+            "1 when a model is ready for inference, 0 once shutdown begins",
+            metrics.model_ready.clone(),
+        );
+        registry.register(
+            "predictor_model_info",
+            "1 for each served model, with its version and the sha256 of its model file",
+            metrics.model_info.clone(),
+        );
+        registry.register(
+            "predictor_build_info",
+            "1, with the server's version and ONNX Runtime's",
+            metrics.build_info.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Records the server's version and ONNX Runtime's.
+    pub fn set_build_info(&self, onnxruntime: &str) {
+        self.build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                onnxruntime: onnxruntime.to_string(),
+            })
+            .set(1);
+    }
+
+    /// Records a model as loaded and ready, and returns the handles its worker records into.
+    pub fn model_loaded(
+        &self,
+        info: ModelInfoLabels,
+        load_time: Duration,
+        queue_capacity: usize,
+    ) -> ModelMetrics {
+        let labels = ModelLabels {
+            model: info.model.clone(),
+        };
+        self.load_duration
+            .get_or_create(&labels)
+            .set(load_time.as_secs_f64());
+        self.queue_capacity
+            .get_or_create(&labels)
+            .set(queue_capacity as i64);
+        self.model_ready.get_or_create(&labels).set(1);
+        self.model_info.get_or_create(&info).set(1);
+        ModelMetrics {
+            queue_duration: self.queue_duration.get_or_create_owned(&labels),
+            inference_duration: self.inference_duration.get_or_create_owned(&labels),
+            batch_rows: self.batch_rows.get_or_create_owned(&labels),
+            queue_depth: self.queue_depth.get_or_create_owned(&labels),
+        }
+    }
+
+    /// Every model not ready: shutdown has begun.
+    pub fn shutting_down(&self, models: impl IntoIterator<Item = String>) {
+        for model in models {
+            self.model_ready
+                .get_or_create(&ModelLabels { model })
+                .set(0);
+        }
+    }
+
+    /// A request started; the guard records its end.
+    pub fn request_started(&self, protocol: &'static str) -> InFlight {
+        let gauge = self
+            .in_flight
+            .get_or_create_owned(&ProtocolLabels { protocol });
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    /// A request answered, with its status, after `elapsed`.
+    pub fn request_finished(&self, route: RouteLabels, status: String, elapsed: Duration) {
+        self.request_duration
+            .get_or_create(&route)
+            .observe(elapsed.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels {
+                model: route.model,
+                protocol: route.protocol,
+                endpoint: route.endpoint,
+                status,
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// Counts a request in flight until dropped (also when its future is cancelled).
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
