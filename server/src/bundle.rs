@@ -1,11 +1,12 @@
 //! The model bundle: a folder with `predictor.toml` (schema version 1) and the ONNX file it names.
 //! This module parses the file strictly and checks it on its own; `model` checks it against the graph.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::tensor::{DType, Tensor};
@@ -178,15 +179,19 @@ impl Bundle {
     /// Decodes a request's inputs (the seed API's `data`, or `[sample] input`) into one tensor per
     /// declared input, in declaration order: rows for a single input, a table by name for several.
     /// `field` names the value in messages.
-    pub fn decode_inputs(&self, value: &Value, field: &str) -> Result<Vec<Tensor>, String> {
-        match (self.config.inputs.as_slice(), value) {
-            ([only], Value::Object(_)) => Err(format!(
+    pub fn decode_inputs(&self, data: &RawValue, field: &str) -> Result<Vec<Tensor>, String> {
+        let text = data.get();
+        let is_table = text.trim_start().starts_with('{');
+        match (self.config.inputs.as_slice(), is_table) {
+            ([only], true) => Err(format!(
                 "{field}: expected rows for input '{}' with shape {}, received an object",
                 only.name,
                 ShapeText(&only.shape)
             )),
-            ([only], value) => Ok(vec![decode_one(only, value, field)?]),
-            (specs, Value::Object(by_name)) => {
+            ([only], false) => Ok(vec![decode_one(only, text, field)?]),
+            (specs, true) => {
+                let by_name: BTreeMap<String, Box<RawValue>> = serde_json::from_str(text)
+                    .map_err(|error| format!("{field}: {error}"))?;
                 if let Some(unknown) = by_name
                     .keys()
                     .find(|k| !specs.iter().any(|s| &s.name == *k))
@@ -199,12 +204,14 @@ impl Bundle {
                 specs
                     .iter()
                     .map(|spec| match by_name.get(&spec.name) {
-                        Some(value) => decode_one(spec, value, &format!("{field}.{}", spec.name)),
+                        Some(value) => {
+                            decode_one(spec, value.get(), &format!("{field}.{}", spec.name))
+                        }
                         None => Err(format!("{field}: missing input '{}'", spec.name)),
                     })
                     .collect()
             }
-            (specs, _) => Err(format!(
+            (specs, false) => Err(format!(
                 "{field}: this model has several inputs; expected a table of rows by input name ({})",
                 names(specs)
             )),
@@ -212,9 +219,9 @@ impl Bundle {
     }
 }
 
-fn decode_one(spec: &TensorSpec, value: &Value, field: &str) -> Result<Tensor, String> {
+fn decode_one(spec: &TensorSpec, text: &str, field: &str) -> Result<Tensor, String> {
     let tensor =
-        Tensor::from_json(value, spec.dtype).map_err(|error| format!("{field}: {error}"))?;
+        Tensor::from_json_text(text, spec.dtype).map_err(|error| format!("{field}: {error}"))?;
     if !crate::tensor::shape_fits(&spec.shape, tensor.shape()) {
         return Err(format!(
             "{field}: input '{}' expects shape {}, received shape {}",
@@ -394,6 +401,11 @@ fn check_specs(field: &str, specs: &[TensorSpec], problems: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn raw(value: Value) -> Box<RawValue> {
+        RawValue::from_string(value.to_string()).unwrap()
+    }
 
     const IRIS: &str = r#"
 schema_version = 1
@@ -500,11 +512,11 @@ tolerance = 1e-4
     fn decodes_inputs_and_names_the_field_on_error() {
         let bundle = parse(IRIS).unwrap();
         let inputs = bundle
-            .decode_inputs(&serde_json::json!([[1, 2, 3, 4], [5, 6, 7, 8]]), "data")
+            .decode_inputs(&raw(json!([[1, 2, 3, 4], [5, 6, 7, 8]])), "data")
             .unwrap();
         assert_eq!(inputs[0].shape(), &[2, 4]);
         let error = bundle
-            .decode_inputs(&serde_json::json!([[1, 2, 3]]), "data")
+            .decode_inputs(&raw(json!([[1, 2, 3]])), "data")
             .unwrap_err();
         assert_eq!(
             error,
@@ -521,7 +533,7 @@ tolerance = 1e-4
         let bundle = parse(&text).unwrap();
         let inputs = bundle
             .decode_inputs(
-                &serde_json::json!({"mask": [true], "input": [[1, 2, 3, 4]]}),
+                &raw(json!({"mask": [true], "input": [[1, 2, 3, 4]]})),
                 "data",
             )
             .unwrap();
@@ -529,19 +541,19 @@ tolerance = 1e-4
             (inputs[0].shape(), inputs[1].shape()),
             (&[1, 4][..], &[1][..])
         );
-        let error = |value| bundle.decode_inputs(&value, "data").unwrap_err();
+        let error = |value| bundle.decode_inputs(&raw(value), "data").unwrap_err();
         assert_eq!(
-            error(serde_json::json!({"input": [[1, 2, 3, 4]]})),
+            error(json!({"input": [[1, 2, 3, 4]]})),
             "data: missing input 'mask'"
         );
         assert_eq!(
-            error(serde_json::json!({"input": [[1, 2, 3, 4]], "mask": [true], "extra": [1]})),
+            error(json!({"input": [[1, 2, 3, 4]], "mask": [true], "extra": [1]})),
             "data: unknown input 'extra'; the inputs are 'input', 'mask'"
         );
-        assert!(error(serde_json::json!([[1, 2, 3, 4]]))
+        assert!(error(json!([[1, 2, 3, 4]]))
             .contains("expected a table of rows by input name ('input', 'mask')"));
         assert_eq!(
-            error(serde_json::json!({"input": [[1, 2, 3, 4]], "mask": [1]})),
+            error(json!({"input": [[1, 2, 3, 4]], "mask": [1]})),
             "data.mask: expected bool at [0], received a number"
         );
     }

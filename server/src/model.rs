@@ -7,6 +7,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Span;
@@ -149,12 +150,12 @@ impl Model {
 
     /// Runs the model on `data` (rows, or a table of rows by input name) and returns the
     /// prediction output.
-    pub async fn predict(&self, data: Value) -> Result<Tensor, PredictError> {
+    pub async fn predict(&self, data: Box<RawValue>) -> Result<Tensor, PredictError> {
         let inputs = self
             .bundle()
             .decode_inputs(&data, "data")
             .map_err(PredictError::InvalidInput)?;
-        // The JSON tree is several times the size of its tensors: free it before waiting.
+        // The JSON text is several times the size of its tensors: free it before waiting.
         drop(data);
         let mut outputs = self.infer(inputs).await?;
         Ok(outputs.swap_remove(self.bundle().prediction))
@@ -197,13 +198,13 @@ impl Model {
     }
 
     /// The sample's own input, as a request would send it.
-    pub fn sample_input(&self) -> &Value {
-        &self.bundle().config.sample.input
+    pub fn sample_input(&self) -> Box<RawValue> {
+        raw_json(&self.bundle().config.sample.input)
     }
 
     /// Like [`Model::predict`], then each row's label; refused before running when the bundle
     /// declares no labels.
-    pub async fn predict_labels(&self, data: Value) -> Result<Vec<String>, PredictError> {
+    pub async fn predict_labels(&self, data: Box<RawValue>) -> Result<Vec<String>, PredictError> {
         if self.bundle().label_rule == LabelRule::None {
             return Err(PredictError::NoLabels(self.name().to_string()));
         }
@@ -287,7 +288,7 @@ impl GraphBinding {
         let sample = &self.bundle.config.sample;
         let inputs = self
             .bundle
-            .decode_inputs(&sample.input, "sample.input")
+            .decode_inputs(&raw_json(&sample.input), "sample.input")
             .map_err(|problem| self.bundle.error(problem))?;
         let outputs = backend
             .run(self.to_graph_order(inputs), &self.output_positions)
@@ -319,6 +320,10 @@ impl GraphBinding {
         }
         Ok(())
     }
+}
+
+fn raw_json(value: &Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string()).expect("a Value prints as valid JSON")
 }
 
 fn json(tensor: &Tensor) -> String {

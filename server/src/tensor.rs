@@ -8,6 +8,8 @@ use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde::Deserialize;
 use serde_json::Value;
 
+mod json;
+
 /// The element types a bundle may declare, named as in `predictor.toml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -298,52 +300,11 @@ impl TensorData {
         }
     }
 
-    /// Decodes the JSON leaves of `value` in order, whatever its nesting (the Open Inference
+    /// Decodes the leaves of a JSON array in order, whatever its nesting (the Open Inference
     /// Protocol accepts tensor data flat or nested, row-major), expecting exactly `count` of them.
     /// Errors name the leaf by its flat index.
-    pub fn from_json_leaves(
-        value: &Value,
-        dtype: DType,
-        count: usize,
-    ) -> Result<Self, TensorError> {
-        fn walk(
-            value: &Value,
-            count: usize,
-            seen: &mut usize,
-            out: &mut TensorData,
-        ) -> Result<(), TensorError> {
-            match value {
-                Value::Array(items) => items
-                    .iter()
-                    .try_for_each(|item| walk(item, count, seen, out)),
-                leaf => {
-                    let index = *seen;
-                    *seen += 1;
-                    // Counting on past `count` would only grow memory for an answer already known.
-                    if index >= count {
-                        return Ok(());
-                    }
-                    out.push_json(leaf)
-                        .map_err(|error| error.at(&[index], out.dtype()))
-                }
-            }
-        }
-        if !value.is_array() {
-            return Err(TensorError::NotAnArray {
-                dtype,
-                received: kind_of(value),
-            });
-        }
-        let mut data = TensorData::with_capacity(dtype, count.min(1 << 16));
-        let mut seen = 0;
-        walk(value, count, &mut seen, &mut data)?;
-        if seen != count {
-            return Err(TensorError::LeafCount {
-                expected: count,
-                received: seen,
-            });
-        }
-        Ok(data)
+    pub fn from_json_leaves(text: &str, dtype: DType, count: usize) -> Result<Self, TensorError> {
+        json::decode_leaves(text, dtype, count)
     }
 
     /// Appends one JSON leaf converted to this storage's dtype.
@@ -438,8 +399,9 @@ pub enum TensorError {
         dtype: DType,
         value: String,
     },
-    #[error("the nested arrays claim more elements than memory can hold")]
-    TooLarge,
+    /// Not JSON, or nested deeper than the parser follows.
+    #[error("{0}")]
+    Json(String),
     #[error("{len} elements do not fill shape {shape:?}")]
     ElementCount { shape: Vec<usize>, len: usize },
     #[error("expected {expected} values for the shape, received {received}")]
@@ -527,67 +489,13 @@ impl Tensor {
 
     /// Decodes a nested JSON array (rows of values, at any depth) into a tensor of `dtype`.
     /// The shape is read from the first element at each depth; every other element must agree.
-    pub fn from_json(value: &Value, dtype: DType) -> Result<Tensor, TensorError> {
-        let mut shape = Vec::new();
-        let mut cursor = value;
-        while let Value::Array(items) = cursor {
-            shape.push(items.len());
-            match items.first() {
-                Some(first) => cursor = first,
-                None => break,
-            }
-        }
-        if shape.is_empty() {
-            return Err(TensorError::NotAnArray {
-                dtype,
-                received: kind_of(value),
-            });
-        }
-        // The shape comes from the first element at each depth: a ragged body can claim far more
-        // elements than it holds, so reserve only what a real body of that claim could carry.
-        let claimed = shape
-            .iter()
-            .try_fold(1usize, |count, &dim| count.checked_mul(dim))
-            .ok_or(TensorError::TooLarge)?;
-        let mut data = TensorData::with_capacity(dtype, claimed.min(1 << 16));
-        let mut at = Vec::with_capacity(shape.len());
-        flatten(value, &shape, &mut at, &mut data)?;
-        Ok(Tensor { shape, data })
+    pub fn from_json_text(text: &str, dtype: DType) -> Result<Tensor, TensorError> {
+        json::decode_shaped(text, dtype)
     }
-}
 
-fn flatten(
-    value: &Value,
-    shape: &[usize],
-    at: &mut Vec<usize>,
-    out: &mut TensorData,
-) -> Result<(), TensorError> {
-    let depth = at.len();
-    let Some(&expected) = shape.get(depth) else {
-        return out
-            .push_json(value)
-            .map_err(|error| error.at(at, out.dtype()));
-    };
-    match value {
-        Value::Array(items) if items.is_empty() => Err(TensorError::Empty { at: at.clone() }),
-        Value::Array(items) if items.len() == expected => {
-            for (index, item) in items.iter().enumerate() {
-                at.push(index);
-                flatten(item, shape, at, out)?;
-                at.pop();
-            }
-            Ok(())
-        }
-        Value::Array(items) => Err(TensorError::Ragged {
-            at: at.clone(),
-            expected,
-            received: items.len().to_string(),
-        }),
-        other => Err(TensorError::Ragged {
-            at: at.clone(),
-            expected,
-            received: kind_of(other).to_string(),
-        }),
+    /// [`Tensor::from_json_text`] for a value already parsed (a sample from predictor.toml).
+    pub fn from_json(value: &Value, dtype: DType) -> Result<Tensor, TensorError> {
+        Tensor::from_json_text(&value.to_string(), dtype)
     }
 }
 
@@ -750,8 +658,10 @@ mod protocol_tests {
     fn every_dtype_has_a_protocol_name_and_its_bytes_round_trip() {
         for dtype in DType::ALL {
             assert_eq!(DType::from_v2_name(dtype.v2_name()), Some(dtype));
-            let data = TensorData::from_json_leaves(&json!([0, 1]), dtype, 2)
-                .or_else(|_| TensorData::from_json_leaves(&json!([false, true]), dtype, 2))
+            let data = TensorData::from_json_leaves(&json!([0, 1]).to_string(), dtype, 2)
+                .or_else(|_| {
+                    TensorData::from_json_leaves(&json!([false, true]).to_string(), dtype, 2)
+                })
                 .unwrap();
             let mut bytes = Vec::new();
             data.write_le_bytes(&mut bytes);
@@ -771,12 +681,14 @@ mod protocol_tests {
 
     #[test]
     fn leaves_are_read_flat_or_nested_and_counted() {
-        let flat = TensorData::from_json_leaves(&json!([1, 2, 3, 4]), DType::Int8, 4).unwrap();
+        let flat =
+            TensorData::from_json_leaves(&json!([1, 2, 3, 4]).to_string(), DType::Int8, 4).unwrap();
         let nested =
-            TensorData::from_json_leaves(&json!([[1, 2], [3, 4]]), DType::Int8, 4).unwrap();
+            TensorData::from_json_leaves(&json!([[1, 2], [3, 4]]).to_string(), DType::Int8, 4)
+                .unwrap();
         assert_eq!(flat, nested);
         let error = |value: Value, count| {
-            TensorData::from_json_leaves(&value, DType::Int8, count)
+            TensorData::from_json_leaves(&value.to_string(), DType::Int8, count)
                 .unwrap_err()
                 .to_string()
         };

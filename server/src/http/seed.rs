@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{ApiError, ApiJson, AppState, SelectedModel};
 use crate::bundle::{BundleConfig, TensorSpec};
@@ -27,8 +27,9 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest {
-    /// Rows for the model's input (or a table of rows by input name).
-    data: Value,
+    /// Rows for the model's input (or a table of rows by input name), kept as text and decoded
+    /// straight into tensors.
+    data: Box<RawValue>,
 }
 
 #[derive(Serialize)]
@@ -149,13 +150,13 @@ async fn predict_label(
 async fn predict_test(
     SelectedModel(model): SelectedModel,
 ) -> Result<Json<Prediction<Tensor>>, ApiError> {
-    let prediction = model.predict(model.sample_input().clone()).await?;
+    let prediction = model.predict(model.sample_input()).await?;
     Ok(Json(Prediction { prediction }))
 }
 
 async fn predict_test_label(
     SelectedModel(model): SelectedModel,
 ) -> Result<Json<Prediction<Vec<String>>>, ApiError> {
-    let prediction = model.predict_labels(model.sample_input().clone()).await?;
+    let prediction = model.predict_labels(model.sample_input()).await?;
     Ok(Json(Prediction { prediction }))
 }

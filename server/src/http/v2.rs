@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{ApiError, AppState, CallerRequestId, RequestId};
@@ -109,7 +110,8 @@ struct RequestInput {
     shape: Vec<i64>,
     datatype: String,
     parameters: Option<Map<String, Value>>,
-    data: Option<Value>,
+    /// Kept as text and decoded straight into the tensor once its datatype and shape are known.
+    data: Option<Box<RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -246,7 +248,7 @@ async fn answer(
                 }
                 inputs.decode_raw(&slot, &binary.split_to(size))?
             }
-            (None, Some(data)) => TensorData::from_json_leaves(data, slot.dtype, slot.count)
+            (None, Some(data)) => TensorData::from_json_leaves(data.get(), slot.dtype, slot.count)
                 .map_err(|error| bad_request(format!("{owner}: {error}")))?,
             (None, None) => {
                 return Err(bad_request(format!(
