@@ -274,14 +274,14 @@ impl InferenceService {
         })
     }
 
-    async fn infer(&self, request: ModelInferRequest) -> Result<ModelInferResponse, Status> {
+    async fn infer(&self, mut request: ModelInferRequest) -> Result<ModelInferResponse, Status> {
         let model = oip::find_model(
             &self.registry,
             &request.model_name,
             Some(&request.model_version),
         )
         .map_err(status)?;
-        let raw = &request.raw_input_contents;
+        let raw = std::mem::take(&mut request.raw_input_contents);
         if !raw.is_empty() && raw.len() != request.inputs.len() {
             return Err(invalid(format!(
                 "raw_input_contents has {} entries for {} inputs; give one per input, in the order of inputs",
@@ -290,11 +290,14 @@ impl InferenceService {
             )));
         }
         let mut inputs = RequestInputs::new(&model);
-        for (index, input) in request.inputs.iter().enumerate() {
+        for (index, input) in request.inputs.iter_mut().enumerate() {
+            let owner = format!("input '{}'", oip::clip(&input.name));
+            oip::refuse_unserved(&owner, input.parameters.keys().map(String::as_str))
+                .map_err(status)?;
             let slot = inputs
                 .slot(&input.name, &input.datatype, &input.shape)
                 .map_err(status)?;
-            let data = match (raw.get(index), &input.contents) {
+            let data = match (raw.get(index), input.contents.take()) {
                 (Some(_), Some(_)) => {
                     return Err(invalid(format!(
                         "input '{}' has both contents and raw_input_contents; send one",
@@ -303,7 +306,7 @@ impl InferenceService {
                 }
                 (Some(bytes), None) => inputs.decode_raw(&slot, bytes).map_err(status)?,
                 (None, Some(contents)) => typed_contents(contents, slot.dtype)
-                    .map_err(|problem| invalid(format!("input '{}': {problem}", input.name)))?,
+                    .map_err(|problem| invalid(format!("{owner}: {problem}")))?,
                 (None, None) => {
                     return Err(invalid(format!(
                         "input '{}' has no data: give its contents or raw_input_contents",
@@ -312,6 +315,11 @@ impl InferenceService {
                 }
             };
             inputs.fill(slot, data).map_err(status)?;
+        }
+        for output in &request.outputs {
+            let owner = format!("output '{}'", oip::clip(&output.name));
+            oip::refuse_unserved(&owner, output.parameters.keys().map(String::as_str))
+                .map_err(status)?;
         }
         let requested = request.outputs.iter().map(|o| (o.name.as_str(), None));
         let chosen = oip::choose_outputs(&model, requested, true).map_err(status)?;
@@ -347,67 +355,86 @@ impl InferenceService {
 }
 
 /// Typed contents in the field the protocol gives `dtype` (INT8 to INT32 share `int_contents`,
-/// each value checked against the narrower type).
-fn typed_contents(contents: &InferTensorContents, dtype: DType) -> Result<TensorData, String> {
+/// each value checked against the narrower type); values in any other field are refused rather
+/// than ignored.
+fn typed_contents(mut contents: InferTensorContents, dtype: DType) -> Result<TensorData, String> {
     fn narrow<W: Copy + std::fmt::Display, T: TryFrom<W>>(
-        values: &[W],
+        values: Vec<W>,
         dtype: DType,
     ) -> Result<Vec<T>, String> {
         values
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(index, &value)| {
+            .map(|(index, value)| {
                 T::try_from(value)
                     .map_err(|_| format!("value {value} at [{index}] is out of range for {dtype}"))
             })
             .collect()
     }
-    let c = contents;
+    use std::mem::take;
+    let c = &mut contents;
     let (data, field) =
         match dtype {
             DType::Float16 => return Err(
                 "FP16 values go in raw_input_contents: the protocol has no typed field for them"
                     .to_string(),
             ),
-            DType::Bool => (TensorData::Bool(c.bool_contents.clone()), "bool_contents"),
+            DType::Bool => (
+                TensorData::Bool(take(&mut c.bool_contents)),
+                "bool_contents",
+            ),
             DType::Int8 => (
-                TensorData::Int8(narrow(&c.int_contents, dtype)?),
+                TensorData::Int8(narrow(take(&mut c.int_contents), dtype)?),
                 "int_contents",
             ),
             DType::Int16 => (
-                TensorData::Int16(narrow(&c.int_contents, dtype)?),
+                TensorData::Int16(narrow(take(&mut c.int_contents), dtype)?),
                 "int_contents",
             ),
-            DType::Int32 => (TensorData::Int32(c.int_contents.clone()), "int_contents"),
+            DType::Int32 => (TensorData::Int32(take(&mut c.int_contents)), "int_contents"),
             DType::Int64 => (
-                TensorData::Int64(c.int64_contents.clone()),
+                TensorData::Int64(take(&mut c.int64_contents)),
                 "int64_contents",
             ),
             DType::Uint8 => (
-                TensorData::Uint8(narrow(&c.uint_contents, dtype)?),
+                TensorData::Uint8(narrow(take(&mut c.uint_contents), dtype)?),
                 "uint_contents",
             ),
             DType::Uint16 => (
-                TensorData::Uint16(narrow(&c.uint_contents, dtype)?),
+                TensorData::Uint16(narrow(take(&mut c.uint_contents), dtype)?),
                 "uint_contents",
             ),
-            DType::Uint32 => (TensorData::Uint32(c.uint_contents.clone()), "uint_contents"),
+            DType::Uint32 => (
+                TensorData::Uint32(take(&mut c.uint_contents)),
+                "uint_contents",
+            ),
             DType::Uint64 => (
-                TensorData::Uint64(c.uint64_contents.clone()),
+                TensorData::Uint64(take(&mut c.uint64_contents)),
                 "uint64_contents",
             ),
             DType::Float32 => (
-                TensorData::Float32(c.fp32_contents.clone()),
+                TensorData::Float32(take(&mut c.fp32_contents)),
                 "fp32_contents",
             ),
             DType::Float64 => (
-                TensorData::Float64(c.fp64_contents.clone()),
+                TensorData::Float64(take(&mut c.fp64_contents)),
                 "fp64_contents",
             ),
         };
-    if data.is_empty() {
+    // What is left must be empty: values in a field of another datatype are a mistake.
+    let others = [
+        ("bool_contents", c.bool_contents.len()),
+        ("int_contents", c.int_contents.len()),
+        ("int64_contents", c.int64_contents.len()),
+        ("uint_contents", c.uint_contents.len()),
+        ("uint64_contents", c.uint64_contents.len()),
+        ("fp32_contents", c.fp32_contents.len()),
+        ("fp64_contents", c.fp64_contents.len()),
+        ("bytes_contents", c.bytes_contents.len()),
+    ];
+    if let Some((other, _)) = others.iter().find(|(_, len)| *len > 0) {
         return Err(format!(
-            "{} values go in contents.{field}, which is empty",
+            "{} values go in contents.{field}, but contents.{other} has values",
             dtype.v2_name()
         ));
     }

@@ -5,6 +5,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -89,6 +90,10 @@ struct ServeArgs {
     metrics_port: u16,
     #[command(flatten)]
     load: LoadArgs,
+    /// Seconds that requests in flight may take to finish after SIGTERM or SIGINT; then (or on a
+    /// second signal) the server exits 1 without them.
+    #[arg(long, env = "PREDICTOR_DRAIN_TIMEOUT_SECONDS", default_value_t = 30)]
+    drain_timeout_seconds: u64,
     /// Largest request body (or gRPC message) accepted, in bytes.
     #[arg(long, env = "PREDICTOR_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     max_body_bytes: usize,
@@ -258,13 +263,27 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
             "listening"
         );
         let stopping = CancellationToken::new();
+        let drain_timeout = Duration::from_secs(args.drain_timeout_seconds);
         tokio::spawn({
             let (registry, stopping) = (registry.clone(), stopping.clone());
             async move {
                 shutdown_signal().await;
-                // Not ready from now on, while requests in flight finish.
+                tracing::info!("shutting down: not ready, no new connections, finishing requests in flight");
                 registry.begin_shutdown();
                 stopping.cancel();
+                // Draining has a bound: a stalled client or a second signal ends it.
+                tokio::select! {
+                    _ = shutdown_signal() => {
+                        tracing::warn!("second signal: stopping without waiting for requests in flight");
+                    }
+                    _ = tokio::time::sleep(drain_timeout) => {
+                        tracing::warn!(
+                            seconds = drain_timeout.as_secs(),
+                            "requests still in flight after the drain timeout; stopping"
+                        );
+                    }
+                }
+                std::process::exit(1);
             }
         });
         let http = async {
@@ -313,7 +332,6 @@ async fn shutdown_signal() {
         _ = interrupt => {}
         _ = terminate.recv() => {}
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }
 
 fn init(library: &Path, args: &InitArgs) -> Result<(), String> {

@@ -268,7 +268,15 @@ impl GraphBinding {
     /// Checks each output the model returned against its declaration: what the server promises
     /// its callers (and the protocol's metadata) must hold.
     fn check_outputs(&self, outputs: &[Tensor]) -> Result<(), RuntimeError> {
-        for (spec, tensor) in self.bundle.config.outputs.iter().zip(outputs) {
+        let specs = &self.bundle.config.outputs;
+        if outputs.len() != specs.len() {
+            return Err(RuntimeError::Inference(format!(
+                "the model returned {} outputs for {} declared",
+                outputs.len(),
+                specs.len()
+            )));
+        }
+        for (spec, tensor) in specs.iter().zip(outputs) {
             if tensor.dtype() != spec.dtype || !shape_fits(&spec.shape, tensor.shape()) {
                 return Err(RuntimeError::Inference(format!(
                     "output '{}' came back as {} {}, but is declared {} {}",

@@ -10,11 +10,11 @@ use serde::Serialize;
 use crate::bundle::{ShapeText, TensorSpec};
 use crate::model::{Model, PredictError};
 use crate::registry::Registry;
-use crate::tensor::{DType, Tensor, TensorData};
+use crate::tensor::{shape_fits, DType, Tensor, TensorData};
 
 pub const SERVER_NAME: &str = "predictor";
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Triton's binary tensor data extension (REST); gRPC always carries raw bytes.
+/// Triton's binary tensor data extension (REST); over gRPC raw contents are part of the protocol.
 pub const EXTENSIONS: &[&str] = &["binary_tensor_data"];
 /// What Triton and KServe call a model run by ONNX Runtime.
 pub const PLATFORM: &str = "onnxruntime_onnx";
@@ -124,13 +124,21 @@ impl<'m> RequestInputs<'m> {
             .position(|spec| spec.name == name)
             .ok_or_else(|| {
                 invalid(format!(
-                    "unknown input '{name}'; model '{}' has inputs {}",
+                    "unknown input '{}'; model '{}' has inputs {}",
+                    clip(name),
                     self.model.name(),
                     quoted(specs.iter().map(|s| s.name.as_str()))
                 ))
             })?;
         if self.tensors[index].is_some() {
             return Err(invalid(format!("input '{name}' is given twice")));
+        }
+        if let Some(axis) = shape.iter().position(|&dim| dim < 1) {
+            return Err(invalid(format!(
+                "input '{name}': dimension {axis} of shape {} is {}; a request gives the actual sizes, each at least 1",
+                ShapeText(shape),
+                shape[axis]
+            )));
         }
         let spec = &specs[index];
         let expected = spec.dtype.v2_name();
@@ -141,25 +149,20 @@ impl<'m> RequestInputs<'m> {
                 " (not a datatype of the protocol)"
             };
             return Err(invalid(format!(
-                "input '{name}' expects datatype {expected}, received {datatype}{known}"
+                "input '{name}' expects datatype {expected}, received {}{known}",
+                clip(datatype)
             )));
         }
         let dims: Option<Vec<usize>> = shape.iter().map(|&d| usize::try_from(d).ok()).collect();
-        let fits = |dims: &[usize]| {
-            dims.len() == spec.shape.len()
-                && spec
-                    .shape
-                    .iter()
-                    .zip(dims)
-                    .all(|(&declared, &given)| declared < 0 || declared as usize == given)
-        };
-        let dims = dims.filter(|dims| fits(dims)).ok_or_else(|| {
-            invalid(format!(
-                "input '{name}' expects shape {} (-1: any size), received {}",
-                ShapeText(&spec.shape),
-                ShapeText(shape)
-            ))
-        })?;
+        let dims = dims
+            .filter(|dims| shape_fits(&spec.shape, dims))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "input '{name}' expects shape {} (-1: any size), received {}",
+                    ShapeText(&spec.shape),
+                    ShapeText(shape)
+                ))
+            })?;
         let count = dims
             .iter()
             .try_fold(1usize, |count, &dim| count.checked_mul(dim))
@@ -185,13 +188,18 @@ impl<'m> RequestInputs<'m> {
     /// Checks that `bytes` of raw data fill the slot's shape, then decodes them.
     pub fn decode_raw(&self, slot: &InputSlot, bytes: &[u8]) -> Result<TensorData, InferError> {
         let name = self.name(slot);
-        let expected = slot.count.checked_mul(slot.dtype.size());
-        if expected != Some(bytes.len()) {
+        let expected = slot.count.checked_mul(slot.dtype.size()).ok_or_else(|| {
+            invalid(format!(
+                "input '{name}': shape {} of {} takes more bytes than memory can hold",
+                ShapeText(&slot.shape),
+                slot.dtype.v2_name()
+            ))
+        })?;
+        if expected != bytes.len() {
             return Err(invalid(format!(
-                "input '{name}' has shape {} of {}, which takes {} bytes, but {} bytes were sent",
+                "input '{name}' has shape {} of {}, which takes {expected} bytes, but {} bytes were sent",
                 ShapeText(&slot.shape),
                 slot.dtype.v2_name(),
-                expected.map_or("more".to_string(), |n| n.to_string()),
                 bytes.len()
             )));
         }
@@ -259,7 +267,8 @@ pub fn choose_outputs<'r>(
             .position(|spec| spec.name == name)
             .ok_or_else(|| {
                 invalid(format!(
-                    "unknown output '{name}'; model '{}' has outputs {}",
+                    "unknown output '{}'; model '{}' has outputs {}",
+                    clip(name),
                     model.name(),
                     quoted(specs.iter().map(|s| s.name.as_str()))
                 ))
@@ -281,6 +290,37 @@ pub fn choose_outputs<'r>(
             .collect();
     }
     Ok(chosen)
+}
+
+/// Refuses the parameters of the protocol's extensions this server does not serve, so that a
+/// client relying on one learns it at once instead of getting something else. `owner` names the
+/// input or output (or the request) the parameters came with.
+pub fn refuse_unserved<'p>(
+    owner: &str,
+    parameters: impl IntoIterator<Item = &'p str>,
+) -> Result<(), InferError> {
+    for key in parameters {
+        let extension = match key {
+            "classification" => "the classification extension; ask for the output itself",
+            key if key.starts_with("shared_memory") => {
+                "the shared memory extension; send the data in the request"
+            }
+            _ => continue,
+        };
+        return Err(invalid(format!(
+            "{owner}: parameter '{key}' belongs to {extension}, which this server does not serve"
+        )));
+    }
+    Ok(())
+}
+
+/// A caller's string as an error message shows it: whole when short, else its start.
+pub fn clip(text: &str) -> String {
+    const SHOWN: usize = 64;
+    match text.char_indices().nth(SHOWN) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}... ({} bytes)", &text[..end], text.len()),
+    }
 }
 
 fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {

@@ -38,7 +38,11 @@ impl Registry {
 
     /// The message for a model this server does not have, listing those it has.
     pub fn unknown_model(&self, name: &str) -> String {
-        format!("unknown model '{name}'; this server has {}", self.names())
+        format!(
+            "unknown model '{}'; this server has {}",
+            crate::oip::clip(name),
+            self.names()
+        )
     }
 
     pub fn names(&self) -> String {
@@ -49,8 +53,8 @@ impl Registry {
             .join(", ")
     }
 
-    /// False from the moment shutdown begins, so that load balancers stop sending new requests
-    /// while those in flight finish.
+    /// False from the moment shutdown begins (the listeners stop accepting then, and the requests
+    /// in flight finish).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
     }

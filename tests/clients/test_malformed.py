@@ -48,11 +48,15 @@ def binary_request(header, *blobs, length=None):
         ({"inputs": [iris_input(data=[5.1, 3.5, 1.4])]}, "expected 4 values for the shape, received 3"),
         ({"inputs": [iris_input(data=[5.1, "3.5", 1.4, 0.2])]}, "expected float32 at [1], received a string"),
         ({"inputs": [iris_input(data=None)]}, "has no data"),
-        ({"inputs": [iris_input(shape=[1, -4])]}, "expects shape [-1, 4]"),
+        ({"inputs": [iris_input(shape=[1, -4])]}, "dimension 1 of shape [1, -4] is -4"),
+        ({"inputs": [iris_input(shape=[0, 4], data=[])]}, "dimension 0 of shape [0, 4] is 0"),
+        ({"inputs": [iris_input(shape=[1, 3], data=[1, 2, 3])]}, "expects shape [-1, 4] (-1: any size), received [1, 3]"),
         ({"inputs": [iris_input(datatype="FLOAT32")]}, "received FLOAT32 (not a datatype of the protocol)"),
         ({"inputs": [iris_input(parameters={"binary_data_size": 16})]}, "both 'data' and the 'binary_data_size'"),
         ({"inputs": [iris_input()], "parameters": {"binary_data_output": "yes"}}, "must be true or false"),
         ({"inputs": [iris_input()], "outputs": [{"name": "label", "parameters": {"classification": 2}}]}, "classification extension"),
+        ({"inputs": [iris_input(data=None, parameters={"shared_memory_region": "r"})]}, "shared memory extension"),
+        ({"inputs": [iris_input(name="x" * 5000)]}, "unknown input 'xxxxxxxx"),
         ({"inputs": [iris_input()], "outputs": [{"name": "label"}, {"name": "label"}]}, "requested twice"),
         ({"inputs": [iris_input()], "id": 7}, "not an inference request"),
         ({"input": [iris_input()]}, "missing field `inputs`"),
@@ -194,7 +198,8 @@ def test_grpc_typed_contents_give_the_raw_answer(stub):
         (grpc_request(grpc_input()), "has no data"),
         (grpc_request(grpc_input(fp64_contents=IRIS_ROW)), "FP32 values go in contents.fp32_contents"),
         (grpc_request(grpc_input(fp32_contents=IRIS_ROW[:3])), "holds 4 values, but 3 were sent"),
-        (grpc_request(grpc_input(shape=(1, -4), fp32_contents=IRIS_ROW)), "expects shape [-1, 4]"),
+        (grpc_request(grpc_input(shape=(1, -4), fp32_contents=IRIS_ROW)), "dimension 1 of shape [1, -4] is -4"),
+        (grpc_request(grpc_input(fp32_contents=IRIS_ROW, int_contents=[1])), "but contents.int_contents has values"),
         (
             grpc_request(grpc_input("in_int8", "INT8", (1, 2), int_contents=[1, 300]), model="every-dtype"),
             "value 300 at [1] is out of range for int8",
@@ -210,6 +215,65 @@ def test_grpc_messages_that_do_not_fit(stub, request_message, message):
         stub.ModelInfer(request_message)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in raised.value.details()
+
+
+def test_grpc_refuses_extension_parameters_it_does_not_serve(stub):
+    request = grpc_request(grpc_input(fp32_contents=IRIS_ROW))
+    request.outputs.add(name="label").parameters["classification"].int64_param = 2
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ModelInfer(request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "classification extension" in raised.value.details()
+
+
+def test_error_messages_clip_what_the_caller_sent(server):
+    status, body = infer_json(server, {"inputs": [iris_input(name="x" * 5000)]})
+    assert status == 400
+    assert len(body["error"]) < 300, body["error"]
+    assert "(5000 bytes)" in body["error"]
+
+
+def test_non_finite_floats_are_exact_in_binary_and_null_in_json(server):
+    """JSON has no NaN or infinity: such values come back as null in JSON outputs, and exactly
+    as binary data, which the client can ask for."""
+    values = struct.pack("<2f", float("nan"), float("inf"))
+    other = {"in_float64": [[-1.0, 1.0]]}
+    body, headers = binary_request(
+        {
+            "inputs": [
+                {"name": "in_float32", "shape": [1, 2], "datatype": "FP32", "parameters": {"binary_data_size": 8}},
+                *everything_else(other),
+            ],
+            "outputs": [{"name": "out_float32", "parameters": {"binary_data": True}}, {"name": "out_float64"}],
+        },
+        values,
+    )
+    response, payload = post(server, "/v2/models/every-dtype/infer", body, headers)
+    assert response.status == 200, payload
+    length = int(response.getheader("Inference-Header-Content-Length"))
+    header = json.loads(payload[:length])
+    returned = struct.unpack("<2f", payload[length:])
+    assert np.isnan(returned[0]) and returned[1] == float("inf")
+    assert header["outputs"][1]["data"] == [-1.0, 1.0]
+
+
+def everything_else(given):
+    """JSON inputs for every every-dtype input but in_float32, from its sample unless `given`."""
+    from conftest import EVERY_DTYPE, read_bundle
+
+    bundle = read_bundle(EVERY_DTYPE)
+    return [
+        {
+            "name": spec["name"],
+            "shape": [1, 2],
+            "datatype": {"bool": "BOOL", "float16": "FP16", "float32": "FP32", "float64": "FP64"}.get(
+                spec["dtype"], spec["dtype"].upper()
+            ),
+            "data": given.get(spec["name"], bundle["sample"]["input"][spec["name"]]),
+        }
+        for spec in bundle["inputs"]
+        if spec["name"] != "in_float32"
+    ]
 
 
 def test_grpc_unknown_model_and_version(stub):
@@ -240,3 +304,12 @@ def test_a_grpc_message_over_the_limit_is_refused(stub):
         stub.ModelInfer(grpc_request(grpc_input(shape=(rows, 4)), raw=[bytes(rows * 16)]))
     assert raised.value.code() == grpc.StatusCode.OUT_OF_RANGE
     assert "message length too large" in raised.value.details()
+
+
+def test_answers_are_compressed_only_when_asked(server):
+    request = json.dumps({"inputs": [iris_input()]}).encode()
+    for accept, encoding in (("gzip", "gzip"), ("deflate", "deflate"), (None, None)):
+        headers = {"Accept-Encoding": accept} if accept else {}
+        response, _ = post(server, "/v2/models/iris-svc/infer", request, headers)
+        assert response.status == 200
+        assert response.getheader("Content-Encoding") == encoding

@@ -131,6 +131,21 @@ def test_the_outputs_filter_returns_only_what_was_asked(server, encoding):
     assert result.as_numpy(wanted).shape == (len(array), len(bundle["labels"]))
 
 
+@pytest.mark.parametrize("compression", ["gzip", "deflate"])
+def test_compressed_requests_and_answers(server, compression):
+    """tritonclient's request and response compression (Content-Encoding, Accept-Encoding)."""
+    bundle = read_bundle(BUNDLES[0])
+    array = np.array(bundle["sample"]["input"], dtype=np.float32)
+    result = client(server, "http").infer(
+        bundle["name"],
+        [infer_input("http-binary", bundle["inputs"][0]["name"], array)],
+        request_compression_algorithm=compression,
+        response_compression_algorithm=compression,
+    )
+    seed = seed_predict(server, bundle["name"], bundle["sample"]["input"])
+    np.testing.assert_array_equal(result.as_numpy(prediction_name(bundle)), np.array(seed, dtype=np.float32))
+
+
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_every_datatype_comes_back_unchanged(server, encoding):
     """The every-dtype fixture returns each input as it came: the extremes of each type survive

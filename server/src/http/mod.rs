@@ -17,6 +17,8 @@ use axum::middleware;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
 
 pub use error::ApiError;
 pub use observe::{CallerRequestId, RequestId};
@@ -95,6 +97,10 @@ pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        // gzip or deflate bodies (tritonclient's request and response compression); the body
+        // limit above counts the decompressed bytes, so a small bomb is refused like a big body.
+        .layer(RequestDecompressionLayer::new())
+        .layer(CompressionLayer::new())
         .layer(middleware::from_fn_with_state(
             registry.clone(),
             observe::observe,

@@ -145,6 +145,10 @@ struct BinarySize {
     binary_data_size: usize,
 }
 
+fn keys(parameters: &Option<Map<String, Value>>) -> impl Iterator<Item = &str> {
+    parameters.iter().flat_map(|p| p.keys().map(String::as_str))
+}
+
 fn bad_request(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message)
 }
@@ -223,7 +227,8 @@ async fn answer(
     let mut binary = body.slice(json_length..);
     let mut inputs = RequestInputs::new(model);
     for input in &request.inputs {
-        let owner = format!("input '{}'", input.name);
+        let owner = format!("input '{}'", oip::clip(&input.name));
+        oip::refuse_unserved(&owner, keys(&input.parameters))?;
         let slot = inputs.slot(&input.name, &input.datatype, &input.shape)?;
         let size = parameter(
             &input.parameters,
@@ -274,13 +279,8 @@ async fn answer(
     .unwrap_or(false);
     let mut requested = Vec::new();
     for output in request.outputs.iter().flatten() {
-        let owner = format!("output '{}'", output.name);
-        let parameters = output.parameters.as_ref();
-        if parameters.is_some_and(|p| p.contains_key("classification")) {
-            return Err(bad_request(format!(
-                "{owner}: the classification extension is not served; ask for the output itself"
-            )));
-        }
+        let owner = format!("output '{}'", oip::clip(&output.name));
+        oip::refuse_unserved(&owner, keys(&output.parameters))?;
         let binary = parameter(
             &output.parameters,
             "binary_data",
