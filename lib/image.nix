@@ -10,9 +10,9 @@
 {
   /**
     The OCI image (a docker-archive tarball, `docker load < result`) serving one validated bundle
-    from /bundle: no shell, a numeric non-root user, a fixed creation time, ports 8080 (HTTP) and
-    8081 (gRPC), OCI labels with the bundle's name, version and model hash, and a Docker health
-    check that runs `predictor probe` (no curl needed).
+    from /bundle: no shell, a numeric non-root user, a fixed creation time, ports 8080 (HTTP), 8081
+    (gRPC) and 8082 (metrics), OCI labels with the bundle's name, version and model hash, and a
+    Docker health check that runs `predictor probe` (no curl needed).
 
     # Arguments
     - `pkgs`: the package set of the image's platform (native or `pkgsCross.*`).
@@ -67,6 +67,7 @@
         ExposedPorts = {
           "8080/tcp" = { };
           "8081/tcp" = { };
+          "8082/tcp" = { };
         };
         Labels = {
           "org.opencontainers.image.title" = name;
