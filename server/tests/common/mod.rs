@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_predictor");
@@ -60,7 +60,10 @@ pub fn predictor(args: &[&str]) -> Output {
 pub struct Server {
     child: Child,
     pub address: SocketAddr,
+    pub metrics_address: SocketAddr,
     pub client: reqwest::Client,
+    /// Every line the server wrote to stderr (JSON log events), as it writes them.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -68,7 +71,7 @@ impl Server {
         Server::start_with(bundles, &[])
     }
 
-    /// Starts the server on port 0 and waits for its "listening" log line, which names the port.
+    /// Starts the server on port 0 and waits for its "listening" log line, which names the ports.
     pub fn start_with(bundles: &[&Path], flags: &[&str]) -> Server {
         let mut child = Command::new(BINARY)
             .args(["serve", "--log-format", "json"])
@@ -80,38 +83,58 @@ impl Server {
             .spawn()
             .unwrap();
         let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (found, address) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut found = Some(found);
-            let mut seen = Vec::new();
-            for line in stderr.lines() {
-                let Ok(line) = line else { break };
-                let listening = serde_json::from_str::<serde_json::Value>(&line)
-                    .ok()
-                    .filter(|event| event["message"] == "listening")
-                    .and_then(|event| event["address"].as_str().map(str::to_string));
-                match (listening, &found) {
-                    (Some(address), Some(_)) => {
-                        let _ = found.take().unwrap().send(Ok(address));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (found, listening) = mpsc::channel();
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                let mut found = Some(found);
+                for line in stderr.lines() {
+                    let Ok(line) = line else { break };
+                    let event = serde_json::from_str::<serde_json::Value>(&line).ok();
+                    log.lock().unwrap().push(line);
+                    if let Some(event) = event.filter(|e| e["message"] == "listening") {
+                        if let Some(found) = found.take() {
+                            let _ = found.send(Ok(event));
+                        }
                     }
-                    (None, Some(_)) => seen.push(line),
-                    _ => {}
+                }
+                if let Some(found) = found {
+                    let _ = found.send(Err(log.lock().unwrap().join("\n")));
                 }
             }
-            if let Some(found) = found {
-                let _ = found.send(Err(seen.join("\n")));
-            }
         });
-        let address = match address.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(address)) => address.parse().unwrap(),
+        let event = match listening.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(event)) => event,
             Ok(Err(log)) => panic!("the server exited before listening:\n{log}"),
             Err(_) => panic!("the server did not listen within 30 s"),
         };
+        let address = |field: &str| event[field].as_str().unwrap().parse().unwrap();
         Server {
             child,
-            address,
+            address: address("address"),
+            metrics_address: address("metrics_address"),
             client: reqwest::Client::new(),
+            log,
         }
+    }
+
+    /// The JSON log events written so far.
+    pub fn log_events(&self) -> Vec<serde_json::Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// The metrics text, as Prometheus scrapes it.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.metrics_address);
+        let response = self.client.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
