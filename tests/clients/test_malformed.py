@@ -5,6 +5,7 @@ dropped connection or a 500, and valid variants of the encodings must work."""
 import http.client
 import json
 import struct
+import urllib.request
 
 import grpc
 import numpy as np
@@ -313,3 +314,35 @@ def test_answers_are_compressed_only_when_asked(server):
         response, _ = post(server, "/v2/models/iris-svc/infer", request, headers)
         assert response.status == 200
         assert response.getheader("Content-Encoding") == encoding
+
+
+def test_grpc_request_ids_come_back_in_metadata(stub):
+    """The request's own id, else the caller's x-request-id metadata, else a generated one; on
+    errors too (in the trailing metadata)."""
+    request = grpc_request(grpc_input(fp32_contents=IRIS_ROW))
+    request.id = "grpc-own-id"
+    _, call = stub.ModelInfer.with_call(request, metadata=[("x-request-id", "ignored")])
+    assert ("x-request-id", "grpc-own-id") in call.initial_metadata()
+    request.id = ""
+    _, call = stub.ModelInfer.with_call(request, metadata=[("x-request-id", "from-metadata")])
+    assert ("x-request-id", "from-metadata") in call.initial_metadata()
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ModelInfer(grpc_request(grpc_input()), metadata=[("traceparent", parent)])
+    trailing = dict(raised.value.trailing_metadata())
+    assert len(trailing["x-request-id"]) == 32
+    assert trailing["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+
+
+def test_grpc_calls_are_counted_by_method_and_code(server, stub):
+    def count(status):
+        with urllib.request.urlopen(f"http://{server.metrics}/metrics") as response:
+            text = response.read().decode()
+        series = f'predictor_requests_total{{model="iris-svc",protocol="grpc",endpoint="ModelInfer",status="{status}"}} '
+        return next((float(line[len(series):]) for line in text.splitlines() if line.startswith(series)), 0.0)
+
+    before = count("OK"), count("INVALID_ARGUMENT")
+    stub.ModelInfer(grpc_request(grpc_input(fp32_contents=IRIS_ROW)))
+    with pytest.raises(grpc.RpcError):
+        stub.ModelInfer(grpc_request(grpc_input()))
+    assert (count("OK"), count("INVALID_ARGUMENT")) == (before[0] + 1, before[1] + 1)
