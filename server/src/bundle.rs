@@ -65,9 +65,17 @@ pub struct Sample {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeHints {
-    /// ONNX Runtime intra-op threads for this model (default 1).
+    /// ONNX Runtime intra-op threads for this model (default: the CPUs the process may use).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// Dynamic batching: the most rows one run takes from queued requests together (absent:
+    /// every request runs alone). Needs a dynamic first dimension on every input and output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<usize>,
+    /// How long a queued request may wait for others to join its batch, in milliseconds
+    /// (default 0: it takes only what is queued already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_delay_ms: Option<u64>,
 }
 
 /// How `/predict/label` turns the prediction output into labels.
@@ -310,6 +318,21 @@ fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, La
     }
     if config.runtime.threads == Some(0) {
         problems.push("runtime.threads: expected at least 1, found 0".to_string());
+    }
+    if config.runtime.max_batch_size == Some(0) {
+        problems.push("runtime.max_batch_size: expected at least 1, found 0".to_string());
+    }
+    if config.runtime.max_queue_delay_ms.is_some() && config.runtime.max_batch_size.is_none() {
+        problems.push(
+            "runtime.max_queue_delay_ms: only means something with runtime.max_batch_size"
+                .to_string(),
+        );
+    }
+    if config.runtime.max_queue_delay_ms > Some(10_000) {
+        problems.push(format!(
+            "runtime.max_queue_delay_ms: expected at most 10000 (10 s), found {}",
+            config.runtime.max_queue_delay_ms.unwrap_or_default()
+        ));
     }
 
     let prediction = match (&config.prediction, config.outputs.as_slice()) {

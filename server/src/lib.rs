@@ -20,3 +20,4 @@ pub mod registry;
 pub mod request_context;
 pub mod runtime;
 pub mod tensor;
+pub mod worker;

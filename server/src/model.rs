@@ -2,20 +2,20 @@
 //! that owns its ONNX Runtime session, so that inference never runs on the async reactor.
 
 use std::num::NonZeroUsize;
-use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::Span;
 
 use crate::bundle::{Bundle, BundleError, LabelRule, ShapeText, TensorSpec};
 use crate::metrics::{Metrics, ModelInfoLabels, ModelMetrics};
 use crate::runtime::{Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError};
 use crate::tensor::{shape_fits, Tensor};
+use crate::worker::{self, Batching, Job, Queue, Refused};
 
 /// How a model is run, set by the deployment (flags), not by the bundle.
 #[derive(Debug, Clone)]
@@ -44,17 +44,10 @@ pub enum PredictError {
     LabelOutOfRange { index: f64, count: usize },
 }
 
-struct Job {
-    inputs: Vec<Tensor>,
-    reply: oneshot::Sender<Result<Vec<Tensor>, RuntimeError>>,
-    span: Span,
-    enqueued: Instant,
-}
-
 /// A bundle whose graph and sample passed, ready to serve.
 pub struct Model {
     binding: GraphBinding,
-    jobs: mpsc::Sender<Job>,
+    jobs: Queue,
     load_time: Duration,
     metrics: ModelMetrics,
 }
@@ -85,11 +78,13 @@ impl Model {
                 model_path.display()
             )));
         }
+        // By default all the CPUs the process may use (its affinity and cgroup quota, as the
+        // standard library reads them): ONNX Runtime's own default ignores both.
         let threads = options
             .threads
             .map(NonZeroUsize::get)
             .or(bundle.config.runtime.threads)
-            .unwrap_or(1);
+            .unwrap_or_else(|| thread::available_parallelism().map_or(1, NonZeroUsize::get));
         let mut backend = runtime
             .open(&model_path, threads)
             .map_err(|error| bundle.error(format!("model: {error}")))?;
@@ -104,6 +99,7 @@ impl Model {
             output_positions,
         };
         binding.check_sample(&mut backend)?;
+        let batching = binding.batching()?;
         let model_sha256 = sha256_of(&model_path)
             .map_err(|error| binding.bundle.error(format!("model: {error}")))?;
         let load_time = started.elapsed();
@@ -116,11 +112,12 @@ impl Model {
             load_time,
             options.max_queued_requests.get(),
         );
-        let jobs = spawn_worker(
+        let jobs = worker::spawn(
             binding.bundle.name(),
             backend,
             binding.output_positions.clone(),
             options.max_queued_requests,
+            batching,
             model_metrics.clone(),
         )
         .map_err(|error| {
@@ -174,16 +171,14 @@ impl Model {
         };
         // Counted before sending, so that the worker's decrement never comes first.
         self.metrics.queue_depth.inc();
-        self.jobs.try_send(job).map_err(|error| {
+        self.jobs.try_send(job).map_err(|refused| {
             self.metrics.queue_depth.dec();
-            match error {
-                mpsc::error::TrySendError::Full(_) => PredictError::Overloaded {
+            match refused {
+                Refused::Full => PredictError::Overloaded {
                     model: self.name().to_string(),
-                    queued: self.jobs.max_capacity(),
+                    queued: self.jobs.capacity(),
                 },
-                mpsc::error::TrySendError::Closed(_) => {
-                    PredictError::Unavailable(self.name().to_string())
-                }
+                Refused::Closed => PredictError::Unavailable(self.name().to_string()),
             }
         })?;
         let outputs = answer
@@ -214,6 +209,33 @@ impl Model {
 }
 
 impl GraphBinding {
+    /// The bundle's dynamic batching, checked against its declarations: requests are joined along
+    /// the first dimension, so every input and output must have a dynamic one.
+    fn batching(&self) -> Result<Option<Batching>, BundleError> {
+        let runtime = &self.bundle.config.runtime;
+        let Some(max_rows) = runtime.max_batch_size.filter(|&rows| rows > 1) else {
+            return Ok(None);
+        };
+        let config = &self.bundle.config;
+        let fixed = config
+            .inputs
+            .iter()
+            .map(|spec| ("input", spec))
+            .chain(config.outputs.iter().map(|spec| ("output", spec)))
+            .find(|(_, spec)| spec.shape.first() != Some(&-1));
+        if let Some((kind, spec)) = fixed {
+            return Err(self.bundle.error(format!(
+                "runtime.max_batch_size: batching joins requests along the first dimension, which must be dynamic (-1) for every input and output; {kind} '{}' has shape {}",
+                spec.name,
+                ShapeText(&spec.shape)
+            )));
+        }
+        Ok(Some(Batching {
+            max_rows,
+            max_delay: Duration::from_millis(runtime.max_queue_delay_ms.unwrap_or(0)),
+        }))
+    }
+
     fn labels_of(&self, prediction: &Tensor) -> Result<Vec<String>, PredictError> {
         let labels = &self.bundle.config.labels;
         let data = prediction.data();
@@ -484,49 +506,6 @@ fn check_spec(field: &str, spec: &TensorSpec, graph: &GraphValue, problems: &mut
             ));
         }
     }
-}
-
-/// Starts the thread that owns `backend` and runs queued jobs in order, returning `outputs` (graph
-/// indices) for each; it ends when every sender is dropped.
-fn spawn_worker(
-    name: &str,
-    mut backend: impl Backend,
-    outputs: Vec<usize>,
-    queue: NonZeroUsize,
-    metrics: ModelMetrics,
-) -> std::io::Result<mpsc::Sender<Job>> {
-    let (jobs, mut receiver) = mpsc::channel::<Job>(queue.get());
-    thread::Builder::new()
-        .name(format!("model-{name}"))
-        .spawn(move || {
-            while let Some(job) = receiver.blocking_recv() {
-                metrics.queue_depth.dec();
-                if job.reply.is_closed() {
-                    continue; // the caller went away while the job waited
-                }
-                let _entered = job.span.enter();
-                let started = Instant::now();
-                metrics
-                    .queue_duration
-                    .observe((started - job.enqueued).as_secs_f64());
-                let rows = job.inputs.first().and_then(|t| t.shape().first().copied());
-                // A panic in one run must not take the model down for every later request.
-                let outcome =
-                    panic::catch_unwind(AssertUnwindSafe(|| backend.run(job.inputs, &outputs)))
-                        .unwrap_or_else(|_| {
-                            Err(RuntimeError::Inference("the run panicked".into()))
-                        });
-                metrics
-                    .inference_duration
-                    .observe(started.elapsed().as_secs_f64());
-                if let Some(rows) = rows {
-                    metrics.batch_rows.observe(rows as f64);
-                }
-                // A caller that went away no longer needs the answer.
-                let _ = job.reply.send(outcome);
-            }
-        })?;
-    Ok(jobs)
 }
 
 /// The sha256 of a file, in hex, read in chunks (models can be large).

@@ -11,7 +11,7 @@ use ort::value::{DynValue, TensorElementType, ValueType};
 
 use crate::tensor::{with_data, DType, Tensor, TensorData};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
     #[error("cannot load the ONNX Runtime library: {0}")]
     Library(String),

@@ -210,6 +210,41 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// Moves `other`'s elements to the end of these; None when the dtypes differ.
+    fn append(&mut self, other: TensorData) -> Option<()> {
+        macro_rules! same {
+            ($($variant:ident),*) => {
+                match (self, other) {
+                    $((TensorData::$variant(a), TensorData::$variant(mut b)) => a.append(&mut b),)*
+                    _ => return None,
+                }
+            };
+        }
+        same!(
+            Bool, Int8, Int16, Int32, Int64, Uint8, Uint16, Uint32, Uint64, Float16, Float32,
+            Float64
+        );
+        Some(())
+    }
+
+    /// Splits off the elements from `at` on, as `Vec::split_off` does.
+    fn split_off(&mut self, at: usize) -> TensorData {
+        match self {
+            TensorData::Bool(v) => TensorData::Bool(v.split_off(at)),
+            TensorData::Int8(v) => TensorData::Int8(v.split_off(at)),
+            TensorData::Int16(v) => TensorData::Int16(v.split_off(at)),
+            TensorData::Int32(v) => TensorData::Int32(v.split_off(at)),
+            TensorData::Int64(v) => TensorData::Int64(v.split_off(at)),
+            TensorData::Uint8(v) => TensorData::Uint8(v.split_off(at)),
+            TensorData::Uint16(v) => TensorData::Uint16(v.split_off(at)),
+            TensorData::Uint32(v) => TensorData::Uint32(v.split_off(at)),
+            TensorData::Uint64(v) => TensorData::Uint64(v.split_off(at)),
+            TensorData::Float16(v) => TensorData::Float16(v.split_off(at)),
+            TensorData::Float32(v) => TensorData::Float32(v.split_off(at)),
+            TensorData::Float64(v) => TensorData::Float64(v.split_off(at)),
+        }
+    }
+
     /// Element `index` widened to f64 (booleans as 0 and 1), for comparisons and argmax.
     pub fn value_f64(&self, index: usize) -> f64 {
         match self {
@@ -485,6 +520,55 @@ impl Tensor {
 
     pub fn into_parts(self) -> (Vec<usize>, TensorData) {
         (self.shape, self.data)
+    }
+
+    /// Rows: the size of the first dimension (1 for a scalar).
+    pub fn rows(&self) -> usize {
+        self.shape.first().copied().unwrap_or(1)
+    }
+
+    /// Joins tensors along their first dimension, for a batch of requests; None unless every
+    /// part has the first part's dtype and the same other dimensions.
+    pub fn concat_rows(parts: Vec<Tensor>) -> Option<Tensor> {
+        let mut parts = parts.into_iter();
+        let mut joined = parts.next()?;
+        for part in parts {
+            if joined.shape.len() != part.shape.len()
+                || joined.shape.get(1..) != part.shape.get(1..)
+                || joined.shape.is_empty()
+            {
+                return None;
+            }
+            joined.shape[0] += part.shape[0];
+            joined.data.append(part.data)?;
+        }
+        Some(joined)
+    }
+
+    /// Splits along the first dimension into pieces of `rows[i]` rows each, which must add up to
+    /// the tensor's rows.
+    pub fn split_rows(self, rows: &[usize]) -> Option<Vec<Tensor>> {
+        if self.shape.is_empty() || rows.iter().sum::<usize>() != self.shape[0] {
+            return None;
+        }
+        let row_size: usize = self.shape[1..].iter().product();
+        let (shape, mut data) = (self.shape, self.data);
+        // From the end, so that each split moves only its own piece.
+        let mut pieces: Vec<Tensor> = rows
+            .iter()
+            .rev()
+            .map(|&n| {
+                let tail = data.split_off(data.len() - n * row_size);
+                let mut piece_shape = shape.clone();
+                piece_shape[0] = n;
+                Tensor {
+                    shape: piece_shape,
+                    data: tail,
+                }
+            })
+            .collect();
+        pieces.reverse();
+        Some(pieces)
     }
 
     /// Decodes a nested JSON array (rows of values, at any depth) into a tensor of `dtype`.

@@ -1,0 +1,123 @@
+//! Dynamic batching (`runtime.max_batch_size`, `runtime.max_queue_delay_ms`): concurrent requests
+//! share runs, and each caller gets exactly its own rows, as it would alone.
+
+mod common;
+
+use serde_json::{json, Value};
+
+use common::{assert_close, bundle, edited_copy_of, predictor, Server};
+
+fn with_batching(text: String) -> String {
+    text.replace(
+        "[runtime]\nthreads = 1",
+        "[runtime]\nthreads = 1\nmax_batch_size = 64\nmax_queue_delay_ms = 50",
+    )
+}
+
+/// Distinct rows for caller `i`: 1 to 3 rows, each flower a little different.
+fn rows_of(i: usize) -> Value {
+    let rows: Vec<Value> = (0..=i % 3)
+        .map(|r| {
+            let x = (i * 3 + r) as f64 / 10.0;
+            json!([4.5 + x % 3.0, 2.5 + x % 1.5, 1.0 + x % 5.5, 0.1 + x % 2.4])
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_callers_share_runs_and_get_their_own_rows() {
+    for name in ["iris-mlp", "iris-svc"] {
+        let (_folder, batched_bundle) = edited_copy_of(name, with_batching);
+        let batched = std::sync::Arc::new(Server::start(&[&batched_bundle]));
+        let alone = Server::start(&[&bundle(name)]);
+        let callers = 48;
+        let tasks: Vec<_> = (0..callers)
+            .map(|i| {
+                let batched = batched.clone();
+                tokio::spawn(async move {
+                    batched
+                        .post_json("/predict", &json!({"data": rows_of(i)}))
+                        .await
+                })
+            })
+            .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            let (status, body) = task.await.unwrap();
+            assert_eq!(status, 200, "{name} caller {i}: {body}");
+            let (_, expected) = alone
+                .post_json("/predict", &json!({"data": rows_of(i)}))
+                .await;
+            assert_eq!(
+                body["prediction"].as_array().unwrap().len(),
+                i % 3 + 1,
+                "{name} caller {i} got another caller's rows"
+            );
+            // Row by row the same as alone (float sums may round differently in a batch).
+            assert_close(&body["prediction"], &expected["prediction"], 1e-6);
+        }
+        let metrics = batched.metrics().await;
+        let value = |series: &str| -> f64 {
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let runs = value(&format!("predictor_batch_rows_count{{model=\"{name}\"}}"));
+        let rows = value(&format!("predictor_batch_rows_sum{{model=\"{name}\"}}"));
+        let sent: usize = (0..callers).map(|i| i % 3 + 1).sum();
+        assert_eq!(rows, sent as f64, "{name}: every row ran once");
+        assert!(
+            runs < callers as f64 / 2.0,
+            "{name}: {callers} callers took {runs} runs; batching should join them"
+        );
+    }
+}
+
+#[test]
+fn batching_needs_a_dynamic_first_dimension() {
+    // The sample has 3 rows, so a fixed [3, 4] input passes every other check.
+    let (_folder, path) = edited_copy_of("iris-svc", |text| {
+        with_batching(text).replacen("shape = [-1, 4]", "shape = [3, 4]", 1)
+    });
+    let output = predictor(&["check", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains("runtime.max_batch_size: batching joins requests along the first dimension")
+            && stderr.contains("input 'input' has shape [3, 4]"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn batching_settings_are_checked() {
+    for (edit, problem) in [
+        (
+            "max_batch_size = 0",
+            "runtime.max_batch_size: expected at least 1, found 0",
+        ),
+        (
+            "max_queue_delay_ms = 5",
+            "runtime.max_queue_delay_ms: only means something with runtime.max_batch_size",
+        ),
+        (
+            "max_batch_size = 8\nmax_queue_delay_ms = 60000",
+            "runtime.max_queue_delay_ms: expected at most 10000",
+        ),
+    ] {
+        let (_folder, path) = edited_copy_of("iris-svc", |text| {
+            text.replace(
+                "[runtime]\nthreads = 1",
+                &format!("[runtime]\nthreads = 1\n{edit}"),
+            )
+        });
+        let output = predictor(&["check", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(problem), "{edit}: {stderr}");
+    }
+}
