@@ -28,7 +28,13 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
     // A JSON line has the event's fields at the top level and its request's (request_id,
     // trace_id, endpoint) under "span".
     let result = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // The request's span only ("span"), not the list of every enclosing span ("spans"): the
+        // server nests none, and the list would write the same fields twice per line.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init(),
         _ => builder.try_init(),
     };
     result.map_err(|e| e.to_string())
