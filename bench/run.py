@@ -1,0 +1,260 @@
+"""The benchmark: the release server pinned to one core, oha pinned to the other, bounded loads on
+127.0.0.1, and in the same run the two limits it is measured against: R, ONNX Runtime's own runs
+per second for each model and batch size (one thread, in-process), and H, the requests per second
+of a trivial axum handler that reads the same bodies on the same core. Prints one table and every
+target as a ratio, and writes results.json and a plot (PNG) next to it. Run by bench/run.
+
+    python bench/run.py --out .cache/bench
+"""
+
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SERVER_CPU, LOAD_CPU = "0", "1"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def release(name):
+    return str(REPO / "target/release" / name)
+
+
+def pinned(cpu, command, **kwargs):
+    return subprocess.Popen(["taskset", "-c", cpu, *command], **kwargs)
+
+
+class Server:
+    """`predictor serve` on the server core, logging as in production (an access line per request,
+    to a file); times start-up to the first ready answer."""
+
+    def __init__(self, bundles, log):
+        started = time.monotonic()
+        self.log = open(log, "w")
+        self.process = pinned(
+            SERVER_CPU,
+            [release("predictor"), "serve", "--log-format", "json",
+             "--port", "0", "--grpc-port", "0", "--metrics-port", "0",
+             "--max-queued-requests", "256", *map(str, bundles)],
+            stderr=self.log,
+        )
+        self.address = None
+        while True:
+            if self.address is None:
+                self.address = listening_address(log)
+            else:
+                try:
+                    with urllib.request.urlopen(f"http://{self.address}/v2/health/ready", timeout=1) as answer:
+                        if answer.status == 200:
+                            break
+                except OSError:
+                    pass
+            if self.process.poll() is not None:
+                sys.exit("the server exited:\n" + Path(log).read_text())
+            time.sleep(0.001)
+        self.startup_ms = (time.monotonic() - started) * 1000
+
+    def rss_mib(self):
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+        self.log.close()
+
+
+def listening_address(log):
+    """The HTTP address from the server's "listening" log line, once written."""
+    for line in Path(log).read_text().splitlines():
+        if '"listening"' in line:
+            return json.loads(line)["address"]
+    return None
+
+
+def oha(url, body, connections, seconds, headers=()):
+    """Loads `url` with `body` from the load core; returns oha's JSON summary."""
+    body_file = Path(os.environ["BENCH_OUT"]) / "body.bin"
+    body_file.write_bytes(body)
+    command = [os.environ["OHA"], "-z", f"{seconds}s", "-w", "-c", str(connections), "-m", "POST",
+               "--no-tui", "--output-format", "json", "-D", str(body_file), "--disable-compression"]
+    for header in headers:
+        command += ["-H", header]
+    output = subprocess.run(["taskset", "-c", LOAD_CPU, *command, url], check=True, capture_output=True)
+    return json.loads(output.stdout)
+
+
+def bench_runtime(bundle, rows, seconds):
+    output = subprocess.run(
+        ["taskset", "-c", SERVER_CPU, release("examples/bench_runtime"), str(bundle), str(rows), str(seconds)],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(output.stdout)
+
+
+def json_body(rows):
+    return json.dumps({"data": rows}).encode()
+
+
+def binary_body(rows):
+    values = [v for row in rows for v in row]
+    header = json.dumps({
+        "inputs": [{"name": "input", "shape": [len(rows), len(rows[0])], "datatype": "FP32",
+                    "parameters": {"binary_data_size": 4 * len(values)}}],
+        "parameters": {"binary_data_output": True},
+    }).encode()
+    return header + struct.pack(f"<{len(values)}f", *values), len(header)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seconds", type=float, default=5)
+    args = parser.parse_args()
+    os.environ["BENCH_OUT"] = str(args.out)
+    seconds = args.seconds
+    iris = REPO / "models/iris-svc"
+    mlp, mlp_batched = args.out / "models/mlp-512", args.out / "models/mlp-512-batched"
+    iris_row = [[5.1, 3.5, 1.4, 0.2]]
+    mlp_row = [[round(((i * 37) % 200) / 100 - 1, 3) for i in range(512)]]
+    mlp_32 = mlp_row * 32
+    json_type = ["content-type: application/json"]
+
+    # The limits, measured first, on the same cores.
+    limits = {
+        "R iris b1": bench_runtime(iris, 1, 3),
+        "R mlp b1": bench_runtime(mlp, 1, 3),
+        "R mlp b32": bench_runtime(mlp, 32, 3),
+    }
+    trivial = pinned(SERVER_CPU, [release("examples/bench_trivial_server"), str(iris), "18790"])
+    time.sleep(0.5)
+    h = {}
+    for name, body, path, headers in (
+        ("H iris b1 json", json_body(iris_row), "/predict", json_type),
+        ("H mlp b1 json", json_body(mlp_row), "/predict", json_type),
+        ("H mlp b32 json", json_body(mlp_32), "/predict", json_type),
+    ):
+        h[name] = oha(f"http://127.0.0.1:18790{path}", body, 32 if "b1" in name else 1, seconds, headers)["summary"]["requestsPerSec"]
+    trivial.terminate()
+    trivial.wait()
+    trivial = pinned(SERVER_CPU, [release("examples/bench_trivial_server"), str(mlp), "18791"])
+    time.sleep(0.5)
+    body, length = binary_body(mlp_32)
+    h["H mlp b32 binary"] = oha("http://127.0.0.1:18791/v2/binary", body, 1, seconds,
+                                [f"inference-header-content-length: {length}"])["summary"]["requestsPerSec"]
+    trivial.terminate()
+    trivial.wait()
+
+    rows = []
+
+    def scenario(server, name, path, body, connections, batch, headers):
+        cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+        result = oha(f"http://{server.address}{path}", body, connections, seconds, headers)
+        cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+        codes = result.get("statusCodeDistribution", {})
+        errors = sum(n for code, n in codes.items() if code != "200") + sum(result.get("errorDistribution", {}).values())
+        rps = result["summary"]["requestsPerSec"]
+        rows.append({
+            "scenario": name, "connections": connections, "batch": batch,
+            "requests_per_second": rps, "rows_per_second": rps * batch,
+            "p50_ms": result["latencyPercentiles"]["p50"] * 1000,
+            "p99_ms": result["latencyPercentiles"]["p99"] * 1000,
+            "errors": errors, "server_cpu": cpu,
+        })
+
+    server = Server([iris], args.out / "server-iris.log")
+    startup_ms, idle_rss = server.startup_ms, server.rss_mib()
+    for connections in (1, 32):
+        scenario(server, "iris json b1", "/predict", json_body(iris_row), connections, 1, json_type)
+    loaded_rss = server.rss_mib()
+    server.stop()
+
+    server = Server([mlp, mlp_batched], args.out / "server-mlp.log")
+    for connections in (1, 32):
+        scenario(server, "mlp json b1", "/models/mlp-512/predict", json_body(mlp_row), connections, 1, json_type)
+    scenario(server, "mlp json b1 batching", "/models/mlp-512-batched/predict", json_body(mlp_row), 32, 1, json_type)
+    scenario(server, "mlp json b32", "/models/mlp-512/predict", json_body(mlp_32), 1, 32, json_type)
+    body, length = binary_body(mlp_32)
+    scenario(server, "mlp binary b32", "/v2/models/mlp-512/infer", body, 1, 32,
+             [f"inference-header-content-length: {length}"])
+    server.stop()
+
+    def row(name, connections):
+        return next(r for r in rows if r["scenario"] == name and r["connections"] == connections)
+
+    def limit(h_rps, r_rps):
+        return 1 / (1 / h_rps + 1 / r_rps)
+
+    r_iris, r_mlp32 = limits["R iris b1"]["runs_per_second"], limits["R mlp b32"]["runs_per_second"]
+    batch_run_ms = limits["R mlp b32"]["seconds_per_run"] * 1000
+    targets = [
+        ("iris b1 c32 >= 0.8 L", row("iris json b1", 32)["requests_per_second"] / limit(h["H iris b1 json"], r_iris), 0.8),
+        ("mlp b1 c32 batching rows/s >= 1.5 x without",
+         row("mlp json b1 batching", 32)["rows_per_second"] / row("mlp json b1", 32)["rows_per_second"], 1.5),
+        ("mlp b1 c32 batching p99 <= 2 ms + 3 x batch run",
+         (2 + 3 * batch_run_ms) / row("mlp json b1 batching", 32)["p99_ms"], 1.0),
+        ("mlp b32 c1 json >= 0.8 L", row("mlp json b32", 1)["requests_per_second"] / limit(h["H mlp b32 json"], r_mlp32), 0.8),
+        ("mlp b32 c1 binary >= 0.9 R", row("mlp binary b32", 1)["requests_per_second"] / r_mlp32, 0.9),
+        ("start-up <= 300 ms", 300 / startup_ms, 1.0),
+        ("RSS idle <= 40 MiB", 40 / idle_rss, 1.0),
+        ("RSS after load <= 60 MiB", 60 / loaded_rss, 1.0),
+    ]
+
+    print(f"\n{'scenario':<22}{'conns':>6}{'req/s':>10}{'rows/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'cpu':>6}")
+    for r in rows:
+        print(f"{r['scenario']:<22}{r['connections']:>6}{r['requests_per_second']:>10.0f}{r['rows_per_second']:>11.0f}"
+              f"{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['errors']:>8}{r['server_cpu']:>6.2f}")
+    print("\nlimits (same cores, same run):")
+    for name, value in limits.items():
+        print(f"  {name:<20} {value['runs_per_second']:>10.0f} runs/s  ({value['seconds_per_run'] * 1e3:.3f} ms/run)")
+    for name, value in h.items():
+        print(f"  {name:<20} {value:>10.0f} req/s")
+    print(f"\nstart-up to ready: {startup_ms:.1f} ms; RSS idle {idle_rss:.1f} MiB, after load {loaded_rss:.1f} MiB")
+    print("\ntargets (ratio >= 1 meets the target; for 'x >= k y' the ratio shown is x/y against k):")
+    for name, ratio, needed in targets:
+        verdict = "ok" if ratio >= needed else "MISSED"
+        print(f"  {name:<48} {ratio:>6.2f}  (needs {needed})  {verdict}")
+
+    results = {"rows": rows, "limits": limits, "h": h, "startup_ms": startup_ms,
+               "idle_rss_mib": idle_rss, "loaded_rss_mib": loaded_rss,
+               "targets": [{"name": n, "ratio": r, "needed": k} for n, r, k in targets]}
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    plot(rows, args.out / "results.png")
+    print(f"\nwrote {args.out / 'results.json'} and {args.out / 'results.png'}")
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['scenario']}\nc{r['connections']}" for r in rows]
+    figure, (throughput, latency) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    throughput.bar(labels, [r["rows_per_second"] for r in rows], color="tab:blue")
+    throughput.set_ylabel("rows/s")
+    throughput.set_yscale("log")
+    throughput.set_title("predictor on one core (oha on the other)")
+    latency.bar(labels, [r["p99_ms"] for r in rows], color="tab:orange")
+    latency.set_ylabel("p99 latency (ms)")
+    latency.set_yscale("log")
+    plt.setp(latency.get_xticklabels(), rotation=30, ha="right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()
