@@ -3,27 +3,23 @@
 let
   # The build only sees the workspace manifests and server/ (sources, protos, tests): editing a
   # model, a README or a Nix file does not rebuild the server.
+  workspaceFiles = [
+    ../Cargo.toml
+    ../Cargo.lock
+    ../server
+  ];
   cargoSource =
     lib:
     lib.fileset.toSource {
       root = ../.;
-      fileset = lib.fileset.unions [
-        ../Cargo.toml
-        ../Cargo.lock
-        ../server
-      ];
+      fileset = lib.fileset.unions workspaceFiles;
     };
   # The integration tests also read every bundle under models/.
   testSource =
     lib:
     lib.fileset.toSource {
       root = ../.;
-      fileset = lib.fileset.unions [
-        ../Cargo.toml
-        ../Cargo.lock
-        ../server
-        ../models
-      ];
+      fileset = lib.fileset.unions (workspaceFiles ++ [ ../models ]);
     };
 
   /**

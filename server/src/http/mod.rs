@@ -5,6 +5,7 @@ mod observe;
 mod seed;
 mod v2;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub use observe::{CallerRequestId, RequestId};
 
 use crate::metrics;
 use crate::model::Model;
+use crate::oip;
 use crate::registry::Registry;
 
 /// Deployment settings of the HTTP layer.
@@ -43,11 +45,9 @@ impl FromRequestParts<AppState> for SelectedModel {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
-        if let Some((_, name)) = params.iter().find(|(key, _)| *key == "model") {
-            return find_model(state, name).map(SelectedModel);
+        if let Some(name) = path_params(parts, state).await?.remove("model") {
+            let model = oip::find_model(state, &name, None)?;
+            return Ok(SelectedModel(model));
         }
         match state.models() {
             [only] => Ok(SelectedModel(only.clone())),
@@ -60,11 +60,18 @@ impl FromRequestParts<AppState> for SelectedModel {
     }
 }
 
-fn find_model(registry: &Registry, name: &str) -> Result<Arc<Model>, ApiError> {
-    registry
-        .find(name)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(registry.unknown_model(name)))
+/// The matched route's path parameters (`{model}`, `{version}`) by name.
+async fn path_params(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<HashMap<String, String>, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    Ok(params
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect())
 }
 
 /// `axum::Json` whose rejections (malformed JSON, wrong content type, too large) answer in the

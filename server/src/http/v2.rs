@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, RawPathParams, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{ApiError, AppState, CallerRequestId, RequestId};
+use super::{path_params, ApiError, AppState, CallerRequestId, RequestId};
 use crate::model::Model;
 use crate::oip::{self, OutputChoice, RequestInputs};
 use crate::request_context::new_request_id;
@@ -47,12 +47,10 @@ impl FromRequestParts<AppState> for V2Model {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
-        let param = |key: &str| params.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
-        let name = param("model").unwrap_or_default();
-        Ok(V2Model(oip::find_model(state, name, param("version"))?))
+        let params = path_params(parts, state).await?;
+        let name = params.get("model").map_or("", String::as_str);
+        let version = params.get("version").map(String::as_str);
+        Ok(V2Model(oip::find_model(state, name, version)?))
     }
 }
 
@@ -291,8 +289,12 @@ async fn answer(
         requested.push((output.name.as_str(), binary));
     }
     let chosen = oip::choose_outputs(model, requested, binary_default)?;
-    let tensors = model.infer(inputs.finish()?).await?;
-    Ok(respond(model, request.id.as_deref(), &chosen, &tensors))
+    let tensors = inputs.finish()?;
+    // The body and its parsed JSON are larger than the tensors: free them before waiting.
+    let id = request.id;
+    drop((request.inputs, request.outputs, body, binary));
+    let outputs = model.infer(tensors).await?;
+    Ok(respond(model, id.as_deref(), &chosen, &outputs))
 }
 
 /// The JSON response, followed by the binary outputs when any was asked for as binary data.
