@@ -5,9 +5,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::http::HeaderValue;
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
+use tower::util::MapResponseLayer;
 
 use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status};
@@ -49,9 +51,27 @@ pub async fn serve(
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(usize::MAX);
     tonic::transport::Server::builder()
+        .layer(MapResponseLayer::new(undecodable_is_invalid_argument))
         .add_service(service)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
+}
+
+/// tonic answers a message that does not decode (not protobuf, a string field that is not UTF-8)
+/// with INTERNAL, gRPC's 500; it is the caller's mistake, so it becomes INVALID_ARGUMENT.
+fn undecodable_is_invalid_argument<B>(
+    mut response: axum::http::Response<B>,
+) -> axum::http::Response<B> {
+    let headers = response.headers_mut();
+    let internal = headers.get("grpc-status").is_some_and(|code| code == "13");
+    let undecodable = headers
+        .get("grpc-message")
+        .and_then(|message| message.to_str().ok())
+        .is_some_and(|message| message.contains("decode%20Protobuf%20message"));
+    if internal && undecodable {
+        headers.insert("grpc-status", HeaderValue::from_static("3"));
+    }
+    response
 }
 
 fn status(error: InferError) -> Status {

@@ -346,3 +346,20 @@ def test_grpc_calls_are_counted_by_method_and_code(server, stub):
     with pytest.raises(grpc.RpcError):
         stub.ModelInfer(grpc_request(grpc_input()))
     assert (count("OK"), count("INVALID_ARGUMENT")) == (before[0] + 1, before[1] + 1)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"\xff\xff\xff\xff",  # not protobuf
+        pb.ModelInferRequest(model_name="iris-svc").SerializeToString().replace(b"iris-svc", b"iris\xff\xfevc"),  # not UTF-8
+    ],
+    ids=["garbage", "not-utf8"],
+)
+def test_grpc_messages_that_do_not_decode_are_the_callers_mistake(server, message):
+    with grpc.insecure_channel(server.grpc) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as raised:
+            call(message)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "failed to decode Protobuf message" in raised.value.details()
