@@ -21,7 +21,8 @@ use crate::model::PredictError;
 use crate::oip::{self, InferError, RequestInputs};
 use crate::registry::Registry;
 use crate::request_context::{
-    new_request_id, valid_request_id, TraceParent, REQUEST_ID, TRACEPARENT,
+    answer_traceparent, join_trace, new_request_id, valid_request_id, TraceParent, REQUEST_ID,
+    TRACEPARENT,
 };
 use crate::tensor::{DType, TensorData};
 
@@ -119,7 +120,7 @@ impl InferenceService {
             endpoint = method,
         );
         if let Some(trace) = &trace {
-            span.record("trace_id", trace.trace_id.as_str());
+            join_trace(&span, trace);
         }
         let metrics = self.registry.metrics();
         let in_flight = metrics.request_started("grpc");
@@ -156,7 +157,8 @@ impl InferenceService {
         if let Ok(value) = request_id.parse::<MetadataValue<Ascii>>() {
             answer_metadata.insert(REQUEST_ID, value);
         }
-        if let Some(value) = trace.and_then(|t| t.child().parse::<MetadataValue<Ascii>>().ok()) {
+        let traceparent = answer_traceparent(&span, trace.as_ref());
+        if let Some(value) = traceparent.and_then(|t| t.parse::<MetadataValue<Ascii>>().ok()) {
             answer_metadata.insert(TRACEPARENT, value);
         }
         answer

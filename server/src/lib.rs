@@ -19,5 +19,7 @@ pub mod probe;
 pub mod registry;
 pub mod request_context;
 pub mod runtime;
+#[cfg(feature = "otlp")]
+pub mod telemetry;
 pub mod tensor;
 pub mod worker;

@@ -53,6 +53,11 @@ struct Cli {
         global = true
     )]
     log: String,
+    /// OTLP/HTTP endpoint to export request spans to, e.g. http://127.0.0.1:4318/v1/traces
+    /// (none: no export).
+    #[cfg(feature = "otlp")]
+    #[arg(long, env = "PREDICTOR_OTLP_ENDPOINT", global = true)]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -160,10 +165,18 @@ struct ProbeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = logging::init(cli.log_format, &cli.log) {
-        eprintln!("predictor: {message}");
-        return ExitCode::from(2);
-    }
+    let logging = match logging::init(
+        cli.log_format,
+        &cli.log,
+        #[cfg(feature = "otlp")]
+        cli.otlp_endpoint.as_deref(),
+    ) {
+        Ok(logging) => logging,
+        Err(message) => {
+            eprintln!("predictor: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match &cli.command {
         Command::Serve(args) => serve(&cli.onnxruntime, args),
         Command::Check(args) => check(&cli.onnxruntime, args),
@@ -174,6 +187,7 @@ fn main() -> ExitCode {
             &args.bundles,
         ),
     };
+    logging.finish();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

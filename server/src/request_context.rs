@@ -68,6 +68,29 @@ impl TraceParent {
     }
 }
 
+/// Joins a request's span to the caller's trace: in the logs through its `trace_id` field, and,
+/// when spans are exported (feature `otlp`), as the exported span's parent.
+pub fn join_trace(span: &tracing::Span, trace: &TraceParent) {
+    span.record("trace_id", trace.trace_id.as_str());
+    #[cfg(feature = "otlp")]
+    crate::telemetry::join(
+        span,
+        &format!("00-{}-{}-{}", trace.trace_id, trace.parent_id, trace.flags),
+    );
+}
+
+/// The `traceparent` an answer carries: the exported span's own, or else (spans not exported) the
+/// caller's trace with a fresh span id; none when the caller sent none.
+pub fn answer_traceparent(span: &tracing::Span, trace: Option<&TraceParent>) -> Option<String> {
+    let trace = trace?;
+    #[cfg(feature = "otlp")]
+    if let Some(exported) = crate::telemetry::traceparent(span) {
+        return Some(exported);
+    }
+    let _ = span;
+    Some(trace.child())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

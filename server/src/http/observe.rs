@@ -15,7 +15,8 @@ use tracing::Instrument;
 use super::AppState;
 use crate::metrics::RouteLabels;
 use crate::request_context::{
-    new_request_id, valid_request_id, TraceParent, REQUEST_ID, TRACEPARENT,
+    answer_traceparent, join_trace, new_request_id, valid_request_id, TraceParent, REQUEST_ID,
+    TRACEPARENT,
 };
 
 /// The caller's own `x-request-id`, if valid, for handlers that may prefer another id (the
@@ -78,7 +79,7 @@ pub async fn observe(
         endpoint = %endpoint,
     );
     if let Some(trace) = &trace {
-        span.record("trace_id", trace.trace_id.as_str());
+        join_trace(&span, trace);
     }
     // The v2 inference handler prefers the request's own `id` and records the id itself.
     let handler_decides = endpoint.ends_with("/infer");
@@ -107,10 +108,9 @@ pub async fn observe(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(REQUEST_ID, value);
     }
-    if let Some(trace) = &trace {
-        if let Ok(value) = HeaderValue::from_str(&trace.child()) {
-            headers.insert(TRACEPARENT, value);
-        }
+    let traceparent = answer_traceparent(&span, trace.as_ref());
+    if let Some(value) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        headers.insert(TRACEPARENT, value);
     }
     let status = response.status();
     let elapsed = started.elapsed();
