@@ -4,15 +4,14 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::http::HeaderValue;
-use std::time::Instant;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
-use tower::util::MapResponseLayer;
-
 use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
+use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
+use tower::util::MapResponseLayer;
 use tracing::field::Empty;
 use tracing::Instrument;
 
