@@ -20,8 +20,7 @@ use crate::model::PredictError;
 use crate::oip::{self, InferError, RequestInputs};
 use crate::registry::Registry;
 use crate::request_context::{
-    answer_traceparent, join_trace, new_request_id, valid_request_id, TraceParent, REQUEST_ID,
-    TRACEPARENT,
+    answer_traceparent, choose_request_id, join_trace, TraceParent, REQUEST_ID, TRACEPARENT,
 };
 use crate::tensor::{DType, TensorData};
 
@@ -106,10 +105,7 @@ impl InferenceService {
     ) -> Result<Response<T>, Status> {
         let started = Instant::now();
         let text = |key: &str| metadata.get(key).and_then(|value| value.to_str().ok());
-        let request_id = Some(own_id)
-            .filter(|id| !id.is_empty())
-            .or_else(|| text(REQUEST_ID).and_then(valid_request_id))
-            .map_or_else(new_request_id, str::to_string);
+        let request_id = choose_request_id(Some(own_id), text(REQUEST_ID));
         let trace = text(TRACEPARENT).and_then(TraceParent::parse);
         let span = tracing::info_span!(
             "request",

@@ -11,6 +11,15 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// The W3C Trace Context header (and gRPC metadata key).
 pub const TRACEPARENT: &str = "traceparent";
 
+/// A request's id: its own (the Open Inference Protocol's `id`), else the caller's `x-request-id`,
+/// else a new one. Only an id that [`valid_request_id`] accepts is taken, so that every answer can
+/// carry it in a header and every log line stays short.
+pub fn choose_request_id(own: Option<&str>, caller: Option<&str>) -> String {
+    own.and_then(valid_request_id)
+        .or_else(|| caller.and_then(valid_request_id))
+        .map_or_else(new_request_id, str::to_string)
+}
+
 /// A caller's request id, if it is one to log and echo: 1 to 128 visible ASCII characters.
 pub fn valid_request_id(value: &str) -> Option<&str> {
     let valid = (1..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic());
@@ -123,6 +132,15 @@ mod tests {
         }
         let future = format!("{}-extra", VALID.replacen("00", "01", 1));
         assert!(TraceParent::parse(&future).is_some());
+    }
+
+    #[test]
+    fn the_request_id_is_the_own_else_the_callers_else_new() {
+        assert_eq!(choose_request_id(Some("own"), Some("caller")), "own");
+        assert_eq!(choose_request_id(None, Some("caller")), "caller");
+        assert_eq!(choose_request_id(Some(""), Some("caller")), "caller");
+        assert_eq!(choose_request_id(Some("a\nb"), Some("caller")), "caller");
+        assert_eq!(choose_request_id(Some(&"x".repeat(200)), None).len(), 32);
     }
 
     #[test]

@@ -792,6 +792,11 @@ mod protocol_tests {
             error(json!(1), 1),
             "expected a nested array of int8 values, received a number"
         );
+        // An object past the count is read to its end and counted like any value.
+        assert_eq!(
+            error(json!([1, 2, {"a": 1}]), 2),
+            "expected 2 values for the shape, received 3"
+        );
     }
 
     #[test]

@@ -24,8 +24,14 @@ pub struct Job {
 }
 
 impl Job {
-    fn rows(&self) -> usize {
-        self.inputs.first().map_or(1, Tensor::rows)
+    /// The rows of a job that can share a run: every input has the same first dimension. None for
+    /// a job that must run alone (its inputs disagree, which ONNX Runtime will judge).
+    fn batch_rows(&self) -> Option<usize> {
+        let rows = self.inputs.first()?.rows();
+        self.inputs
+            .iter()
+            .all(|input| !input.shape().is_empty() && input.rows() == rows)
+            .then_some(rows)
     }
 
     /// Whether `other` can share a run with this job: every input alike but for its rows.
@@ -93,17 +99,16 @@ pub fn spawn(
                 let first = match carried.take() {
                     Some(job) => job,
                     None => match receiver.recv() {
-                        Ok(job) => {
-                            metrics.queue_depth.dec();
-                            job
-                        }
+                        Ok(job) => job,
                         Err(_) => break,
                     },
                 };
                 let mut batch = vec![first];
                 if let Some(batching) = batching {
-                    carried = gather(&receiver, &mut batch, batching, &metrics);
+                    carried = gather(&receiver, &mut batch, batching);
                 }
+                // The jobs leave the queue now (a carried one still waits).
+                metrics.queue_depth.dec_by(batch.len() as i64);
                 // A caller that went away while its job waited needs no run.
                 batch.retain(|job| !job.reply.is_closed());
                 if !batch.is_empty() {
@@ -119,14 +124,9 @@ pub fn spawn(
 
 /// Adds queued jobs to `batch` up to the row limit and the first job's deadline; returns a job
 /// taken from the queue that could not join (it starts the next batch).
-fn gather(
-    receiver: &Receiver<Job>,
-    batch: &mut Vec<Job>,
-    batching: Batching,
-    metrics: &ModelMetrics,
-) -> Option<Job> {
+fn gather(receiver: &Receiver<Job>, batch: &mut Vec<Job>, batching: Batching) -> Option<Job> {
     let deadline = batch[0].enqueued + batching.max_delay;
-    let mut rows = batch[0].rows();
+    let mut rows = batch[0].batch_rows()?;
     while rows < batching.max_rows {
         let next = match receiver.try_recv() {
             Ok(job) => job,
@@ -139,68 +139,85 @@ fn gather(
                 }
             }
         };
-        metrics.queue_depth.dec();
-        if rows + next.rows() > batching.max_rows || !batch[0].joins(&next) {
-            return Some(next);
+        match next.batch_rows() {
+            Some(next_rows) if rows + next_rows <= batching.max_rows && batch[0].joins(&next) => {
+                rows += next_rows;
+                batch.push(next);
+            }
+            _ => return Some(next),
         }
-        rows += next.rows();
-        batch.push(next);
     }
     None
 }
 
-/// Runs the jobs of `batch` as one run and answers each with its own rows.
+/// Runs the jobs of `batch` together and answers each with its own rows. Should the joint run
+/// fail, each job runs again alone, so that one caller's bad input fails only its own request.
 fn run(backend: &mut impl Backend, outputs: &[usize], batch: Vec<Job>, metrics: &ModelMetrics) {
-    let started = Instant::now();
-    let rows: Vec<usize> = batch.iter().map(Job::rows).collect();
+    let now = Instant::now();
     let mut replies = Vec::with_capacity(batch.len());
     let mut inputs_by_job = Vec::with_capacity(batch.len());
     let mut spans = Vec::with_capacity(batch.len());
     for job in batch {
         metrics
             .queue_duration
-            .observe((started - job.enqueued).as_secs_f64());
+            .observe((now - job.enqueued).as_secs_f64());
         replies.push(job.reply);
         inputs_by_job.push(job.inputs);
         spans.push(job.span);
     }
     // What the run logs goes to the first request's span.
     let _entered = spans[0].enter();
-    let inputs = join_inputs(inputs_by_job);
-    // A panic in one run must not take the model down for every later request.
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| backend.run(inputs, outputs)))
-        .unwrap_or_else(|_| Err(RuntimeError::Inference("the run panicked".into())));
-    metrics
-        .inference_duration
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .batch_rows
-        .observe(rows.iter().sum::<usize>() as f64);
-    match (outcome, replies.len()) {
-        (outcome, 1) => {
-            // The caller may have gone away meanwhile; it no longer needs the answer.
-            let _ = replies.pop().expect("one reply").send(outcome);
-        }
-        (Ok(outputs), _) => match split_outputs(outputs, &rows) {
-            Ok(per_job) => replies
-                .into_iter()
-                .zip(per_job)
-                .for_each(|(reply, outputs)| drop(reply.send(Ok(outputs)))),
-            Err(error) => replies
-                .into_iter()
-                .for_each(|reply| drop(reply.send(Err(error.clone())))),
-        },
-        (Err(error), _) => replies
+    // A panic must not take the model down for every later request.
+    let answers = panic::catch_unwind(AssertUnwindSafe(|| {
+        answer(backend, outputs, inputs_by_job, metrics)
+    }))
+    .unwrap_or_else(|_| {
+        let panicked = || Err(RuntimeError::Inference("the run panicked".into()));
+        replies.iter().map(|_| panicked()).collect()
+    });
+    for (reply, answer) in replies.into_iter().zip(answers) {
+        // The caller may have gone away meanwhile; it no longer needs the answer.
+        let _ = reply.send(answer);
+    }
+}
+
+/// One answer per job, in job order.
+fn answer(
+    backend: &mut impl Backend,
+    outputs: &[usize],
+    mut inputs_by_job: Vec<Vec<Tensor>>,
+    metrics: &ModelMetrics,
+) -> Vec<Result<Vec<Tensor>, RuntimeError>> {
+    let mut timed_run = |inputs: Vec<Tensor>, rows: usize| {
+        let started = Instant::now();
+        let outcome = backend.run(inputs, outputs);
+        metrics
+            .inference_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics.batch_rows.observe(rows as f64);
+        outcome
+    };
+    let rows_of = |inputs: &[Tensor]| inputs.first().map_or(1, Tensor::rows);
+    if inputs_by_job.len() == 1 {
+        let inputs = inputs_by_job.pop().expect("one job");
+        let rows = rows_of(&inputs);
+        return vec![timed_run(inputs, rows)];
+    }
+    let rows: Vec<usize> = inputs_by_job.iter().map(|inputs| rows_of(inputs)).collect();
+    // The joint run takes a copy: should it fail, every job still has its own inputs.
+    let joined = join_inputs(inputs_by_job.clone());
+    match timed_run(joined, rows.iter().sum()).and_then(|outputs| split_outputs(outputs, &rows)) {
+        Ok(per_job) => per_job.into_iter().map(Ok).collect(),
+        Err(_) => inputs_by_job
             .into_iter()
-            .for_each(|reply| drop(reply.send(Err(error.clone())))),
+            .zip(rows)
+            .map(|(inputs, rows)| timed_run(inputs, rows))
+            .collect(),
     }
 }
 
 /// One tensor per input, the jobs' rows joined in job order.
-fn join_inputs(mut inputs_by_job: Vec<Vec<Tensor>>) -> Vec<Tensor> {
-    if inputs_by_job.len() == 1 {
-        return inputs_by_job.pop().expect("one job");
-    }
+fn join_inputs(inputs_by_job: Vec<Vec<Tensor>>) -> Vec<Tensor> {
     let count = inputs_by_job[0].len();
     let mut by_input: Vec<Vec<Tensor>> = (0..count).map(|_| Vec::new()).collect();
     for inputs in inputs_by_job {

@@ -5,7 +5,7 @@ mod common;
 
 use serde_json::{json, Value};
 
-use common::{assert_close, bundle, edited_copy_of, predictor, Server};
+use common::{assert_close, bundle, edited_copy_of, fixture, predictor, Server};
 
 fn with_batching(text: String) -> String {
     text.replace(
@@ -28,7 +28,7 @@ fn rows_of(i: usize) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_callers_share_runs_and_get_their_own_rows() {
     for name in ["iris-mlp", "iris-svc"] {
-        let (_folder, batched_bundle) = edited_copy_of(name, with_batching);
+        let (_folder, batched_bundle) = edited_copy_of(&bundle(name), with_batching);
         let batched = std::sync::Arc::new(Server::start(&[&batched_bundle]));
         let alone = Server::start(&[&bundle(name)]);
         let callers = 48;
@@ -79,7 +79,7 @@ async fn concurrent_callers_share_runs_and_get_their_own_rows() {
 #[test]
 fn batching_needs_a_dynamic_first_dimension() {
     // The sample has 3 rows, so a fixed [3, 4] input passes every other check.
-    let (_folder, path) = edited_copy_of("iris-svc", |text| {
+    let (_folder, path) = edited_copy_of(&bundle("iris-svc"), |text| {
         with_batching(text).replacen("shape = [-1, 4]", "shape = [3, 4]", 1)
     });
     let output = predictor(&["check", path.to_str().unwrap()]);
@@ -109,7 +109,7 @@ fn batching_settings_are_checked() {
             "runtime.max_queue_delay_ms: expected at most 10000",
         ),
     ] {
-        let (_folder, path) = edited_copy_of("iris-svc", |text| {
+        let (_folder, path) = edited_copy_of(&bundle("iris-svc"), |text| {
             text.replace(
                 "[runtime]\nthreads = 1",
                 &format!("[runtime]\nthreads = 1\n{edit}"),
@@ -119,5 +119,64 @@ fn batching_settings_are_checked() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(problem), "{edit}: {stderr}");
+    }
+}
+
+/// A v2 request for batch-edges with `x` and `y` rows of their own.
+fn edges_request(x: usize, y: usize, seed: usize) -> Value {
+    let rows = |n: usize, offset: usize| -> Vec<Value> {
+        (0..n)
+            .map(|r| {
+                json!([
+                    (seed * 10 + r + offset) as f32,
+                    (seed * 10 + r + offset + 5) as f32
+                ])
+            })
+            .collect()
+    };
+    json!({"inputs": [
+        {"name": "x", "shape": [x, 2], "datatype": "FP32", "data": rows(x, 0)},
+        {"name": "y", "shape": [y, 2], "datatype": "FP32", "data": rows(y, 1000)},
+    ]})
+}
+
+/// Requests whose inputs have different row counts (valid alone: the model broadcasts) never
+/// share a run; and when a joint run cannot be cut back into callers' rows (the `stacked` output
+/// has twice the rows), each request runs again alone: every caller still gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixed_row_counts_and_joint_runs_that_cannot_be_cut_still_answer_each_caller() {
+    let (_folder, batched_bundle) = edited_copy_of(&fixture("batch-edges"), |text| {
+        text.replace(
+            "[runtime]\nthreads = 1",
+            "[runtime]\nthreads = 1\nmax_batch_size = 64\nmax_queue_delay_ms = 50",
+        )
+    });
+    let batched = std::sync::Arc::new(Server::start(&[&batched_bundle]));
+    let alone = Server::start(&[&fixture("batch-edges")]);
+    let shapes = [(2, 1), (1, 2), (1, 1), (3, 3), (2, 2), (1, 3)];
+    let callers: Vec<(usize, usize, usize)> = (0..36)
+        .map(|i| (shapes[i % 6].0, shapes[i % 6].1, i))
+        .collect();
+    let tasks: Vec<_> = callers
+        .iter()
+        .map(|&(x, y, seed)| {
+            let batched = batched.clone();
+            tokio::spawn(async move {
+                batched
+                    .post_json("/v2/models/batch-edges/infer", &edges_request(x, y, seed))
+                    .await
+            })
+        })
+        .collect();
+    for (task, &(x, y, seed)) in tasks.into_iter().zip(&callers) {
+        let (status, body) = task.await.unwrap();
+        let (expected_status, expected) = alone
+            .post_json("/v2/models/batch-edges/infer", &edges_request(x, y, seed))
+            .await;
+        assert_eq!(status, expected_status, "caller {seed} ({x}, {y}): {body}");
+        assert_eq!(
+            body["outputs"], expected["outputs"],
+            "caller {seed} ({x}, {y})"
+        );
     }
 }

@@ -15,12 +15,11 @@ use tracing::Instrument;
 use super::AppState;
 use crate::metrics::RouteLabels;
 use crate::request_context::{
-    answer_traceparent, join_trace, new_request_id, valid_request_id, TraceParent, REQUEST_ID,
-    TRACEPARENT,
+    answer_traceparent, choose_request_id, join_trace, TraceParent, REQUEST_ID, TRACEPARENT,
 };
 
-/// The caller's own `x-request-id`, if valid, for handlers that may prefer another id (the
-/// Open Inference Protocol's `id`).
+/// The caller's own `x-request-id`, for handlers that may prefer another id (the Open Inference
+/// Protocol's `id`).
 #[derive(Clone, Debug)]
 pub struct CallerRequestId(pub Option<String>);
 
@@ -67,9 +66,7 @@ pub async fn observe(
         }
         None => String::new(),
     };
-    let caller_id = header(request.headers(), REQUEST_ID)
-        .and_then(valid_request_id)
-        .map(str::to_string);
+    let caller_id = header(request.headers(), REQUEST_ID).map(str::to_string);
     let trace = header(request.headers(), TRACEPARENT).and_then(TraceParent::parse);
     let span = tracing::info_span!(
         "request",
@@ -85,11 +82,13 @@ pub async fn observe(
     let handler_decides = endpoint.ends_with("/infer");
     let mut request_id = None;
     if !handler_decides {
-        let id = caller_id.clone().unwrap_or_else(new_request_id);
+        let id = choose_request_id(None, caller_id.as_deref());
         span.record("request_id", id.as_str());
         request_id = Some(id);
     }
-    request.extensions_mut().insert(CallerRequestId(caller_id));
+    request
+        .extensions_mut()
+        .insert(CallerRequestId(caller_id.clone()));
 
     let in_flight = registry.metrics().request_started("http");
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -98,8 +97,9 @@ pub async fn observe(
     let request_id = match (response.extensions().get::<RequestId>(), request_id) {
         (Some(RequestId(chosen)), _) => chosen.clone(),
         (None, Some(id)) => id,
+        // The handler did not run (an unknown model, a wrong method).
         (None, None) => {
-            let id = new_request_id();
+            let id = choose_request_id(None, caller_id.as_deref());
             span.record("request_id", id.as_str());
             id
         }

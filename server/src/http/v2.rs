@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::{path_params, ApiError, AppState, CallerRequestId, RequestId};
 use crate::model::Model;
 use crate::oip::{self, OutputChoice, RequestInputs};
-use crate::request_context::new_request_id;
+use crate::request_context::choose_request_id;
 use crate::tensor::{Flat, Tensor, TensorData};
 
 /// The header giving the length of the JSON part of a body that carries binary tensors.
@@ -169,8 +169,8 @@ fn parameter<T>(
     })
 }
 
-/// The request id is the request's own `id`, else the caller's `x-request-id`, else generated; it
-/// is recorded as soon as it is known, so that every log line of the request carries it.
+/// The request id ([`choose_request_id`]) is recorded as soon as it is known, so that every log
+/// line of the request carries it.
 async fn infer(
     V2Model(model): V2Model,
     Extension(CallerRequestId(caller_id)): Extension<CallerRequestId>,
@@ -179,7 +179,7 @@ async fn infer(
 ) -> Response {
     let mut request_id = None;
     let result = answer(&model, &headers, body, |own_id| {
-        let id = own_id.or(caller_id.clone()).unwrap_or_else(new_request_id);
+        let id = choose_request_id(own_id.as_deref(), caller_id.as_deref());
         tracing::Span::current().record("request_id", id.as_str());
         request_id = Some(id);
     })
@@ -187,7 +187,7 @@ async fn infer(
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     let id = request_id.unwrap_or_else(|| {
         // The body did not parse: the caller's id, else a new one.
-        let id = caller_id.unwrap_or_else(new_request_id);
+        let id = choose_request_id(None, caller_id.as_deref());
         tracing::Span::current().record("request_id", id.as_str());
         id
     });

@@ -2,7 +2,7 @@
 //! the size of its tensor in memory, whatever the nesting of its arrays (a tree of
 //! `serde_json::Value` costs tens of times the body).
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::{DType, LeafError, Tensor, TensorData, TensorError};
@@ -99,13 +99,12 @@ impl Decoder {
         }
         let index = self.leaves;
         self.leaves += 1;
-        let at = match self.nesting {
+        match self.nesting {
             Nesting::Leaves { count } => {
                 // Past `count` the answer is known: count on, but store nothing more.
                 if index >= count {
                     return Ok(());
                 }
-                vec![index]
             }
             Nesting::Shape => {
                 match self.leaf_depth {
@@ -125,14 +124,18 @@ impl Decoder {
                     }
                     Some(_) => {}
                 }
-                self.at.clone()
             }
-        };
+        }
         let pushed = match leaf {
             Ok(value) => self.out.push_json(&value),
             Err(kind) => Err(LeafError::WrongType(kind)),
         };
         pushed.map_err(|error| {
+            // The place, built only for the message: a flat index, or the index path.
+            let at = match self.nesting {
+                Nesting::Leaves { .. } => vec![index],
+                Nesting::Shape => self.at.clone(),
+            };
             let error = error.at(&at, dtype);
             self.fail(error)
         })
@@ -178,7 +181,9 @@ impl<'de> Visitor<'de> for &mut Decoder {
         self.leaf(Err("null"))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<(), A::Error> {
+        // Read it to its end, so that the parser goes on where the object ends.
+        while entries.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         self.leaf(Err("an object"))
     }
 

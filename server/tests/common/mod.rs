@@ -37,16 +37,23 @@ pub fn bundle(name: &str) -> PathBuf {
     repo_root().join("models").join(name)
 }
 
+/// A test fixture bundle under server/tests/fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root().join("server/tests/fixtures").join(name)
+}
+
 /// A copy of `models/iris-svc` in a temporary folder, its predictor.toml changed by `edit`
 /// (which must change something). Keep the `TempDir` alive while the path is used.
 pub fn edited_copy(edit: impl Fn(String) -> String) -> (tempfile::TempDir, PathBuf) {
-    edited_copy_of("iris-svc", edit)
+    edited_copy_of(&bundle("iris-svc"), edit)
 }
 
-/// Like [`edited_copy`], of the bundle `name`.
-pub fn edited_copy_of(name: &str, edit: impl Fn(String) -> String) -> (tempfile::TempDir, PathBuf) {
+/// Like [`edited_copy`], of the bundle folder `source`.
+pub fn edited_copy_of(
+    source: &Path,
+    edit: impl Fn(String) -> String,
+) -> (tempfile::TempDir, PathBuf) {
     let folder = tempfile::tempdir().unwrap();
-    let source = bundle(name);
     std::fs::copy(source.join("model.onnx"), folder.path().join("model.onnx")).unwrap();
     let text = std::fs::read_to_string(source.join("predictor.toml")).unwrap();
     let edited = edit(text.clone());
