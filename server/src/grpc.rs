@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::http::HeaderValue;
 use tokio::net::TcpListener;
@@ -103,7 +102,6 @@ impl InferenceService {
         metadata: &MetadataMap,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<Response<T>, Status> {
-        let started = Instant::now();
         let text = |key: &str| metadata.get(key).and_then(|value| value.to_str().ok());
         let request_id = choose_request_id(Some(own_id), text(REQUEST_ID));
         let trace = text(TRACEPARENT).and_then(TraceParent::parse);
@@ -117,30 +115,19 @@ impl InferenceService {
         if let Some(trace) = &trace {
             join_trace(&span, trace);
         }
-        let metrics = self.registry.metrics();
-        let in_flight = metrics.request_started("grpc");
+        let route = RouteLabels {
+            model: self.registry.model_label(model),
+            protocol: "grpc",
+            endpoint: method.to_string(),
+        };
+        // A call its client cancels is dropped before its answer: counted as CANCELLED.
+        let record = self
+            .registry
+            .metrics()
+            .request_started(route, span.clone(), "CANCELLED");
         let result = call.instrument(span.clone()).await;
-        drop(in_flight);
         let code = result.as_ref().err().map_or(Code::Ok, Status::code);
-        let model = self.registry.model_label(model);
-        let elapsed = started.elapsed();
-        span.in_scope(|| {
-            tracing::info!(
-                model = %model,
-                status = code_name(code),
-                duration_ms = elapsed.as_secs_f64() * 1e3,
-                "request"
-            );
-        });
-        metrics.request_finished(
-            RouteLabels {
-                model,
-                protocol: "grpc",
-                endpoint: method.to_string(),
-            },
-            code_name(code).to_string(),
-            elapsed,
-        );
+        record.answered(code_name(code));
         let mut answer = match result {
             Ok(message) => Ok(Response::new(message)),
             Err(status) => Err(status),

@@ -4,7 +4,7 @@
 //! codes), never from what a caller sends, so that no request can grow the number of series.
 
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,6 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
+use tracing::Span;
 
 /// The OpenMetrics content type of [`Metrics::render`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -243,28 +244,26 @@ impl Metrics {
         }
     }
 
-    /// A request started; the guard records its end.
-    pub fn request_started(&self, protocol: &'static str) -> InFlight {
-        let gauge = self
-            .in_flight
-            .get_or_create_owned(&ProtocolLabels { protocol });
-        gauge.inc();
-        InFlight(gauge)
-    }
-
-    /// A request answered, with its status, after `elapsed`.
-    pub fn request_finished(&self, route: RouteLabels, status: String, elapsed: Duration) {
-        self.request_duration
-            .get_or_create(&route)
-            .observe(elapsed.as_secs_f64());
-        self.requests
-            .get_or_create(&RequestLabels {
-                model: route.model,
-                protocol: route.protocol,
-                endpoint: route.endpoint,
-                status,
-            })
-            .inc();
+    /// A request arrived on `route`; `span` is its span, and `abandoned` the status it is
+    /// counted with should its caller go away before the answer.
+    pub fn request_started(
+        &self,
+        route: RouteLabels,
+        span: Span,
+        abandoned: &'static str,
+    ) -> RequestRecord<'_> {
+        let in_flight = self.in_flight.get_or_create_owned(&ProtocolLabels {
+            protocol: route.protocol,
+        });
+        in_flight.inc();
+        RequestRecord {
+            metrics: self,
+            route: Some(route),
+            span,
+            started: Instant::now(),
+            in_flight,
+            abandoned,
+        }
     }
 
     /// The OpenMetrics text of every metric.
@@ -276,11 +275,58 @@ impl Metrics {
     }
 }
 
-/// Counts a request in flight until dropped (also when its future is cancelled).
-pub struct InFlight(Gauge);
+/// One request from its arrival: in flight until answered; then, or when dropped unanswered (its
+/// caller went away and the server dropped its work), the access log line in the request's span
+/// and the request counted and timed by model, protocol, endpoint and status.
+pub struct RequestRecord<'m> {
+    metrics: &'m Metrics,
+    route: Option<RouteLabels>,
+    span: Span,
+    started: Instant,
+    in_flight: Gauge,
+    abandoned: &'static str,
+}
 
-impl Drop for InFlight {
+impl RequestRecord<'_> {
+    /// The request was answered with `status` (an HTTP code, or a gRPC code's name).
+    pub fn answered(mut self, status: &str) {
+        self.record(status);
+    }
+
+    fn record(&mut self, status: &str) {
+        let Some(route) = self.route.take() else {
+            return;
+        };
+        self.in_flight.dec();
+        let elapsed = self.started.elapsed();
+        self.span.in_scope(|| {
+            tracing::info!(
+                model = %route.model,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1e3,
+                "request"
+            );
+        });
+        let metrics = self.metrics;
+        metrics
+            .request_duration
+            .get_or_create(&route)
+            .observe(elapsed.as_secs_f64());
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                model: route.model,
+                protocol: route.protocol,
+                endpoint: route.endpoint,
+                status: status.to_string(),
+            })
+            .inc();
+    }
+}
+
+impl Drop for RequestRecord<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        let abandoned = self.abandoned;
+        self.record(abandoned);
     }
 }

@@ -5,6 +5,7 @@ dropped connection or a 500, and valid variants of the encodings must work."""
 import http.client
 import json
 import struct
+import time
 import urllib.request
 
 import grpc
@@ -363,3 +364,39 @@ def test_grpc_messages_that_do_not_decode_are_the_callers_mistake(server, messag
             call(message)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "failed to decode Protobuf message" in raised.value.details()
+
+
+def test_a_grpc_call_its_client_cancels_is_counted_as_cancelled(tmp_path):
+    """A gRPC client that gives up (its deadline passes) cancels the call; the server drops the
+    work and logs and counts the call as CANCELLED. The call waits in a batching queue (3 s)
+    longer than the client does (0.3 s)."""
+    from conftest import REPO, Server
+
+    bundle = tmp_path / "iris-svc"
+    bundle.mkdir()
+    source = REPO / "models/iris-svc"
+    (bundle / "model.onnx").write_bytes((source / "model.onnx").read_bytes())
+    text = (source / "predictor.toml").read_text()
+    batching = "[runtime]\nthreads = 1\nmax_batch_size = 64\nmax_queue_delay_ms = 3000"
+    (bundle / "predictor.toml").write_text(text.replace("[runtime]\nthreads = 1", batching))
+    server = Server([bundle])
+    try:
+        with grpc.insecure_channel(server.grpc) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            request = grpc_request(grpc_input(fp32_contents=IRIS_ROW))
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.ModelInfer(request, timeout=0.3, metadata=[("x-request-id", "impatient-1")])
+            assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        series = 'predictor_requests_total{model="iris-svc",protocol="grpc",endpoint="ModelInfer",status="CANCELLED"} 1'
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://{server.metrics}/metrics") as response:
+                text = response.read().decode()
+            if series in text:
+                break
+            time.sleep(0.05)
+        assert series in text, text
+        assert 'predictor_requests_in_flight{protocol="grpc"} 0' in text
+        assert any('"impatient-1"' in line and '"CANCELLED"' in line for line in server.log)
+    finally:
+        server.stop()

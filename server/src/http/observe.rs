@@ -2,8 +2,6 @@
 //! log lines, one access log line, its metrics, and the `x-request-id` and `traceparent` headers
 //! of the answer.
 
-use std::time::Instant;
-
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
@@ -43,7 +41,6 @@ pub async fn observe(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let started = Instant::now();
     let endpoint = request
         .extensions()
         .get::<MatchedPath>()
@@ -90,9 +87,16 @@ pub async fn observe(
         .extensions_mut()
         .insert(CallerRequestId(caller_id.clone()));
 
-    let in_flight = registry.metrics().request_started("http");
+    // A caller that goes away before the answer is counted as 499, as nginx logs it.
+    let route = RouteLabels {
+        model,
+        protocol: "http",
+        endpoint,
+    };
+    let record = registry
+        .metrics()
+        .request_started(route, span.clone(), "499");
     let mut response = next.run(request).instrument(span.clone()).await;
-    drop(in_flight);
 
     let request_id = match (response.extensions().get::<RequestId>(), request_id) {
         (Some(RequestId(chosen)), _) => chosen.clone(),
@@ -112,25 +116,7 @@ pub async fn observe(
     if let Some(value) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
         headers.insert(TRACEPARENT, value);
     }
-    let status = response.status();
-    let elapsed = started.elapsed();
-    span.in_scope(|| {
-        tracing::info!(
-            model = %model,
-            status = status.as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1e3,
-            "request"
-        );
-    });
-    registry.metrics().request_finished(
-        RouteLabels {
-            model,
-            protocol: "http",
-            endpoint,
-        },
-        status.as_str().to_string(),
-        elapsed,
-    );
+    record.answered(response.status().as_str());
     response
 }
 
