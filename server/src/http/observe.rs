@@ -87,7 +87,7 @@ pub async fn observe(
         .extensions_mut()
         .insert(CallerRequestId(caller_id.clone()));
 
-    // A caller that goes away before the answer is counted as 499, as nginx logs it.
+    // A request dropped unanswered (its connection gone) is counted as 499, as nginx logs it.
     let route = RouteLabels {
         model,
         protocol: "http",
