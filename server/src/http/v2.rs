@@ -164,7 +164,8 @@ fn parameter<T>(
     };
     read(value).map(Some).ok_or_else(|| {
         bad_request(format!(
-            "{owner}: parameter '{key}' must be {kind}, received {value}"
+            "{owner}: parameter '{key}' must be {kind}, received {}",
+            oip::clip(&value.to_string())
         ))
     })
 }
