@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
-use tower::util::MapResponseLayer;
+use tower::layer::layer_fn;
 use tracing::field::Empty;
 use tracing::Instrument;
 
@@ -45,32 +45,116 @@ pub async fn serve(
     max_message_bytes: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let refusals = registry.clone();
     let service = GrpcInferenceServiceServer::new(InferenceService { registry })
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(usize::MAX);
     tonic::transport::Server::builder()
-        .layer(MapResponseLayer::new(undecodable_is_invalid_argument))
+        .layer(layer_fn(move |inner| Refusals {
+            inner,
+            registry: refusals.clone(),
+        }))
         .add_service(service)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
 }
 
-/// tonic answers a message that does not decode (not protobuf, a string field that is not UTF-8)
-/// with INTERNAL, gRPC's 500; it is the caller's mistake, so it becomes INVALID_ARGUMENT.
-fn undecodable_is_invalid_argument<B>(
-    mut response: axum::http::Response<B>,
-) -> axum::http::Response<B> {
-    let headers = response.headers_mut();
-    let internal = headers.get("grpc-status").is_some_and(|code| code == "13");
-    let undecodable = headers
-        .get("grpc-message")
-        .and_then(|message| message.to_str().ok())
-        .is_some_and(|message| message.contains("decode%20Protobuf%20message"));
-    if internal && undecodable {
-        headers.insert("grpc-status", HeaderValue::from_static("3"));
-    }
-    response
+/// The calls the gRPC library answers before the service sees them (a message that does not
+/// decode, one over the size limit, an unknown method): given a request id, logged and counted
+/// like the others (without a model); and a message that does not decode, which tonic answers
+/// with INTERNAL (gRPC's 500), made INVALID_ARGUMENT: it is the caller's mistake.
+#[derive(Clone)]
+struct Refusals<S> {
+    inner: S,
+    registry: Arc<Registry>,
 }
+
+impl<S, RequestBody, ResponseBody> tower::Service<axum::http::Request<RequestBody>> for Refusals<S>
+where
+    S: tower::Service<
+        axum::http::Request<RequestBody>,
+        Response = axum::http::Response<ResponseBody>,
+    >,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: axum::http::Request<RequestBody>) -> Self::Future {
+        let caller_id = request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
+        // Only the service's own methods become label values; any other path is "unknown".
+        let method = request.uri().path().rsplit('/').next().unwrap_or_default();
+        let endpoint = METHODS
+            .iter()
+            .find(|known| **known == method)
+            .map_or("unknown", |known| *known);
+        let registry = self.registry.clone();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            let headers = response.headers_mut();
+            let code = headers
+                .get("grpc-status")
+                .and_then(|code| code.to_str().ok()?.parse::<i32>().ok())
+                .map_or(Code::Unknown, Code::from);
+            let undecodable = headers
+                .get("grpc-message")
+                .and_then(|message| message.to_str().ok())
+                .is_some_and(|message| message.contains("decode%20Protobuf%20message"));
+            let code = if code == Code::Internal && undecodable {
+                headers.insert("grpc-status", HeaderValue::from_static("3"));
+                Code::InvalidArgument
+            } else {
+                code
+            };
+            // The service's answers carry their request id; one without it never reached it.
+            if !headers.contains_key(REQUEST_ID) {
+                let request_id = choose_request_id(None, caller_id.as_deref());
+                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                    headers.insert(REQUEST_ID, value);
+                }
+                let span = tracing::info_span!(
+                    "request",
+                    request_id = request_id.as_str(),
+                    method = "gRPC",
+                    endpoint,
+                );
+                let route = RouteLabels {
+                    model: String::new(),
+                    protocol: "grpc",
+                    endpoint: endpoint.to_string(),
+                };
+                registry
+                    .metrics()
+                    .request_started(route, span, "CANCELLED")
+                    .answered(code_name(code));
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// The methods of the service, as gRPC paths end.
+const METHODS: [&str; 6] = [
+    "ServerLive",
+    "ServerReady",
+    "ModelReady",
+    "ServerMetadata",
+    "ModelMetadata",
+    "ModelInfer",
+];
 
 fn status(error: InferError) -> Status {
     match error {

@@ -36,6 +36,17 @@ def iris_input(**overrides):
     return {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROW, **overrides}
 
 
+def logged(server, matches, seconds=2):
+    """Whether the server logs a line that `matches` within `seconds` (its stderr is read on
+    another thread)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any(matches(line) for line in list(server.log)):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def binary_request(header, *blobs, length=None):
     """A body of the binary extension: the JSON header, then the blobs."""
     head = json.dumps(header).encode()
@@ -306,6 +317,7 @@ def test_a_grpc_message_over_the_limit_is_refused(stub):
         stub.ModelInfer(grpc_request(grpc_input(shape=(rows, 4)), raw=[bytes(rows * 16)]))
     assert raised.value.code() == grpc.StatusCode.OUT_OF_RANGE
     assert "message length too large" in raised.value.details()
+    assert len(dict(raised.value.trailing_metadata())["x-request-id"]) == 32
 
 
 def test_answers_are_compressed_only_when_asked(server):
@@ -361,9 +373,15 @@ def test_grpc_messages_that_do_not_decode_are_the_callers_mistake(server, messag
     with grpc.insecure_channel(server.grpc) as channel:
         call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
         with pytest.raises(grpc.RpcError) as raised:
-            call(message)
+            call(message, metadata=[("x-request-id", "undecodable-1")])
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "failed to decode Protobuf message" in raised.value.details()
+    # Refused before the service saw it, it still has its request id, a log line and a count.
+    assert ("x-request-id", "undecodable-1") in raised.value.trailing_metadata()
+    assert logged(server, lambda line: '"undecodable-1"' in line and '"INVALID_ARGUMENT"' in line)
+    with urllib.request.urlopen(f"http://{server.metrics}/metrics") as response:
+        text = response.read().decode()
+    assert 'predictor_requests_total{model="",protocol="grpc",endpoint="ModelInfer",status="INVALID_ARGUMENT"}' in text
 
 
 def test_a_grpc_call_its_client_cancels_is_counted_as_cancelled(tmp_path):
@@ -397,6 +415,6 @@ def test_a_grpc_call_its_client_cancels_is_counted_as_cancelled(tmp_path):
             time.sleep(0.05)
         assert series in text, text
         assert 'predictor_requests_in_flight{protocol="grpc"} 0' in text
-        assert any('"impatient-1"' in line and '"CANCELLED"' in line for line in server.log)
+        assert logged(server, lambda line: '"impatient-1"' in line and '"CANCELLED"' in line)
     finally:
         server.stop()
