@@ -128,6 +128,11 @@ in
           cargoTestExtraArgs = "--all-targets";
           # An exported variable wins over .cargo/config.toml's [env] (not part of this source).
           PREDICTOR_ONNXRUNTIME = onnxruntimeLibrary pkgs;
+          # The tests run the server under taskset (thread defaults) and send it signals (kill).
+          nativeBuildInputs = [
+            pkgs.util-linux
+            pkgs.procps
+          ];
         }
       );
     };

@@ -245,6 +245,7 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
             model = model.name(),
             version = %model.bundle().config.version,
             load_ms = model.load_time().as_millis() as u64,
+            threads = model.threads(),
             "model ready"
         );
     }

@@ -49,6 +49,7 @@ pub struct Model {
     binding: GraphBinding,
     jobs: Queue,
     load_time: Duration,
+    threads: usize,
     metrics: ModelMetrics,
 }
 
@@ -129,6 +130,7 @@ impl Model {
             binding,
             jobs,
             load_time,
+            threads,
             metrics: model_metrics,
         })
     }
@@ -143,6 +145,11 @@ impl Model {
 
     pub fn load_time(&self) -> Duration {
         self.load_time
+    }
+
+    /// ONNX Runtime's intra-op threads for this model.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Runs the model on `data` (rows, or a table of rows by input name) and returns the

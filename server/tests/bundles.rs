@@ -108,3 +108,22 @@ fn init_then_filled_sample_passes_check_for_every_bundle() {
         );
     }
 }
+
+/// Without `runtime.threads`, a model gets as many intra-op threads as the process may use CPUs:
+/// its affinity (here `taskset`) bounds them.
+#[test]
+fn threads_default_to_the_cpus_the_process_may_use() {
+    let (_folder, path) = common::edited_copy(|text| text.replace("threads = 1\n", ""));
+    let threads_of = |server: &Server| {
+        server
+            .log_events()
+            .into_iter()
+            .find(|event| event["message"] == "model ready")
+            .map(|event| event["threads"].as_u64().unwrap())
+            .unwrap()
+    };
+    let available = std::thread::available_parallelism().unwrap().get() as u64;
+    assert_eq!(threads_of(&Server::start(&[&path])), available);
+    let pinned = Server::start_under(&["taskset", "-c", "0"], &[&path], &[]);
+    assert_eq!(threads_of(&pinned), 1);
+}

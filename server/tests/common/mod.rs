@@ -85,7 +85,20 @@ impl Server {
 
     /// Starts the server on port 0 and waits for its "listening" log line, which names the ports.
     pub fn start_with(bundles: &[&Path], flags: &[&str]) -> Server {
-        let mut child = Command::new(BINARY)
+        Server::start_under(&[], bundles, flags)
+    }
+
+    /// Like [`Server::start_with`], the binary run by `wrapper` (e.g. `taskset -c 0`).
+    pub fn start_under(wrapper: &[&str], bundles: &[&Path], flags: &[&str]) -> Server {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(BINARY);
+                command
+            }
+            None => Command::new(BINARY),
+        };
+        let mut child = command
             .args(["serve", "--log-format", "json"])
             .args(["--port", "0", "--grpc-port", "0", "--metrics-port", "0"])
             .args(flags)
