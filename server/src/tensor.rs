@@ -143,28 +143,36 @@ macro_rules! with_data {
 }
 pub(crate) use with_data;
 
-/// Like `with_data!`, with float16 elements widened to f32 (whose shortest form reads back as the
-/// same float16), since JSON knows no float16.
-macro_rules! with_json_data {
-    ($data:expr, $v:ident => $body:expr) => {
-        match $data {
-            TensorData::Float16(halves) => {
-                let $v = &halves.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
-                $body
+/// An element as JSON writes it: itself, but a float16 (which JSON knows no form of) as the f32
+/// of the same value, whose shortest form reads back as the same float16.
+trait JsonElement {
+    fn serialize_element<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error>;
+}
+
+macro_rules! json_element_as_itself {
+    ($($t:ty),*) => {$(
+        impl JsonElement for $t {
+            fn serialize_element<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.serialize(serializer)
             }
-            TensorData::Bool($v) => $body,
-            TensorData::Int8($v) => $body,
-            TensorData::Int16($v) => $body,
-            TensorData::Int32($v) => $body,
-            TensorData::Int64($v) => $body,
-            TensorData::Uint8($v) => $body,
-            TensorData::Uint16($v) => $body,
-            TensorData::Uint32($v) => $body,
-            TensorData::Uint64($v) => $body,
-            TensorData::Float32($v) => $body,
-            TensorData::Float64($v) => $body,
         }
-    };
+    )*};
+}
+json_element_as_itself!(bool, i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
+
+impl JsonElement for f16 {
+    fn serialize_element<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_f32().serialize(serializer)
+    }
+}
+
+/// Serializes one element through [`JsonElement`].
+struct Element<'a, T>(&'a T);
+
+impl<T: JsonElement> Serialize for Element<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_element(serializer)
+    }
 }
 
 impl TensorData {
@@ -596,7 +604,7 @@ pub fn shape_fits(declared: &[i64], actual: &[usize]) -> bool {
 /// (so a float32 prints as `0.9775`, not as its widened f64 digits).
 impl Serialize for Tensor {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        with_json_data!(&self.data, v => Nested { dims: &self.shape, data: v }.serialize(serializer))
+        with_data!(&self.data, v => Nested { dims: &self.shape, data: v }.serialize(serializer))
     }
 }
 
@@ -605,7 +613,7 @@ pub struct Flat<'a>(pub &'a TensorData);
 
 impl Serialize for Flat<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        with_json_data!(self.0, v => serializer.collect_seq(v.iter()))
+        with_data!(self.0, v => serializer.collect_seq(v.iter().map(Element)))
     }
 }
 
@@ -614,10 +622,10 @@ struct Nested<'a, T> {
     data: &'a [T],
 }
 
-impl<T: Serialize> Serialize for Nested<'_, T> {
+impl<T: JsonElement> Serialize for Nested<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let Some((&outer, inner)) = self.dims.split_first() else {
-            return self.data[0].serialize(serializer);
+            return self.data[0].serialize_element(serializer);
         };
         let chunk = inner.iter().product::<usize>();
         let mut seq = serializer.serialize_seq(Some(outer))?;
