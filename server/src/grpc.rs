@@ -59,10 +59,12 @@ pub async fn serve(
         .await
 }
 
-/// The calls the gRPC library answers before the service sees them (a message that does not
-/// decode, one over the size limit, an unknown method): given a request id, logged and counted
-/// like the others (without a model); and a message that does not decode, which tonic answers
-/// with INTERNAL (gRPC's 500), made INVALID_ARGUMENT: it is the caller's mistake.
+/// The calls answered before the service sees them: by the gRPC library (a message that does not
+/// decode, one over the size limit, an unknown method), and here, before decoding, a call without
+/// a valid bearer token when the server has tokens (UNAUTHENTICATED; the health methods stay
+/// open). Each gets a request id, and is logged and counted like the others (without a model); a
+/// message that does not decode, which tonic answers with INTERNAL (gRPC's 500), is made
+/// INVALID_ARGUMENT: it is the caller's mistake.
 #[derive(Clone)]
 struct Refusals<S> {
     inner: S,
@@ -76,6 +78,8 @@ where
         Response = axum::http::Response<ResponseBody>,
     >,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResponseBody: Default + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -100,8 +104,24 @@ where
             .iter()
             .find(|known| **known == method)
             .map_or("unknown", |known| *known);
+        let authenticated = self.registry.tokens().is_none_or(|tokens| {
+            OPEN_METHODS.contains(&endpoint)
+                || tokens.accepts(
+                    request
+                        .headers()
+                        .get(axum::http::header::AUTHORIZATION)
+                        .map(HeaderValue::as_bytes),
+                )
+        });
         let registry = self.registry.clone();
-        let answer = self.inner.call(request);
+        let answer: Self::Future = if authenticated {
+            Box::pin(self.inner.call(request))
+        } else {
+            let refusal = Status::unauthenticated(
+                "this server needs a bearer token: send `authorization: Bearer <token>` metadata",
+            );
+            Box::pin(std::future::ready(Ok(refusal.into_http())))
+        };
         Box::pin(async move {
             let mut response = answer.await?;
             let headers = response.headers_mut();
@@ -145,6 +165,9 @@ where
         })
     }
 }
+
+/// The methods open without a token: the health probes.
+const OPEN_METHODS: [&str; 3] = ["ServerLive", "ServerReady", "ModelReady"];
 
 /// The methods of the service, as gRPC paths end.
 const METHODS: [&str; 6] = [
@@ -329,13 +352,28 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelInferResponse>, Status> {
         let (metadata, _, request) = request.into_parts();
         let (model, id) = (request.model_name.clone(), request.id.clone());
-        let answer = self.infer(request);
+        let answer = self.admitted(self.infer(request));
         self.observed("ModelInfer", &model, &id, &metadata, answer)
             .await
     }
 }
 
 impl InferenceService {
+    /// An inference call, admitted while fewer than `max_concurrent_requests` are in flight (else
+    /// UNAVAILABLE at once) and abandoned after `request_timeout`, as over REST.
+    async fn admitted<T>(
+        &self,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let limits = self.registry.limits();
+        let Some(_permit) = self.registry.admit() else {
+            return Err(Status::unavailable(limits.shed_message()));
+        };
+        tokio::time::timeout(limits.request_timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(Status::deadline_exceeded(limits.timeout_message())))
+    }
+
     async fn model_metadata_of(
         &self,
         request: &ModelMetadataRequest,
@@ -535,7 +573,12 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_turns_false_as_soon_as_shutdown_begins() {
-        let registry = Arc::new(Registry::new(Vec::new(), Default::default()));
+        let registry = Arc::new(Registry::new(
+            Vec::new(),
+            Default::default(),
+            Default::default(),
+            None,
+        ));
         let service = InferenceService {
             registry: registry.clone(),
         };

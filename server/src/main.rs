@@ -11,13 +11,14 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use predictor::auth::Tokens;
 use predictor::bundle::{BundleError, FILE_NAME};
 use predictor::grpc;
 use predictor::http::{self, HttpOptions};
 use predictor::logging::{self, LogFormat};
 use predictor::metrics::Metrics;
 use predictor::model::{self, LoadOptions};
-use predictor::registry::Registry;
+use predictor::registry::{Limits, Registry};
 use predictor::runtime::OnnxRuntime;
 
 #[derive(Parser)]
@@ -102,6 +103,19 @@ struct ServeArgs {
     /// Largest request body (or gRPC message) accepted, in bytes.
     #[arg(long, env = "PREDICTOR_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     max_body_bytes: usize,
+    /// Inference requests handled at once, over HTTP and gRPC together; one more is refused at
+    /// once with 503 and Retry-After (gRPC: UNAVAILABLE), before its body is read.
+    #[arg(long, env = "PREDICTOR_MAX_CONCURRENT_REQUESTS", default_value_t = NonZeroUsize::new(Limits::DEFAULT_MAX_CONCURRENT_REQUESTS).expect("not zero"))]
+    max_concurrent_requests: NonZeroUsize,
+    /// Seconds an inference request may take, waiting for the model included; then it is
+    /// abandoned with 503 and Retry-After (gRPC: DEADLINE_EXCEEDED).
+    #[arg(long, env = "PREDICTOR_REQUEST_TIMEOUT_SECONDS", default_value_t = Limits::DEFAULT_REQUEST_TIMEOUT_SECONDS as f64)]
+    request_timeout_seconds: f64,
+    /// File of bearer tokens, one per line (`#` comments): every request but the health probes
+    /// must then send `Authorization: Bearer <token>` (gRPC: `authorization` metadata). Not a
+    /// token on the command line or in the environment, where other processes can read it.
+    #[arg(long, env = "PREDICTOR_AUTH_TOKEN_FILE")]
+    auth_token_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -119,8 +133,11 @@ struct LoadArgs {
     #[arg(long, env = "PREDICTOR_THREADS")]
     threads: Option<NonZeroUsize>,
     /// Requests that may wait for a model before new ones get 503 with Retry-After.
-    #[arg(long, env = "PREDICTOR_MAX_QUEUED_REQUESTS", default_value = "64")]
+    #[arg(long, env = "PREDICTOR_MAX_QUEUED_REQUESTS", default_value_t = NonZeroUsize::new(LoadOptions::DEFAULT_MAX_QUEUED_REQUESTS).expect("not zero"))]
     max_queued_requests: NonZeroUsize,
+    /// Rows (the first dimension) one request may send; more get 400 (gRPC: INVALID_ARGUMENT).
+    #[arg(long, env = "PREDICTOR_MAX_ROWS_PER_REQUEST", default_value_t = NonZeroUsize::new(LoadOptions::DEFAULT_MAX_ROWS_PER_REQUEST).expect("not zero"))]
+    max_rows_per_request: NonZeroUsize,
 }
 
 impl From<&LoadArgs> for LoadOptions {
@@ -128,6 +145,7 @@ impl From<&LoadArgs> for LoadOptions {
         LoadOptions {
             threads: args.threads,
             max_queued_requests: args.max_queued_requests,
+            max_rows_per_request: args.max_rows_per_request,
         }
     }
 }
@@ -235,6 +253,24 @@ fn check(library: &Path, args: &CheckArgs) -> Result<(), String> {
 }
 
 fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
+    let tokens = args
+        .auth_token_file
+        .as_deref()
+        .map(Tokens::read)
+        .transpose()?;
+    let request_timeout = Duration::try_from_secs_f64(args.request_timeout_seconds)
+        .ok()
+        .filter(|timeout| !timeout.is_zero())
+        .ok_or_else(|| {
+            format!(
+                "--request-timeout-seconds {}: give a positive number of seconds",
+                args.request_timeout_seconds
+            )
+        })?;
+    let limits = Limits {
+        max_concurrent_requests: args.max_concurrent_requests,
+        request_timeout,
+    };
     let runtime = runtime(library)?;
     let metrics = Arc::new(Metrics::new());
     metrics.set_build_info(runtime.version());
@@ -249,7 +285,7 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
             "model ready"
         );
     }
-    let registry = Arc::new(Registry::new(models, metrics));
+    let registry = Arc::new(Registry::new(models, metrics, limits, tokens));
     let router = http::router(
         registry.clone(),
         &HttpOptions {

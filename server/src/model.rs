@@ -24,6 +24,14 @@ pub struct LoadOptions {
     pub threads: Option<NonZeroUsize>,
     /// Requests that may wait for a model's worker before new ones are refused with 503.
     pub max_queued_requests: NonZeroUsize,
+    /// Rows (first dimension) one request may send; more is refused before running, so that no
+    /// one caller holds a model for long.
+    pub max_rows_per_request: NonZeroUsize,
+}
+
+impl LoadOptions {
+    pub const DEFAULT_MAX_QUEUED_REQUESTS: usize = 64;
+    pub const DEFAULT_MAX_ROWS_PER_REQUEST: usize = 4096;
 }
 
 /// Why a prediction was not made. The HTTP layer maps each to a status.
@@ -50,6 +58,7 @@ pub struct Model {
     jobs: Queue,
     load_time: Duration,
     threads: usize,
+    max_rows_per_request: usize,
     metrics: ModelMetrics,
 }
 
@@ -131,6 +140,7 @@ impl Model {
             jobs,
             load_time,
             threads,
+            max_rows_per_request: options.max_rows_per_request.get(),
             metrics: model_metrics,
         })
     }
@@ -169,6 +179,13 @@ impl Model {
     /// shapes the caller has checked against the declarations; returns every declared output in
     /// declaration order.
     pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PredictError> {
+        let rows = inputs.iter().map(Tensor::rows).max().unwrap_or(0);
+        if rows > self.max_rows_per_request {
+            return Err(PredictError::InvalidInput(format!(
+                "the request has {rows} rows; this server takes at most {} per request (--max-rows-per-request): split it",
+                self.max_rows_per_request
+            )));
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             inputs: self.binding.to_graph_order(inputs),

@@ -1,26 +1,98 @@
-//! The models one process serves and whether it is ready for them; shared by the HTTP and gRPC
-//! listeners.
+//! The models one process serves, whether it is ready for them, and the limits and credentials
+//! every listener applies; shared by the HTTP and gRPC listeners.
 
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::auth::Tokens;
 use crate::metrics::Metrics;
 use crate::model::Model;
+
+/// How much work the server admits at once, on every listener together.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Inference requests handled at once; one more is refused at once (503, UNAVAILABLE).
+    pub max_concurrent_requests: NonZeroUsize,
+    /// How long an inference request may take, queueing included, before it is abandoned.
+    pub request_timeout: Duration,
+}
+
+impl Limits {
+    pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
+    pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
+
+    /// Why a request was shed, the same on every protocol.
+    pub fn shed_message(&self) -> String {
+        format!(
+            "the server is handling {} requests, its limit (--max-concurrent-requests); retry later",
+            self.max_concurrent_requests
+        )
+    }
+
+    /// Why a request was abandoned, the same on every protocol.
+    pub fn timeout_message(&self) -> String {
+        format!(
+            "the request did not finish within {} s (--request-timeout-seconds); the server is busy, retry later",
+            self.request_timeout.as_secs_f64()
+        )
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_concurrent_requests: NonZeroUsize::new(Self::DEFAULT_MAX_CONCURRENT_REQUESTS)
+                .expect("not zero"),
+            request_timeout: Duration::from_secs(Self::DEFAULT_REQUEST_TIMEOUT_SECONDS),
+        }
+    }
+}
 
 pub struct Registry {
     models: Vec<Arc<Model>>,
     ready: AtomicBool,
     metrics: Arc<Metrics>,
+    limits: Limits,
+    admission: Arc<Semaphore>,
+    tokens: Option<Tokens>,
 }
 
 impl Registry {
     /// Every model is loaded and has passed its sample by now, so the registry starts ready.
-    pub fn new(models: Vec<Model>, metrics: Arc<Metrics>) -> Self {
+    /// With `tokens`, every request but the health probes must carry one of them.
+    pub fn new(
+        models: Vec<Model>,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        tokens: Option<Tokens>,
+    ) -> Self {
         Registry {
             models: models.into_iter().map(Arc::new).collect(),
             ready: AtomicBool::new(true),
             metrics,
+            admission: Arc::new(Semaphore::new(limits.max_concurrent_requests.get())),
+            limits,
+            tokens,
         }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A place for one more inference request, held until it is answered; None when
+    /// `max_concurrent_requests` are already in flight (the caller sheds the request).
+    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        self.admission.clone().try_acquire_owned().ok()
+    }
+
+    /// The bearer tokens requests must carry, if the server was given any.
+    pub fn tokens(&self) -> Option<&Tokens> {
+        self.tokens.as_ref()
     }
 
     pub fn metrics(&self) -> &Metrics {

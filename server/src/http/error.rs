@@ -35,6 +35,14 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
+
+    /// 503 with `Retry-After`: the server sheds this request; the same one may succeed later.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
 }
 
 impl From<PredictError> for ApiError {
@@ -56,11 +64,10 @@ impl From<PredictError> for ApiError {
                 "the model failed to run; the server log has the details",
             );
         }
-        let mut api_error = ApiError::new(status, error.to_string());
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            api_error.retry_after = Some(1);
+            return ApiError::unavailable(error.to_string());
         }
-        api_error
+        ApiError::new(status, error.to_string())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, extractors and the listener. It sees models and tensors, never `ort`.
 
 mod error;
+mod gate;
 mod observe;
 mod seed;
 mod v2;
@@ -110,6 +111,14 @@ pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
         .layer(CompressionLayer::new())
         .layer(middleware::from_fn_with_state(
             registry.clone(),
+            gate::admit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            registry.clone(),
+            gate::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            registry.clone(),
             observe::observe,
         ))
         .with_state(registry)
@@ -161,7 +170,12 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_turns_false_as_soon_as_shutdown_begins() {
-        let registry = Arc::new(Registry::new(Vec::new(), Default::default()));
+        let registry = Arc::new(Registry::new(
+            Vec::new(),
+            Default::default(),
+            Default::default(),
+            None,
+        ));
         let app = router(registry.clone(), &HttpOptions { max_body_bytes: 1 });
         let status = |path: &'static str| {
             let app = app.clone();
