@@ -23,10 +23,10 @@ def read_bundle(folder):
 class Server:
     """A `predictor serve` process; `http`, `grpc` and `metrics` are its host:port addresses."""
 
-    def __init__(self, bundles):
+    def __init__(self, bundles, flags=()):
         binary = os.environ.get("PREDICTOR_BINARY", str(REPO / "target/debug/predictor"))
         self.process = subprocess.Popen(
-            [binary, "serve", "--port", "0", "--grpc-port", "0", "--metrics-port", "0", "--log-format", "json", *map(str, bundles)],
+            [binary, "serve", "--port", "0", "--grpc-port", "0", "--metrics-port", "0", "--log-format", "json", *flags, *map(str, bundles)],
             stderr=subprocess.PIPE,
             text=True,
         )
