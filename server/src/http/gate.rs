@@ -11,7 +11,7 @@ use crate::auth::CHALLENGE;
 
 /// Routes open without a token: the probes of load balancers and orchestrators, and the API
 /// description.
-const OPEN_ENDPOINTS: &[&str] = &[
+pub const OPEN_ENDPOINTS: &[&str] = &[
     "/health",
     "/models/{model}/health",
     "/v2/health/live",

@@ -3,6 +3,7 @@
 mod error;
 mod gate;
 mod observe;
+mod openapi;
 mod seed;
 mod v2;
 
@@ -102,6 +103,7 @@ pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
         .merge(per_model.clone())
         .nest("/models/{model}", per_model)
         .merge(v2::routes())
+        .merge(openapi::routes(&registry))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
