@@ -61,3 +61,95 @@ fn a_second_signal_stops_at_once() {
     let status = server.wait_for_exit(Duration::from_secs(5));
     assert_eq!(status.and_then(|s| s.code()), Some(1));
 }
+
+/// Callers keep sending while the server gets SIGTERM: every request the server took in is
+/// answered 200 (its access log and the callers' count agree); the others never got in (their
+/// connection was refused or closed before the server read them); then the server exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_load_sigterm_loses_no_admitted_request() {
+    // Requests wait 1 s for company, so that every caller has one in flight when the signal comes.
+    let (_folder, slow) = common::edited_copy(|text| {
+        text.replace(
+            "[runtime]\nthreads = 1",
+            "[runtime]\nthreads = 1\nmax_batch_size = 64\nmax_queue_delay_ms = 1000",
+        )
+    });
+    let mut server = Server::start(&[&slow]);
+    let url = server.url("/predict");
+    let stop_sending = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answers = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let callers: Vec<_> = (0..16)
+        .map(|_| {
+            let (url, stop_sending, answers) = (url.clone(), stop_sending.clone(), answers.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let (mut answered, mut not_admitted) = (0, 0);
+                while !stop_sending.load(std::sync::atomic::Ordering::SeqCst) {
+                    let body = serde_json::json!({"data": [[5.1, 3.5, 1.4, 0.2]]});
+                    match client.post(&url).json(&body).send().await {
+                        Ok(response) => {
+                            assert_eq!(response.status(), 200, "an admitted request failed");
+                            answered += 1;
+                            answers.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        // Refused, or closed unread: the server never took it in.
+                        Err(_) => {
+                            not_admitted += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                (answered, not_admitted)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let metrics = server.metrics().await;
+    let in_flight: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("predictor_requests_in_flight{protocol=\"http\"} "))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no in-flight gauge in\n{metrics}"));
+    // The scrape itself is on the metrics listener: these are callers' requests.
+    assert!(
+        in_flight >= 4.0,
+        "only {in_flight} requests in flight at the signal"
+    );
+    let answered_before_the_signal = answers.load(std::sync::atomic::Ordering::SeqCst);
+    server.signal("TERM");
+    let status = tokio::task::block_in_place(|| server.wait_for_exit(Duration::from_secs(10)));
+    stop_sending.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut answered, mut not_admitted) = (0, 0);
+    for caller in callers {
+        let (a, n) = caller.await.expect("every answer was a 200");
+        answered += a;
+        not_admitted += n;
+    }
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    let access_lines: Vec<String> = server
+        .log_events()
+        .into_iter()
+        .filter(|event| event["message"] == "request" && event["span"]["endpoint"] == "/predict")
+        .map(|event| event["status"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let answered_while_draining = answered - answered_before_the_signal;
+    eprintln!("{answered} answered ({answered_while_draining} while draining), {not_admitted} not taken in, {in_flight} in flight at the signal");
+    assert!(
+        answered_while_draining as f64 >= in_flight,
+        "{in_flight} requests were in flight at the signal, {answered_while_draining} answered after it"
+    );
+    assert!(
+        not_admitted >= 16,
+        "the callers went on after the server stopped"
+    );
+    assert_eq!(
+        access_lines.len(),
+        answered,
+        "requests the server took in ({}) vs answered to callers ({answered}): {access_lines:?}",
+        access_lines.len()
+    );
+    assert!(
+        access_lines.iter().all(|status| status == "200"),
+        "{access_lines:?}"
+    );
+}
