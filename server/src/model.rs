@@ -88,6 +88,19 @@ impl Model {
                 model_path.display()
             )));
         }
+        // The bundle is the unit that is checked, hashed and shipped: a symbolic link must not
+        // take the model from elsewhere.
+        let resolved = std::fs::canonicalize(&model_path);
+        let folder = std::fs::canonicalize(bundle.dir());
+        if let (Ok(resolved), Ok(folder)) = (&resolved, &folder) {
+            if !resolved.starts_with(folder) {
+                return Err(bundle.error(format!(
+                    "model: {} resolves to {}, outside the bundle folder; copy the model into the bundle",
+                    model_path.display(),
+                    resolved.display()
+                )));
+            }
+        }
         // By default all the CPUs the process may use (its affinity and cgroup quota, as the
         // standard library reads them): ONNX Runtime's own default ignores both.
         let threads = options

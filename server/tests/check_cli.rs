@@ -186,3 +186,57 @@ fn zero_queue_or_threads_are_refused_by_the_command_line() {
         );
     }
 }
+
+/// iris-svc's model with its bytes changed by `damage`.
+fn damaged_model(damage: impl Fn(&mut Vec<u8>)) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (keep, path) = broken_copy(|t| format!("# its model damaged by the test\n{t}"));
+    let mut bytes = std::fs::read(path.join("model.onnx")).unwrap();
+    damage(&mut bytes);
+    std::fs::write(path.join("model.onnx"), bytes).unwrap();
+    (keep, path)
+}
+
+#[test]
+fn a_truncated_or_corrupt_model_is_refused() {
+    let (_a, truncated) = damaged_model(|bytes| bytes.truncate(bytes.len() / 2));
+    check_refuses(&truncated, &["model: cannot load the ONNX model"]);
+    // Overwrite the middle of the graph: protobuf framing no longer adds up.
+    let (_b, corrupt) = damaged_model(|bytes| {
+        let middle = bytes.len() / 2;
+        bytes[middle..middle + 64].fill(0xff);
+    });
+    check_refuses(&corrupt, &["model: cannot load the ONNX model"]);
+    let (_c, empty) = damaged_model(Vec::clear);
+    check_refuses(&empty, &["model:"]);
+}
+
+#[test]
+fn a_model_linked_from_outside_the_bundle_is_refused() {
+    let (_keep, path) =
+        broken_copy(|t| t.replace("model = \"model.onnx\"", "model = \"linked.onnx\""));
+    std::os::unix::fs::symlink(
+        bundle("iris-svc").join("model.onnx"),
+        path.join("linked.onnx"),
+    )
+    .unwrap();
+    check_refuses(&path, &["model:", "outside the bundle folder"]);
+}
+
+#[test]
+fn serve_with_one_bad_bundle_among_good_ones_serves_none() {
+    let (_keep, truncated) = damaged_model(|bytes| bytes.truncate(bytes.len() / 2));
+    let message = refused(&[
+        "serve",
+        "--port",
+        "0",
+        bundle("digits-logreg").to_str().unwrap(),
+        truncated.to_str().unwrap(),
+    ]);
+    assert!(
+        message.contains(&format!(
+            "{}: model:",
+            truncated.join("predictor.toml").display()
+        )),
+        "{message}"
+    );
+}
