@@ -85,15 +85,21 @@ def listening_address(log):
     return None
 
 
-def oha(url, body, connections, seconds, headers=()):
-    """Loads `url` with `body` from the load core; returns oha's JSON summary."""
+def oha_command(url, body, connections, seconds, headers=(), output_format="json", extra=()):
+    """The oha command line that loads `url` with `body` from the load core."""
     body_file = Path(os.environ["BENCH_OUT"]) / "body.bin"
     body_file.write_bytes(body)
-    command = [os.environ["OHA"], "-z", f"{seconds}s", "-w", "-c", str(connections), "-m", "POST",
-               "--no-tui", "--output-format", "json", "-D", str(body_file), "--disable-compression"]
+    command = ["taskset", "-c", LOAD_CPU, os.environ["OHA"], "-z", f"{seconds}s", "-w", "-c", str(connections),
+               "-m", "POST", "--no-tui", "--output-format", output_format, "-D", str(body_file),
+               "--disable-compression", *extra]
     for header in headers:
         command += ["-H", header]
-    output = subprocess.run(["taskset", "-c", LOAD_CPU, *command, url], check=True, capture_output=True)
+    return [*command, url]
+
+
+def oha(url, body, connections, seconds, headers=()):
+    """Loads `url` with `body` from the load core; returns oha's JSON summary."""
+    output = subprocess.run(oha_command(url, body, connections, seconds, headers), check=True, capture_output=True)
     return json.loads(output.stdout)
 
 
