@@ -29,6 +29,31 @@ fn v2_rows(rows: usize) -> serde_json::Value {
     json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, 4], "data": vec![1.0; rows * 4]}]})
 }
 
+/// Posts `body` and checks the answer is a 503 with `Retry-After` whose message names `flag`;
+/// returns how long the answer took.
+async fn refused_for_a_while(
+    server: &Server,
+    path: &str,
+    body: serde_json::Value,
+    flag: &str,
+) -> Duration {
+    let started = Instant::now();
+    let response = server
+        .client
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: serde_json::Value = response.json().await.unwrap();
+    let message = body["error"].as_str().unwrap();
+    assert!(message.contains(flag), "{message}");
+    elapsed
+}
+
 #[tokio::test]
 async fn more_rows_than_the_limit_are_refused_before_running() {
     let server = Server::start_with(&[&bundle("iris-svc")], &["--max-rows-per-request", "2"]);
@@ -69,25 +94,13 @@ async fn requests_beyond_the_concurrency_limit_are_shed_at_once() {
         .collect();
     // Both are waiting for their run by now.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let started = Instant::now();
-    let response = server
-        .client
-        .post(server.url("/v2/models/iris-svc/infer"))
-        .json(&v2_rows(1))
-        .send()
-        .await
-        .unwrap();
-    let elapsed = started.elapsed();
-    assert_eq!(response.status(), 503);
-    assert_eq!(response.headers()["retry-after"], "1");
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("--max-concurrent-requests"),
-        "{body}"
-    );
+    let elapsed = refused_for_a_while(
+        &server,
+        "/v2/models/iris-svc/infer",
+        v2_rows(1),
+        "--max-concurrent-requests",
+    )
+    .await;
     assert!(
         elapsed < Duration::from_millis(1000),
         "shed after {elapsed:?}, not at once"
@@ -111,25 +124,13 @@ async fn requests_beyond_the_concurrency_limit_are_shed_at_once() {
 async fn a_request_past_the_timeout_is_abandoned_and_its_run_skipped() {
     let (_folder, slow) = slow_iris(2000);
     let server = Server::start_with(&[&slow], &["--request-timeout-seconds", "0.3"]);
-    let started = Instant::now();
-    let response = server
-        .client
-        .post(server.url("/predict"))
-        .json(&json!({"data": ONE_FLOWER}))
-        .send()
-        .await
-        .unwrap();
-    let elapsed = started.elapsed();
-    assert_eq!(response.status(), 503);
-    assert_eq!(response.headers()["retry-after"], "1");
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("--request-timeout-seconds"),
-        "{body}"
-    );
+    let elapsed = refused_for_a_while(
+        &server,
+        "/predict",
+        json!({"data": ONE_FLOWER}),
+        "--request-timeout-seconds",
+    )
+    .await;
     assert!(
         elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(1500),
         "answered after {elapsed:?}"
