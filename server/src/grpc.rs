@@ -45,33 +45,35 @@ pub async fn serve(
     max_message_bytes: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let refusals = registry.clone();
+    let gate = registry.clone();
     let service = GrpcInferenceServiceServer::new(InferenceService { registry })
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(usize::MAX);
     tonic::transport::Server::builder()
-        .layer(layer_fn(move |inner| Refusals {
+        .layer(layer_fn(move |inner| Gate {
             inner,
-            registry: refusals.clone(),
+            registry: gate.clone(),
         }))
         .add_service(service)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await
 }
 
-/// The calls answered before the service sees them: by the gRPC library (a message that does not
-/// decode, one over the size limit, an unknown method), and here, before decoding, a call without
-/// a valid bearer token when the server has tokens (UNAUTHENTICATED; the health methods stay
-/// open). Each gets a request id, and is logged and counted like the others (without a model); a
-/// message that does not decode, which tonic answers with INTERNAL (gRPC's 500), is made
-/// INVALID_ARGUMENT: it is the caller's mistake.
+/// What a call passes before its message is decoded, as over REST (http::gate): a valid bearer
+/// token when the server has tokens (else UNAUTHENTICATED; the health methods stay open), and for
+/// ModelInfer a place among the requests in flight (else UNAVAILABLE at once), held until it is
+/// answered. These refusals, and the calls the gRPC library answers before the service sees them
+/// (a message that does not decode, one over the size limit, an unknown method), each get a
+/// request id, and are logged and counted like the others (without a model); a message that does
+/// not decode, which tonic answers with INTERNAL (gRPC's 500), is made INVALID_ARGUMENT: it is the
+/// caller's mistake.
 #[derive(Clone)]
-struct Refusals<S> {
+struct Gate<S> {
     inner: S,
     registry: Arc<Registry>,
 }
 
-impl<S, RequestBody, ResponseBody> tower::Service<axum::http::Request<RequestBody>> for Refusals<S>
+impl<S, RequestBody, ResponseBody> tower::Service<axum::http::Request<RequestBody>> for Gate<S>
 where
     S: tower::Service<
         axum::http::Request<RequestBody>,
@@ -114,13 +116,29 @@ where
                 )
         });
         let registry = self.registry.clone();
-        let answer: Self::Future = if authenticated {
-            Box::pin(self.inner.call(request))
-        } else {
-            let refusal = Status::unauthenticated(
+        // Checked in this order: who calls, then whether there is room for the call.
+        let place = if !authenticated {
+            Err(Status::unauthenticated(
                 "this server needs a bearer token: send `authorization: Bearer <token>` metadata",
-            );
-            Box::pin(std::future::ready(Ok(refusal.into_http())))
+            ))
+        } else if endpoint == "ModelInfer" {
+            registry
+                .admit()
+                .map(Some)
+                .ok_or_else(|| Status::unavailable(registry.limits().shed_message()))
+        } else {
+            Ok(None)
+        };
+        let answer: Self::Future = match place {
+            Err(refusal) => Box::pin(std::future::ready(Ok(refusal.into_http()))),
+            Ok(place) => {
+                let call = self.inner.call(request);
+                Box::pin(async move {
+                    let answer = call.await;
+                    drop(place);
+                    answer
+                })
+            }
         };
         Box::pin(async move {
             let mut response = answer.await?;
@@ -352,23 +370,20 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelInferResponse>, Status> {
         let (metadata, _, request) = request.into_parts();
         let (model, id) = (request.model_name.clone(), request.id.clone());
-        let answer = self.admitted(self.infer(request));
+        let answer = self.within_deadline(self.infer(request));
         self.observed("ModelInfer", &model, &id, &metadata, answer)
             .await
     }
 }
 
 impl InferenceService {
-    /// An inference call, admitted while fewer than `max_concurrent_requests` are in flight (else
-    /// UNAVAILABLE at once) and abandoned after `request_timeout`, as over REST.
-    async fn admitted<T>(
+    /// An inference call, abandoned after `request_timeout` as over REST (its place among the
+    /// requests in flight was taken by the gate, before decoding).
+    async fn within_deadline<T>(
         &self,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
         let limits = self.registry.limits();
-        let Some(_permit) = self.registry.admit() else {
-            return Err(Status::unavailable(limits.shed_message()));
-        };
         tokio::time::timeout(limits.request_timeout, call)
             .await
             .unwrap_or_else(|_| Err(Status::deadline_exceeded(limits.timeout_message())))

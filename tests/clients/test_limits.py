@@ -58,6 +58,9 @@ def test_grpc_sheds_calls_beyond_the_concurrency_limit_with_unavailable(tmp_path
         for thread in waiting:
             thread.join()
         assert len(answers) == 2, "both admitted calls are answered"
+        # Refused before its message was decoded, the call still has its access line.
+        shed = [line for line in server.log if '"status":"UNAVAILABLE"' in line]
+        assert len(shed) == 1 and '"endpoint":"ModelInfer"' in shed[0], shed
     finally:
         server.stop()
 
