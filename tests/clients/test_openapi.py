@@ -20,7 +20,7 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 TOKEN = "s3cret-token-for-the-tests-0123"
 
 
-def schemathesis(server, *options):
+def schemathesis(server, workdir, *options):
     command = [
         str(SCHEMATHESIS), "run", f"http://{server.http}/openapi.json",
         "--checks", "all", "--exclude-checks", "positive_data_acceptance",
@@ -30,14 +30,16 @@ def schemathesis(server, *options):
         "--workers", "1",
         *options,
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"})
+    # In `workdir`: schemathesis leaves its .schemathesis folder where it runs.
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=workdir,
+                         env={**os.environ, "NO_COLOR": "1"})
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     assert run.returncode == 0, f"{summary}\n{run.stdout[-6000:]}\n{run.stderr[-2000:]}"
     assert " passed" in run.stdout and "0 passed" not in summary, run.stdout[-2000:]
 
 
-def test_every_operation_keeps_to_the_document(server):
-    schemathesis(server)
+def test_every_operation_keeps_to_the_document(server, tmp_path):
+    schemathesis(server, tmp_path)
 
 
 def test_with_tokens_the_document_and_the_server_agree_on_authentication(tmp_path):
@@ -47,6 +49,6 @@ def test_with_tokens_the_document_and_the_server_agree_on_authentication(tmp_pat
     # One model: the seed routes at the root answer too.
     guarded = Server([next(b for b in BUNDLES if b.name == "iris-svc")], ["--auth-token-file", str(tokens)])
     try:
-        schemathesis(guarded, "--header", f"Authorization: Bearer {TOKEN}")
+        schemathesis(guarded, tmp_path, "--header", f"Authorization: Bearer {TOKEN}")
     finally:
         guarded.stop()
