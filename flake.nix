@@ -66,6 +66,8 @@
         }
       );
 
+      nixosModules = import ./modules { inherit self; };
+
       devShells = eachSystem (
         system:
         let
