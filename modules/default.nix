@@ -1,4 +1,4 @@
-# The flake's NixOS modules: `predictor` (the service) and `default`,
+# The flake's NixOS modules: `predictor` (the service and its log shipping) and `default`,
 # the same module. The flake's own server is the default package.
 { self }:
 let
@@ -13,6 +13,7 @@ let
       key = "${toString ./.}#predictor";
       imports = [
         ./predictor.nix
+        ./logging.nix
       ];
       services.predictor.package = lib.mkDefault (
         self.packages.${system}.server
