@@ -1,4 +1,4 @@
-# The flake's NixOS modules: `predictor` (the service and its log shipping) and `default`,
+# The flake's NixOS modules: `predictor` (the service, its logging and monitoring) and `default`,
 # the same module. The flake's own server is the default package.
 { self }:
 let
@@ -14,6 +14,7 @@ let
       imports = [
         ./predictor.nix
         ./logging.nix
+        ./monitoring.nix
       ];
       services.predictor.package = lib.mkDefault (
         self.packages.${system}.server
