@@ -63,6 +63,7 @@
           pkgs = pkgsFor system;
           predictorLib = self.lib;
           predictors = predictorsFor (pkgsFor system);
+          exampleHost = import ./modules/example.nix self;
         }
       );
 
