@@ -49,7 +49,11 @@ pkgs.testers.runNixOSTest {
       sample =
         bundle:
         let
-          inherit ((lib.importTOML (bundle.info.path + "/predictor.toml")).sample) input output tolerance;
+          inherit ((lib.importTOML (bundle.info.path + "/predictor.toml")).sample)
+            input
+            output
+            tolerance
+            ;
         in
         {
           inherit (bundle.info) name;
@@ -65,7 +69,10 @@ pkgs.testers.runNixOSTest {
           let
             shipper = config.systemd.services."predictor-${name}-logs" or null;
           in
-          if shipper == null then null else "/var/lib/${shipper.serviceConfig.StateDirectory}/shipped.jsonl";
+          if shipper == null then
+            null
+          else
+            "/var/lib/${shipper.serviceConfig.StateDirectory}/shipped.jsonl";
       }) config.services.predictor.instances;
       facts = {
         inherit instances;

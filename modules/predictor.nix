@@ -66,12 +66,14 @@ let
     name: instance:
     lib.nameValuePair "predictor-${name}" {
       description = "predictor ${name}: ${
-        lib.concatMapStringsSep ", " (bundle: "${bundle.info.name} ${bundle.info.version}") instance.bundles
+        lib.concatMapStringsSep ", " (
+          bundle: "${bundle.info.name} ${bundle.info.version}"
+        ) instance.bundles
       }";
       wantedBy = [ "multi-user.target" ];
       after = [ "network.target" ];
       serviceConfig = {
-        # Active once started; readiness is GET /v2/health/ready, after every bundle passed its sample.
+        # Active once started; ready (GET /v2/health/ready) once every bundle passed its sample.
         Type = "exec";
         ExecStart = execStart instance;
         DynamicUser = true;
@@ -80,12 +82,15 @@ let
         # SIGTERM starts the drain: requests in flight get --drain-timeout-seconds to finish, then
         # the server exits by itself; systemd's SIGKILL comes only after that, with a margin.
         TimeoutStopSec = instance.drainTimeoutSeconds + 10;
-        LoadCredential = lib.optional (instance.authTokenFile != null) "auth-token:${toString instance.authTokenFile}";
+        LoadCredential = lib.optional (
+          instance.authTokenFile != null
+        ) "auth-token:${toString instance.authTokenFile}";
 
         # Hardening, as nixpkgs' ollama.nix; every relaxation says why.
         # Relaxed only for ports below 1024, which need the capability to bind.
         AmbientCapabilities = lib.optional (privilegedPorts instance) "CAP_NET_BIND_SERVICE";
-        CapabilityBoundingSet = if privilegedPorts instance then [ "CAP_NET_BIND_SERVICE" ] else [ "" ];
+        CapabilityBoundingSet =
+          if privilegedPorts instance then [ "CAP_NET_BIND_SERVICE" ] else [ "" ];
         DevicePolicy = "closed";
         LockPersonality = true;
         MemoryDenyWriteExecute = true;
@@ -95,7 +100,7 @@ let
         # Relaxed for ports below 1024 too: in a user namespace of its own the capability would not
         # reach the host's network.
         PrivateUsers = !privilegedPorts instance;
-        # Relaxed: ONNX Runtime's cpuinfo reads /proc/cpuinfo (on aarch64, to learn the CPU's features).
+        # Relaxed: ONNX Runtime's cpuinfo reads /proc/cpuinfo (on aarch64, for the CPU's features).
         ProcSubset = "all";
         ProtectClock = true;
         ProtectControlGroups = true;
@@ -333,7 +338,8 @@ in
 
     networking.firewall.allowedTCPPorts = lib.concatLists (
       lib.mapAttrsToList (
-        _: instance: lib.optionals instance.openFirewall (map (option: instance.${option}) portOptions)
+        _: instance:
+        lib.optionals instance.openFirewall (map (option: instance.${option}) portOptions)
       ) instances
     );
   };
