@@ -63,8 +63,23 @@
           pkgs = pkgsFor system;
           predictorLib = self.lib;
           predictors = predictorsFor (pkgsFor system);
+          exampleHost = import ./modules/example.nix self;
         }
       );
+
+      nixosModules = import ./modules { inherit self; };
+
+      # modules/example.nix on a placeholder host (a container, so that it needs no hardware).
+      nixosConfigurations.example = lib.nixosSystem {
+        modules = [
+          (import ./modules/example.nix self)
+          {
+            nixpkgs.hostPlatform = "x86_64-linux";
+            boot.isContainer = true;
+            system.stateVersion = lib.trivial.release;
+          }
+        ];
+      };
 
       devShells = eachSystem (
         system:

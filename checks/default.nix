@@ -1,11 +1,16 @@
-# `nix flake check` for one system: crane's checks of the workspace, and per bundle its smoke
-# check and its image contents check (see smoke.nix, image-contents.nix).
+# `nix flake check` for one system: crane's checks of the workspace, per bundle its smoke check
+# and its image contents check (see smoke.nix, image-contents.nix), and the NixOS VM test of the
+# modules on the example host (nixos.nix).
 {
   pkgs,
   predictorLib,
   predictors,
+  exampleHost,
 }:
 predictorLib.cargoChecks pkgs
+// {
+  predictor-nixos = import ./nixos.nix { inherit pkgs exampleHost; };
+}
 // pkgs.lib.concatMapAttrs (name: predictor: {
   "predictor-${name}-smoke" = predictor.checks.smoke;
   "predictor-${name}-image" = predictor.checks.image;

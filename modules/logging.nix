@@ -1,0 +1,92 @@
+# Log shipping: the predictors log JSON lines into the journal (predictor.nix); this forwards one
+# instance's lines, as they come, to a command of your choice, in a unit `predictor-<name>-logs`.
+{ config, lib, ... }:
+let
+  inherit (lib) mkOption types;
+  cfg = config.services.predictor;
+  shipped = lib.filterAttrs (
+    _: instance: instance.enable && instance.logShipping.command != null
+  ) cfg.instances;
+
+  shipper =
+    name: instance:
+    lib.nameValuePair "predictor-${name}-logs" {
+      description = "Ship the JSON logs of predictor-${name}";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "systemd-journald.service" ];
+      # _SYSTEMD_UNIT= matches the server's own lines only, not systemd's lines about the unit,
+      # so the command gets JSON and nothing else. The cursor file makes a restart resume after
+      # the last line journalctl passed on; the first start sends the whole retained journal.
+      script = ''
+        set -o pipefail
+        journalctl --follow --lines=all --output=cat \
+          --cursor-file="$STATE_DIRECTORY/cursor" \
+          _SYSTEMD_UNIT=predictor-${name}.service \
+          | ${instance.logShipping.command}
+      '';
+      serviceConfig = {
+        DynamicUser = true;
+        # Reads the journal: the journal's files belong to this group.
+        SupplementaryGroups = [ "systemd-journal" ];
+        StateDirectory = "predictor-${name}-logs";
+        Restart = "always";
+        RestartSec = "5s";
+        # Less than the server's hardening: no RestrictAddressFamilies or MemoryDenyWriteExecute, as
+        # the command is yours and may need a Unix socket or a JIT.
+        CapabilityBoundingSet = [ "" ];
+        LockPersonality = true;
+        NoNewPrivileges = true;
+        PrivateDevices = true;
+        PrivateTmp = true;
+        # Not PrivateUsers: it would map the systemd-journal group away, and the journal with it.
+        ProtectClock = true;
+        ProtectControlGroups = true;
+        ProtectHome = true;
+        ProtectHostname = true;
+        ProtectKernelLogs = true;
+        ProtectKernelModules = true;
+        ProtectKernelTunables = true;
+        ProtectSystem = "strict";
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [
+          "@system-service"
+          "~@privileged"
+        ];
+        UMask = "0077";
+      };
+    };
+in
+{
+  options.services.predictor.instances = mkOption {
+    type = types.attrsOf (
+      types.submodule {
+        options.logShipping.command = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = lib.literalExpression ''"''${pkgs.netcat}/bin/nc logs.example.internal 5170"'';
+          description = ''
+            A shell command that reads this instance's JSON log lines on its standard input, one per
+            line, as they are written, and sends them on (to a Vector or Logstash TCP input, a
+            Fluent Bit `stdin` input, ...). It runs in the unit `predictor-<name>-logs` as a dynamic
+            user that may write only to `$STATE_DIRECTORY`; the unit restarts it when it exits.
+            Delivery is at least once: after a crash lines may come again; a clean stop may lose
+            the lines the command had read but not yet sent. null: the lines stay in the journal.
+          '';
+        };
+      }
+    );
+  };
+
+  config = lib.mkIf (shipped != { }) {
+    # The shipper's unit name must not be another instance's.
+    assertions = lib.mapAttrsToList (name: _: {
+      assertion = !(cfg.instances ? "${name}-logs");
+      message = "services.predictor.instances.${name}.logShipping: its unit predictor-${name}-logs would be the unit of the instance ${name}-logs; rename one of them.";
+    }) shipped;
+
+    systemd.services = lib.mapAttrs' shipper shipped;
+  };
+}

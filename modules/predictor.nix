@@ -1,0 +1,346 @@
+# services.predictor.instances.<name>: many predictors on one host, each its own hardened systemd
+# unit `predictor-<name>` running `predictor serve` on the bundles it is given.
+{
+  config,
+  lib,
+  utils,
+  ...
+}:
+let
+  inherit (lib) mkOption types;
+  cfg = config.services.predictor;
+  instances = lib.filterAttrs (_: instance: instance.enable) cfg.instances;
+
+  # A bundle is a derivation from lib.mkBundle: `predictor check` passed at build time, and its
+  # `.info` (name, version, model hash) is known to Nix.
+  bundleType = types.addCheck types.package (bundle: bundle ? info) // {
+    description = "predictor bundle (lib.mkBundle, or the flake's packages.<system>.predictor-<name>-bundle)";
+  };
+  portType = types.ints.between 1 65535;
+  portOptions = [
+    "port"
+    "grpcPort"
+    "metricsPort"
+  ];
+
+  # The serve flags this module sets, by flag name: the one place that names them.
+  serveFlags = instance: {
+    inherit (instance) address port threads;
+    grpc-port = instance.grpcPort;
+    metrics-port = instance.metricsPort;
+    log-format = instance.logFormat;
+    drain-timeout-seconds = instance.drainTimeoutSeconds;
+  };
+  toArgs =
+    flags:
+    lib.concatLists (
+      lib.mapAttrsToList (
+        flag: value: lib.optionals (value != null) [
+          "--${flag}"
+          (toString value)
+        ]
+      ) flags
+    );
+
+  execStart =
+    instance:
+    lib.concatStringsSep " " (
+      [
+        (utils.escapeSystemdExecArgs (
+          [
+            (lib.getExe cfg.package)
+            "serve"
+          ]
+          ++ toArgs (serveFlags instance)
+          ++ instance.extraFlags
+        ))
+      ]
+      # Not escaped: %d is systemd's credentials directory, where LoadCredential puts the file.
+      ++ lib.optional (instance.authTokenFile != null) "--auth-token-file %d/auth-token"
+      ++ [ (utils.escapeSystemdExecArgs instance.bundles) ]
+    );
+
+  privilegedPorts = instance: lib.any (option: instance.${option} < 1024) portOptions;
+
+  unit =
+    name: instance:
+    lib.nameValuePair "predictor-${name}" {
+      description = "predictor ${name}: ${
+        lib.concatMapStringsSep ", " (
+          bundle: "${bundle.info.name} ${bundle.info.version}"
+        ) instance.bundles
+      }";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "network.target" ];
+      serviceConfig = {
+        # Active once started; ready (GET /v2/health/ready) once every bundle passed its sample.
+        Type = "exec";
+        ExecStart = execStart instance;
+        DynamicUser = true;
+        Restart = "on-failure";
+        RestartSec = "2s";
+        # SIGTERM starts the drain: requests in flight get --drain-timeout-seconds to finish, then
+        # the server exits by itself; systemd's SIGKILL comes only after that, with a margin.
+        TimeoutStopSec = instance.drainTimeoutSeconds + 10;
+        LoadCredential = lib.optional (
+          instance.authTokenFile != null
+        ) "auth-token:${toString instance.authTokenFile}";
+
+        # Hardening, as nixpkgs' ollama.nix; every relaxation says why.
+        # Relaxed only for ports below 1024, which need the capability to bind.
+        AmbientCapabilities = lib.optional (privilegedPorts instance) "CAP_NET_BIND_SERVICE";
+        CapabilityBoundingSet =
+          if privilegedPorts instance then [ "CAP_NET_BIND_SERVICE" ] else [ "" ];
+        DevicePolicy = "closed";
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
+        NoNewPrivileges = true;
+        PrivateDevices = true;
+        PrivateTmp = true;
+        # Relaxed for ports below 1024 too: in a user namespace of its own the capability would not
+        # reach the host's network.
+        PrivateUsers = !privilegedPorts instance;
+        # Relaxed: ONNX Runtime's cpuinfo reads /proc/cpuinfo (on aarch64, for the CPU's features).
+        ProcSubset = "all";
+        ProtectClock = true;
+        ProtectControlGroups = true;
+        ProtectHome = true;
+        ProtectHostname = true;
+        ProtectKernelLogs = true;
+        ProtectKernelModules = true;
+        ProtectKernelTunables = true;
+        ProtectProc = "invisible";
+        ProtectSystem = "strict";
+        RemoveIPC = true;
+        # The server listens on IP addresses only (no Unix sockets, no name lookups).
+        RestrictAddressFamilies = [
+          "AF_INET"
+          "AF_INET6"
+        ];
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        SystemCallArchitectures = "native";
+        SystemCallErrorNumber = "EPERM";
+        SystemCallFilter = [
+          "@system-service"
+          "~@privileged"
+        ];
+        UMask = "0077";
+      };
+    };
+
+  instanceOptions =
+    { config, ... }:
+    {
+      options = {
+        enable = lib.mkEnableOption "this predictor instance" // {
+          default = true;
+        };
+
+        bundles = mkOption {
+          type = types.nonEmptyListOf bundleType;
+          example = lib.literalExpression "[ predictor.packages.\${pkgs.stdenv.hostPlatform.system}.predictor-iris-svc-bundle ]";
+          description = ''
+            The bundles this instance serves, in one process: validated bundle derivations, as the
+            flake's `packages.<system>.predictor-<name>-bundle` or `lib.mkBundle` give them (each
+            passed `predictor check` when it was built). This is what the OCI image
+            `predictor-<name>` holds besides the server; on a NixOS host the server comes from
+            {option}`services.predictor.package` and the bundles from here, with no container.
+          '';
+        };
+
+        address = mkOption {
+          type = types.str;
+          default = "127.0.0.1";
+          example = "0.0.0.0";
+          description = "IP address (v4 or v6) the HTTP, gRPC and metrics listeners bind to (`--address`).";
+        };
+
+        port = mkOption {
+          type = portType;
+          default = 8080;
+          description = ''
+            HTTP port: the REST API and the Open Inference Protocol v2 over REST (`--port`). Ports of
+            all instances must be distinct: give each instance its own, e.g. 8080, 8090, 8100, and
+            let the gRPC and metrics ports follow it.
+          '';
+        };
+
+        grpcPort = mkOption {
+          type = portType;
+          default = config.port + 1;
+          defaultText = lib.literalExpression "port + 1";
+          description = "gRPC port: the Open Inference Protocol v2 over gRPC (`--grpc-port`).";
+        };
+
+        metricsPort = mkOption {
+          type = portType;
+          default = config.port + 2;
+          defaultText = lib.literalExpression "port + 2";
+          description = "Metrics port: `GET /metrics` for Prometheus (`--metrics-port`).";
+        };
+
+        logFormat = mkOption {
+          type = types.enum [
+            "json"
+            "text"
+            "auto"
+          ];
+          default = "json";
+          description = ''
+            Log format (`--log-format`): one JSON object per line into the journal by default, so
+            that `journalctl -u predictor-<name> -o cat` gives lines a log shipper can parse.
+          '';
+        };
+
+        threads = mkOption {
+          type = types.nullOr types.ints.positive;
+          default = null;
+          description = ''
+            ONNX Runtime intra-op threads per model (`--threads`); null: each bundle's
+            `runtime.threads`, else as many as the CPUs the unit may use.
+          '';
+        };
+
+        drainTimeoutSeconds = mkOption {
+          type = types.ints.unsigned;
+          default = 30;
+          description = ''
+            Seconds requests in flight may take to finish after SIGTERM (`--drain-timeout-seconds`).
+            The unit's `TimeoutStopSec` follows it.
+          '';
+        };
+
+        authTokenFile = mkOption {
+          type = types.nullOr types.path;
+          default = null;
+          example = "/run/secrets/predictor-tokens";
+          description = ''
+            File of bearer tokens, one per line: when set, every request but the health probes
+            needs `Authorization: Bearer <token>`. systemd hands the file to the unit as the
+            credential `auth-token` (`LoadCredential`), so it may stay readable by root only; give
+            a path outside the Nix store (for example from sops-nix or agenix), as the store is
+            readable by everyone.
+          '';
+        };
+
+        extraFlags = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          example = [
+            "--max-queued-requests"
+            "128"
+            "--log"
+            "info,predictor=debug"
+          ];
+          description = ''
+            More `predictor serve` flags (see `predictor serve --help`), passed as they are; not
+            those the options above set.
+          '';
+        };
+
+        openFirewall = mkOption {
+          type = types.bool;
+          default = false;
+          description = "Open the HTTP, gRPC and metrics ports of this instance in the firewall.";
+        };
+      };
+    };
+in
+{
+  options.services.predictor = {
+    package = mkOption {
+      type = types.package;
+      defaultText = lib.literalExpression "predictor.packages.\${pkgs.stdenv.hostPlatform.system}.server";
+      description = ''
+        The `predictor` server every instance runs. The flake's module sets it to the flake's own
+        server, the one its checks test, with the ONNX Runtime of the flake's nixpkgs.
+      '';
+    };
+
+    instances = mkOption {
+      type = types.attrsOf (types.submodule instanceOptions);
+      default = { };
+      example = lib.literalExpression ''
+        {
+          iris-svc.bundles = [ predictor.packages.''${system}.predictor-iris-svc-bundle ];
+          digits-logreg = {
+            bundles = [ predictor.packages.''${system}.predictor-digits-logreg-bundle ];
+            port = 8090;
+          };
+        }
+      '';
+      description = ''
+        Predictor instances, each a systemd unit `predictor-<name>` serving its bundles on its own
+        ports.
+      '';
+    };
+  };
+
+  config = lib.mkIf (instances != { }) {
+    assertions =
+      let
+        uses = lib.concatLists (
+          lib.mapAttrsToList (
+            name: instance:
+            map (option: {
+              port = instance.${option};
+              use = "services.predictor.instances.${name}.${option}";
+            }) portOptions
+          ) instances
+        );
+        collisions = lib.filterAttrs (_: same: builtins.length same > 1) (
+          lib.groupBy (use: toString use.port) uses
+        );
+      in
+      [
+        {
+          assertion = collisions == { };
+          message = "services.predictor: every instance needs ports of its own, but ${
+            lib.concatStringsSep "; " (
+              lib.mapAttrsToList (
+                port: same: "port ${port} is ${lib.concatMapStringsSep " and " (use: use.use) same}"
+              ) collisions
+            )
+          }. Set services.predictor.instances.<name>.port (gRPC and metrics follow it) to e.g. 8080, 8090, 8100.";
+        }
+      ]
+      ++ lib.concatLists (
+        lib.mapAttrsToList (name: instance: [
+          {
+            assertion = builtins.match "[a-z0-9][a-z0-9._-]*" name != null;
+            message = "services.predictor.instances.${name}: the name must match [a-z0-9][a-z0-9._-]* (it names the unit predictor-${name} and the Prometheus job).";
+          }
+          {
+            assertion =
+              instance.authTokenFile == null
+              || !(builtins.isPath instance.authTokenFile || lib.hasPrefix builtins.storeDir instance.authTokenFile);
+            message = "services.predictor.instances.${name}.authTokenFile: ${toString instance.authTokenFile} is (or would be copied) in the Nix store, which everyone can read; give the path of a file outside it as a string, e.g. \"/run/secrets/predictor-tokens\".";
+          }
+        ]) instances
+      );
+
+    warnings = lib.concatLists (
+      lib.mapAttrsToList (
+        name: instance:
+        lib.optional (
+          instance.openFirewall
+          && lib.elem instance.address [
+            "127.0.0.1"
+            "::1"
+          ]
+        ) "services.predictor.instances.${name}.openFirewall opens its ports, but it listens on ${instance.address} only; set its address (e.g. \"0.0.0.0\") to be reachable."
+      ) instances
+    );
+
+    systemd.services = lib.mapAttrs' unit instances;
+
+    networking.firewall.allowedTCPPorts = lib.concatLists (
+      lib.mapAttrsToList (
+        _: instance:
+        lib.optionals instance.openFirewall (map (option: instance.${option}) portOptions)
+      ) instances
+    );
+  };
+}
