@@ -5,10 +5,12 @@
 //! (REST routes and the listener), [`grpc`] (the Open Inference Protocol's gRPC service),
 //! [`init`] (scaffolding a bundle), [`probe`] (asking a running server, for health checks and
 //! smoke tests). [`oip`] holds what REST and gRPC share of the Open Inference Protocol v2;
-//! [`registry`] the served models, readiness and limits; [`auth`] the optional bearer tokens.
+//! [`registry`] the served models, readiness and limits; [`auth`] the optional bearer tokens;
+//! [`endpoints`] the ports and health paths that the command line and the routes share.
 
 pub mod auth;
 pub mod bundle;
+pub mod endpoints;
 pub mod grpc;
 pub mod http;
 pub mod init;

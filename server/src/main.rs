@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use predictor::auth::Tokens;
 use predictor::bundle::{BundleError, FILE_NAME};
+use predictor::endpoints;
 use predictor::grpc;
 use predictor::http::{self, HttpOptions};
 use predictor::logging::{self, LogFormat};
@@ -85,20 +86,20 @@ struct ServeArgs {
     address: IpAddr,
     /// HTTP port (the seed REST API and the Open Inference Protocol v2 over REST); 0 picks a free
     /// one (the log says which).
-    #[arg(long, env = "PREDICTOR_PORT", default_value_t = 8080)]
+    #[arg(long, env = "PREDICTOR_PORT", default_value_t = endpoints::HTTP_PORT)]
     port: u16,
     /// gRPC port (the Open Inference Protocol v2 over gRPC), on the same address; 0 picks a free one.
-    #[arg(long, env = "PREDICTOR_GRPC_PORT", default_value_t = 8081)]
+    #[arg(long, env = "PREDICTOR_GRPC_PORT", default_value_t = endpoints::GRPC_PORT)]
     grpc_port: u16,
     /// Metrics port (GET /metrics, Prometheus/OpenMetrics text), on the same address; 0 picks a
     /// free one.
-    #[arg(long, env = "PREDICTOR_METRICS_PORT", default_value_t = 8082)]
+    #[arg(long, env = "PREDICTOR_METRICS_PORT", default_value_t = endpoints::METRICS_PORT)]
     metrics_port: u16,
     #[command(flatten)]
     load: LoadArgs,
     /// Seconds that requests in flight may take to finish after SIGTERM or SIGINT; then (or on a
     /// second signal) the server exits 1 without them.
-    #[arg(long, env = "PREDICTOR_DRAIN_TIMEOUT_SECONDS", default_value_t = 30)]
+    #[arg(long, env = "PREDICTOR_DRAIN_TIMEOUT_SECONDS", default_value_t = endpoints::DRAIN_TIMEOUT_SECONDS)]
     drain_timeout_seconds: u64,
     /// Largest request body (or gRPC message) accepted, in bytes.
     #[arg(long, env = "PREDICTOR_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]

@@ -135,7 +135,7 @@ pub fn metrics_router(registry: Arc<Registry>) -> Router {
         )
     };
     Router::new()
-        .route("/metrics", get(render))
+        .route(crate::endpoints::METRICS_PATH, get(render))
         .fallback(not_found)
         .with_state(registry)
 }

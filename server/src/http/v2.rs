@@ -27,8 +27,8 @@ const HEADER_LENGTH: &str = "inference-header-content-length";
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(ready))
+        .route(crate::endpoints::LIVE_PATH, get(live))
+        .route(crate::endpoints::READY_PATH, get(ready))
         .route("/v2/models/{model}", get(model_metadata))
         .route("/v2/models/{model}/ready", get(model_ready))
         .route("/v2/models/{model}/infer", post(infer))
