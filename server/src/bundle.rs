@@ -76,6 +76,10 @@ pub struct RuntimeHints {
     /// (default 0: it takes only what is queued already).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_queue_delay_ms: Option<u64>,
+    /// Memory for one server of this bundle, in MiB: the requests and limits of the Kubernetes
+    /// manifests (`predictor manifests`); without it they take 128 MiB plus 4 times the model file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
 }
 
 /// How `/predict/label` turns the prediction output into labels.
@@ -319,6 +323,9 @@ fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, La
     if config.runtime.threads == Some(0) {
         problems.push("runtime.threads: expected at least 1, found 0".to_string());
     }
+    if config.runtime.memory_mib == Some(0) {
+        problems.push("runtime.memory_mib: expected at least 1, found 0".to_string());
+    }
     if config.runtime.max_batch_size == Some(0) {
         problems.push("runtime.max_batch_size: expected at least 1, found 0".to_string());
     }
@@ -523,6 +530,24 @@ tolerance = 1e-4
             parse(&IRIS.replace("prediction = \"probabilities\"", "prediction = \"label\""))
                 .unwrap();
         assert_eq!(by_index.label_rule, LabelRule::ClassIndex);
+    }
+
+    #[test]
+    fn reads_the_runtime_hints() {
+        let bundle = parse(&format!(
+            "{IRIS}\n[runtime]\nthreads = 2\nmemory_mib = 256\n"
+        ))
+        .unwrap();
+        assert_eq!(bundle.config.runtime.threads, Some(2));
+        assert_eq!(bundle.config.runtime.memory_mib, Some(256));
+        assert_eq!(parse(IRIS).unwrap().config.runtime.memory_mib, None);
+        let message = problems(&format!("{IRIS}\n[runtime]\nmemory_mib = 0\n"));
+        assert!(
+            message.contains("runtime.memory_mib: expected at least 1, found 0"),
+            "{message}"
+        );
+        let message = problems(&format!("{IRIS}\n[runtime]\nmemory = 1\n"));
+        assert!(message.contains("unknown field `memory`"), "{message}");
     }
 
     #[test]
