@@ -74,6 +74,8 @@ enum Command {
     Init(InitArgs),
     /// Ask a running predictor for /health and, per bundle given, for its sample; exit 1 on a problem.
     Probe(ProbeArgs),
+    /// Print Kubernetes (or KServe) manifests that deploy a bundle's image.
+    Manifests(predictor::manifests::ManifestsArgs),
 }
 
 #[derive(Args)]
@@ -205,6 +207,7 @@ fn main() -> ExitCode {
             std::time::Duration::from_secs(args.timeout_seconds),
             &args.bundles,
         ),
+        Command::Manifests(args) => predictor::manifests::run(args),
     };
     logging.finish();
     match result {

@@ -1,0 +1,795 @@
+//! `predictor manifests`: what deploys one bundle's image on Kubernetes (a Deployment, a Service
+//! and a HorizontalPodAutoscaler) or on KServe (this template's ServingRuntime and the bundle's
+//! InferenceService), made from the bundle's own data and the server's own ports and paths
+//! ([`crate::endpoints`]), so that nothing is written twice by hand.
+
+mod yaml;
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde_json::{json, Map, Value};
+
+use crate::bundle::{Bundle, RuntimeHints, SCHEMA_VERSION};
+use crate::endpoints::{
+    DRAIN_TIMEOUT_SECONDS, GRPC_PORT, HTTP_PORT, LIVE_PATH, METRICS_PATH, METRICS_PORT, READY_PATH,
+};
+
+/// `predictor manifests BUNDLE --image REF [--kserve]`.
+#[derive(Args, Debug)]
+pub struct ManifestsArgs {
+    /// The bundle folder (or its predictor.toml) that the image serves.
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub options: Options,
+}
+
+/// Everything of a deployment that is not the bundle's.
+#[derive(Args, Debug, Clone)]
+pub struct Options {
+    /// The image serving the bundle, as the cluster pulls it, e.g.
+    /// registry.example.com/predictor-iris-svc:1.0.0.
+    #[arg(long, env = "PREDICTOR_MANIFESTS_IMAGE")]
+    pub image: String,
+    /// KServe's ServingRuntime and InferenceService instead of a Deployment, a Service and a
+    /// HorizontalPodAutoscaler.
+    #[arg(long, env = "PREDICTOR_MANIFESTS_KSERVE")]
+    pub kserve: bool,
+    /// Fewest replicas the autoscaler keeps.
+    #[arg(long, env = "PREDICTOR_MANIFESTS_MIN_REPLICAS", default_value_t = 1)]
+    pub min_replicas: u32,
+    /// Most replicas the autoscaler starts.
+    #[arg(long, env = "PREDICTOR_MANIFESTS_MAX_REPLICAS", default_value_t = 4)]
+    pub max_replicas: u32,
+    /// Average CPU use, in percent of the CPU requested, beyond which the autoscaler adds replicas.
+    #[arg(
+        long,
+        env = "PREDICTOR_MANIFESTS_TARGET_CPU_PERCENT",
+        default_value_t = 70
+    )]
+    pub target_cpu_percent: u32,
+    /// The server's drain timeout (as `serve --drain-timeout-seconds`, the same environment
+    /// variable); the pod's termination grace period is derived from it.
+    #[arg(long, env = "PREDICTOR_DRAIN_TIMEOUT_SECONDS", default_value_t = DRAIN_TIMEOUT_SECONDS)]
+    pub drain_timeout_seconds: u64,
+    /// yaml: a multi-document stream; json: one `List` object (kubectl applies both).
+    #[arg(
+        long,
+        env = "PREDICTOR_MANIFESTS_FORMAT",
+        value_enum,
+        default_value = "yaml"
+    )]
+    pub format: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+/// Memory for a bundle without `runtime.memory_mib`: this much for the server, ONNX Runtime and
+/// the requests in flight (the server alone takes about 30 MiB)...
+pub const MEMORY_BASE_MIB: u64 = 128;
+/// ...plus this many times the model file (ONNX Runtime holds the weights, its optimised copy of
+/// the graph and the arena of intermediate tensors).
+pub const MEMORY_MODEL_FACTOR: u64 = 4;
+/// Seconds a terminating pod keeps serving before the server gets SIGTERM, so that every node has
+/// taken it out of the Service's endpoints by then (the image has no shell: a `sleep` action).
+pub const PRE_STOP_SECONDS: u64 = 5;
+/// Seconds beyond the drain timeout before the kubelet kills the server, for it to exit by itself.
+pub const EXIT_MARGIN_SECONDS: u64 = 5;
+/// The container's HTTP, gRPC and metrics ports by name, as probes and Services refer to them.
+pub const PORTS: [(&str, u16); 3] = [
+    ("http", HTTP_PORT),
+    ("grpc", GRPC_PORT),
+    ("metrics", METRICS_PORT),
+];
+/// This template's ServingRuntime, shared by every InferenceService of a predictor bundle.
+pub const SERVING_RUNTIME: &str = "predictor";
+/// The model format of the ServingRuntime: a predictor bundle (versioned by its schema version).
+pub const MODEL_FORMAT: &str = "predictor-bundle";
+/// The user of the image (lib/image.nix): nobody:nogroup.
+const USER: u32 = 65534;
+/// Kubernetes names are DNS labels of at most 63 characters; KServe (Standard mode) labels pods
+/// `isvc.<name>-predictor`, which must fit a label value of 63 too.
+const NAME_MAX: usize = 63;
+const KSERVE_NAME_MAX: usize = NAME_MAX - "isvc.".len() - "-predictor".len();
+
+/// Reads the bundle and prints its manifests.
+pub fn run(args: &ManifestsArgs) -> Result<(), String> {
+    let bundle = Bundle::read(&args.bundle).map_err(|error| error.to_string())?;
+    let model = bundle.model_path();
+    let model_bytes = std::fs::metadata(&model)
+        .map_err(|error| format!("{}: {error}", model.display()))?
+        .len();
+    let documents = generate(&bundle, model_bytes, &args.options)
+        .map_err(|error| format!("{}: {error}", bundle.file.display()))?;
+    print!("{}", render(&documents, args.options.format));
+    Ok(())
+}
+
+/// The manifests as text in `format`.
+pub fn render(documents: &[Value], format: Format) -> String {
+    match format {
+        Format::Yaml => yaml::documents(documents),
+        Format::Json => {
+            let list = json!({"apiVersion": "v1", "kind": "List", "items": documents});
+            format!("{list:#}\n")
+        }
+    }
+}
+
+/// The manifests of `bundle`, whose model file has `model_bytes`: the Deployment, Service and
+/// HorizontalPodAutoscaler, or with `options.kserve` the ServingRuntime and InferenceService.
+pub fn generate(
+    bundle: &Bundle,
+    model_bytes: u64,
+    options: &Options,
+) -> Result<Vec<Value>, String> {
+    check(options)?;
+    let plan = Plan::new(bundle, model_bytes, options)?;
+    Ok(if options.kserve {
+        vec![plan.serving_runtime(), plan.inference_service()]
+    } else {
+        vec![plan.deployment(), plan.service(), plan.autoscaler()]
+    })
+}
+
+fn check(options: &Options) -> Result<(), String> {
+    if options.image.trim().is_empty() || options.image.contains(char::is_whitespace) {
+        return Err(format!(
+            "--image: expected an image reference, found '{}'",
+            options.image
+        ));
+    }
+    if options.min_replicas == 0 || options.min_replicas > options.max_replicas {
+        return Err(format!(
+            "--min-replicas {} and --max-replicas {}: expected 1 <= min <= max",
+            options.min_replicas, options.max_replicas
+        ));
+    }
+    if i32::try_from(options.max_replicas).is_err() {
+        return Err(format!(
+            "--max-replicas: {} is too many",
+            options.max_replicas
+        ));
+    }
+    if !(1..=100).contains(&options.target_cpu_percent) {
+        return Err(format!(
+            "--target-cpu-percent: expected 1 to 100, found {}",
+            options.target_cpu_percent
+        ));
+    }
+    Ok(())
+}
+
+/// The Kubernetes name of a bundle's resources: `predictor-<bundle name>`, with `.` and `_`
+/// (which DNS labels lack) as `-`. Two bundles whose names differ only there get the same name.
+pub fn kubernetes_name(bundle_name: &str) -> String {
+    let name: String = bundle_name
+        .chars()
+        .map(|c| if c == '.' || c == '_' { '-' } else { c })
+        .collect();
+    format!("predictor-{}", name.trim_end_matches('-'))
+}
+
+/// A label value: at most 63 letters, digits, `-`, `_` and `.`, beginning and ending with a letter
+/// or digit. A version's `+` (semver build metadata) becomes `_`, as Helm does.
+fn label_value(field: &str, value: &str) -> Result<String, String> {
+    let value = value.replace('+', "_");
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let valid = value.len() <= NAME_MAX
+        && edge(value.chars().next())
+        && edge(value.chars().last())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if valid {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{field}: '{value}' cannot be a Kubernetes label value (at most {NAME_MAX} characters, beginning and ending with a letter or digit)"
+        ))
+    }
+}
+
+/// The memory of one server of the bundle, in MiB: `runtime.memory_mib`, else
+/// [`MEMORY_BASE_MIB`] + [`MEMORY_MODEL_FACTOR`] × the model file, rounded up.
+pub fn memory_mib(hints: &RuntimeHints, model_bytes: u64) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    hints.memory_mib.unwrap_or_else(|| {
+        MEMORY_BASE_MIB + (MEMORY_MODEL_FACTOR.saturating_mul(model_bytes)).div_ceil(MIB)
+    })
+}
+
+/// The CPUs of one server of the bundle: `runtime.threads`, else 1 (the server then runs one
+/// thread, as it uses as many as its CPU limit allows).
+pub fn cpus(hints: &RuntimeHints) -> usize {
+    hints.threads.unwrap_or(1)
+}
+
+/// What every manifest of one bundle is made from.
+struct Plan<'a> {
+    name: String,
+    /// Recommended labels: the bundle's name and version.
+    labels: Value,
+    /// The labels that select the pods: the version is not among them, so that a new version
+    /// rolls out over the same Deployment.
+    selector: Value,
+    cpus: usize,
+    memory_mib: u64,
+    options: &'a Options,
+}
+
+impl<'a> Plan<'a> {
+    fn new(bundle: &Bundle, model_bytes: u64, options: &'a Options) -> Result<Plan<'a>, String> {
+        let name = kubernetes_name(bundle.name());
+        let most = if options.kserve {
+            KSERVE_NAME_MAX
+        } else {
+            NAME_MAX
+        };
+        if name.len() > most {
+            return Err(format!(
+                "name: '{}' gives the Kubernetes name '{name}' of {} characters; {} allows at most {most}",
+                bundle.name(),
+                name.len(),
+                if options.kserve { "KServe" } else { "Kubernetes" },
+            ));
+        }
+        let bundle_name = label_value("name", bundle.name())?;
+        let version = label_value("version", &bundle.config.version)?;
+        let selector = json!({
+            "app.kubernetes.io/name": bundle_name,
+            "app.kubernetes.io/instance": name,
+        });
+        let mut labels = selector.clone();
+        labels["app.kubernetes.io/version"] = json!(version);
+        labels["app.kubernetes.io/part-of"] = json!("predictor");
+        Ok(Plan {
+            name,
+            labels,
+            selector,
+            cpus: cpus(&bundle.config.runtime),
+            memory_mib: memory_mib(&bundle.config.runtime, model_bytes),
+            options,
+        })
+    }
+
+    fn metadata(&self) -> Value {
+        json!({"name": self.name, "labels": self.labels})
+    }
+
+    /// Requests equal to limits: the pod gets the Guaranteed QoS class, and the server, whose
+    /// default thread count follows its CPU limit, the threads the bundle asks for.
+    fn resources(&self) -> Value {
+        let amounts = json!({
+            "cpu": self.cpus.to_string(),
+            "memory": format!("{}Mi", self.memory_mib),
+        });
+        json!({"requests": amounts, "limits": amounts})
+    }
+
+    /// Long enough for the pre-stop pause, the drain and the exit.
+    fn grace_seconds(&self) -> u64 {
+        PRE_STOP_SECONDS + self.options.drain_timeout_seconds + EXIT_MARGIN_SECONDS
+    }
+
+    /// The pod's settings that do not depend on the container: non-root, no API access, and no
+    /// service links, whose `<SERVICE>_PORT` variables a Service named `predictor` would turn
+    /// into a `PREDICTOR_PORT=tcp://...` that the server cannot parse.
+    fn pod_settings(&self) -> Map<String, Value> {
+        let settings = json!({
+            "automountServiceAccountToken": false,
+            "enableServiceLinks": false,
+            "terminationGracePeriodSeconds": self.grace_seconds(),
+            "securityContext": {
+                "runAsNonRoot": true,
+                "runAsUser": USER,
+                "runAsGroup": USER,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+        });
+        object(settings)
+    }
+
+    /// The server's container, as this template runs it (no image or resources: those are the
+    /// bundle's). Probes and ports name the ports of [`PORTS`].
+    fn server_container(name: &str) -> Map<String, Value> {
+        let probe = |path: &str, period: u32, failures: u32| {
+            json!({
+                "httpGet": {"path": path, "port": "http"},
+                "periodSeconds": period,
+                "timeoutSeconds": 2,
+                "failureThreshold": failures,
+            })
+        };
+        let env = |name: &str, value: String| json!({"name": name, "value": value});
+        let container = json!({
+            "name": name,
+            "ports": PORTS.iter().map(|(name, port)| json!({
+                "name": name,
+                "containerPort": port,
+                "protocol": "TCP",
+            })).collect::<Vec<_>>(),
+            "env": [
+                // Reachable from the pod's network (the server's own default is 127.0.0.1).
+                env("PREDICTOR_ADDRESS", "0.0.0.0".into()),
+                env("PREDICTOR_PORT", HTTP_PORT.to_string()),
+                env("PREDICTOR_GRPC_PORT", GRPC_PORT.to_string()),
+                env("PREDICTOR_METRICS_PORT", METRICS_PORT.to_string()),
+                env("PREDICTOR_LOG_FORMAT", "json".into()),
+            ],
+            // The server listens only once every bundle has loaded and passed its sample:
+            // up to 5 minutes for that before liveness counts.
+            "startupProbe": probe(LIVE_PATH, 2, 150),
+            "livenessProbe": probe(LIVE_PATH, 10, 3),
+            // 400 from the moment shutdown begins, so the pod leaves the endpoints at once.
+            "readinessProbe": probe(READY_PATH, 5, 2),
+            "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "runAsNonRoot": true,
+                "capabilities": {"drop": ["ALL"]},
+            },
+        });
+        object(container)
+    }
+
+    /// The bundle's part of the container: its image, resources and drain timeout.
+    fn bundle_container(&self) -> Map<String, Value> {
+        object(json!({
+            "image": self.options.image,
+            "resources": self.resources(),
+            "env": [{
+                "name": "PREDICTOR_DRAIN_TIMEOUT_SECONDS",
+                "value": self.options.drain_timeout_seconds.to_string(),
+            }],
+        }))
+    }
+
+    fn scrape_annotations() -> Value {
+        json!({
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": METRICS_PORT.to_string(),
+            "prometheus.io/path": METRICS_PATH,
+        })
+    }
+
+    fn deployment(&self) -> Value {
+        let mut container = Self::server_container("predictor");
+        let mut bundle = self.bundle_container();
+        append_env(&mut container, &mut bundle);
+        container.extend(bundle);
+        container.insert("imagePullPolicy".into(), json!("IfNotPresent"));
+        let mut pod = self.pod_settings();
+        pod.insert("containers".into(), json!([container]));
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": self.metadata(),
+            // No `replicas`: the HorizontalPodAutoscaler owns it.
+            "spec": {
+                "selector": {"matchLabels": self.selector},
+                // A new version starts before an old one stops: no capacity lost in a rollout.
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+                },
+                "template": {
+                    "metadata": {
+                        "labels": self.labels,
+                        "annotations": Self::scrape_annotations(),
+                    },
+                    "spec": pod,
+                },
+            },
+        })
+    }
+
+    fn service(&self) -> Value {
+        let protocol = |name: &str| {
+            if name == "grpc" {
+                "kubernetes.io/h2c"
+            } else {
+                "http"
+            }
+        };
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": self.metadata(),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": self.selector,
+                "ports": PORTS.iter().map(|(name, port)| json!({
+                    "name": name,
+                    "port": port,
+                    "targetPort": name,
+                    "protocol": "TCP",
+                    "appProtocol": protocol(name),
+                })).collect::<Vec<_>>(),
+            },
+        })
+    }
+
+    fn autoscaler(&self) -> Value {
+        json!({
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": self.metadata(),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name},
+                "minReplicas": self.options.min_replicas,
+                "maxReplicas": self.options.max_replicas,
+                "metrics": [{
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": self.options.target_cpu_percent,
+                        },
+                    },
+                }],
+            },
+        })
+    }
+
+    /// This template's runtime, the same for every bundle: the server's container without an
+    /// image, which each InferenceService gives. It speaks the Open Inference Protocol v2 over
+    /// REST and gRPC.
+    fn serving_runtime(&self) -> Value {
+        let mut annotations = Self::scrape_annotations();
+        // KServe's own keys for the metrics endpoint, as its Triton runtime declares them.
+        annotations["prometheus.kserve.io/port"] = json!(METRICS_PORT.to_string());
+        annotations["prometheus.kserve.io/path"] = json!(METRICS_PATH);
+        json!({
+            "apiVersion": "serving.kserve.io/v1alpha1",
+            "kind": "ServingRuntime",
+            "metadata": {
+                "name": SERVING_RUNTIME,
+                "labels": {
+                    "app.kubernetes.io/name": SERVING_RUNTIME,
+                    "app.kubernetes.io/version": env!("CARGO_PKG_VERSION"),
+                    "app.kubernetes.io/part-of": "predictor",
+                },
+            },
+            "spec": {
+                "annotations": annotations,
+                "supportedModelFormats": [{
+                    "name": MODEL_FORMAT,
+                    "version": SCHEMA_VERSION.to_string(),
+                    "autoSelect": true,
+                    "priority": 1,
+                }],
+                "protocolVersions": ["v2", "grpc-v2"],
+                "multiModel": false,
+                // KServe merges each InferenceService's model container into the one of this
+                // name.
+                "containers": [Self::server_container("kserve-container")],
+            },
+        })
+    }
+
+    fn inference_service(&self) -> Value {
+        let mut model = self.bundle_container();
+        model.insert(
+            "modelFormat".into(),
+            json!({"name": MODEL_FORMAT, "version": SCHEMA_VERSION.to_string()}),
+        );
+        model.insert("runtime".into(), json!(SERVING_RUNTIME));
+        model.insert("protocolVersion".into(), json!("v2"));
+        let mut predictor = self.pod_settings();
+        predictor.extend(object(json!({
+            "minReplicas": self.options.min_replicas,
+            "maxReplicas": self.options.max_replicas,
+            "scaleMetric": "cpu",
+            "scaleTarget": self.options.target_cpu_percent,
+            "model": model,
+        })));
+        let mut metadata = self.metadata();
+        metadata["annotations"] = json!({
+            // A Deployment, a Service and an HPA, as the plain manifests: several ports (Knative
+            // allows one) and no Knative needed.
+            "serving.kserve.io/deploymentMode": "Standard",
+            "serving.kserve.io/autoscalerClass": "hpa",
+        });
+        json!({
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": metadata,
+            "spec": {"predictor": predictor},
+        })
+    }
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("json!({{...}}) is an object"),
+    }
+}
+
+/// Moves `from`'s `env` to the end of `to`'s.
+fn append_env(to: &mut Map<String, Value>, from: &mut Map<String, Value>) {
+    if let (Some(Value::Array(to)), Some(Value::Array(from))) =
+        (to.get_mut("env"), from.remove("env"))
+    {
+        to.extend(from);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn bundle(runtime: &str) -> Bundle {
+        let text = format!(
+            r#"
+schema_version = 1
+name = "iris_svc.v2"
+version = "1.0.0+build.7"
+model = "model.onnx"
+[[inputs]]
+name = "input"
+dtype = "float32"
+shape = [-1, 4]
+[[outputs]]
+name = "probabilities"
+dtype = "float32"
+shape = [-1, 3]
+[sample]
+input = [[5.1, 3.5, 1.4, 0.2]]
+output = [[0.9, 0.05, 0.05]]
+tolerance = 1e-4
+{runtime}
+"#
+        );
+        Bundle::parse(Path::new("models/iris/predictor.toml"), &text).unwrap()
+    }
+
+    /// The test bundle with `edit` applied to its configuration (checked by `Bundle::parse`
+    /// before, not after).
+    fn edited(edit: impl FnOnce(&mut crate::bundle::BundleConfig)) -> Bundle {
+        let mut bundle = bundle("");
+        edit(&mut bundle.config);
+        bundle
+    }
+
+    fn options(kserve: bool) -> Options {
+        Options {
+            image: "registry.example.com/predictor-iris:1.0.0".into(),
+            kserve,
+            min_replicas: 2,
+            max_replicas: 6,
+            target_cpu_percent: 60,
+            drain_timeout_seconds: 20,
+            format: Format::Yaml,
+        }
+    }
+
+    fn generated(runtime: &str, kserve: bool) -> Vec<Value> {
+        generate(&bundle(runtime), 3 * 1024 * 1024, &options(kserve)).unwrap()
+    }
+
+    fn kinds(documents: &[Value]) -> Vec<&str> {
+        documents
+            .iter()
+            .map(|d| d["kind"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn names_and_labels_follow_the_bundle() {
+        assert_eq!(kubernetes_name("iris-svc"), "predictor-iris-svc");
+        assert_eq!(kubernetes_name("iris_svc.v2"), "predictor-iris-svc-v2");
+        assert_eq!(kubernetes_name("iris-"), "predictor-iris");
+        let documents = generated("", false);
+        assert_eq!(
+            kinds(&documents),
+            ["Deployment", "Service", "HorizontalPodAutoscaler"]
+        );
+        for document in &documents {
+            assert_eq!(document["metadata"]["name"], "predictor-iris-svc-v2");
+            let labels = &document["metadata"]["labels"];
+            assert_eq!(labels["app.kubernetes.io/name"], "iris_svc.v2");
+            assert_eq!(labels["app.kubernetes.io/version"], "1.0.0_build.7");
+        }
+        let message =
+            generate(&edited(|c| c.name = "a".repeat(60)), 0, &options(false)).unwrap_err();
+        assert!(message.contains("at most 63"), "{message}");
+    }
+
+    #[test]
+    fn kserve_names_leave_room_for_its_suffixes() {
+        let long = edited(|c| c.name = "a".repeat(39));
+        let message = generate(&long, 0, &options(true)).unwrap_err();
+        assert!(message.contains("KServe allows at most 48"), "{message}");
+        let fits = edited(|c| c.name = "a".repeat(38));
+        assert!(generate(&fits, 0, &options(true)).is_ok());
+        assert!(generate(&long, 0, &options(false)).is_ok());
+    }
+
+    #[test]
+    fn the_service_and_autoscaler_point_at_the_deployment() {
+        let documents = generated("", false);
+        let (deployment, service, autoscaler) = (&documents[0], &documents[1], &documents[2]);
+        let pod = &deployment["spec"]["template"];
+        let selector = deployment["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .unwrap();
+        assert_eq!(
+            &service["spec"]["selector"],
+            &deployment["spec"]["selector"]["matchLabels"]
+        );
+        for (key, value) in selector {
+            assert_eq!(&pod["metadata"]["labels"][key], value, "{key}");
+        }
+        assert!(selector.get("app.kubernetes.io/version").is_none());
+        let container = &pod["spec"]["containers"][0];
+        let port_names: Vec<&Value> = container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| &p["name"])
+            .collect();
+        for port in service["spec"]["ports"].as_array().unwrap() {
+            assert!(port_names.contains(&&port["targetPort"]), "{port}");
+        }
+        assert_eq!(autoscaler["spec"]["scaleTargetRef"]["kind"], "Deployment");
+        assert_eq!(
+            autoscaler["spec"]["scaleTargetRef"]["name"],
+            deployment["metadata"]["name"]
+        );
+        assert_eq!(autoscaler["spec"]["minReplicas"], 2);
+        assert_eq!(autoscaler["spec"]["maxReplicas"], 6);
+        assert!(deployment["spec"].get("replicas").is_none());
+    }
+
+    #[test]
+    fn probes_and_ports_are_the_servers() {
+        let documents = generated("", false);
+        let container = &documents[0]["spec"]["template"]["spec"]["containers"][0];
+        let port = |name: &str| {
+            container["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .map(|p| p["containerPort"].as_u64().unwrap())
+        };
+        assert_eq!(port("http"), Some(u64::from(HTTP_PORT)));
+        assert_eq!(port("grpc"), Some(u64::from(GRPC_PORT)));
+        assert_eq!(port("metrics"), Some(u64::from(METRICS_PORT)));
+        for (probe, path) in [
+            ("startupProbe", LIVE_PATH),
+            ("livenessProbe", LIVE_PATH),
+            ("readinessProbe", READY_PATH),
+        ] {
+            assert_eq!(container[probe]["httpGet"]["path"], path, "{probe}");
+            assert_eq!(container[probe]["httpGet"]["port"], "http", "{probe}");
+        }
+        let env = |name: &str| {
+            container["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].as_str().unwrap().to_string())
+        };
+        assert_eq!(env("PREDICTOR_PORT"), Some(HTTP_PORT.to_string()));
+        assert_eq!(env("PREDICTOR_DRAIN_TIMEOUT_SECONDS"), Some("20".into()));
+        let annotations = &documents[0]["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/port"], METRICS_PORT.to_string());
+        assert_eq!(annotations["prometheus.io/path"], METRICS_PATH);
+    }
+
+    #[test]
+    fn the_pod_is_locked_down_and_drains_before_it_is_killed() {
+        let documents = generated("", false);
+        let pod = &documents[0]["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["securityContext"]["runAsUser"], 65534);
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(
+            container["securityContext"]["allowPrivilegeEscalation"],
+            false
+        );
+        assert_eq!(
+            container["securityContext"]["capabilities"]["drop"],
+            json!(["ALL"])
+        );
+        assert_eq!(pod["enableServiceLinks"], false);
+        // 5 s pause + 20 s drain + 5 s to exit.
+        assert_eq!(pod["terminationGracePeriodSeconds"], 30);
+        assert_eq!(
+            container["lifecycle"]["preStop"]["sleep"]["seconds"],
+            PRE_STOP_SECONDS
+        );
+    }
+
+    #[test]
+    fn resources_come_from_the_runtime_hints() {
+        let resources = |runtime: &str| {
+            generated(runtime, false)[0]["spec"]["template"]["spec"]["containers"][0]["resources"]
+                .clone()
+        };
+        // No hints: one CPU; 128 MiB + 4 × 3 MiB.
+        let default = resources("");
+        assert_eq!(default["requests"], json!({"cpu": "1", "memory": "140Mi"}));
+        assert_eq!(default["limits"], default["requests"]);
+        let hinted = resources("[runtime]\nthreads = 3\nmemory_mib = 512");
+        assert_eq!(hinted["limits"], json!({"cpu": "3", "memory": "512Mi"}));
+        assert_eq!(memory_mib(&RuntimeHints::default(), 1), 129);
+        assert_eq!(memory_mib(&RuntimeHints::default(), 0), 128);
+    }
+
+    #[test]
+    fn kserve_declares_the_v2_protocol_and_one_runtime_for_every_bundle() {
+        let documents = generated("[runtime]\nthreads = 2", true);
+        assert_eq!(kinds(&documents), ["ServingRuntime", "InferenceService"]);
+        let (runtime, service) = (&documents[0], &documents[1]);
+        assert_eq!(
+            runtime["spec"]["protocolVersions"],
+            json!(["v2", "grpc-v2"])
+        );
+        // The runtime is the template's: another bundle gets the very same.
+        let other = generate(&edited(|c| c.name = "other".into()), 1, &options(true)).unwrap();
+        assert_eq!(&other[0], runtime);
+        let container = &runtime["spec"]["containers"][0];
+        assert_eq!(container["name"], "kserve-container");
+        assert!(container.get("image").is_none());
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], READY_PATH);
+        let predictor = &service["spec"]["predictor"];
+        let model = &predictor["model"];
+        assert_eq!(model["runtime"], runtime["metadata"]["name"]);
+        assert_eq!(
+            model["modelFormat"]["name"],
+            runtime["spec"]["supportedModelFormats"][0]["name"]
+        );
+        assert_eq!(model["protocolVersion"], "v2");
+        assert_eq!(model["image"], "registry.example.com/predictor-iris:1.0.0");
+        assert_eq!(model["resources"]["limits"]["cpu"], "2");
+        assert_eq!(predictor["terminationGracePeriodSeconds"], 30);
+        assert_eq!(predictor["securityContext"]["runAsUser"], 65534);
+        assert_eq!(
+            (&predictor["minReplicas"], &predictor["maxReplicas"]),
+            (&json!(2), &json!(6))
+        );
+        assert_eq!(service["metadata"]["name"], "predictor-iris-svc-v2");
+    }
+
+    #[test]
+    fn refuses_options_that_cannot_deploy() {
+        let refused = |edit: fn(&mut Options)| {
+            let mut options = options(false);
+            edit(&mut options);
+            generate(&bundle(""), 0, &options).unwrap_err()
+        };
+        assert!(refused(|o| o.image = " ".into()).contains("--image"));
+        assert!(refused(|o| o.min_replicas = 0).contains("1 <= min <= max"));
+        assert!(refused(|o| o.max_replicas = 1).contains("1 <= min <= max"));
+        assert!(refused(|o| o.target_cpu_percent = 0).contains("--target-cpu-percent"));
+        let message =
+            generate(&edited(|c| c.version = "1.0.0-".into()), 0, &options(false)).unwrap_err();
+        assert!(
+            message.starts_with("version: '1.0.0-' cannot be"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn json_is_a_list_of_the_same_documents() {
+        let documents = generated("", false);
+        let list: Value = serde_json::from_str(&render(&documents, Format::Json)).unwrap();
+        assert_eq!(list["kind"], "List");
+        assert_eq!(list["items"], json!(documents));
+        assert!(render(&documents, Format::Yaml)
+            .starts_with("---\napiVersion: apps/v1\nkind: Deployment\n"));
+    }
+}
