@@ -52,6 +52,7 @@
         }
         // byName "" (p: p.image) native
         // byName "-bundle" (p: p.bundle) native
+        // byName "-manifests" (p: p.manifests) native
         // cross
       );
 

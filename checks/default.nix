@@ -1,6 +1,6 @@
-# `nix flake check` for one system: crane's checks of the workspace, per bundle its smoke check
-# and its image contents check (see smoke.nix, image-contents.nix), and the NixOS VM test of the
-# modules on the example host (nixos.nix).
+# `nix flake check` for one system: crane's checks of the workspace, per bundle its smoke check,
+# its image contents check (see smoke.nix, image-contents.nix), the validated bundle and its
+# manifests, and the NixOS VM test of the modules on the example host (nixos.nix).
 {
   pkgs,
   predictorLib,
@@ -16,4 +16,6 @@ predictorLib.cargoChecks pkgs
   "predictor-${name}-image" = predictor.checks.image;
   # The validated bundle: `predictor check` at build time.
   "predictor-${name}-bundle" = predictor.bundle;
+  # Its manifests: `predictor manifests` at build time.
+  "predictor-${name}-manifests" = predictor.manifests;
 }) predictors

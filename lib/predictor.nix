@@ -1,9 +1,10 @@
-# mkPredictor: one bundle folder to everything a predictor is (validated bundle, image, app,
-# checks); mkPredictors: the same for every bundle under a models directory.
+# mkPredictor: one bundle folder to everything a predictor is (validated bundle, image, Kubernetes
+# manifests, app, checks); mkPredictors: the same for every bundle under a models directory.
 {
   mkServer,
   mkBundle,
   mkImage,
+  mkManifests,
 }:
 let
   smoke = import ../checks/smoke.nix;
@@ -15,6 +16,7 @@ let
       path,
       server ? mkServer pkgs,
       imageArgs ? { },
+      manifestsArgs ? [ ],
     }:
     let
       inherit (pkgs) lib;
@@ -28,6 +30,12 @@ let
         server = buildServer;
       };
       image = mkImage pkgs ({ inherit bundle server; } // imageArgs);
+      # Data, written by the build machine's server, like the bundle.
+      manifests = mkManifests buildPkgs {
+        inherit bundle image;
+        server = buildServer;
+        args = manifestsArgs;
+      };
       runner = buildPkgs.writeShellApplication {
         name = "predictor-${bundle.info.name}";
         runtimeInputs = [ buildServer ];
@@ -36,7 +44,7 @@ let
     in
     {
       inherit (bundle.info) name version;
-      inherit bundle image server;
+      inherit bundle image manifests server;
       # `nix run .#predictor-<name> -- --port 9000`: serves the bundle on 127.0.0.1.
       app = {
         type = "app";
@@ -55,10 +63,11 @@ let
 in
 {
   /**
-    Everything one bundle folder gives: `{ name, version, bundle, image, server, app, checks }`.
-    `bundle` is checked by `predictor check` at build time; `image` is the OCI image for `pkgs`'
-    host platform (cross-built for `pkgsCross.*`); `app` is a flake app that serves the bundle
-    locally; `checks.smoke` serves the bundle and compares its sample over HTTP, `checks.image`
+    Everything one bundle folder gives: `{ name, version, bundle, image, manifests, server, app,
+    checks }`. `bundle` is checked by `predictor check` at build time; `image` is the OCI image for
+    `pkgs`' host platform (cross-built for `pkgsCross.*`); `manifests` its Kubernetes and KServe
+    manifests (lib.mkManifests); `app` is a flake app that serves the bundle locally;
+    `checks.smoke` serves the bundle and compares its sample over HTTP, `checks.image`
     runs the image's entrypoint on the bundle inside the image (both for native `pkgs` only).
 
     # Arguments
@@ -66,6 +75,7 @@ in
     - `path`: the bundle folder (predictor.toml and the model file).
     - `server` (optional): the `predictor` package for `pkgs` (default: lib.mkServer pkgs).
     - `imageArgs` (optional): extra arguments of lib.mkImage (`name`, `tag`, `extraConfig`).
+    - `manifestsArgs` (optional): extra arguments of `predictor manifests` (lib.mkManifests' `args`).
   */
   inherit mkPredictor;
 

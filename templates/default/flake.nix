@@ -24,20 +24,29 @@
           server = predictor.lib.mkServer pkgs;
         in
         lib.mapAttrs (_: path: predictor.lib.mkPredictor pkgs { inherit path server; }) bundles;
-      byName = f: lib.mapAttrs' (name: p: lib.nameValuePair "predictor-${name}" (f p));
+      byName = suffix: f: lib.mapAttrs' (name: p: lib.nameValuePair "predictor-${name}${suffix}" (f p));
     in
     {
-      # nix build .#predictor-<name>: the OCI image (docker load < result)
-      packages = eachSystem (system: byName (p: p.image) (predictorsFor system));
+      # nix build .#predictor-<name>: the OCI image (docker load < result);
+      # .#predictor-<name>-manifests: its Kubernetes and KServe manifests
+      packages = eachSystem (
+        system:
+        let
+          predictors = predictorsFor system;
+        in
+        byName "" (p: p.image) predictors // byName "-manifests" (p: p.manifests) predictors
+      );
       # nix run .#predictor-<name>: serve it on 127.0.0.1:8080
-      apps = eachSystem (system: byName (p: p.app) (predictorsFor system));
-      # nix flake check: per bundle, `predictor check`, a smoke test over HTTP, the image's contents
+      apps = eachSystem (system: byName "" (p: p.app) (predictorsFor system));
+      # nix flake check: per bundle, `predictor check`, a smoke test over HTTP, the image's contents,
+      # the manifests
       checks = eachSystem (
         system:
         lib.concatMapAttrs (name: p: {
           "predictor-${name}-bundle" = p.bundle;
           "predictor-${name}-smoke" = p.checks.smoke;
           "predictor-${name}-image" = p.checks.image;
+          "predictor-${name}-manifests" = p.manifests;
         }) (predictorsFor system)
       );
     };
