@@ -240,9 +240,17 @@ impl<'a> Plan<'a> {
         }
         let bundle_name = label_value("name", bundle.name())?;
         let version = label_value("version", &bundle.config.version)?;
+        // Which of the two deploys the pods: the plain Service and autoscaler select by it too,
+        // so that they never take in the pods of an InferenceService of the same bundle.
+        let component = if options.kserve {
+            "inference-service"
+        } else {
+            "server"
+        };
         let selector = json!({
             "app.kubernetes.io/name": bundle_name,
             "app.kubernetes.io/instance": name,
+            "app.kubernetes.io/component": component,
         });
         let mut labels = selector.clone();
         labels["app.kubernetes.io/version"] = json!(version);
@@ -630,6 +638,10 @@ tolerance = 1e-4
             assert_eq!(&pod["metadata"]["labels"][key], value, "{key}");
         }
         assert!(selector.get("app.kubernetes.io/version").is_none());
+        // KServe gives its pods the InferenceService's labels: the plain selector misses them.
+        let kserve = generated("", true);
+        let theirs = &kserve[1]["metadata"]["labels"];
+        assert!(selector.iter().any(|(key, value)| &theirs[key] != value));
         let container = &pod["spec"]["containers"][0];
         let port_names: Vec<&Value> = container["ports"]
             .as_array()
