@@ -104,7 +104,7 @@ struct ServeArgs {
     #[arg(long, env = "PREDICTOR_DRAIN_TIMEOUT_SECONDS", default_value_t = endpoints::DRAIN_TIMEOUT_SECONDS)]
     drain_timeout_seconds: u64,
     /// Largest request body (or gRPC message) accepted, in bytes.
-    #[arg(long, env = "PREDICTOR_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    #[arg(long, env = "PREDICTOR_MAX_BODY_BYTES", default_value_t = endpoints::MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// Inference requests handled at once, over HTTP and gRPC together; one more is refused at
     /// once with 503 and Retry-After (gRPC: UNAVAILABLE), before its body is read.

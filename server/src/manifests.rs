@@ -12,8 +12,10 @@ use serde_json::{json, Map, Value};
 
 use crate::bundle::{Bundle, RuntimeHints, SCHEMA_VERSION};
 use crate::endpoints::{
-    DRAIN_TIMEOUT_SECONDS, GRPC_PORT, HTTP_PORT, LIVE_PATH, METRICS_PATH, METRICS_PORT, READY_PATH,
+    DRAIN_TIMEOUT_SECONDS, GRPC_PORT, HTTP_PORT, LIVE_PATH, MAX_BODY_BYTES, METRICS_PATH,
+    METRICS_PORT, READY_PATH,
 };
+use crate::registry::Limits;
 
 /// `predictor manifests BUNDLE --image REF [--kserve]`.
 #[derive(Args, Debug)]
@@ -52,6 +54,10 @@ pub struct Options {
     /// variable); the pod's termination grace period is derived from it.
     #[arg(long, env = "PREDICTOR_DRAIN_TIMEOUT_SECONDS", default_value_t = DRAIN_TIMEOUT_SECONDS)]
     pub drain_timeout_seconds: u64,
+    /// A Secret (in the namespace of the manifests) whose key `tokens` holds the server's bearer
+    /// tokens, one per line (`serve --auth-token-file`); none: no authentication.
+    #[arg(long, env = "PREDICTOR_MANIFESTS_AUTH_TOKEN_SECRET")]
+    pub auth_token_secret: Option<String>,
     /// yaml: a multi-document stream; json: one `List` object (kubectl applies both).
     #[arg(
         long,
@@ -69,7 +75,7 @@ pub enum Format {
 }
 
 /// Memory for a bundle without `runtime.memory_mib`: this much for the server, ONNX Runtime and
-/// the requests in flight (the server alone takes about 30 MiB)...
+/// a few requests in flight (the server alone takes about 30 MiB)...
 pub const MEMORY_BASE_MIB: u64 = 128;
 /// ...plus this many times the model file (ONNX Runtime holds the weights, its optimised copy of
 /// the graph and the arena of intermediate tensors).
@@ -89,6 +95,9 @@ pub const PORTS: [(&str, u16); 3] = [
 pub const SERVING_RUNTIME: &str = "predictor";
 /// The model format of the ServingRuntime: a predictor bundle (versioned by its schema version).
 pub const MODEL_FORMAT: &str = "predictor-bundle";
+/// Where the tokens of `--auth-token-secret` are mounted, and their key in the Secret.
+pub const TOKEN_DIR: &str = "/etc/predictor/auth";
+pub const TOKEN_KEY: &str = "tokens";
 /// The user of the image (lib/image.nix): nobody:nogroup.
 const USER: u32 = 65534;
 /// Kubernetes names are DNS labels of at most 63 characters; KServe (Standard mode) labels pods
@@ -155,6 +164,21 @@ fn check(options: &Options) -> Result<(), String> {
             options.max_replicas
         ));
     }
+    if let Some(secret) = &options.auth_token_secret {
+        let label = |part: &str| {
+            part.len() <= NAME_MAX
+                && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        if secret.len() > 253 || !secret.split('.').all(label) {
+            return Err(format!(
+                "--auth-token-secret: '{secret}' is not a Kubernetes object name (lowercase letters, digits, '-' and '.')"
+            ));
+        }
+    }
     if !(1..=100).contains(&options.target_cpu_percent) {
         return Err(format!(
             "--target-cpu-percent: expected 1 to 100, found {}",
@@ -194,13 +218,22 @@ fn label_value(field: &str, value: &str) -> Result<String, String> {
     }
 }
 
-/// The memory of one server of the bundle, in MiB: `runtime.memory_mib`, else
-/// [`MEMORY_BASE_MIB`] + [`MEMORY_MODEL_FACTOR`] × the model file, rounded up.
+/// The memory one server of the bundle needs in steady use, in MiB (its request):
+/// `runtime.memory_mib`, else [`MEMORY_BASE_MIB`] + [`MEMORY_MODEL_FACTOR`] × the model file,
+/// rounded up.
 pub fn memory_mib(hints: &RuntimeHints, model_bytes: u64) -> u64 {
     const MIB: u64 = 1024 * 1024;
     hints.memory_mib.unwrap_or_else(|| {
         MEMORY_BASE_MIB + (MEMORY_MODEL_FACTOR.saturating_mul(model_bytes)).div_ceil(MIB)
     })
+}
+
+/// What the server's own limits let requests in flight hold at most, in MiB: as many bodies of the
+/// largest size as it admits inference requests at once. The memory limit adds it to the request,
+/// so that the kernel never kills a server that keeps within its own limits.
+pub fn request_budget_mib() -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    (Limits::DEFAULT_MAX_CONCURRENT_REQUESTS as u64 * MAX_BODY_BYTES as u64).div_ceil(MIB)
 }
 
 /// The CPUs of one server of the bundle: `runtime.threads`, else 1 (the server then runs one
@@ -269,14 +302,15 @@ impl<'a> Plan<'a> {
         json!({"name": self.name, "labels": self.labels})
     }
 
-    /// Requests equal to limits: the pod gets the Guaranteed QoS class, and the server, whose
-    /// default thread count follows its CPU limit, the threads the bundle asks for.
+    /// CPU: the limit is the request, so the server, whose default thread count follows its CPU
+    /// limit, runs the threads the bundle asks for. Memory: the scheduler reserves what the server
+    /// needs in steady use; the limit adds what its own request limits let callers make it hold.
     fn resources(&self) -> Value {
-        let amounts = json!({
-            "cpu": self.cpus.to_string(),
-            "memory": format!("{}Mi", self.memory_mib),
-        });
-        json!({"requests": amounts, "limits": amounts})
+        let cpu = self.cpus.to_string();
+        json!({
+            "requests": {"cpu": cpu, "memory": format!("{}Mi", self.memory_mib)},
+            "limits": {"cpu": cpu, "memory": format!("{}Mi", self.memory_mib + request_budget_mib())},
+        })
     }
 
     /// Long enough for the pre-stop pause, the drain and the exit.
@@ -288,7 +322,7 @@ impl<'a> Plan<'a> {
     /// service links, whose `<SERVICE>_PORT` variables a Service named `predictor` would turn
     /// into a `PREDICTOR_PORT=tcp://...` that the server cannot parse.
     fn pod_settings(&self) -> Map<String, Value> {
-        let settings = json!({
+        let mut settings = object(json!({
             "automountServiceAccountToken": false,
             "enableServiceLinks": false,
             "terminationGracePeriodSeconds": self.grace_seconds(),
@@ -296,10 +330,26 @@ impl<'a> Plan<'a> {
                 "runAsNonRoot": true,
                 "runAsUser": USER,
                 "runAsGroup": USER,
+                // Mounted Secrets belong to this group: the tokens need not be readable by all.
+                "fsGroup": USER,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-        });
-        object(settings)
+        }));
+        if let Some(secret) = &self.options.auth_token_secret {
+            settings.insert(
+                "volumes".into(),
+                json!([{
+                    "name": "auth-tokens",
+                    "secret": {
+                        "secretName": secret,
+                        "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}],
+                        // 0440: the server warns about a token file that every user can read.
+                        "defaultMode": 0o440,
+                    },
+                }]),
+            );
+        }
+        settings
     }
 
     /// The server's container, as this template runs it (no image or resources: those are the
@@ -328,6 +378,12 @@ impl<'a> Plan<'a> {
                 env("PREDICTOR_GRPC_PORT", GRPC_PORT.to_string()),
                 env("PREDICTOR_METRICS_PORT", METRICS_PORT.to_string()),
                 env("PREDICTOR_LOG_FORMAT", "json".into()),
+                // What the memory limit was sized for (request_budget_mib).
+                env("PREDICTOR_MAX_BODY_BYTES", MAX_BODY_BYTES.to_string()),
+                env(
+                    "PREDICTOR_MAX_CONCURRENT_REQUESTS",
+                    Limits::DEFAULT_MAX_CONCURRENT_REQUESTS.to_string(),
+                ),
             ],
             // The server listens only once every bundle has loaded and passed its sample:
             // up to 5 minutes for that before liveness counts.
@@ -346,16 +402,29 @@ impl<'a> Plan<'a> {
         object(container)
     }
 
-    /// The bundle's part of the container: its image, resources and drain timeout.
+    /// The deployment's part of the container: its image, resources, drain timeout and tokens.
     fn bundle_container(&self) -> Map<String, Value> {
-        object(json!({
+        let mut container = object(json!({
             "image": self.options.image,
             "resources": self.resources(),
             "env": [{
                 "name": "PREDICTOR_DRAIN_TIMEOUT_SECONDS",
                 "value": self.options.drain_timeout_seconds.to_string(),
             }],
-        }))
+        }));
+        if self.options.auth_token_secret.is_some() {
+            if let Some(Value::Array(env)) = container.get_mut("env") {
+                env.push(json!({
+                    "name": "PREDICTOR_AUTH_TOKEN_FILE",
+                    "value": format!("{TOKEN_DIR}/{TOKEN_KEY}"),
+                }));
+            }
+            container.insert(
+                "volumeMounts".into(),
+                json!([{"name": "auth-tokens", "mountPath": TOKEN_DIR, "readOnly": true}]),
+            );
+        }
+        container
     }
 
     fn scrape_annotations() -> Value {
@@ -576,6 +645,7 @@ tolerance = 1e-4
             max_replicas: 6,
             target_cpu_percent: 60,
             drain_timeout_seconds: 20,
+            auth_token_secret: None,
             format: Format::Yaml,
         }
     }
@@ -731,12 +801,14 @@ tolerance = 1e-4
             generated(runtime, false)[0]["spec"]["template"]["spec"]["containers"][0]["resources"]
                 .clone()
         };
-        // No hints: one CPU; 128 MiB + 4 × 3 MiB.
+        // No hints: one CPU; 128 MiB + 4 × 3 MiB, and up to 64 bodies of 8 MiB more.
+        assert_eq!(request_budget_mib(), 512);
         let default = resources("");
         assert_eq!(default["requests"], json!({"cpu": "1", "memory": "140Mi"}));
-        assert_eq!(default["limits"], default["requests"]);
+        assert_eq!(default["limits"], json!({"cpu": "1", "memory": "652Mi"}));
         let hinted = resources("[runtime]\nthreads = 3\nmemory_mib = 512");
-        assert_eq!(hinted["limits"], json!({"cpu": "3", "memory": "512Mi"}));
+        assert_eq!(hinted["requests"], json!({"cpu": "3", "memory": "512Mi"}));
+        assert_eq!(hinted["limits"], json!({"cpu": "3", "memory": "1024Mi"}));
         assert_eq!(memory_mib(&RuntimeHints::default(), 1), 129);
         assert_eq!(memory_mib(&RuntimeHints::default(), 0), 128);
     }
@@ -774,6 +846,44 @@ tolerance = 1e-4
             (&json!(2), &json!(6))
         );
         assert_eq!(service["metadata"]["name"], "predictor-iris-svc-v2");
+    }
+
+    #[test]
+    fn tokens_come_from_a_secret_readable_by_the_server_only() {
+        let mut with_tokens = options(false);
+        with_tokens.auth_token_secret = Some("iris-tokens".into());
+        let documents = generate(&bundle(""), 0, &with_tokens).unwrap();
+        let pod = &documents[0]["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        assert_eq!(pod["volumes"][0]["secret"]["secretName"], "iris-tokens");
+        assert_eq!(pod["volumes"][0]["secret"]["defaultMode"], 0o440);
+        assert_eq!(pod["securityContext"]["fsGroup"], 65534);
+        assert_eq!(container["volumeMounts"][0]["mountPath"], TOKEN_DIR);
+        assert_eq!(container["volumeMounts"][0]["readOnly"], true);
+        let file = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "PREDICTOR_AUTH_TOKEN_FILE")
+            .unwrap();
+        assert_eq!(file["value"], "/etc/predictor/auth/tokens");
+        with_tokens.kserve = true;
+        let kserve = generate(&bundle(""), 0, &with_tokens).unwrap();
+        let predictor = &kserve[1]["spec"]["predictor"];
+        assert_eq!(predictor["volumes"], pod["volumes"]);
+        assert_eq!(
+            predictor["model"]["volumeMounts"],
+            container["volumeMounts"]
+        );
+        // Without the option, nothing of it.
+        let plain = generated("", false);
+        assert!(plain[0]["spec"]["template"]["spec"]
+            .get("volumes")
+            .is_none());
+        with_tokens.auth_token_secret = Some("Tokens!".into());
+        assert!(generate(&bundle(""), 0, &with_tokens)
+            .unwrap_err()
+            .contains("--auth-token-secret"));
     }
 
     #[test]

@@ -128,6 +128,49 @@ async fn every_probe_answers_200_on_the_port_it_names() {
     }
 }
 
+/// With `--auth-token-secret`, the server needs a token for everything but its probes: they still
+/// answer 200 without one.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_probes_need_no_token_when_the_server_has_some() {
+    let bundle = &all_bundles()[0];
+    let documents = manifests(bundle, &["--auth-token-secret", "predictor-tokens"]);
+    let pod = &find(&documents, "Deployment")["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let file = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "PREDICTOR_AUTH_TOKEN_FILE")
+        .unwrap()["value"]
+        .as_str()
+        .unwrap();
+    let mount = container["volumeMounts"][0]["mountPath"].as_str().unwrap();
+    assert!(
+        file.starts_with(&format!("{mount}/")),
+        "{file} not in {mount}"
+    );
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        "predictor-tokens"
+    );
+
+    // The Secret's file, as the pod sees it, here in a temporary folder.
+    let folder = tempfile::tempdir().unwrap();
+    let tokens = folder.path().join("tokens");
+    std::fs::write(&tokens, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let server = Server::start_with(&[bundle], &["--auth-token-file", tokens.to_str().unwrap()]);
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        let get = &container[probe]["httpGet"];
+        let address = served_address(&server, container, container_port(container, &get["port"]));
+        let path = get["path"].as_str().unwrap();
+        assert_eq!(status(&server, address, path).await, 200, "{probe} {path}");
+    }
+    // The token is in force: the API itself refuses a caller without one.
+    let name = bundle.file_name().unwrap().to_str().unwrap();
+    let metadata = format!("/v2/models/{name}");
+    assert_eq!(status(&server, server.address, &metadata).await, 401);
+}
+
 #[test]
 fn the_service_reaches_the_containers_ports() {
     let documents = manifests(&all_bundles()[0], &[]);

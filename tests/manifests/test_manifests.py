@@ -30,6 +30,17 @@ BUNDLES = sorted(p.parent for p in (REPO / "models").glob("*/predictor.toml")) +
 KUBERNETES_VERSIONS = ["1.30", "1.35"]
 KSERVE_SCHEMAS = Path(__file__).parent / "kserve"
 IMAGE = "registry.example.com/predictor-test:1.0.0"
+# The variants of the manifests, by their extra arguments: plain and KServe, each without and with
+# bearer tokens from a Secret.
+TOKENS = ("--auth-token-secret", "predictor-tokens")
+VARIANTS = {
+    "kubernetes": (),
+    "kubernetes-tokens": TOKENS,
+    "kserve": ("--kserve",),
+    "kserve-tokens": ("--kserve", *TOKENS),
+}
+KUBERNETES_VARIANTS = [name for name in VARIANTS if not name.startswith("kserve")]
+KSERVE_VARIANTS = [name for name in VARIANTS if name.startswith("kserve")]
 
 # The API server's name and label rules (k8s.io/apimachinery/pkg/util/validation).
 DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -47,17 +58,15 @@ def ids(bundle):
 
 
 @cache
-def generated(bundle, kserve, output_format):
-    command = [BINARY, "manifests", str(bundle), "--image", IMAGE, "--format", output_format]
-    if kserve:
-        command.append("--kserve")
+def generated(bundle, variant, output_format):
+    command = [BINARY, "manifests", str(bundle), "--image", IMAGE, "--format", output_format, *VARIANTS[variant]]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def documents(bundle, kserve):
-    return list(yaml.safe_load_all(generated(bundle, kserve, "yaml")))
+def documents(bundle, variant):
+    return list(yaml.safe_load_all(generated(bundle, variant, "yaml")))
 
 
 def kubernetes_definitions(version):
@@ -115,26 +124,28 @@ def validate_kserve(document):
     kserve_validator(document["kind"]).validate(document)
 
 
-@pytest.mark.parametrize("kserve", [False, True], ids=["kubernetes", "kserve"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("bundle", BUNDLES, ids=ids)
-def test_yaml_reads_back_as_the_json(bundle, kserve):
-    listed = json.loads(generated(bundle, kserve, "json"))
+def test_yaml_reads_back_as_the_json(bundle, variant):
+    listed = json.loads(generated(bundle, variant, "json"))
     assert listed["kind"] == "List"
-    assert documents(bundle, kserve) == listed["items"]
+    assert documents(bundle, variant) == listed["items"]
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("variant", KUBERNETES_VARIANTS)
 @pytest.mark.parametrize("bundle", BUNDLES, ids=ids)
-def test_kubernetes_manifests_match_the_api_schemas(bundle, version):
-    manifests = documents(bundle, False)
+def test_kubernetes_manifests_match_the_api_schemas(bundle, variant, version):
+    manifests = documents(bundle, variant)
     assert [d["kind"] for d in manifests] == ["Deployment", "Service", "HorizontalPodAutoscaler"]
     for document in manifests:
         kubernetes_validate.validate(document, version, strict=True)
 
 
+@pytest.mark.parametrize("variant", KSERVE_VARIANTS)
 @pytest.mark.parametrize("bundle", BUNDLES, ids=ids)
-def test_kserve_manifests_match_the_crd_schemas(bundle):
-    manifests = documents(bundle, True)
+def test_kserve_manifests_match_the_crd_schemas(bundle, variant):
+    manifests = documents(bundle, variant)
     assert [d["kind"] for d in manifests] == ["ServingRuntime", "InferenceService"]
     for document in manifests:
         validate_kserve(document)
@@ -166,10 +177,10 @@ def metadata_of(document):
         yield template["metadata"]
 
 
-@pytest.mark.parametrize("kserve", [False, True], ids=["kubernetes", "kserve"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("bundle", BUNDLES, ids=ids)
-def test_names_labels_and_annotations_follow_the_api_rules(bundle, kserve):
-    for document in documents(bundle, kserve):
+def test_names_labels_and_annotations_follow_the_api_rules(bundle, variant):
+    for document in documents(bundle, variant):
         # DNS-1035 labels (what a Service needs) also suit every other kind.
         name = document["metadata"]["name"]
         assert DNS_1035_LABEL.match(name) and len(name) <= 63, name
@@ -185,7 +196,7 @@ def test_names_labels_and_annotations_follow_the_api_rules(bundle, kserve):
 def test_the_validators_refuse_what_the_api_server_would():
     """The checks above are not vacuous: each refuses a manifest that a cluster would refuse."""
     bundle = BUNDLES[0]
-    deployment = documents(bundle, False)[0]
+    deployment = documents(bundle, "kubernetes-tokens")[0]
     broken = copy.deepcopy(deployment)
     broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = "/"
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -195,12 +206,13 @@ def test_the_validators_refuse_what_the_api_server_would():
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[-1], strict=True)
 
-    runtime, service = documents(bundle, True)
+    runtime, service = documents(bundle, "kserve-tokens")
     for document, edit in [
         (service, lambda d: d["spec"]["predictor"]["model"].update(storageURI="s3://x")),
         (service, lambda d: d["spec"]["predictor"].update(minReplicas="one")),
         (service, lambda d: d["spec"]["predictor"]["model"]["resources"]["limits"].update(memory="lots")),
         (service, lambda d: d["spec"]["predictor"].update(scaleMetric="gpu")),
+        (service, lambda d: d["spec"]["predictor"]["volumes"][0]["secret"].update(defaultMode="0440")),
         (service, lambda d: d["metadata"].update(lables={})),
         (service, lambda d: d["spec"]["predictor"]["model"]["modelFormat"].pop("name")),
         (runtime, lambda d: d["spec"]["containers"][0]["ports"][0].update(containerPort="http")),
