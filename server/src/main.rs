@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use predictor::auth::Tokens;
@@ -301,6 +302,9 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|error| format!("cannot start the async runtime: {error}"))?;
     reactor.block_on(async {
+        // Listening for the signals before saying "listening": a supervisor may signal as soon
+        // as it reads that line, and an unhandled SIGTERM would kill the process undrained.
+        let mut signals = ShutdownSignals::listen()?;
         let bind = |port| async move {
             let address = SocketAddr::new(args.address, port);
             TcpListener::bind(address)
@@ -322,13 +326,13 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
         tokio::spawn({
             let (registry, stopping) = (registry.clone(), stopping.clone());
             async move {
-                shutdown_signal().await;
+                signals.next().await;
                 tracing::info!("shutting down: not ready, no new connections, finishing requests in flight");
                 registry.begin_shutdown();
                 stopping.cancel();
                 // Draining has a bound: a stalled client or a second signal ends it.
                 tokio::select! {
-                    _ = shutdown_signal() => {
+                    _ = signals.next() => {
                         tracing::warn!("second signal: stopping without waiting for requests in flight");
                     }
                     _ = tokio::time::sleep(drain_timeout) => {
@@ -371,21 +375,29 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
-                let _ = interrupt.await;
-                return;
-            }
+/// SIGINT and SIGTERM, handled from the moment `listen` returns.
+struct ShutdownSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl ShutdownSignals {
+    fn listen() -> Result<Self, String> {
+        let listen = |kind| {
+            signal(kind).map_err(|error| format!("cannot listen for SIGINT and SIGTERM: {error}"))
         };
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate.recv() => {}
+        Ok(ShutdownSignals {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves on the next SIGINT or SIGTERM.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }
 
