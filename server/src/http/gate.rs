@@ -8,14 +8,15 @@ use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
 use crate::auth::CHALLENGE;
+use crate::endpoints::{LIVE_PATH, READY_PATH};
 
 /// Routes open without a token: the probes of load balancers and orchestrators, and the API
 /// description.
 pub const OPEN_ENDPOINTS: &[&str] = &[
     "/health",
     "/models/{model}/health",
-    "/v2/health/live",
-    "/v2/health/ready",
+    LIVE_PATH,
+    READY_PATH,
     "/v2/models/{model}/ready",
     "/v2/models/{model}/versions/{version}/ready",
     "/openapi.json",

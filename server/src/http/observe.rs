@@ -11,6 +11,7 @@ use tracing::field::Empty;
 use tracing::Instrument;
 
 use super::AppState;
+use crate::endpoints::{LIVE_PATH, READY_PATH};
 use crate::metrics::RouteLabels;
 use crate::request_context::{
     answer_traceparent, choose_request_id, join_trace, TraceParent, REQUEST_ID, TRACEPARENT,
@@ -27,13 +28,7 @@ pub struct CallerRequestId(pub Option<String>);
 pub struct RequestId(pub String);
 
 /// Endpoints about the whole server, not one model.
-const SERVER_ENDPOINTS: &[&str] = &[
-    "/health",
-    "/models",
-    "/v2",
-    "/v2/health/live",
-    "/v2/health/ready",
-];
+const SERVER_ENDPOINTS: &[&str] = &["/health", "/models", "/v2", LIVE_PATH, READY_PATH];
 
 pub async fn observe(
     State(registry): State<AppState>,
