@@ -320,13 +320,20 @@ def test_a_grpc_message_over_the_limit_is_refused(stub):
     assert len(dict(raised.value.trailing_metadata())["x-request-id"]) == 32
 
 
-def test_answers_are_compressed_only_when_asked(server):
-    request = json.dumps({"inputs": [iris_input()]}).encode()
+def test_large_answers_are_compressed_only_when_asked(server):
+    """Compressed when the caller accepts it and the answer is large; a small answer never is:
+    setting up a gzip stream costs more than a small answer's whole request."""
+    rows = 500
+    large = json.dumps({"inputs": [iris_input(shape=[rows, 4], data=IRIS_ROW * rows)]}).encode()
+    small = json.dumps({"inputs": [iris_input()]}).encode()
     for accept, encoding in (("gzip", "gzip"), ("deflate", "deflate"), (None, None)):
         headers = {"Accept-Encoding": accept} if accept else {}
-        response, _ = post(server, "/v2/models/iris-svc/infer", request, headers)
+        response, _ = post(server, "/v2/models/iris-svc/infer", large, headers)
         assert response.status == 200
         assert response.getheader("Content-Encoding") == encoding
+        response, _ = post(server, "/v2/models/iris-svc/infer", small, headers)
+        assert response.status == 200
+        assert response.getheader("Content-Encoding") is None
 
 
 def test_grpc_request_ids_come_back_in_metadata(stub):

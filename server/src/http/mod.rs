@@ -20,7 +20,8 @@ use axum::middleware;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
-use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::decompression::RequestDecompressionLayer;
 
 pub use error::ApiError;
@@ -30,6 +31,9 @@ use crate::metrics;
 use crate::model::Model;
 use crate::oip;
 use crate::registry::Registry;
+
+/// Answers smaller than this go uncompressed even to callers that accept gzip or deflate.
+const COMPRESS_ABOVE_BYTES: u16 = 4096;
 
 /// Deployment settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -110,7 +114,14 @@ pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
         // gzip or deflate bodies (tritonclient's request and response compression); the body
         // limit above counts the decompressed bytes, so a small bomb is refused like a big body.
         .layer(RequestDecompressionLayer::new())
-        .layer(CompressionLayer::new())
+        // Only bodies worth it, and fast: a gzip stream costs a few hundred kilobytes of zeroed
+        // state to set up, which for a small answer (most predictions) took more CPU than the
+        // whole request; level 1, as nginx's default, for the large ones.
+        .layer(
+            CompressionLayer::new()
+                .quality(CompressionLevel::Fastest)
+                .compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE_BYTES))),
+        )
         .layer(middleware::from_fn_with_state(
             registry.clone(),
             gate::admit,
