@@ -185,6 +185,9 @@ def main():
     startup_ms, idle_rss = server.startup_ms, server.rss_mib()
     for connections in (1, 32):
         scenario(server, "iris json b1", "/predict", json_body(iris_row), connections, 1, json_type)
+    # As python requests and curl --compressed call: accepting gzip (small answers stay plain).
+    scenario(server, "iris json b1 gzip ok", "/predict", json_body(iris_row), 32, 1,
+             [*json_type, "accept-encoding: gzip, deflate"])
     loaded_rss = server.rss_mib()
     server.stop()
 
