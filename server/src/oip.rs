@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::bundle::{ShapeText, TensorSpec};
+use crate::bundle::{Bundle, ShapeText, TensorSpec};
 use crate::model::{Model, PredictError};
 use crate::registry::Registry;
 use crate::tensor::{shape_fits, DType, Tensor, TensorData};
@@ -89,9 +89,10 @@ pub fn model_metadata(model: &Model) -> ModelMetadata<'_> {
     }
 }
 
-/// A request's input tensors, matched by name to the model's declared inputs.
+/// A request's input tensors, matched by name to the inputs the model's bundle declares (the
+/// declarations alone, so that decoding needs no running model).
 pub struct RequestInputs<'m> {
-    model: &'m Model,
+    model: &'m Bundle,
     tensors: Vec<Option<Tensor>>,
 }
 
@@ -105,15 +106,15 @@ pub struct InputSlot {
 }
 
 impl<'m> RequestInputs<'m> {
-    pub fn new(model: &'m Model) -> Self {
+    pub fn new(model: &'m Bundle) -> Self {
         RequestInputs {
             model,
-            tensors: vec![None; model.bundle().config.inputs.len()],
+            tensors: vec![None; model.config.inputs.len()],
         }
     }
 
     fn specs(&self) -> &'m [TensorSpec] {
-        &self.model.bundle().config.inputs
+        &self.model.config.inputs
     }
 
     /// Checks an input's name, datatype and shape against the model's declaration.
@@ -255,11 +256,11 @@ pub struct OutputChoice {
 /// The outputs named in a request, each with its binary choice (or `binary_default`), in the
 /// order asked; every declared output, in declaration order, when the request names none.
 pub fn choose_outputs<'r>(
-    model: &Model,
+    model: &Bundle,
     requested: impl IntoIterator<Item = (&'r str, Option<bool>)>,
     binary_default: bool,
 ) -> Result<Vec<OutputChoice>, InferError> {
-    let specs = &model.bundle().config.outputs;
+    let specs = &model.config.outputs;
     let mut chosen: Vec<OutputChoice> = Vec::new();
     for (name, binary) in requested {
         let index = specs
