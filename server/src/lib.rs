@@ -8,6 +8,8 @@
 //! [`registry`] the served models and readiness.
 
 pub mod bundle;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 pub mod http;
 pub mod init;

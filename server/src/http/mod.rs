@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 
+/// The request decoders, for [`crate::fuzzing`].
+pub(crate) use self::{seed::PredictRequest, v2::decode_infer};
 pub use error::ApiError;
 pub use observe::{CallerRequestId, RequestId};
 
