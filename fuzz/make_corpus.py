@@ -64,6 +64,8 @@ def seed_json():
     yield "bad-json-cut-off", b'{"data": [[1, 2,'
     yield "bad-trailing", dumps({"data": [IRIS_ROW]}) + b" x"
     yield "bad-deep-nesting", b'{"data": ' + b"[" * 200 + b"]" * 200 + b"}"
+    # Found by fuzzing: the JSON parser's error quoted a long unknown key whole.
+    yield "bad-long-unknown-field", b'{"data": [[1, 2, 3, 4]], "' + b"x" * 5000 + b'": 1}'
 
 
 def v2_input(name, datatype, shape, data=None, **parameters):
@@ -130,6 +132,10 @@ def v2_json():
     )
     yield "bad-not-an-object", b"[]"
     yield "bad-json-cut-off", b'{"inputs": [{"name": "input",'
+    # The JSON parser's error quotes a misplaced string whole.
+    yield "bad-long-string-shape", dumps(
+        {"inputs": [{"name": "input", "shape": "x" * 5000, "datatype": "FP32", "data": IRIS_ROW}]}
+    )
 
 
 def binary(values, fmt):
@@ -161,6 +167,8 @@ def v2_binary():
     yield "bad-header-too-long", b"999\n" + dumps(sized) + iris
     yield "bad-header-not-a-number", b"x\n" + dumps(sized) + iris
     yield "bad-header-negative", b"-1\n" + dumps(sized) + iris
+    # Found by fuzzing: the error quoted the header's value whole.
+    yield "bad-header-long", b"1" * 5000 + b"\n" + dumps(sized) + iris
     yield "bad-size-too-large", with_header(
         {"inputs": [v2_input("input", "FP32", [1, 4], binary_data_size=32)]}, iris
     )

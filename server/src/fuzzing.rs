@@ -7,9 +7,11 @@
 //! or does not encode back to itself. Each returns whether some declaration accepted the input.
 
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::LazyLock;
+use std::task::{Context, Poll, Waker};
 
-use axum::body::Bytes;
+use axum::body::{Bytes, HttpBody};
 use axum::http::HeaderValue;
 use axum::response::IntoResponse;
 use prost::Message;
@@ -71,9 +73,9 @@ tolerance = 1e-4
 /// One input and one output of every element type.
 pub const EVERY_DTYPE: &str = include_str!("../tests/fixtures/every-dtype/predictor.toml");
 
-/// The longest error message any input may cause: messages quote the caller's names and values
-/// clipped, never whole.
-pub const MAX_MESSAGE_BYTES: usize = 2048;
+/// The longest error answer (REST body, gRPC message) any input may cause: messages quote the
+/// caller's names and values clipped ([`crate::oip::clip`]), never whole.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// The declarations every input is decoded against.
 pub fn bundles() -> &'static [Bundle] {
@@ -201,21 +203,31 @@ pub fn bundle_toml(file: &[u8]) -> bool {
     input.is_ok() && output.is_ok()
 }
 
-/// An error must be the caller's, with a message of bounded size. False: not accepted.
+/// An error must be the caller's, with an answer of bounded size. False: not accepted.
 fn client_error(error: ApiError) -> bool {
-    let shown = format!("{error:?}");
-    let status = error.into_response().status();
-    assert!(status.is_client_error(), "{status} for {shown}");
-    bounded(&shown);
+    let response = error.into_response();
+    let status = response.status();
+    // The body is whole in memory: it is ready at the first poll.
+    let mut body = response.into_body();
+    let mut context = Context::from_waker(Waker::noop());
+    let mut answer = Vec::new();
+    while let Poll::Ready(Some(frame)) = Pin::new(&mut body).poll_frame(&mut context) {
+        if let Ok(data) = frame.expect("an error body").into_data() {
+            answer.extend_from_slice(&data);
+        }
+    }
+    let answer = String::from_utf8(answer).expect("a JSON answer");
+    assert!(status.is_client_error(), "{status}: {answer}");
+    bounded(&answer);
     false
 }
 
 fn bounded(message: &str) {
     assert!(
         message.len() <= MAX_MESSAGE_BYTES,
-        "a message of {} bytes: {}...",
+        "an answer of {} bytes: {}...",
         message.len(),
-        &message[..message.floor_char_boundary(200)]
+        &message[..message.floor_char_boundary(300)]
     );
 }
 

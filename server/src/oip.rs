@@ -317,8 +317,18 @@ pub fn refuse_unserved<'p>(
 
 /// A caller's string as an error message shows it: whole when short, else its start.
 pub fn clip(text: &str) -> String {
-    const SHOWN: usize = 64;
-    match text.char_indices().nth(SHOWN) {
+    clip_to(text, 64)
+}
+
+/// A message that may quote the caller at any length (a JSON parser's, which quotes an unknown
+/// key or a misplaced string whole), as an answer shows it: whole up to 512 characters, else its
+/// start, so that an answer never grows with the request.
+pub fn clip_message(text: &str) -> String {
+    clip_to(text, 512)
+}
+
+fn clip_to(text: &str, shown: usize) -> String {
+    match text.char_indices().nth(shown) {
         None => text.to_string(),
         Some((end, _)) => format!("{}... ({} bytes)", &text[..end], text.len()),
     }

@@ -240,14 +240,16 @@ pub(crate) fn decode_infer(
             .filter(|&length| length <= body.len())
             .ok_or_else(|| {
                 bad_request(format!(
-                    "the Inference-Header-Content-Length header must be the length of the JSON part of the body, at most {} bytes; received {value:?}",
-                    body.len()
+                    "the Inference-Header-Content-Length header must be the length of the JSON part of the body, at most {} bytes; received {}",
+                    body.len(),
+                    oip::clip(&format!("{value:?}"))
                 ))
             })?,
     };
     let request: InferRequest = serde_json::from_slice(&body[..json_length]).map_err(|error| {
         bad_request(format!(
-            "the body is not an inference request of the protocol: {error}"
+            "the body is not an inference request of the protocol: {}",
+            oip::clip_message(&error.to_string())
         ))
     })?;
     identified(request.id.clone());
