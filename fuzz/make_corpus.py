@@ -66,6 +66,8 @@ def seed_json():
     yield "bad-deep-nesting", b'{"data": ' + b"[" * 200 + b"]" * 200 + b"}"
     # Found by fuzzing: the JSON parser's error quoted a long unknown key whole.
     yield "bad-long-unknown-field", b'{"data": [[1, 2, 3, 4]], "' + b"x" * 5000 + b'": 1}'
+    # Error messages quoted a long unknown input name, or a request's shape, whole.
+    yield "bad-long-unknown-input", dumps({"data": dict(every, **{"x" * 5000: [[1, 2]]})})
 
 
 def v2_input(name, datatype, shape, data=None, **parameters):
@@ -133,6 +135,10 @@ def v2_json():
     yield "bad-not-an-object", b"[]"
     yield "bad-json-cut-off", b'{"inputs": [{"name": "input",'
     # The JSON parser's error quotes a misplaced string whole.
+    yield "bad-many-dimensions", dumps({"inputs": [v2_input("input", "FP32", [1] * 2000, [1])]})
+    yield "bad-many-dimensions-one-zero", dumps(
+        {"inputs": [v2_input("input", "FP32", [1] * 2000 + [0], [1])]}
+    )
     yield "bad-long-string-shape", dumps(
         {"inputs": [{"name": "input", "shape": "x" * 5000, "datatype": "FP32", "data": IRIS_ROW}]}
     )
@@ -309,6 +315,7 @@ def grpc_infer():
         [grpc_input("input", "FP32", [1, 4], shared_memory_region="r")], [iris_raw]
     )
     yield "bad-unknown-output", grpc_request([grpc_input("input", "FP32", [1, 4])], [iris_raw], ["x"])
+    yield "bad-many-dimensions", grpc_request([grpc_input("input", "FP32", [1] * 2000)], [iris_raw])
     yield "bad-truncated", grpc_request([grpc_input("input", "FP32", [1, 4])], [iris_raw])[:-3]
 
 

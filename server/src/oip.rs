@@ -134,10 +134,12 @@ impl<'m> RequestInputs<'m> {
         if self.tensors[index].is_some() {
             return Err(invalid(format!("input '{name}' is given twice")));
         }
+        // The request's shape as messages show it: it may have any number of dimensions.
+        let received = || clip(&ShapeText(shape).to_string());
         if let Some(axis) = shape.iter().position(|&dim| dim < 1) {
             return Err(invalid(format!(
                 "input '{name}': dimension {axis} of shape {} is {}; a request gives the actual sizes, each at least 1",
-                ShapeText(shape),
+                received(),
                 shape[axis]
             )));
         }
@@ -161,7 +163,7 @@ impl<'m> RequestInputs<'m> {
                 invalid(format!(
                     "input '{name}' expects shape {} (-1: any size), received {}",
                     ShapeText(&spec.shape),
-                    ShapeText(shape)
+                    received()
                 ))
             })?;
         let count = dims
@@ -170,7 +172,7 @@ impl<'m> RequestInputs<'m> {
             .ok_or_else(|| {
                 invalid(format!(
                     "input '{name}': shape {} holds more elements than memory can",
-                    ShapeText(shape)
+                    received()
                 ))
             })?;
         Ok(InputSlot {
