@@ -6,8 +6,8 @@ only; the gRPC messages are encoded by hand (protobuf's wire format is small).
 
 A file named ok-* must be accepted by at least one of the declarations the targets decode against
 (predictor::fuzzing::bundles), one named bad-* by none: the replay test (server/tests/fuzz_corpora.rs)
-checks both, so that the corpora stay what their names say. Inputs kept from fuzzing have other
-names; they only must not fail.
+checks both, so that the corpora stay what their names say. Inputs kept from fuzzing are named
+found-*; they only must not fail.
 
 Run from anywhere: fuzz/make_corpus.py. It rewrites the ok-* and bad-* files and leaves the others."""
 
