@@ -14,12 +14,20 @@ let
       root = ../.;
       fileset = lib.fileset.unions workspaceFiles;
     };
-  # The integration tests also read every bundle under models/.
+  # The integration tests also read every bundle under models/, and replay the fuzz targets'
+  # corpora (server/tests/fuzz_corpora.rs).
   testSource =
     lib:
     lib.fileset.toSource {
       root = ../.;
-      fileset = lib.fileset.unions (workspaceFiles ++ [ ../models ]);
+      fileset = lib.fileset.unions (
+        workspaceFiles
+        ++ [
+          ../models
+          ../fuzz/corpus
+          ../fuzz/Cargo.toml
+        ]
+      );
     };
 
   /**

@@ -209,7 +209,8 @@ impl Bundle {
                     .find(|k| !specs.iter().any(|s| &s.name == *k))
                 {
                     return Err(format!(
-                        "{field}: unknown input '{unknown}'; the inputs are {}",
+                        "{field}: unknown input '{}'; the inputs are {}",
+                        crate::oip::clip(unknown),
                         names(specs)
                     ));
                 }

@@ -14,14 +14,15 @@ use tower::layer::layer_fn;
 use tracing::field::Empty;
 use tracing::Instrument;
 
+use crate::bundle::Bundle;
 use crate::metrics::RouteLabels;
 use crate::model::PredictError;
-use crate::oip::{self, InferError, RequestInputs};
+use crate::oip::{self, InferError, OutputChoice, RequestInputs};
 use crate::registry::Registry;
 use crate::request_context::{
     answer_traceparent, choose_request_id, join_trace, TraceParent, REQUEST_ID, TRACEPARENT,
 };
-use crate::tensor::{DType, TensorData};
+use crate::tensor::{DType, Tensor, TensorData};
 
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
@@ -415,13 +416,12 @@ impl InferenceService {
         })
     }
 
-    async fn infer(&self, mut request: ModelInferRequest) -> Result<ModelInferResponse, Status> {
-        let model = oip::find_model(
-            &self.registry,
-            &request.model_name,
-            Some(&request.model_version),
-        )
-        .map_err(status)?;
+    /// Decodes a ModelInfer request against `model`'s declarations: one tensor per declared
+    /// input, in declaration order, and the outputs asked for. Takes the tensor data out of it.
+    pub(crate) fn decode_infer(
+        model: &Bundle,
+        request: &mut ModelInferRequest,
+    ) -> Result<(Vec<Tensor>, Vec<OutputChoice>), Status> {
         let raw = std::mem::take(&mut request.raw_input_contents);
         if !raw.is_empty() && raw.len() != request.inputs.len() {
             return Err(invalid(format!(
@@ -430,7 +430,7 @@ impl InferenceService {
                 request.inputs.len()
             )));
         }
-        let mut inputs = RequestInputs::new(&model);
+        let mut inputs = RequestInputs::new(model);
         for (index, input) in request.inputs.iter_mut().enumerate() {
             let owner = format!("input '{}'", oip::clip(&input.name));
             oip::refuse_unserved(&owner, input.parameters.keys().map(String::as_str))
@@ -463,9 +463,20 @@ impl InferenceService {
                 .map_err(status)?;
         }
         let requested = request.outputs.iter().map(|o| (o.name.as_str(), None));
-        let chosen = oip::choose_outputs(&model, requested, true).map_err(status)?;
+        let chosen = oip::choose_outputs(model, requested, true).map_err(status)?;
+        Ok((inputs.finish().map_err(status)?, chosen))
+    }
+
+    async fn infer(&self, mut request: ModelInferRequest) -> Result<ModelInferResponse, Status> {
+        let model = oip::find_model(
+            &self.registry,
+            &request.model_name,
+            Some(&request.model_version),
+        )
+        .map_err(status)?;
+        let (inputs, chosen) = Self::decode_infer(model.bundle(), &mut request)?;
         let tensors = model
-            .infer(inputs.finish().map_err(status)?)
+            .infer(inputs)
             .await
             .map_err(|error| status(error.into()))?;
         let specs = &model.bundle().config.outputs;

@@ -12,6 +12,8 @@
 pub mod auth;
 pub mod bundle;
 pub mod endpoints;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 pub mod http;
 pub mod init;

@@ -389,7 +389,7 @@ impl GraphBinding {
     }
 }
 
-fn raw_json(value: &Value) -> Box<RawValue> {
+pub(crate) fn raw_json(value: &Value) -> Box<RawValue> {
     RawValue::from_string(value.to_string()).expect("a Value prints as valid JSON")
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::bundle::{ShapeText, TensorSpec};
+use crate::bundle::{Bundle, ShapeText, TensorSpec};
 use crate::model::{Model, PredictError};
 use crate::registry::Registry;
 use crate::tensor::{shape_fits, DType, Tensor, TensorData};
@@ -89,9 +89,10 @@ pub fn model_metadata(model: &Model) -> ModelMetadata<'_> {
     }
 }
 
-/// A request's input tensors, matched by name to the model's declared inputs.
+/// A request's input tensors, matched by name to the inputs the model's bundle declares (the
+/// declarations alone, so that decoding needs no running model).
 pub struct RequestInputs<'m> {
-    model: &'m Model,
+    model: &'m Bundle,
     tensors: Vec<Option<Tensor>>,
 }
 
@@ -105,15 +106,15 @@ pub struct InputSlot {
 }
 
 impl<'m> RequestInputs<'m> {
-    pub fn new(model: &'m Model) -> Self {
+    pub fn new(model: &'m Bundle) -> Self {
         RequestInputs {
             model,
-            tensors: vec![None; model.bundle().config.inputs.len()],
+            tensors: vec![None; model.config.inputs.len()],
         }
     }
 
     fn specs(&self) -> &'m [TensorSpec] {
-        &self.model.bundle().config.inputs
+        &self.model.config.inputs
     }
 
     /// Checks an input's name, datatype and shape against the model's declaration.
@@ -133,10 +134,12 @@ impl<'m> RequestInputs<'m> {
         if self.tensors[index].is_some() {
             return Err(invalid(format!("input '{name}' is given twice")));
         }
+        // The request's shape as messages show it: it may have any number of dimensions.
+        let received = || clip(&ShapeText(shape).to_string());
         if let Some(axis) = shape.iter().position(|&dim| dim < 1) {
             return Err(invalid(format!(
                 "input '{name}': dimension {axis} of shape {} is {}; a request gives the actual sizes, each at least 1",
-                ShapeText(shape),
+                received(),
                 shape[axis]
             )));
         }
@@ -160,7 +163,7 @@ impl<'m> RequestInputs<'m> {
                 invalid(format!(
                     "input '{name}' expects shape {} (-1: any size), received {}",
                     ShapeText(&spec.shape),
-                    ShapeText(shape)
+                    received()
                 ))
             })?;
         let count = dims
@@ -169,7 +172,7 @@ impl<'m> RequestInputs<'m> {
             .ok_or_else(|| {
                 invalid(format!(
                     "input '{name}': shape {} holds more elements than memory can",
-                    ShapeText(shape)
+                    received()
                 ))
             })?;
         Ok(InputSlot {
@@ -255,11 +258,11 @@ pub struct OutputChoice {
 /// The outputs named in a request, each with its binary choice (or `binary_default`), in the
 /// order asked; every declared output, in declaration order, when the request names none.
 pub fn choose_outputs<'r>(
-    model: &Model,
+    model: &Bundle,
     requested: impl IntoIterator<Item = (&'r str, Option<bool>)>,
     binary_default: bool,
 ) -> Result<Vec<OutputChoice>, InferError> {
-    let specs = &model.bundle().config.outputs;
+    let specs = &model.config.outputs;
     let mut chosen: Vec<OutputChoice> = Vec::new();
     for (name, binary) in requested {
         let index = specs
@@ -316,8 +319,18 @@ pub fn refuse_unserved<'p>(
 
 /// A caller's string as an error message shows it: whole when short, else its start.
 pub fn clip(text: &str) -> String {
-    const SHOWN: usize = 64;
-    match text.char_indices().nth(SHOWN) {
+    clip_to(text, 64)
+}
+
+/// A message that may quote the caller at any length (a JSON parser's, which quotes an unknown
+/// key or a misplaced string whole), as an answer shows it: whole up to 512 characters, else its
+/// start, so that an answer never grows with the request.
+pub fn clip_message(text: &str) -> String {
+    clip_to(text, 512)
+}
+
+fn clip_to(text: &str, shown: usize) -> String {
+    match text.char_indices().nth(shown) {
         None => text.to_string(),
         Some((end, _)) => format!("{}... ({} bytes)", &text[..end], text.len()),
     }

@@ -665,6 +665,12 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_read_as_the_nearest_float() {
+        let tensor = Tensor::from_json_text("[20.05e-300, 0.1]", DType::Float64).unwrap();
+        assert_eq!(tensor.data(), &TensorData::Float64(vec![20.05e-300, 0.1]));
+    }
+
+    #[test]
     fn names_where_and_what_is_wrong() {
         let error = |value: Value, dtype| Tensor::from_json(&value, dtype).unwrap_err().to_string();
         assert_eq!(

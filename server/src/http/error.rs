@@ -96,6 +96,7 @@ impl From<BytesRejection> for ApiError {
 
 impl ApiError {
     fn rejected(status: StatusCode, text: String) -> Self {
+        let text = crate::oip::clip_message(&text);
         match status {
             // A body that parses as JSON but not as the request (a missing or unknown field) is as
             // much a bad request as one that does not parse.

@@ -24,6 +24,8 @@ use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove}
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::decompression::RequestDecompressionLayer;
 
+/// The request decoders, for [`crate::fuzzing`].
+pub(crate) use self::{seed::PredictRequest, v2::decode_infer};
 pub use error::ApiError;
 pub use observe::{CallerRequestId, RequestId};
 

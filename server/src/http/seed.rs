@@ -29,7 +29,7 @@ pub fn routes() -> Router<AppState> {
 pub struct PredictRequest {
     /// Rows for the model's input (or a table of rows by input name), kept as text and decoded
     /// straight into tensors.
-    data: Box<RawValue>,
+    pub(crate) data: Box<RawValue>,
 }
 
 #[derive(Serialize)]

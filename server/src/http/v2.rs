@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{path_params, ApiError, AppState, CallerRequestId, RequestId};
+use crate::bundle::Bundle;
 use crate::model::Model;
 use crate::oip::{self, OutputChoice, RequestInputs};
 use crate::request_context::choose_request_id;
@@ -200,10 +201,37 @@ async fn answer(
     model: &Model,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    mut identified: impl FnMut(Option<String>),
+    identified: impl FnMut(Option<String>),
 ) -> Result<Response, ApiError> {
-    let body = body?;
-    let json_length = match headers.get(HEADER_LENGTH) {
+    let call = decode_infer(
+        model.bundle(),
+        headers.get(HEADER_LENGTH),
+        body?,
+        identified,
+    )?;
+    let outputs = model.infer(call.inputs).await?;
+    Ok(respond(model, call.id.as_deref(), &call.outputs, &outputs))
+}
+
+/// An inference request decoded and checked against the model's declarations.
+pub(crate) struct InferCall {
+    pub id: Option<String>,
+    /// One tensor per declared input, in declaration order.
+    pub inputs: Vec<Tensor>,
+    pub outputs: Vec<OutputChoice>,
+}
+
+/// Decodes an inference body (JSON, then the binary data when `header_length`, the
+/// Inference-Header-Content-Length header, says where the JSON ends) against `model`'s
+/// declarations; `identified` learns the request's own id as soon as the JSON is read. Consumes
+/// the body, so that it is freed before the request waits for the model.
+pub(crate) fn decode_infer(
+    model: &Bundle,
+    header_length: Option<&HeaderValue>,
+    body: Bytes,
+    mut identified: impl FnMut(Option<String>),
+) -> Result<InferCall, ApiError> {
+    let json_length = match header_length {
         None => body.len(),
         Some(value) => value
             .to_str()
@@ -212,14 +240,16 @@ async fn answer(
             .filter(|&length| length <= body.len())
             .ok_or_else(|| {
                 bad_request(format!(
-                    "the Inference-Header-Content-Length header must be the length of the JSON part of the body, at most {} bytes; received {value:?}",
-                    body.len()
+                    "the Inference-Header-Content-Length header must be the length of the JSON part of the body, at most {} bytes; received {}",
+                    body.len(),
+                    oip::clip(&format!("{value:?}"))
                 ))
             })?,
     };
     let request: InferRequest = serde_json::from_slice(&body[..json_length]).map_err(|error| {
         bad_request(format!(
-            "the body is not an inference request of the protocol: {error}"
+            "the body is not an inference request of the protocol: {}",
+            oip::clip_message(&error.to_string())
         ))
     })?;
     identified(request.id.clone());
@@ -290,12 +320,11 @@ async fn answer(
         requested.push((output.name.as_str(), binary));
     }
     let chosen = oip::choose_outputs(model, requested, binary_default)?;
-    let tensors = inputs.finish()?;
-    // The body and its parsed JSON are larger than the tensors: free them before waiting.
-    let id = request.id;
-    drop((request.inputs, request.outputs, body, binary));
-    let outputs = model.infer(tensors).await?;
-    Ok(respond(model, id.as_deref(), &chosen, &outputs))
+    Ok(InferCall {
+        id: request.id,
+        inputs: inputs.finish()?,
+        outputs: chosen,
+    })
 }
 
 /// The JSON response, followed by the binary outputs when any was asked for as binary data.

@@ -1,0 +1,6 @@
+#![no_main]
+//! See `predictor::fuzzing::v2_binary`.
+
+libfuzzer_sys::fuzz_target!(|input: &[u8]| {
+    predictor::fuzzing::v2_binary(input);
+});
