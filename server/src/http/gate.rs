@@ -1,6 +1,8 @@
 //! What a request passes before its handler: its credentials (when the server has tokens), then,
 //! for an inference request, a place among the requests in flight and a deadline.
 
+use std::future::Future;
+
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -22,22 +24,32 @@ pub const OPEN_ENDPOINTS: &[&str] = &[
     "/openapi.json",
 ];
 
-pub async fn authenticate(
-    State(registry): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(tokens) = registry.tokens() else {
-        return next.run(request).await;
-    };
+/// One middleware (each layer costs a clone of the routes per request): the credentials, then
+/// for a request that runs a model, its place and deadline.
+pub async fn gate(State(registry): State<AppState>, request: Request, next: Next) -> Response {
     let endpoint = request
         .extensions()
         .get::<MatchedPath>()
-        .map(MatchedPath::as_str);
-    let open = endpoint.is_some_and(|endpoint| OPEN_ENDPOINTS.contains(&endpoint));
-    let authorization = request.headers().get(header::AUTHORIZATION);
-    if open || tokens.accepts(authorization.map(HeaderValue::as_bytes)) {
+        .map_or("", MatchedPath::as_str);
+    if let Some(refusal) = unauthenticated(&registry, endpoint, &request) {
+        return refusal;
+    }
+    // Every POST, and the seed's GET /predict/test (it runs the sample).
+    if request.method() != Method::POST && !endpoint.contains("/predict") {
         return next.run(request).await;
+    }
+    admitted(&registry, next.run(request)).await
+}
+
+/// The 401 for a request without a valid token, when the server has tokens and the route is not
+/// open.
+fn unauthenticated(registry: &AppState, endpoint: &str, request: &Request) -> Option<Response> {
+    let tokens = registry.tokens()?;
+    let authorization = request.headers().get(header::AUTHORIZATION);
+    if OPEN_ENDPOINTS.contains(&endpoint)
+        || tokens.accepts(authorization.map(HeaderValue::as_bytes))
+    {
+        return None;
     }
     let message = if authorization.is_some() {
         "the Authorization header does not carry a valid bearer token"
@@ -49,26 +61,18 @@ pub async fn authenticate(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(CHALLENGE),
     );
-    response
+    Some(response)
 }
 
-/// Requests that run a model are admitted while fewer than `max_concurrent_requests` are in
-/// flight, else refused at once, before their body is read; an admitted one that outlives
+/// A request that runs a model is admitted while fewer than `max_concurrent_requests` are in
+/// flight, else refused at once, before its body is read; an admitted one that outlives
 /// `request_timeout` is abandoned (a queued run is then skipped).
-pub async fn admit(State(registry): State<AppState>, request: Request, next: Next) -> Response {
-    let endpoint = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("", MatchedPath::as_str);
-    // Every POST, and the seed's GET /predict/test (it runs the sample).
-    if request.method() != Method::POST && !endpoint.contains("/predict") {
-        return next.run(request).await;
-    }
+async fn admitted(registry: &AppState, answer: impl Future<Output = Response>) -> Response {
     let limits = registry.limits();
     let Some(_permit) = registry.admit() else {
         return ApiError::unavailable(limits.shed_message()).into_response();
     };
-    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+    match tokio::time::timeout(limits.request_timeout, answer).await {
         Ok(response) => response,
         Err(_) => ApiError::unavailable(limits.timeout_message()).into_response(),
     }

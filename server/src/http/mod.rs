@@ -124,14 +124,7 @@ pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
                 .quality(CompressionLevel::Fastest)
                 .compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE_BYTES))),
         )
-        .layer(middleware::from_fn_with_state(
-            registry.clone(),
-            gate::admit,
-        ))
-        .layer(middleware::from_fn_with_state(
-            registry.clone(),
-            gate::authenticate,
-        ))
+        .layer(middleware::from_fn_with_state(registry.clone(), gate::gate))
         .layer(middleware::from_fn_with_state(
             registry.clone(),
             observe::observe,
