@@ -599,12 +599,7 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_turns_false_as_soon_as_shutdown_begins() {
-        let registry = Arc::new(Registry::new(
-            Vec::new(),
-            Default::default(),
-            Default::default(),
-            None,
-        ));
+        let registry = Registry::without_models();
         let service = InferenceService {
             registry: registry.clone(),
         };

@@ -80,6 +80,17 @@ impl Registry {
         }
     }
 
+    /// A registry with no model, default limits and no tokens, for the listeners' unit tests.
+    #[cfg(test)]
+    pub fn without_models() -> Arc<Self> {
+        Arc::new(Registry::new(
+            Vec::new(),
+            Default::default(),
+            Default::default(),
+            None,
+        ))
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

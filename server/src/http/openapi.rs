@@ -62,15 +62,9 @@ mod tests {
     async fn every_documented_operation_is_routed() {
         use axum::body::Body;
         use axum::http::Request;
-        use std::sync::Arc;
         use tower::ServiceExt;
 
-        let registry = Arc::new(Registry::new(
-            Vec::new(),
-            Default::default(),
-            Default::default(),
-            None,
-        ));
+        let registry = Registry::without_models();
         let app = super::super::router(
             registry,
             &super::super::HttpOptions {
