@@ -419,7 +419,7 @@ impl InferenceService {
     /// Decodes a ModelInfer request against `model`'s declarations: one tensor per declared
     /// input, in declaration order, and the outputs asked for. Takes the tensor data out of it.
     pub(crate) fn decode_infer(
-        model: &Bundle,
+        bundle: &Bundle,
         request: &mut ModelInferRequest,
     ) -> Result<(Vec<Tensor>, Vec<OutputChoice>), Status> {
         let raw = std::mem::take(&mut request.raw_input_contents);
@@ -430,7 +430,7 @@ impl InferenceService {
                 request.inputs.len()
             )));
         }
-        let mut inputs = RequestInputs::new(model);
+        let mut inputs = RequestInputs::new(bundle);
         for (index, input) in request.inputs.iter_mut().enumerate() {
             let owner = format!("input '{}'", oip::clip(&input.name));
             oip::refuse_unserved(&owner, input.parameters.keys().map(String::as_str))
@@ -463,7 +463,7 @@ impl InferenceService {
                 .map_err(status)?;
         }
         let requested = request.outputs.iter().map(|o| (o.name.as_str(), None));
-        let chosen = oip::choose_outputs(model, requested, true).map_err(status)?;
+        let chosen = oip::choose_outputs(bundle, requested, true).map_err(status)?;
         Ok((inputs.finish().map_err(status)?, chosen))
     }
 

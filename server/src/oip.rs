@@ -92,7 +92,7 @@ pub fn model_metadata(model: &Model) -> ModelMetadata<'_> {
 /// A request's input tensors, matched by name to the inputs the model's bundle declares (the
 /// declarations alone, so that decoding needs no running model).
 pub struct RequestInputs<'m> {
-    model: &'m Bundle,
+    bundle: &'m Bundle,
     tensors: Vec<Option<Tensor>>,
 }
 
@@ -106,15 +106,15 @@ pub struct InputSlot {
 }
 
 impl<'m> RequestInputs<'m> {
-    pub fn new(model: &'m Bundle) -> Self {
+    pub fn new(bundle: &'m Bundle) -> Self {
         RequestInputs {
-            model,
-            tensors: vec![None; model.config.inputs.len()],
+            bundle,
+            tensors: vec![None; bundle.config.inputs.len()],
         }
     }
 
     fn specs(&self) -> &'m [TensorSpec] {
-        &self.model.config.inputs
+        &self.bundle.config.inputs
     }
 
     /// Checks an input's name, datatype and shape against the model's declaration.
@@ -127,7 +127,7 @@ impl<'m> RequestInputs<'m> {
                 invalid(format!(
                     "unknown input '{}'; model '{}' has inputs {}",
                     clip(name),
-                    self.model.name(),
+                    self.bundle.name(),
                     quoted(specs.iter().map(|s| s.name.as_str()))
                 ))
             })?;
@@ -239,7 +239,7 @@ impl<'m> RequestInputs<'m> {
             return Err(invalid(format!(
                 "missing input {}; model '{}' needs {}",
                 quoted(missing.into_iter()),
-                self.model.name(),
+                self.bundle.name(),
                 quoted(specs.iter().map(|s| s.name.as_str()))
             )));
         }
@@ -258,11 +258,11 @@ pub struct OutputChoice {
 /// The outputs named in a request, each with its binary choice (or `binary_default`), in the
 /// order asked; every declared output, in declaration order, when the request names none.
 pub fn choose_outputs<'r>(
-    model: &Bundle,
+    bundle: &Bundle,
     requested: impl IntoIterator<Item = (&'r str, Option<bool>)>,
     binary_default: bool,
 ) -> Result<Vec<OutputChoice>, InferError> {
-    let specs = &model.config.outputs;
+    let specs = &bundle.config.outputs;
     let mut chosen: Vec<OutputChoice> = Vec::new();
     for (name, binary) in requested {
         let index = specs
@@ -272,7 +272,7 @@ pub fn choose_outputs<'r>(
                 invalid(format!(
                     "unknown output '{}'; model '{}' has outputs {}",
                     clip(name),
-                    model.name(),
+                    bundle.name(),
                     quoted(specs.iter().map(|s| s.name.as_str()))
                 ))
             })?;

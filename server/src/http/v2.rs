@@ -222,11 +222,11 @@ pub(crate) struct InferCall {
 }
 
 /// Decodes an inference body (JSON, then the binary data when `header_length`, the
-/// Inference-Header-Content-Length header, says where the JSON ends) against `model`'s
+/// Inference-Header-Content-Length header, says where the JSON ends) against `bundle`'s
 /// declarations; `identified` learns the request's own id as soon as the JSON is read. Consumes
 /// the body, so that it is freed before the request waits for the model.
 pub(crate) fn decode_infer(
-    model: &Bundle,
+    bundle: &Bundle,
     header_length: Option<&HeaderValue>,
     body: Bytes,
     mut identified: impl FnMut(Option<String>),
@@ -254,7 +254,7 @@ pub(crate) fn decode_infer(
     })?;
     identified(request.id.clone());
     let mut binary = body.slice(json_length..);
-    let mut inputs = RequestInputs::new(model);
+    let mut inputs = RequestInputs::new(bundle);
     for input in &request.inputs {
         let owner = format!("input '{}'", oip::clip(&input.name));
         oip::refuse_unserved(&owner, keys(&input.parameters))?;
@@ -319,7 +319,7 @@ pub(crate) fn decode_infer(
         )?;
         requested.push((output.name.as_str(), binary));
     }
-    let chosen = oip::choose_outputs(model, requested, binary_default)?;
+    let chosen = oip::choose_outputs(bundle, requested, binary_default)?;
     Ok(InferCall {
         id: request.id,
         inputs: inputs.finish()?,
