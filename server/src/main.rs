@@ -109,7 +109,7 @@ struct ServeArgs {
     max_body_bytes: usize,
     /// Inference requests handled at once, over HTTP and gRPC together; one more is refused at
     /// once with 503 and Retry-After (gRPC: UNAVAILABLE), before its body is read.
-    #[arg(long, env = "PREDICTOR_MAX_CONCURRENT_REQUESTS", default_value_t = NonZeroUsize::new(Limits::DEFAULT_MAX_CONCURRENT_REQUESTS).expect("not zero"))]
+    #[arg(long, env = "PREDICTOR_MAX_CONCURRENT_REQUESTS", default_value_t = Limits::DEFAULT_MAX_CONCURRENT_REQUESTS)]
     max_concurrent_requests: NonZeroUsize,
     /// Seconds an inference request may take, waiting for the model included; then it is
     /// abandoned with 503 and Retry-After (gRPC: DEADLINE_EXCEEDED).
@@ -137,10 +137,10 @@ struct LoadArgs {
     #[arg(long, env = "PREDICTOR_THREADS")]
     threads: Option<NonZeroUsize>,
     /// Requests that may wait for a model before new ones get 503 with Retry-After.
-    #[arg(long, env = "PREDICTOR_MAX_QUEUED_REQUESTS", default_value_t = NonZeroUsize::new(LoadOptions::DEFAULT_MAX_QUEUED_REQUESTS).expect("not zero"))]
+    #[arg(long, env = "PREDICTOR_MAX_QUEUED_REQUESTS", default_value_t = LoadOptions::DEFAULT_MAX_QUEUED_REQUESTS)]
     max_queued_requests: NonZeroUsize,
     /// Rows (the first dimension) one request may send; more get 400 (gRPC: INVALID_ARGUMENT).
-    #[arg(long, env = "PREDICTOR_MAX_ROWS_PER_REQUEST", default_value_t = NonZeroUsize::new(LoadOptions::DEFAULT_MAX_ROWS_PER_REQUEST).expect("not zero"))]
+    #[arg(long, env = "PREDICTOR_MAX_ROWS_PER_REQUEST", default_value_t = LoadOptions::DEFAULT_MAX_ROWS_PER_REQUEST)]
     max_rows_per_request: NonZeroUsize,
 }
 

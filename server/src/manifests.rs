@@ -233,7 +233,7 @@ pub fn memory_mib(hints: &RuntimeHints, model_bytes: u64) -> u64 {
 /// so that the kernel never kills a server that keeps within its own limits.
 pub fn request_budget_mib() -> u64 {
     const MIB: u64 = 1024 * 1024;
-    (Limits::DEFAULT_MAX_CONCURRENT_REQUESTS as u64 * MAX_BODY_BYTES as u64).div_ceil(MIB)
+    (Limits::DEFAULT_MAX_CONCURRENT_REQUESTS.get() as u64 * MAX_BODY_BYTES as u64).div_ceil(MIB)
 }
 
 /// The CPUs of one server of the bundle: `runtime.threads`, else 1 (the server then runs one

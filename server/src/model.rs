@@ -30,8 +30,8 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    pub const DEFAULT_MAX_QUEUED_REQUESTS: usize = 64;
-    pub const DEFAULT_MAX_ROWS_PER_REQUEST: usize = 4096;
+    pub const DEFAULT_MAX_QUEUED_REQUESTS: NonZeroUsize = NonZeroUsize::new(64).unwrap();
+    pub const DEFAULT_MAX_ROWS_PER_REQUEST: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
 }
 
 /// Why a prediction was not made. The HTTP layer maps each to a status.

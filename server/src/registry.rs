@@ -22,7 +22,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
+    pub const DEFAULT_MAX_CONCURRENT_REQUESTS: NonZeroUsize = NonZeroUsize::new(64).unwrap();
     pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
 
     /// Why a request was shed, the same on every protocol.
@@ -45,8 +45,7 @@ impl Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_concurrent_requests: NonZeroUsize::new(Self::DEFAULT_MAX_CONCURRENT_REQUESTS)
-                .expect("not zero"),
+            max_concurrent_requests: Self::DEFAULT_MAX_CONCURRENT_REQUESTS,
             request_timeout: Duration::from_secs(Self::DEFAULT_REQUEST_TIMEOUT_SECONDS),
         }
     }
