@@ -56,8 +56,15 @@ pub async fn serve(
             registry: gate.clone(),
         }))
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
+}
+
+/// Accepted connections send at once (TCP_NODELAY), as over HTTP: tonic sets it only on the
+/// sockets it binds itself, and without it every answer of more than about 160 bytes of tensor
+/// data waited for the client's delayed ACK (about 40 ms).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// What a call passes before its message is decoded, as over REST (http::gate): a valid bearer
@@ -596,6 +603,21 @@ fn typed_contents(mut contents: InferTensorContents, dtype: DType) -> Result<Ten
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_delay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut incoming = incoming(listener);
+        let _client = tokio::net::TcpStream::connect(address).await.unwrap();
+        let accepted = std::future::poll_fn(|context| {
+            tokio_stream::Stream::poll_next(std::pin::Pin::new(&mut incoming), context)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 
     #[tokio::test]
     async fn readiness_turns_false_as_soon_as_shutdown_begins() {
