@@ -188,6 +188,33 @@ impl Bundle {
         BundleError::new(&self.file, problem)
     }
 
+    /// The rows of a request: the first dimension of the inputs declared with a dynamic one,
+    /// which must agree (ONNX Runtime would broadcast one row against many, or fail inside the
+    /// graph). `inputs` are in declaration order, their shapes checked against the declarations.
+    pub fn request_rows(&self, inputs: &[Tensor]) -> Result<usize, String> {
+        let mut first: Option<(&str, usize)> = None;
+        for (spec, tensor) in self.config.inputs.iter().zip(inputs) {
+            if spec.shape.first() != Some(&-1) {
+                continue;
+            }
+            let rows = tensor.rows();
+            match first {
+                None => first = Some((&spec.name, rows)),
+                Some((name, agreed)) if agreed != rows => {
+                    return Err(format!(
+                        "inputs '{name}' and '{}' disagree on their rows (first dimension): '{name}' has {agreed}, '{}' has {rows}; every input of a request takes the same number of rows",
+                        spec.name, spec.name
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(first.map_or_else(
+            || inputs.iter().map(Tensor::rows).max().unwrap_or(0),
+            |(_, rows)| rows,
+        ))
+    }
+
     /// Decodes a request's inputs (the seed API's `data`, or `[sample] input`) into one tensor per
     /// declared input, in declaration order: rows for a single input, a table by name for several.
     /// `field` names the value in messages.
@@ -202,7 +229,7 @@ impl Bundle {
             )),
             ([only], false) => Ok(vec![decode_one(only, text, field)?]),
             (specs, true) => {
-                let by_name: BTreeMap<String, Box<RawValue>> = serde_json::from_str(text)
+                let UniqueKeys(by_name) = serde_json::from_str(text)
                     .map_err(|error| format!("{field}: {error}"))?;
                 if let Some(unknown) = by_name
                     .keys()
@@ -229,6 +256,40 @@ impl Bundle {
                 names(specs)
             )),
         }
+    }
+}
+
+/// A JSON object whose keys are unique: a key given twice is refused (serde would keep the last
+/// and drop the other silently), as the Open Inference Protocol refuses an input given twice.
+struct UniqueKeys(BTreeMap<String, Box<RawValue>>);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table of rows by input name")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut by_name = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: Box<RawValue> = map.next_value()?;
+                    if by_name.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "input '{}' is given twice",
+                            crate::oip::clip(&key)
+                        )));
+                    }
+                    by_name.insert(key, value);
+                }
+                Ok(UniqueKeys(by_name))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 

@@ -123,6 +123,9 @@ impl Model {
         };
         binding.check_sample(&mut backend)?;
         let batching = binding.batching()?;
+        if batching.is_some() {
+            binding.check_rows_independent(&mut backend)?;
+        }
         let model_sha256 = sha256_of(&model_path)
             .map_err(|error| binding.bundle.error(format!("model: {error}")))?;
         let load_time = started.elapsed();
@@ -192,7 +195,10 @@ impl Model {
     /// shapes the caller has checked against the declarations; returns every declared output in
     /// declaration order.
     pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PredictError> {
-        let rows = inputs.iter().map(Tensor::rows).max().unwrap_or(0);
+        let rows = self
+            .bundle()
+            .request_rows(&inputs)
+            .map_err(PredictError::InvalidInput)?;
         if rows > self.max_rows_per_request {
             return Err(PredictError::InvalidInput(format!(
                 "the request has {rows} rows; this server takes at most {} per request (--max-rows-per-request): split it",
@@ -350,6 +356,65 @@ impl GraphBinding {
         Ok(())
     }
 
+    /// Dynamic batching hands each caller its rows of a joint run, which is right only for a
+    /// model that answers each row on its own. Runs the sample alone, then after a perturbed copy
+    /// of itself in one run, and refuses batching when the sample's rows come back otherwise.
+    fn check_rows_independent(&self, backend: &mut impl Backend) -> Result<(), BundleError> {
+        let refuse = |why: String| {
+            self.bundle.error(format!(
+                "runtime.max_batch_size: bundle '{}' cannot be batched: {why}; the model does not answer row by row, so remove runtime.max_batch_size",
+                self.bundle.name()
+            ))
+        };
+        let sample = &self.bundle.config.sample;
+        let decode = |input: &Value| {
+            self.bundle
+                .decode_inputs(&raw_json(input), "sample.input")
+                .map_err(|problem| self.bundle.error(problem))
+        };
+        let alone_inputs = decode(&sample.input)?;
+        let other_inputs = decode(&perturbed(&sample.input))?;
+        let (other_rows, sample_rows) = (
+            self.bundle.request_rows(&other_inputs).map_err(refuse)?,
+            self.bundle.request_rows(&alone_inputs).map_err(refuse)?,
+        );
+        let joined: Vec<Tensor> = other_inputs
+            .into_iter()
+            .zip(alone_inputs.clone())
+            .map(|(other, alone)| {
+                Tensor::concat_rows(vec![other, alone])
+                    .ok_or_else(|| refuse("the sample's rows cannot be joined".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut run = |inputs| {
+            backend
+                .run(self.to_graph_order(inputs), &self.output_positions)
+                .map_err(|error| refuse(format!("a joint run of the sample failed: {error}")))
+        };
+        let alone = run(alone_inputs)?;
+        let joint = run(joined)?;
+        let tolerance = sample.tolerance.max(1e-5);
+        for ((spec, alone), joint) in self.bundle.config.outputs.iter().zip(alone).zip(joint) {
+            let joint_rows = joint.rows();
+            let Some(ours) = joint
+                .split_rows(&[other_rows, sample_rows])
+                .and_then(|mut pieces| pieces.pop())
+            else {
+                return Err(refuse(format!(
+                    "output '{}' has {joint_rows} rows for a joint run of {} rows",
+                    spec.name,
+                    other_rows + sample_rows
+                )));
+            };
+            compare(&alone, &ours, tolerance, &spec.name).map_err(|problem| {
+                refuse(format!(
+                    "joined with other rows in one run, the sample's answer changes ({problem})"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Runs `[sample] input` and compares the prediction with `[sample] output`.
     fn check_sample(&self, backend: &mut impl Backend) -> Result<(), BundleError> {
         let sample = &self.bundle.config.sample;
@@ -386,6 +451,30 @@ impl GraphBinding {
             })?;
         }
         Ok(())
+    }
+}
+
+/// Another request of the sample's shape and types: each number moved by one towards zero or
+/// past it (so that unsigned values stay in range), each boolean flipped.
+fn perturbed(value: &Value) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(items.iter().map(perturbed).collect()),
+        Value::Object(table) => Value::Object(
+            table
+                .iter()
+                .map(|(key, value)| (key.clone(), perturbed(value)))
+                .collect(),
+        ),
+        Value::Bool(flag) => Value::Bool(!flag),
+        Value::Number(number) => match (number.as_u64(), number.as_i64(), number.as_f64()) {
+            (Some(0), _, _) => Value::from(1),
+            (Some(n), _, _) => Value::from(n - 1),
+            (None, Some(n), _) => Value::from(n + 1),
+            (None, None, Some(x)) => serde_json::Number::from_f64(x * 0.5 + 1.0)
+                .map_or_else(|| value.clone(), Value::Number),
+            _ => value.clone(),
+        },
+        other => other.clone(),
     }
 }
 

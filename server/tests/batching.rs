@@ -140,19 +140,26 @@ fn edges_request(x: usize, y: usize, seed: usize) -> Value {
     ]})
 }
 
-/// Requests whose inputs have different row counts (valid alone: the model broadcasts) never
-/// share a run; and when a joint run cannot be cut back into callers' rows (the `stacked` output
-/// has twice the rows), each request runs again alone: every caller still gets its own answer.
+/// batch-edges declaring only its `sum` output: `stacked` (twice the rows) would keep it from
+/// batching at all.
+fn sum_only(text: String) -> String {
+    let stacked = "[[outputs]]\nname = \"stacked\"\ndtype = \"float32\"\nshape = [-1, 2]\n\n";
+    assert!(text.contains(stacked));
+    text.replace(stacked, "")
+}
+
+fn batched_sum_only(text: String) -> String {
+    with_batching(sum_only(text))
+}
+
+/// Concurrent requests of every mix of row counts: those whose inputs disagree are refused with
+/// the same 400 as alone, the others answered as alone: no caller gets another's rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mixed_row_counts_and_joint_runs_that_cannot_be_cut_still_answer_each_caller() {
-    let (_folder, batched_bundle) = edited_copy_of(&fixture("batch-edges"), |text| {
-        text.replace(
-            "[runtime]\nthreads = 1",
-            "[runtime]\nthreads = 1\nmax_batch_size = 64\nmax_queue_delay_ms = 50",
-        )
-    });
+async fn mixed_row_counts_still_answer_each_caller_as_alone() {
+    let (_folder, batched_bundle) = edited_copy_of(&fixture("batch-edges"), batched_sum_only);
+    let (_folder, alone_bundle) = edited_copy_of(&fixture("batch-edges"), sum_only);
     let batched = std::sync::Arc::new(Server::start(&[&batched_bundle]));
-    let alone = Server::start(&[&fixture("batch-edges")]);
+    let alone = Server::start(&[&alone_bundle]);
     let shapes = [(2, 1), (1, 2), (1, 1), (3, 3), (2, 2), (1, 3)];
     let callers: Vec<(usize, usize, usize)> = (0..36)
         .map(|i| (shapes[i % 6].0, shapes[i % 6].1, i))
@@ -179,4 +186,58 @@ async fn mixed_row_counts_and_joint_runs_that_cannot_be_cut_still_answer_each_ca
             "caller {seed} ({x}, {y})"
         );
     }
+}
+
+/// Two inputs with different rows are the caller's mistake, said before the run: not a 500 with
+/// ONNX Runtime's text, and not 3 rows silently broadcast against 1.
+#[tokio::test]
+async fn inputs_whose_rows_disagree_are_refused_naming_both() {
+    let server = Server::start(&[&fixture("batch-edges")]);
+    let expected =
+        "inputs 'x' and 'y' disagree on their rows (first dimension): 'x' has 3, 'y' has 1";
+    let (status, body) = server
+        .post_json("/v2/models/batch-edges/infer", &edges_request(3, 1, 0))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(expected), "{body}");
+    let seed = json!({"data": {"x": [[1, 2], [3, 4], [5, 6]], "y": [[10, 20]]}});
+    let (status, body) = server.post_json("/predict", &seed).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(expected), "{body}");
+    // Rows that agree still run.
+    let (status, body) = server
+        .post_json("/v2/models/batch-edges/infer", &edges_request(2, 2, 0))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A model that keeps its row count but mixes rows (x minus the mean of the run's rows) would hand
+/// callers answers computed with other callers' data: batching is refused at load, naming it.
+#[test]
+fn a_model_that_mixes_rows_is_refused_batching() {
+    let (_folder, path) = edited_copy_of(&fixture("row-mixing"), with_batching);
+    let output = predictor(&["check", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("runtime.max_batch_size: bundle 'row-mixing' cannot be batched")
+            && stderr.contains("the sample's answer changes")
+            && stderr.contains("output 'centred' deviates"),
+        "{stderr}"
+    );
+    let alone = predictor(&["check", fixture("row-mixing").to_str().unwrap()]);
+    assert!(alone.status.success(), "{alone:?}");
+    // An output whose rows are not the request's (stacked: twice the rows) is refused too.
+    let (_folder, path) = edited_copy_of(&fixture("batch-edges"), with_batching);
+    let output = predictor(&["check", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bundle 'batch-edges' cannot be batched: output 'stacked' has 4 rows for a joint run of 2 rows"),
+        "{stderr}"
+    );
+    // Without it, the same model batches.
+    let (_folder, path) = edited_copy_of(&fixture("batch-edges"), batched_sum_only);
+    let output = predictor(&["check", path.to_str().unwrap()]);
+    assert!(output.status.success(), "{output:?}");
 }

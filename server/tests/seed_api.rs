@@ -379,3 +379,19 @@ async fn a_model_without_labels_says_so_on_its_label_routes() {
         200
     );
 }
+
+/// A table that names an input twice is refused, as the Open Inference Protocol refuses it; serde
+/// alone would keep the last and drop the other silently.
+#[tokio::test]
+async fn an_input_given_twice_in_a_table_is_refused() {
+    let server = Server::start(&[&common::fixture("batch-edges")]);
+    let body = br#"{"data": {"x": [[1, 2]], "y": [[10, 20]], "x": [[3, 4]]}}"#.to_vec();
+    let (status, answer) = server
+        .post_raw("/predict", Some("application/json"), body)
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        error_of(&answer).contains("input 'x' is given twice"),
+        "{answer}"
+    );
+}
