@@ -12,7 +12,7 @@ use serde_json::Value;
 use common::{all_bundles, edited_copy, predictor, Server};
 
 /// The environment variable that sets each listener's port, and the field of the server's
-/// `listening` log line that names the address it took (README, Command line).
+/// `listening` log line that names the address it took (docs/operations.md, Command line).
 const LISTENERS: [(&str, &str); 3] = [
     ("PREDICTOR_PORT", "address"),
     ("PREDICTOR_GRPC_PORT", "grpc_address"),
