@@ -337,10 +337,10 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelReadyResponse>, Status> {
         let (metadata, _, request) = request.into_parts();
         let ready = async {
-            oip::find_model(&self.registry, &request.name, Some(&request.version))
+            let model = oip::find_model(&self.registry, &request.name, Some(&request.version))
                 .map_err(status)?;
             Ok(ModelReadyResponse {
-                ready: self.registry.is_ready(),
+                ready: self.registry.is_model_ready(&model),
             })
         };
         self.observed("ModelReady", &request.name, "", &metadata, ready)

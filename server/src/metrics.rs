@@ -101,6 +101,8 @@ pub struct ModelMetrics {
     pub batch_rows: Histogram,
     /// Requests waiting in the queue now.
     pub queue_depth: Gauge,
+    /// 1 while the model serves; its worker sets 0 should it stop.
+    pub model_ready: Gauge,
 }
 
 impl Default for Metrics {
@@ -180,7 +182,7 @@ impl Metrics {
         );
         registry.register(
             "predictor_model_ready",
-            "1 when a model is ready for inference, 0 once shutdown begins",
+            "1 when a model is ready for inference, 0 once shutdown begins or its worker has stopped",
             metrics.model_ready.clone(),
         );
         registry.register(
@@ -232,6 +234,7 @@ impl Metrics {
             inference_duration: self.inference_duration.get_or_create_owned(&labels),
             batch_rows: self.batch_rows.get_or_create_owned(&labels),
             queue_depth: self.queue_depth.get_or_create_owned(&labels),
+            model_ready: self.model_ready.get_or_create_owned(&labels),
         }
     }
 

@@ -108,9 +108,33 @@ impl Model {
             .map(NonZeroUsize::get)
             .or(bundle.config.runtime.threads)
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, NonZeroUsize::get));
-        let mut backend = runtime
+        let backend = runtime
             .open(&model_path, threads)
             .map_err(|error| bundle.error(format!("model: {error}")))?;
+        let model_sha256 =
+            sha256_of(&model_path).map_err(|error| bundle.error(format!("model: {error}")))?;
+        Model::start(
+            bundle,
+            backend,
+            model_sha256,
+            threads,
+            started,
+            options,
+            metrics,
+        )
+    }
+
+    /// Checks `bundle` against `backend`'s graph and sample, then starts the worker that owns
+    /// the backend. `started` is when loading began, for the load time.
+    pub(crate) fn start(
+        bundle: Bundle,
+        mut backend: impl Backend,
+        model_sha256: String,
+        threads: usize,
+        started: Instant,
+        options: &LoadOptions,
+        metrics: &Metrics,
+    ) -> Result<Model, BundleError> {
         let (graph_input_order, output_positions) = match_graph(&bundle, backend.signature())
             .map_err(|problems| BundleError {
                 file: bundle.file.clone(),
@@ -126,8 +150,6 @@ impl Model {
         if batching.is_some() {
             binding.check_rows_independent(&mut backend)?;
         }
-        let model_sha256 = sha256_of(&model_path)
-            .map_err(|error| binding.bundle.error(format!("model: {error}")))?;
         let load_time = started.elapsed();
         let model_metrics = metrics.model_loaded(
             ModelInfoLabels {
@@ -171,6 +193,11 @@ impl Model {
 
     pub fn load_time(&self) -> Duration {
         self.load_time
+    }
+
+    /// Whether the model can answer: false once its worker has stopped, whatever stopped it.
+    pub fn is_ready(&self) -> bool {
+        self.jobs.is_running()
     }
 
     /// ONNX Runtime's intra-op threads for this model.

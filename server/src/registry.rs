@@ -136,8 +136,18 @@ impl Registry {
     }
 
     /// False from the moment shutdown begins (the listeners stop accepting then, and the requests
-    /// in flight finish).
+    /// in flight finish), or once any model has stopped.
     pub fn is_ready(&self) -> bool {
+        self.is_serving() && self.models.iter().all(|model| model.is_ready())
+    }
+
+    /// Whether `model` can answer: the server is not shutting down and the model's worker runs.
+    pub fn is_model_ready(&self, model: &Model) -> bool {
+        self.is_serving() && model.is_ready()
+    }
+
+    /// Whether shutdown has not begun.
+    pub fn is_serving(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
     }
 
@@ -153,5 +163,84 @@ impl Registry {
         self.find(name)
             .map(|m| m.name().to_string())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::bundle::Bundle;
+    use crate::model::LoadOptions;
+    use crate::model::PredictError;
+    use crate::runtime::fake::{FakeBackend, STOP};
+    use crate::tensor::{Tensor, TensorData};
+
+    /// A bundle the fake backend passes: y = x, one value per row.
+    const FAKE_BUNDLE: &str = r#"
+        schema_version = 1
+        name = "fake"
+        version = "1"
+        model = "model.onnx"
+        [[inputs]]
+        name = "x"
+        dtype = "float32"
+        shape = [-1, 1]
+        [[outputs]]
+        name = "y"
+        dtype = "float32"
+        shape = [-1, 1]
+        [sample]
+        input = [[1]]
+        output = [[1]]
+        tolerance = 0
+    "#;
+
+    fn served_fake() -> Registry {
+        let bundle = Bundle::parse(Path::new("fake/predictor.toml"), FAKE_BUNDLE).unwrap();
+        let metrics = Metrics::new();
+        let options = LoadOptions {
+            threads: None,
+            max_queued_requests: LoadOptions::DEFAULT_MAX_QUEUED_REQUESTS,
+            max_rows_per_request: LoadOptions::DEFAULT_MAX_ROWS_PER_REQUEST,
+        };
+        let model = Model::start(
+            bundle,
+            FakeBackend::echo(),
+            String::new(),
+            1,
+            Instant::now(),
+            &options,
+            &metrics,
+        )
+        .unwrap();
+        Registry::new(vec![model], Arc::new(metrics), Limits::default(), None)
+    }
+
+    #[tokio::test]
+    async fn a_model_whose_worker_stopped_makes_the_server_unready() {
+        let registry = served_fake();
+        let model = registry.models()[0].clone();
+        assert!(registry.is_ready() && registry.is_model_ready(&model));
+        let one = |value| vec![Tensor::new(vec![1, 1], TensorData::Float32(vec![value])).unwrap()];
+        assert!(model.infer(one(2.0)).await.is_ok());
+        let stopped = model.infer(one(STOP)).await;
+        assert!(
+            matches!(stopped, Err(PredictError::Unavailable(_))),
+            "{stopped:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while registry.is_ready() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!registry.is_ready(), "the server still says it is ready");
+        assert!(!registry.is_model_ready(&model));
+        assert!(registry.is_serving(), "not shutting down: a model stopped");
+        assert!(registry
+            .metrics()
+            .render()
+            .contains("predictor_model_ready{model=\"fake\"} 0"));
     }
 }

@@ -4,7 +4,9 @@
 
 use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -59,24 +61,56 @@ pub enum Refused {
     Closed,
 }
 
-/// The bounded queue in front of a worker.
+/// The bounded queue in front of a worker. A job counts against the bound from the moment it is
+/// queued until its run starts, including while the worker holds it to gather a batch: the
+/// channel alone would not bound those, and the worker drains it into the batch it gathers.
 pub struct Queue {
-    sender: SyncSender<Job>,
+    sender: Sender<Job>,
     capacity: usize,
+    waiting: Arc<AtomicUsize>,
+    running: Arc<AtomicBool>,
 }
 
 impl Queue {
     /// Queues `job`, or refuses it at once when the queue is full (no waiting: the caller sheds
     /// load) or the worker has stopped.
     pub fn try_send(&self, job: Job) -> Result<(), Refused> {
-        self.sender.try_send(job).map_err(|error| match error {
-            TrySendError::Full(_) => Refused::Full,
-            TrySendError::Disconnected(_) => Refused::Closed,
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(Refused::Full);
+        }
+        self.sender.send(job).map_err(|_| {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            Refused::Closed
         })
     }
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Whether the worker thread still runs; false once it has ended, whatever ended it.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+}
+
+/// Marks the worker stopped when its thread ends, by a panic too.
+struct RunningFlag {
+    running: Arc<AtomicBool>,
+    metrics: ModelMetrics,
+}
+
+impl Drop for RunningFlag {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::SeqCst);
+        self.metrics.model_ready.set(0);
+        if thread::panicking() {
+            tracing::error!(
+                thread = thread::current().name().unwrap_or_default(),
+                "a model's worker panicked outside a run and stopped: the server is no longer ready"
+            );
+        }
     }
 }
 
@@ -90,10 +124,18 @@ pub fn spawn(
     batching: Option<Batching>,
     metrics: ModelMetrics,
 ) -> std::io::Result<Queue> {
-    let (sender, receiver) = mpsc::sync_channel::<Job>(capacity.get());
+    let (sender, receiver) = mpsc::channel::<Job>();
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let running = Arc::new(AtomicBool::new(true));
+    let waiting_in_worker = waiting.clone();
+    let running_flag = RunningFlag {
+        running: running.clone(),
+        metrics: metrics.clone(),
+    };
     thread::Builder::new()
         .name(format!("model-{name}"))
         .spawn(move || {
+            let _running = running_flag;
             let mut carried = None;
             loop {
                 let first = match carried.take() {
@@ -108,6 +150,7 @@ pub fn spawn(
                     carried = gather(&receiver, &mut batch, batching);
                 }
                 // The jobs leave the queue now (a carried one still waits).
+                waiting_in_worker.fetch_sub(batch.len(), Ordering::SeqCst);
                 metrics.queue_depth.dec_by(batch.len() as i64);
                 // A caller that went away while its job waited needs no run.
                 batch.retain(|job| !job.reply.is_closed());
@@ -119,6 +162,8 @@ pub fn spawn(
     Ok(Queue {
         sender,
         capacity: capacity.get(),
+        waiting,
+        running,
     })
 }
 
@@ -247,4 +292,278 @@ fn split_outputs(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>
         }
     }
     Ok(per_job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Metrics, ModelInfoLabels};
+    use crate::runtime::fake::{FakeBackend, FAIL, PANIC};
+    use crate::tensor::TensorData;
+
+    /// `rows` rows of one value each (a [rows, 1] FP32 tensor), `first` the first row's value.
+    fn rows(first: f32, rows: usize) -> Vec<Tensor> {
+        let data = (0..rows).map(|row| first + row as f32).collect();
+        vec![Tensor::new(vec![rows, 1], TensorData::Float32(data)).unwrap()]
+    }
+
+    fn metrics() -> ModelMetrics {
+        Metrics::new().model_loaded(
+            ModelInfoLabels {
+                model: "fake".into(),
+                version: "1".into(),
+                model_sha256: String::new(),
+            },
+            Duration::ZERO,
+            1,
+        )
+    }
+
+    type Answer = oneshot::Receiver<Result<Vec<Tensor>, RuntimeError>>;
+
+    fn job(inputs: Vec<Tensor>) -> (Job, Answer) {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            inputs,
+            reply,
+            span: Span::none(),
+            enqueued: Instant::now(),
+        };
+        (job, answer)
+    }
+
+    fn send(queue: &Queue, inputs: Vec<Tensor>) -> Answer {
+        let (job, answer) = job(inputs);
+        assert!(queue.try_send(job).is_ok(), "the queue refused a job");
+        answer
+    }
+
+    /// The answer, waited for with a generous deadline.
+    fn wait(answer: Answer) -> Result<Vec<Tensor>, RuntimeError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(30), answer).await })
+            .expect("no answer within 30 s")
+            .expect("the worker dropped the reply")
+    }
+
+    fn values(outputs: &[Tensor]) -> Vec<f64> {
+        let data = outputs[0].data();
+        (0..data.len()).map(|i| data.value_f64(i)).collect()
+    }
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    fn start(backend: FakeBackend, capacity: usize, batching: Option<Batching>) -> Queue {
+        spawn(
+            "fake",
+            backend,
+            vec![0],
+            NonZeroUsize::new(capacity).unwrap(),
+            batching,
+            metrics(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn jobs_run_alone_without_batching_and_each_gets_its_own_answer() {
+        let backend = FakeBackend::echo();
+        let runs = backend.runs();
+        let queue = start(backend, 8, None);
+        let answers: Vec<_> = (0..3)
+            .map(|i| send(&queue, rows(i as f32 * 10.0, 2)))
+            .collect();
+        for (i, answer) in answers.into_iter().enumerate() {
+            let base = i as f64 * 10.0;
+            assert_eq!(values(&wait(answer).unwrap()), vec![base, base + 1.0]);
+        }
+        assert_eq!(*runs.lock().unwrap(), vec![2, 2, 2]);
+    }
+
+    #[test]
+    fn a_batch_closes_when_its_rows_reach_the_limit() {
+        let backend = FakeBackend::echo();
+        let runs = backend.runs();
+        // The deadline is far: only the row limit can close the batch.
+        let queue = start(
+            backend,
+            8,
+            Some(Batching {
+                max_rows: 4,
+                max_delay: LONG,
+            }),
+        );
+        let answers: Vec<_> = (0..4).map(|i| send(&queue, rows(i as f32, 1))).collect();
+        for (i, answer) in answers.into_iter().enumerate() {
+            assert_eq!(values(&wait(answer).unwrap()), vec![i as f64]);
+        }
+        assert_eq!(*runs.lock().unwrap(), vec![4]);
+    }
+
+    #[test]
+    fn a_batch_closes_at_its_first_jobs_deadline() {
+        let backend = FakeBackend::echo();
+        let runs = backend.runs();
+        let batching = Batching {
+            max_rows: 100,
+            max_delay: Duration::from_millis(20),
+        };
+        let queue = start(backend, 8, Some(batching));
+        // Far below the row limit: only the deadline can close it.
+        assert_eq!(
+            values(&wait(send(&queue, rows(7.0, 3))).unwrap()),
+            vec![7.0, 8.0, 9.0]
+        );
+        assert_eq!(*runs.lock().unwrap(), vec![3]);
+    }
+
+    #[test]
+    fn a_job_that_cannot_join_is_carried_to_the_next_batch() {
+        let (backend, release) = FakeBackend::echo().first_run_waits();
+        let runs = backend.runs();
+        let queue = start(
+            backend,
+            8,
+            Some(Batching {
+                max_rows: 3,
+                max_delay: LONG,
+            }),
+        );
+        // The first run waits for `release`; the jobs sent meanwhile queue behind it.
+        let blocker = send(&queue, rows(0.0, 1));
+        let two = send(&queue, rows(1.0, 2));
+        // Two more rows would pass the limit of 3: carried.
+        let carried = send(&queue, rows(5.0, 2));
+        // Another width cannot join either.
+        let wide = send(
+            &queue,
+            vec![Tensor::new(vec![1, 2], TensorData::Float32(vec![8.0, 9.0])).unwrap()],
+        );
+        release.send(()).unwrap();
+        drop(queue); // Closes every open batch: no deadline needs to pass.
+        assert_eq!(values(&wait(blocker).unwrap()), vec![0.0]);
+        assert_eq!(values(&wait(two).unwrap()), vec![1.0, 2.0]);
+        assert_eq!(values(&wait(carried).unwrap()), vec![5.0, 6.0]);
+        assert_eq!(values(&wait(wide).unwrap()), vec![8.0, 9.0]);
+        // The blocker's row and the next job's two make the limit; then the carried job, alone
+        // (the one after it is wider); then the wide one.
+        assert_eq!(*runs.lock().unwrap(), vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn a_job_whose_caller_left_is_skipped() {
+        let (backend, release) = FakeBackend::echo().first_run_waits();
+        let runs = backend.runs();
+        let queue = start(backend, 8, None);
+        let blocker = send(&queue, rows(0.0, 1));
+        drop(send(&queue, rows(1.0, 5)));
+        let after = send(&queue, rows(2.0, 2));
+        release.send(()).unwrap();
+        wait(blocker).unwrap();
+        assert_eq!(values(&wait(after).unwrap()), vec![2.0, 3.0]);
+        assert_eq!(
+            *runs.lock().unwrap(),
+            vec![1, 2],
+            "the 5 rows of the left caller never ran"
+        );
+    }
+
+    #[test]
+    fn a_panicking_run_fails_only_its_own_request() {
+        let queue = start(FakeBackend::echo(), 8, None);
+        let panicked = wait(send(&queue, rows(PANIC, 1))).unwrap_err();
+        assert!(panicked.to_string().contains("panicked"), "{panicked}");
+        assert_eq!(
+            values(&wait(send(&queue, rows(3.0, 1))).unwrap()),
+            vec![3.0]
+        );
+        assert!(queue.is_running());
+    }
+
+    #[test]
+    fn when_a_joint_run_fails_each_job_runs_again_alone() {
+        let (backend, release) = FakeBackend::echo().first_run_waits();
+        let runs = backend.runs();
+        let queue = start(
+            backend,
+            8,
+            Some(Batching {
+                max_rows: 8,
+                max_delay: LONG,
+            }),
+        );
+        let blocker = send(&queue, rows(0.0, 1));
+        let good = send(&queue, rows(1.0, 2));
+        let bad = send(&queue, rows(FAIL, 1));
+        release.send(()).unwrap();
+        drop(queue);
+        wait(blocker).unwrap();
+        assert_eq!(values(&wait(good).unwrap()), vec![1.0, 2.0]);
+        assert!(matches!(wait(bad), Err(RuntimeError::RejectedInput(_))));
+        // The joint run of 4 rows failed (it held the bad row); then each alone.
+        assert_eq!(*runs.lock().unwrap(), vec![4, 1, 2, 1]);
+    }
+
+    #[test]
+    fn when_a_joint_run_cannot_be_split_each_job_runs_again_alone() {
+        let (backend, release) = FakeBackend::stacking().first_run_waits();
+        let runs = backend.runs();
+        let queue = start(
+            backend,
+            8,
+            Some(Batching {
+                max_rows: 8,
+                max_delay: LONG,
+            }),
+        );
+        let blocker = send(&queue, rows(0.0, 1));
+        let other = send(&queue, rows(1.0, 1));
+        release.send(()).unwrap();
+        drop(queue);
+        // Alone, each gets the model's whole answer: its rows twice.
+        assert_eq!(values(&wait(blocker).unwrap()), vec![0.0, 0.0]);
+        assert_eq!(values(&wait(other).unwrap()), vec![1.0, 1.0]);
+        assert_eq!(*runs.lock().unwrap(), vec![2, 1, 1]);
+    }
+
+    #[test]
+    fn jobs_held_to_gather_a_batch_count_against_the_queue_bound() {
+        let backend = FakeBackend::echo();
+        let runs = backend.runs();
+        let queue = start(
+            backend,
+            2,
+            Some(Batching {
+                max_rows: 8,
+                max_delay: LONG,
+            }),
+        );
+        let first = send(&queue, rows(1.0, 1));
+        let second = send(&queue, rows(2.0, 1));
+        // The worker holds both, waiting for more rows: the queue is full all the same.
+        let (third, _answer) = job(rows(3.0, 1));
+        assert!(matches!(queue.try_send(third), Err(Refused::Full)));
+        drop(queue);
+        assert_eq!(values(&wait(first).unwrap()), vec![1.0]);
+        assert_eq!(values(&wait(second).unwrap()), vec![2.0]);
+        assert_eq!(*runs.lock().unwrap(), vec![2]);
+    }
+
+    #[test]
+    fn the_worker_says_when_it_has_stopped() {
+        let queue = start(FakeBackend::echo(), 1, None);
+        assert!(queue.is_running());
+        // The queue's end ends the thread; a second handle watches it.
+        let running = queue.running.clone();
+        drop(queue);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while running.load(Ordering::SeqCst) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!running.load(Ordering::SeqCst));
+    }
 }

@@ -43,25 +43,25 @@ pub struct Health {
 }
 
 /// Every model is loaded and passed its sample before the server listens, so a server that
-/// answers is ready, until shutdown begins.
+/// answers is ready, until shutdown begins or a model stops.
 pub async fn health(State(registry): State<AppState>) -> (StatusCode, Json<Health>) {
-    if registry.is_ready() {
-        (StatusCode::OK, Json(Health { status: "ok" }))
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "shutting down",
-            }),
-        )
-    }
+    health_of(&registry, registry.is_ready())
 }
 
 pub async fn model_health(
-    state: State<AppState>,
-    SelectedModel(_): SelectedModel,
+    State(registry): State<AppState>,
+    SelectedModel(model): SelectedModel,
 ) -> (StatusCode, Json<Health>) {
-    health(state).await
+    health_of(&registry, registry.is_model_ready(&model))
+}
+
+fn health_of(registry: &AppState, ready: bool) -> (StatusCode, Json<Health>) {
+    let status = match (ready, registry.is_serving()) {
+        (true, _) => return (StatusCode::OK, Json(Health { status: "ok" })),
+        (false, true) => "a model has stopped",
+        (false, false) => "shutting down",
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status }))
 }
 
 #[derive(Serialize)]

@@ -72,8 +72,8 @@ async fn ready(State(registry): State<AppState>) -> StatusCode {
     health(registry.is_ready())
 }
 
-async fn model_ready(State(registry): State<AppState>, _: V2Model) -> StatusCode {
-    health(registry.is_ready())
+async fn model_ready(State(registry): State<AppState>, V2Model(model): V2Model) -> StatusCode {
+    health(registry.is_model_ready(&model))
 }
 
 #[derive(Serialize)]
