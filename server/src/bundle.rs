@@ -458,6 +458,20 @@ fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, La
                 ShapeText(&spec.shape)
             ));
         }
+        // The class scores beside the indices, when declared, say how many classes there are.
+        let classes = config
+            .outputs
+            .iter()
+            .filter(|o| o.dtype.is_float() && o.shape.len() == 2)
+            .find_map(|o| Some((o, usize::try_from(o.shape[1]).ok()?)));
+        if let Some((scores, classes)) = classes.filter(|&(_, c)| c != config.labels.len()) {
+            problems.push(format!(
+                "labels: {} labels, but output '{}' scores {classes} classes (shape {}): give one label per class",
+                config.labels.len(),
+                scores.name,
+                ShapeText(&scores.shape)
+            ));
+        }
         LabelRule::ClassIndex
     };
     (prediction, label_rule)

@@ -215,7 +215,7 @@ fn status(error: InferError) -> Status {
             PredictError::Overloaded { .. } | PredictError::Unavailable(_) => {
                 Status::unavailable(error.to_string())
             }
-            PredictError::Runtime(_) | PredictError::LabelOutOfRange { .. } => {
+            PredictError::Runtime(_) => {
                 tracing::error!(%error, "prediction failed");
                 Status::internal("the model failed to run; the server log has the details")
             }

@@ -48,8 +48,6 @@ pub enum PredictError {
     Unavailable(String),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error("the model returned class index {index}, but only {count} labels are declared")]
-    LabelOutOfRange { index: f64, count: usize },
 }
 
 /// A bundle whose graph and sample passed, ready to serve.
@@ -269,7 +267,10 @@ impl Model {
 
     /// Like [`Model::predict`], then each row's label; refused before running when the bundle
     /// declares no labels.
-    pub async fn predict_labels(&self, data: Box<RawValue>) -> Result<Vec<String>, PredictError> {
+    pub async fn predict_labels(
+        &self,
+        data: Box<RawValue>,
+    ) -> Result<Vec<Option<String>>, PredictError> {
         if self.bundle().label_rule == LabelRule::None {
             return Err(PredictError::NoLabels(self.name().to_string()));
         }
@@ -306,7 +307,8 @@ impl GraphBinding {
         }))
     }
 
-    fn labels_of(&self, prediction: &Tensor) -> Result<Vec<String>, PredictError> {
+    /// Each row's label; None for a class index past the declared labels.
+    fn labels_of(&self, prediction: &Tensor) -> Result<Vec<Option<String>>, PredictError> {
         let labels = &self.bundle.config.labels;
         let data = prediction.data();
         let indices: Vec<f64> = match self.bundle.label_rule {
@@ -334,19 +336,30 @@ impl GraphBinding {
                 indices
             }
         };
-        indices
-            .into_iter()
-            .map(|index| {
+        let found: Vec<Option<String>> = indices
+            .iter()
+            .map(|&index| {
                 labels
                     .get(index as usize)
                     .filter(|_| index >= 0.0 && index.fract() == 0.0)
                     .cloned()
-                    .ok_or(PredictError::LabelOutOfRange {
-                        index,
-                        count: labels.len(),
-                    })
             })
-            .collect()
+            .collect();
+        if let Some(index) = indices
+            .iter()
+            .zip(&found)
+            .find_map(|(i, l)| l.is_none().then_some(i))
+        {
+            // `check` refuses labels that do not cover a declared class count; a model that still
+            // returns another index is the bundle's fault, not the caller's: the row has no label.
+            tracing::warn!(
+                model = self.bundle.name(),
+                index,
+                labels = labels.len(),
+                "the model returned a class index past the declared labels; that row's label is null"
+            );
+        }
+        Ok(found)
     }
 
     fn to_graph_order(&self, inputs: Vec<Tensor>) -> Vec<Tensor> {
@@ -472,10 +485,16 @@ impl GraphBinding {
             ))
         })?;
         if self.bundle.label_rule != LabelRule::None {
-            self.labels_of(&actual).map_err(|error| {
+            let labels = self.labels_of(&actual).map_err(|error| {
                 self.bundle
                     .error(format!("labels: {error} (for the sample)"))
             })?;
+            if let Some(row) = labels.iter().position(Option::is_none) {
+                return Err(self.bundle.error(format!(
+                    "labels: row {row} of the sample gets a class index past the {} labels declared",
+                    self.bundle.config.labels.len()
+                )));
+            }
         }
         Ok(())
     }

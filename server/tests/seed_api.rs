@@ -395,3 +395,47 @@ async fn an_input_given_twice_in_a_table_is_refused() {
         "{answer}"
     );
 }
+
+/// iris-svc predicting class indices, with labels for two of its three classes and a sample of
+/// those two.
+fn two_labels_for_three_classes(text: String) -> String {
+    text.replace(
+        r#"labels = ["setosa", "versicolor", "virginica"]"#,
+        r#"labels = ["setosa", "versicolor"]"#,
+    )
+    .replace(r#"prediction = "probabilities""#, r#"prediction = "label""#)
+    .replace(
+        "input = [[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.3, 3.3, 6.0, 2.5]]",
+        "input = [[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5]]",
+    )
+    .replace(
+        "output = [[0.9775, 0.014353, 0.008147], [0.007911, 0.936617, 0.055473], [0.006161, 0.00065, 0.993189]]",
+        "output = [0, 1]",
+    )
+}
+
+/// Labels that do not cover the classes the model scores are refused by `check`; and where the
+/// bundle declares no class count, a class index past the labels gives that row no label, never
+/// a 500 to the caller.
+#[tokio::test]
+async fn labels_must_cover_the_classes_and_a_caller_never_gets_a_500_for_them() {
+    let (_folder, path) = edited_copy(two_labels_for_three_classes);
+    let output = common::predictor(&["check", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("labels: 2 labels, but output 'probabilities' scores 3 classes"),
+        "{stderr}"
+    );
+    let probabilities =
+        "[[outputs]]\nname = \"probabilities\"\ndtype = \"float32\"\nshape = [-1, 3]\n\n";
+    let (_folder, path) = edited_copy(|text| {
+        assert!(text.contains(probabilities));
+        two_labels_for_three_classes(text).replace(probabilities, "")
+    });
+    let server = Server::start(&[&path]);
+    let virginica = json!({"data": [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]]});
+    let (status, body) = server.post_json("/predict/label", &virginica).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["prediction"], json!(["setosa", null]));
+}

@@ -53,9 +53,7 @@ impl From<PredictError> for ApiError {
             PredictError::Overloaded { .. } | PredictError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            PredictError::Runtime(_) | PredictError::LabelOutOfRange { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            PredictError::Runtime(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(%error, "prediction failed");

@@ -142,7 +142,7 @@ async fn predict(
 async fn predict_label(
     SelectedModel(model): SelectedModel,
     ApiJson(request): ApiJson<PredictRequest>,
-) -> Result<Json<Prediction<Vec<String>>>, ApiError> {
+) -> Result<Json<Prediction<Vec<Option<String>>>>, ApiError> {
     let prediction = model.predict_labels(request.data).await?;
     Ok(Json(Prediction { prediction }))
 }
@@ -156,7 +156,7 @@ async fn predict_test(
 
 async fn predict_test_label(
     SelectedModel(model): SelectedModel,
-) -> Result<Json<Prediction<Vec<String>>>, ApiError> {
+) -> Result<Json<Prediction<Vec<Option<String>>>>, ApiError> {
     let prediction = model.predict_labels(model.sample_input()).await?;
     Ok(Json(Prediction { prediction }))
 }
