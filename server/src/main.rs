@@ -301,7 +301,7 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the async runtime: {error}"))?;
-    reactor.block_on(async {
+    let served = reactor.block_on(async {
         // Listening for the signals before saying "listening": a supervisor may signal as soon
         // as it reads that line, and an unhandled SIGTERM would kill the process undrained.
         let mut signals = ShutdownSignals::listen()?;
@@ -323,14 +323,16 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
         );
         let stopping = CancellationToken::new();
         let drain_timeout = Duration::from_secs(args.drain_timeout_seconds);
-        tokio::spawn({
+        // Draining has a bound: a stalled client or a second signal ends it. The listeners are
+        // then left unfinished, and `serve` returns an error, so that main still flushes the
+        // logs and spans before exiting 1.
+        let drained_or_forced = {
             let (registry, stopping) = (registry.clone(), stopping.clone());
             async move {
                 signals.next().await;
                 tracing::info!("shutting down: not ready, no new connections, finishing requests in flight");
                 registry.begin_shutdown();
                 stopping.cancel();
-                // Draining has a bound: a stalled client or a second signal ends it.
                 tokio::select! {
                     _ = signals.next() => {
                         tracing::warn!("second signal: stopping without waiting for requests in flight");
@@ -342,9 +344,9 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
                         );
                     }
                 }
-                std::process::exit(1);
+                Err::<(), _>("stopped before the requests in flight finished".to_string())
             }
-        });
+        };
         let http = async {
             http::serve(router, http_listener, stopping.clone().cancelled_owned())
                 .await
@@ -369,8 +371,14 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
             .await
             .map_err(|error| format!("metrics server failed: {error}"))
         };
-        tokio::try_join!(http, grpc, metrics).map(|_| ())
-    })?;
+        tokio::select! {
+            served = async { tokio::try_join!(http, grpc, metrics).map(|_| ()) } => served,
+            forced = drained_or_forced => forced,
+        }
+    });
+    // Connections still open are dropped with their tasks, without waiting for them.
+    reactor.shutdown_background();
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -103,3 +103,50 @@ async fn request_spans_join_the_callers_trace_and_reach_the_collector() {
         "{span:?}"
     );
 }
+
+/// A stop forced by the drain timeout still flushes the spans of the requests answered before it
+/// (the watchdog exited the process from a task, which lost what the exporter held).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_stop_still_exports_the_spans_of_answered_requests() {
+    use std::io::Write;
+    let (endpoint, spans) = collector().await;
+    let mut server = Server::start_with(
+        &[&bundle("iris-svc")],
+        &["--otlp-endpoint", &endpoint, "--drain-timeout-seconds", "1"],
+    );
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let request = json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]});
+    let response = server
+        .client
+        .post(server.url("/v2/models/iris-svc/infer"))
+        .header("traceparent", parent)
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // A request whose body never completes holds the drain until its timeout.
+    let mut stalled = std::net::TcpStream::connect(server.address).unwrap();
+    stalled
+        .write_all(
+            b"POST /v2/models/iris-svc/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .unwrap();
+    server.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || server.wait_for_exit(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "the drain timeout stops it"
+    );
+    let spans = spans.lock().unwrap();
+    assert!(
+        spans
+            .iter()
+            .any(|span| hex(&span.trace_id) == "0af7651916cd43dd8448eb211c80319c"),
+        "the answered request's span was lost: {spans:?}"
+    );
+    drop(stalled);
+}
