@@ -214,3 +214,51 @@ def test_unknown_output_and_version_are_refused(server, encoding):
         triton.infer("iris-svc", [infer_input(encoding, "input", array)], model_version="9")
     assert "has no version '9'" in raised.value.message()
     assert not triton.is_model_ready("iris-svc", model_version="9") if protocol == "http" else True
+
+
+@pytest.fixture(scope="module")
+def edges_server():
+    from conftest import REPO, Server
+
+    server = Server([REPO / "server/tests/fixtures/batch-edges", *BUNDLES])
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_inputs_whose_rows_disagree_are_the_callers_mistake(edges_server, encoding):
+    """3 rows of x against 1 of y: a 400 / INVALID_ARGUMENT naming both, on every encoding,
+    never a 500 with ONNX Runtime's text, nor a silent broadcast."""
+    triton = client(edges_server, encoding.split("-")[0])
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    y = np.ones((1, 2), dtype=np.float32)
+    inputs = [infer_input(encoding, "x", x), infer_input(encoding, "y", y)]
+    with pytest.raises(InferenceServerException) as raised:
+        triton.infer("batch-edges", inputs)
+    assert "inputs 'x' and 'y' disagree on their rows" in raised.value.message()
+    assert "'x' has 3, 'y' has 1" in raised.value.message()
+    expected = "StatusCode.INVALID_ARGUMENT" if encoding == "grpc" else "400"
+    assert raised.value.status() == expected
+
+
+def test_grpc_answers_of_several_rows_are_not_held_back(edges_server, capsys):
+    """8 rows of digits over one gRPC connection, 200 calls in a row: each answer is the seed's
+    (its probabilities are 320 bytes, past what Nagle's algorithm let through at once before
+    TCP_NODELAY). The latency is printed, not asserted: bench/ measures speed."""
+    import time
+
+    digits = next(folder for folder in BUNDLES if folder.name == "digits-logreg")
+    bundle = read_bundle(digits)
+    rows = (bundle["sample"]["input"] * 4)[:8]
+    array = np.array(rows, dtype=np.float32)
+    expected = np.array(seed_predict(edges_server, bundle["name"], rows), dtype=np.float32)
+    triton = grpcclient.InferenceServerClient(url=edges_server.grpc)
+    took = []
+    for _ in range(200):
+        started = time.perf_counter()
+        result = triton.infer(bundle["name"], [infer_input("grpc", "input", array)])
+        took.append(time.perf_counter() - started)
+        np.testing.assert_array_equal(result.as_numpy("probabilities"), expected)
+    took.sort()
+    with capsys.disabled():
+        print(f"\ngRPC digits, 8 rows, one connection: p50 {took[100] * 1e3:.3f} ms, p99 {took[197] * 1e3:.3f} ms")
