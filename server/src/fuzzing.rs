@@ -18,12 +18,13 @@ use prost::Message;
 use tonic::Code;
 
 use crate::bundle::Bundle;
-use crate::grpc::proto::ModelInferRequest;
-use crate::grpc::InferenceService;
-use crate::http::{ApiError, PredictRequest};
 use crate::model::PredictError;
-use crate::oip::OutputChoice;
+use crate::protocol::seed::PredictRequest;
+use crate::protocol::v2::OutputChoice;
 use crate::tensor::{shape_fits, Flat, Tensor, TensorData};
+use crate::transport::grpc::proto::ModelInferRequest;
+use crate::transport::grpc::InferenceService;
+use crate::transport::http::ApiError;
 
 /// The body of a fuzz target: one input, which it panics on when a decoder misbehaves; true when
 /// the input was accepted.
@@ -74,7 +75,7 @@ tolerance = 1e-4
 pub const EVERY_DTYPE: &str = include_str!("../tests/fixtures/every-dtype/predictor.toml");
 
 /// The longest error answer (REST body, gRPC message) any input may cause: messages quote the
-/// caller's names and values clipped ([`crate::oip::clip`]), never whole.
+/// caller's names and values clipped ([`crate::text::clip`]), never whole.
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// The declarations every input is decoded against.
@@ -135,7 +136,7 @@ fn v2(header: Option<&HeaderValue>, body: &[u8]) -> bool {
     let mut accepted = false;
     for bundle in bundles() {
         let body = Bytes::copy_from_slice(body);
-        match crate::http::decode_infer(bundle, header, body, |_| {}) {
+        match crate::transport::http::decode_infer(bundle, header, body, |_| {}) {
             Ok(call) => {
                 fits(bundle, &call.inputs);
                 chosen(bundle, &call.outputs);
@@ -194,7 +195,7 @@ pub fn bundle_toml(file: &[u8]) -> bool {
     let config = &bundle.config;
     assert!(!config.inputs.is_empty() && !config.outputs.is_empty());
     let prediction = bundle.prediction_spec();
-    let sample_input = crate::model::raw_json(&config.sample.input);
+    let sample_input = crate::bundle::sample::raw_json(&config.sample.input);
     let input = bundle.decode_inputs(&sample_input, "sample.input");
     if let Ok(tensors) = &input {
         fits(&bundle, tensors);

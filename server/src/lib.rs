@@ -1,32 +1,33 @@
 //! predictor: one server for every ONNX model described by a `predictor.toml` bundle.
 //!
-//! Layers, each with its own error type: [`tensor`] (data), [`bundle`] (the file format),
-//! [`runtime`] (the only user of `ort`), [`model`] (a bundle checked and running), [`http`]
-//! (REST routes and the listener), [`grpc`] (the Open Inference Protocol's gRPC service),
-//! [`init`] (scaffolding a bundle), [`probe`] (asking a running server, for health checks and
-//! smoke tests), [`manifests`] (Kubernetes and KServe manifests of a bundle). [`oip`] holds what
-//! REST and gRPC share of the Open Inference Protocol v2; [`registry`] the served models,
-//! readiness and limits; [`auth`] the optional bearer tokens; [`endpoints`] the ports and health
-//! paths that the command line, the routes and the manifests share.
+//! The layers, each knowing only those below it (the README's Layout draws them):
+//! - leaf helpers: [`text`] (how messages quote callers), [`defaults`] (every default value),
+//!   [`metrics`], [`logging`], [`request_context`];
+//! - [`tensor`]: datatypes, tensor data, its JSON and binary codecs;
+//! - [`bundle`]: the `predictor.toml` format, its own checks, labels and sample comparison;
+//! - [`runtime`]: the [`runtime::Backend`] trait; `runtime::ort` is the only user of `ort`;
+//! - [`model`]: a bundle loaded against its graph, and its worker (queue, batching);
+//! - [`serving`]: the served models, readiness, limits, tokens;
+//! - [`protocol`]: the seed API's and the Open Inference Protocol's semantics, no transport;
+//! - [`transport`]: HTTP (axum) and gRPC (tonic);
+//! - [`ops`]: `init`, `probe` and `manifests`, which need no serving;
+//! - [`server`]: the listeners, signals and drain of `predictor serve`.
 
-pub mod auth;
 pub mod bundle;
-pub mod endpoints;
-#[doc(hidden)]
+pub mod defaults;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub mod grpc;
-pub mod http;
-pub mod init;
 pub mod logging;
-pub mod manifests;
 pub mod metrics;
 pub mod model;
-pub mod oip;
-pub mod probe;
-pub mod registry;
+pub mod ops;
+pub mod protocol;
 pub mod request_context;
 pub mod runtime;
+pub mod server;
+pub mod serving;
 #[cfg(feature = "otlp")]
 pub mod telemetry;
 pub mod tensor;
-pub mod worker;
+pub mod text;
+pub mod transport;

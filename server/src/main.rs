@@ -1,6 +1,6 @@
 //! The `predictor` command: serve, check or scaffold model bundles.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,20 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio_util::sync::CancellationToken;
-
-use predictor::auth::Tokens;
 use predictor::bundle::{BundleError, FILE_NAME};
-use predictor::endpoints;
-use predictor::grpc;
-use predictor::http::{self, HttpOptions};
+use predictor::defaults;
 use predictor::logging::{self, LogFormat};
 use predictor::metrics::Metrics;
 use predictor::model::{self, LoadOptions};
-use predictor::registry::{Limits, Registry};
 use predictor::runtime::OnnxRuntime;
+use predictor::server::{self, ListenOptions};
+use predictor::serving::auth::Tokens;
+use predictor::serving::{Limits, Registry};
 
 #[derive(Parser)]
 #[command(
@@ -76,7 +71,7 @@ enum Command {
     /// Ask a running predictor for /health and, per bundle given, for its sample; exit 1 on a problem.
     Probe(ProbeArgs),
     /// Print Kubernetes (or KServe) manifests that deploy a bundle's image.
-    Manifests(predictor::manifests::ManifestsArgs),
+    Manifests(predictor::ops::manifests::ManifestsArgs),
 }
 
 #[derive(Args)]
@@ -89,31 +84,31 @@ struct ServeArgs {
     address: IpAddr,
     /// HTTP port (the seed REST API and the Open Inference Protocol v2 over REST); 0 picks a free
     /// one (the log says which).
-    #[arg(long, env = "PREDICTOR_PORT", default_value_t = endpoints::HTTP_PORT)]
+    #[arg(long, env = "PREDICTOR_PORT", default_value_t = defaults::HTTP_PORT)]
     port: u16,
     /// gRPC port (the Open Inference Protocol v2 over gRPC), on the same address; 0 picks a free one.
-    #[arg(long, env = "PREDICTOR_GRPC_PORT", default_value_t = endpoints::GRPC_PORT)]
+    #[arg(long, env = "PREDICTOR_GRPC_PORT", default_value_t = defaults::GRPC_PORT)]
     grpc_port: u16,
     /// Metrics port (GET /metrics, Prometheus/OpenMetrics text), on the same address; 0 picks a
     /// free one.
-    #[arg(long, env = "PREDICTOR_METRICS_PORT", default_value_t = endpoints::METRICS_PORT)]
+    #[arg(long, env = "PREDICTOR_METRICS_PORT", default_value_t = defaults::METRICS_PORT)]
     metrics_port: u16,
     #[command(flatten)]
     load: LoadArgs,
     /// Seconds that requests in flight may take to finish after SIGTERM or SIGINT; then (or on a
     /// second signal) the server exits 1 without them.
-    #[arg(long, env = "PREDICTOR_DRAIN_TIMEOUT_SECONDS", default_value_t = endpoints::DRAIN_TIMEOUT_SECONDS)]
+    #[arg(long, env = "PREDICTOR_DRAIN_TIMEOUT_SECONDS", default_value_t = defaults::DRAIN_TIMEOUT_SECONDS)]
     drain_timeout_seconds: u64,
     /// Largest request body (or gRPC message) accepted, in bytes.
-    #[arg(long, env = "PREDICTOR_MAX_BODY_BYTES", default_value_t = endpoints::MAX_BODY_BYTES)]
+    #[arg(long, env = "PREDICTOR_MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// Inference requests handled at once, over HTTP and gRPC together; one more is refused at
     /// once with 503 and Retry-After (gRPC: UNAVAILABLE), before its body is read.
-    #[arg(long, env = "PREDICTOR_MAX_CONCURRENT_REQUESTS", default_value_t = Limits::DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    #[arg(long, env = "PREDICTOR_MAX_CONCURRENT_REQUESTS", default_value_t = defaults::MAX_CONCURRENT_REQUESTS)]
     max_concurrent_requests: NonZeroUsize,
     /// Seconds an inference request may take, waiting for the model included; then it is
     /// abandoned with 503 and Retry-After (gRPC: DEADLINE_EXCEEDED).
-    #[arg(long, env = "PREDICTOR_REQUEST_TIMEOUT_SECONDS", default_value_t = Limits::DEFAULT_REQUEST_TIMEOUT_SECONDS as f64)]
+    #[arg(long, env = "PREDICTOR_REQUEST_TIMEOUT_SECONDS", default_value_t = defaults::REQUEST_TIMEOUT_SECONDS as f64)]
     request_timeout_seconds: f64,
     /// File of bearer tokens, one per line (`#` comments): every request but the health probes
     /// must then send `Authorization: Bearer <token>` (gRPC: `authorization` metadata). Not a
@@ -137,10 +132,10 @@ struct LoadArgs {
     #[arg(long, env = "PREDICTOR_THREADS")]
     threads: Option<NonZeroUsize>,
     /// Requests that may wait for a model before new ones get 503 with Retry-After.
-    #[arg(long, env = "PREDICTOR_MAX_QUEUED_REQUESTS", default_value_t = LoadOptions::DEFAULT_MAX_QUEUED_REQUESTS)]
+    #[arg(long, env = "PREDICTOR_MAX_QUEUED_REQUESTS", default_value_t = defaults::MAX_QUEUED_REQUESTS)]
     max_queued_requests: NonZeroUsize,
     /// Rows (the first dimension) one request may send; more get 400 (gRPC: INVALID_ARGUMENT).
-    #[arg(long, env = "PREDICTOR_MAX_ROWS_PER_REQUEST", default_value_t = LoadOptions::DEFAULT_MAX_ROWS_PER_REQUEST)]
+    #[arg(long, env = "PREDICTOR_MAX_ROWS_PER_REQUEST", default_value_t = defaults::MAX_ROWS_PER_REQUEST)]
     max_rows_per_request: NonZeroUsize,
 }
 
@@ -203,12 +198,12 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&cli.onnxruntime, args),
         Command::Check(args) => check(&cli.onnxruntime, args),
         Command::Init(args) => init(&cli.onnxruntime, args),
-        Command::Probe(args) => predictor::probe::run(
+        Command::Probe(args) => predictor::ops::probe::run(
             &args.url,
             std::time::Duration::from_secs(args.timeout_seconds),
             &args.bundles,
         ),
-        Command::Manifests(args) => predictor::manifests::run(args),
+        Command::Manifests(args) => predictor::ops::manifests::run(args),
     };
     logging.finish();
     match result {
@@ -291,122 +286,15 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
         );
     }
     let registry = Arc::new(Registry::new(models, metrics, limits, tokens));
-    let router = http::router(
-        registry.clone(),
-        &HttpOptions {
-            max_body_bytes: args.max_body_bytes,
-        },
-    );
-    let reactor = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
-    let served = reactor.block_on(async {
-        // Listening for the signals before saying "listening": a supervisor may signal as soon
-        // as it reads that line, and an unhandled SIGTERM would kill the process undrained.
-        let mut signals = ShutdownSignals::listen()?;
-        let bind = |port| async move {
-            let address = SocketAddr::new(args.address, port);
-            TcpListener::bind(address)
-                .await
-                .map_err(|error| format!("cannot listen on {address}: {error}"))
-        };
-        let http_listener = bind(args.port).await?;
-        let grpc_listener = bind(args.grpc_port).await?;
-        let metrics_listener = bind(args.metrics_port).await?;
-        let local = |listener: &TcpListener| listener.local_addr().map_err(|e| e.to_string());
-        tracing::info!(
-            address = %local(&http_listener)?,
-            grpc_address = %local(&grpc_listener)?,
-            metrics_address = %local(&metrics_listener)?,
-            "listening"
-        );
-        let stopping = CancellationToken::new();
-        let drain_timeout = Duration::from_secs(args.drain_timeout_seconds);
-        // Draining has a bound: a stalled client or a second signal ends it. The listeners are
-        // then left unfinished, and `serve` returns an error, so that main still flushes the
-        // logs and spans before exiting 1.
-        let drained_or_forced = {
-            let (registry, stopping) = (registry.clone(), stopping.clone());
-            async move {
-                signals.next().await;
-                tracing::info!("shutting down: not ready, no new connections, finishing requests in flight");
-                registry.begin_shutdown();
-                stopping.cancel();
-                tokio::select! {
-                    _ = signals.next() => {
-                        tracing::warn!("second signal: stopping without waiting for requests in flight");
-                    }
-                    _ = tokio::time::sleep(drain_timeout) => {
-                        tracing::warn!(
-                            seconds = drain_timeout.as_secs(),
-                            "requests still in flight after the drain timeout; stopping"
-                        );
-                    }
-                }
-                Err::<(), _>("stopped before the requests in flight finished".to_string())
-            }
-        };
-        let http = async {
-            http::serve(router, http_listener, stopping.clone().cancelled_owned())
-                .await
-                .map_err(|error| format!("HTTP server failed: {error}"))
-        };
-        let grpc = async {
-            grpc::serve(
-                registry.clone(),
-                grpc_listener,
-                args.max_body_bytes,
-                stopping.clone().cancelled_owned(),
-            )
-            .await
-            .map_err(|error| format!("gRPC server failed: {error}"))
-        };
-        let metrics = async {
-            http::serve(
-                http::metrics_router(registry.clone()),
-                metrics_listener,
-                stopping.clone().cancelled_owned(),
-            )
-            .await
-            .map_err(|error| format!("metrics server failed: {error}"))
-        };
-        tokio::select! {
-            served = async { tokio::try_join!(http, grpc, metrics).map(|_| ()) } => served,
-            forced = drained_or_forced => forced,
-        }
-    });
-    // Connections still open are dropped with their tasks, without waiting for them.
-    reactor.shutdown_background();
-    served?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// SIGINT and SIGTERM, handled from the moment `listen` returns.
-struct ShutdownSignals {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl ShutdownSignals {
-    fn listen() -> Result<Self, String> {
-        let listen = |kind| {
-            signal(kind).map_err(|error| format!("cannot listen for SIGINT and SIGTERM: {error}"))
-        };
-        Ok(ShutdownSignals {
-            interrupt: listen(SignalKind::interrupt())?,
-            terminate: listen(SignalKind::terminate())?,
-        })
-    }
-
-    /// Resolves on the next SIGINT or SIGTERM.
-    async fn next(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-    }
+    let listeners = ListenOptions {
+        address: args.address,
+        port: args.port,
+        grpc_port: args.grpc_port,
+        metrics_port: args.metrics_port,
+        drain_timeout: Duration::from_secs(args.drain_timeout_seconds),
+        max_body_bytes: args.max_body_bytes,
+    };
+    server::run(registry, &listeners)
 }
 
 fn init(library: &Path, args: &InitArgs) -> Result<(), String> {
@@ -421,7 +309,7 @@ fn init(library: &Path, args: &InitArgs) -> Result<(), String> {
             let folder_name = std::fs::canonicalize(folder)
                 .ok()
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-            predictor::init::bundle_name_from(&folder_name.unwrap_or_default())
+            predictor::ops::init::bundle_name_from(&folder_name.unwrap_or_default())
         }
     };
     let model_file = args
@@ -431,7 +319,7 @@ fn init(library: &Path, args: &InitArgs) -> Result<(), String> {
         .to_string_lossy()
         .into_owned();
     let runtime = runtime(library)?;
-    let text = predictor::init::scaffold(&runtime, &args.model, &model_file, &name)
+    let text = predictor::ops::init::scaffold(&runtime, &args.model, &model_file, &name)
         .map_err(|error| error.to_string())?;
     let output = args
         .output

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use super::gate::OPEN_ENDPOINTS;
 use super::AppState;
-use crate::oip::SERVER_VERSION;
-use crate::registry::Registry;
+use crate::protocol::v2::SERVER_VERSION;
+use crate::serving::Registry;
 
 const TEMPLATE: &str = include_str!("openapi.json");
 

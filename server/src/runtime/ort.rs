@@ -1,5 +1,6 @@
-//! The one module that touches ONNX Runtime (through `ort`): loading the shared library, reading a
-//! graph's signature and running it. Everything else sees only [`Backend`] and [`Tensor`].
+//! ONNX Runtime through the `ort` crate: loading the shared library, opening a model, reading
+//! its graph's signature and running it. The only module of the server that imports `ort`; the
+//! crate's one `unsafe` block (reading the library's version) is here too.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -9,55 +10,8 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{DynValue, TensorElementType, ValueType};
 
+use super::{Backend, GraphSignature, GraphValue, GraphValueKind, RuntimeError};
 use crate::tensor::{with_data, DType, Tensor, TensorData};
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RuntimeError {
-    #[error("cannot load the ONNX Runtime library: {0}")]
-    Library(String),
-    #[error("cannot load the ONNX model {path}: {message}")]
-    Model { path: String, message: String },
-    #[error("ONNX Runtime failed to run the model: {0}")]
-    Inference(String),
-    /// ONNX Runtime refused an input that passed the bundle's checks (say, two inputs whose
-    /// row counts differ): the caller's to fix.
-    #[error("the model refused the input: {0}")]
-    RejectedInput(String),
-    #[error(
-        "the model produced output '{name}' of type {type_name}, which predictor cannot return"
-    )]
-    UnsupportedOutput { name: String, type_name: String },
-}
-
-/// A graph input or output as the ONNX file declares it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GraphValue {
-    pub name: String,
-    pub kind: GraphValueKind,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum GraphValueKind {
-    /// A tensor; `shape` has -1 for every dynamic (symbolic or unknown) dimension.
-    Tensor { dtype: DType, shape: Vec<i64> },
-    /// Anything predictor cannot serve (strings, maps, sequences...), described for error messages.
-    Unsupported(String),
-}
-
-/// The inputs and outputs of a graph, in the graph's order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GraphSignature {
-    pub inputs: Vec<GraphValue>,
-    pub outputs: Vec<GraphValue>,
-}
-
-/// A loaded model that runs one request at a time; owned by one worker thread.
-pub trait Backend: Send + 'static {
-    fn signature(&self) -> &GraphSignature;
-    /// Runs the graph on `inputs`, given in the order of `signature().inputs`; returns the graph
-    /// outputs at the indices `outputs` (of `signature().outputs`), in that order.
-    fn run(&mut self, inputs: Vec<Tensor>, outputs: &[usize]) -> Result<Vec<Tensor>, RuntimeError>;
-}
 
 /// The process-wide ONNX Runtime (the library can be loaded, and its environment built, only once).
 #[derive(Clone)]
@@ -267,122 +221,4 @@ fn from_ort(name: &str, value: &DynValue) -> Result<Tensor, RuntimeError> {
         DType::Float64 => extract(value).map(|(s, d)| (s, TensorData::Float64(d))),
     }?;
     Tensor::new(shape, data).map_err(|e| RuntimeError::Inference(e.to_string()))
-}
-
-/// A backend for the worker's and the serving layer's unit tests: no ONNX Runtime, one FP32
-/// input and one output, and behaviour chosen by the values it is sent.
-#[cfg(test)]
-pub mod fake {
-    use std::sync::mpsc::{channel, Receiver, Sender};
-    use std::sync::{Arc, Mutex};
-
-    use super::*;
-
-    /// A value that makes a run fail as ONNX Runtime does on an input it refuses.
-    pub const FAIL: f32 = -1.0;
-    /// A value that makes a run panic.
-    pub const PANIC: f32 = -2.0;
-    /// A value that makes a run panic in a way the worker cannot catch (the panic's payload
-    /// panics again when the worker drops it), so that the worker thread ends.
-    pub const STOP: f32 = -3.0;
-
-    struct PanicsWhenDropped;
-
-    impl Drop for PanicsWhenDropped {
-        fn drop(&mut self) {
-            panic!("the fake backend's panic payload panics as it is dropped");
-        }
-    }
-
-    pub struct FakeBackend {
-        signature: GraphSignature,
-        /// Answer each row twice (twice the rows: not row by row) instead of echoing it.
-        stacking: bool,
-        /// The first run waits for a message here.
-        first_run_gate: Option<Receiver<()>>,
-        runs: Arc<Mutex<Vec<usize>>>,
-    }
-
-    impl FakeBackend {
-        /// Answers its input unchanged.
-        pub fn echo() -> Self {
-            let value = |name: &str| GraphValue {
-                name: name.into(),
-                kind: GraphValueKind::Tensor {
-                    dtype: DType::Float32,
-                    shape: vec![-1, -1],
-                },
-            };
-            FakeBackend {
-                signature: GraphSignature {
-                    inputs: vec![value("x")],
-                    outputs: vec![value("y")],
-                },
-                stacking: false,
-                first_run_gate: None,
-                runs: Arc::default(),
-            }
-        }
-
-        /// Answers its input stacked on itself.
-        pub fn stacking() -> Self {
-            FakeBackend {
-                stacking: true,
-                ..FakeBackend::echo()
-            }
-        }
-
-        /// The same backend whose first run waits until the returned sender sends.
-        pub fn first_run_waits(self) -> (Self, Sender<()>) {
-            let (release, gate) = channel();
-            let backend = FakeBackend {
-                first_run_gate: Some(gate),
-                ..self
-            };
-            (backend, release)
-        }
-
-        /// The rows of every run so far, in order.
-        pub fn runs(&self) -> Arc<Mutex<Vec<usize>>> {
-            self.runs.clone()
-        }
-    }
-
-    impl Backend for FakeBackend {
-        fn signature(&self) -> &GraphSignature {
-            &self.signature
-        }
-
-        fn run(
-            &mut self,
-            mut inputs: Vec<Tensor>,
-            _outputs: &[usize],
-        ) -> Result<Vec<Tensor>, RuntimeError> {
-            let input = inputs.remove(0);
-            self.runs.lock().unwrap().push(input.rows());
-            if let Some(gate) = self.first_run_gate.take() {
-                let _ = gate.recv();
-            }
-            let TensorData::Float32(values) = input.data() else {
-                return Err(RuntimeError::RejectedInput("expected FP32".into()));
-            };
-            if values.contains(&STOP) {
-                std::panic::panic_any(PanicsWhenDropped);
-            }
-            if values.contains(&PANIC) {
-                panic!("the fake backend was told to panic");
-            }
-            if values.contains(&FAIL) {
-                return Err(RuntimeError::RejectedInput(
-                    "the fake backend refuses -1".into(),
-                ));
-            }
-            let output = if self.stacking {
-                Tensor::concat_rows(vec![input.clone(), input]).expect("alike")
-            } else {
-                input
-            };
-            Ok(vec![output])
-        }
-    }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::bundle::sample::compare;
 use crate::bundle::Bundle;
-use crate::model::compare;
 use crate::tensor::Tensor;
 
 /// A server to probe: `http://HOST:PORT`, with an optional path prefix.

@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::model::PredictError;
-use crate::oip::InferError;
+use crate::protocol::v2::InferError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -94,7 +94,7 @@ impl From<BytesRejection> for ApiError {
 
 impl ApiError {
     fn rejected(status: StatusCode, text: String) -> Self {
-        let text = crate::oip::clip_message(&text);
+        let text = crate::text::clip_message(&text);
         match status {
             // A body that parses as JSON but not as the request (a missing or unknown field) is as
             // much a bad request as one that does not parse.

@@ -1,7 +1,7 @@
 //! `predictor manifests`: what deploys one bundle's image on Kubernetes (a Deployment, a Service
 //! and a HorizontalPodAutoscaler) or on KServe (this template's ServingRuntime and the bundle's
 //! InferenceService), made from the bundle's own data and the server's own ports and paths
-//! ([`crate::endpoints`]), so that nothing is written twice by hand.
+//! ([`crate::defaults`]), so that nothing is written twice by hand.
 
 mod yaml;
 
@@ -11,11 +11,10 @@ use clap::{Args, ValueEnum};
 use serde_json::{json, Map, Value};
 
 use crate::bundle::{Bundle, RuntimeHints, SCHEMA_VERSION};
-use crate::endpoints::{
-    DRAIN_TIMEOUT_SECONDS, GRPC_PORT, HTTP_PORT, LIVE_PATH, MAX_BODY_BYTES, METRICS_PATH,
+use crate::defaults::{
+    self, DRAIN_TIMEOUT_SECONDS, GRPC_PORT, HTTP_PORT, LIVE_PATH, MAX_BODY_BYTES, METRICS_PATH,
     METRICS_PORT, READY_PATH,
 };
-use crate::registry::Limits;
 
 /// `predictor manifests BUNDLE --image REF [--kserve]`.
 #[derive(Args, Debug)]
@@ -233,7 +232,7 @@ pub fn memory_mib(hints: &RuntimeHints, model_bytes: u64) -> u64 {
 /// so that the kernel never kills a server that keeps within its own limits.
 pub fn request_budget_mib() -> u64 {
     const MIB: u64 = 1024 * 1024;
-    (Limits::DEFAULT_MAX_CONCURRENT_REQUESTS.get() as u64 * MAX_BODY_BYTES as u64).div_ceil(MIB)
+    (defaults::MAX_CONCURRENT_REQUESTS.get() as u64 * MAX_BODY_BYTES as u64).div_ceil(MIB)
 }
 
 /// The CPUs of one server of the bundle: `runtime.threads`, else 1 (the server then runs one
@@ -382,7 +381,7 @@ impl<'a> Plan<'a> {
                 env("PREDICTOR_MAX_BODY_BYTES", MAX_BODY_BYTES.to_string()),
                 env(
                     "PREDICTOR_MAX_CONCURRENT_REQUESTS",
-                    Limits::DEFAULT_MAX_CONCURRENT_REQUESTS.to_string(),
+                    defaults::MAX_CONCURRENT_REQUESTS.to_string(),
                 ),
             ],
             // The server listens only once every bundle has loaded and passed its sample:

@@ -1,21 +1,25 @@
 //! A served model: a bundle checked against its ONNX graph and its sample, and the worker thread
 //! that owns its ONNX Runtime session, so that inference never runs on the async reactor.
 
+pub mod worker;
+
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::Span;
 
-use crate::bundle::{Bundle, BundleError, LabelRule, ShapeText, TensorSpec};
+use self::worker::{Batching, Job, Queue, Refused};
+use crate::bundle::sample::{compare, json, perturbed, raw_json};
+use crate::bundle::{Bundle, BundleError, LabelRule, TensorSpec};
+use crate::defaults;
 use crate::metrics::{Metrics, ModelInfoLabels, ModelMetrics};
 use crate::runtime::{Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError};
 use crate::tensor::{shape_fits, Tensor};
-use crate::worker::{self, Batching, Job, Queue, Refused};
+use crate::text::ShapeText;
 
 /// How a model is run, set by the deployment (flags), not by the bundle.
 #[derive(Debug, Clone)]
@@ -29,9 +33,14 @@ pub struct LoadOptions {
     pub max_rows_per_request: NonZeroUsize,
 }
 
-impl LoadOptions {
-    pub const DEFAULT_MAX_QUEUED_REQUESTS: NonZeroUsize = NonZeroUsize::new(64).unwrap();
-    pub const DEFAULT_MAX_ROWS_PER_REQUEST: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            threads: None,
+            max_queued_requests: defaults::MAX_QUEUED_REQUESTS,
+            max_rows_per_request: defaults::MAX_ROWS_PER_REQUEST,
+        }
+    }
 }
 
 /// Why a prediction was not made. The HTTP layer maps each to a status.
@@ -203,19 +212,6 @@ impl Model {
         self.threads
     }
 
-    /// Runs the model on `data` (rows, or a table of rows by input name) and returns the
-    /// prediction output.
-    pub async fn predict(&self, data: Box<RawValue>) -> Result<Tensor, PredictError> {
-        let inputs = self
-            .bundle()
-            .decode_inputs(&data, "data")
-            .map_err(PredictError::InvalidInput)?;
-        // The JSON text is several times the size of its tensors: free it before waiting.
-        drop(data);
-        let mut outputs = self.infer(inputs).await?;
-        Ok(outputs.swap_remove(self.bundle().prediction))
-    }
-
     /// Runs the model on one tensor per declared input, in declaration order, whose dtypes and
     /// shapes the caller has checked against the declarations; returns every declared output in
     /// declaration order.
@@ -259,24 +255,6 @@ impl Model {
         self.binding.check_outputs(&outputs)?;
         Ok(outputs)
     }
-
-    /// The sample's own input, as a request would send it.
-    pub fn sample_input(&self) -> Box<RawValue> {
-        raw_json(&self.bundle().config.sample.input)
-    }
-
-    /// Like [`Model::predict`], then each row's label; refused before running when the bundle
-    /// declares no labels.
-    pub async fn predict_labels(
-        &self,
-        data: Box<RawValue>,
-    ) -> Result<Vec<Option<String>>, PredictError> {
-        if self.bundle().label_rule == LabelRule::None {
-            return Err(PredictError::NoLabels(self.name().to_string()));
-        }
-        let prediction = self.predict(data).await?;
-        self.binding.labels_of(&prediction)
-    }
 }
 
 impl GraphBinding {
@@ -305,61 +283,6 @@ impl GraphBinding {
             max_rows,
             max_delay: Duration::from_millis(runtime.max_queue_delay_ms.unwrap_or(0)),
         }))
-    }
-
-    /// Each row's label; None for a class index past the declared labels.
-    fn labels_of(&self, prediction: &Tensor) -> Result<Vec<Option<String>>, PredictError> {
-        let labels = &self.bundle.config.labels;
-        let data = prediction.data();
-        let indices: Vec<f64> = match self.bundle.label_rule {
-            LabelRule::None => return Err(PredictError::NoLabels(self.bundle.name().to_string())),
-            LabelRule::ClassIndex => (0..data.len()).map(|i| data.value_f64(i)).collect(),
-            LabelRule::ArgmaxLastAxis => {
-                let classes = labels.len();
-                let mut indices = Vec::with_capacity(data.len() / classes);
-                for row in 0..data.len() / classes {
-                    let score = |class: usize| data.value_f64(row * classes + class);
-                    if let Some(class) = (0..classes).find(|&class| score(class).is_nan()) {
-                        return Err(PredictError::Runtime(RuntimeError::Inference(format!(
-                            "the model scored class {class} of row {row} NaN"
-                        ))));
-                    }
-                    let best = (0..classes).fold(0, |best, class| {
-                        if score(class) > score(best) {
-                            class
-                        } else {
-                            best
-                        }
-                    });
-                    indices.push(best as f64);
-                }
-                indices
-            }
-        };
-        let found: Vec<Option<String>> = indices
-            .iter()
-            .map(|&index| {
-                labels
-                    .get(index as usize)
-                    .filter(|_| index >= 0.0 && index.fract() == 0.0)
-                    .cloned()
-            })
-            .collect();
-        if let Some(index) = indices
-            .iter()
-            .zip(&found)
-            .find_map(|(i, l)| l.is_none().then_some(i))
-        {
-            // `check` refuses labels that do not cover a declared class count; a model that still
-            // returns another index is the bundle's fault, not the caller's: the row has no label.
-            tracing::warn!(
-                model = self.bundle.name(),
-                index,
-                labels = labels.len(),
-                "the model returned a class index past the declared labels; that row's label is null"
-            );
-        }
-        Ok(found)
     }
 
     fn to_graph_order(&self, inputs: Vec<Tensor>) -> Vec<Tensor> {
@@ -485,7 +408,7 @@ impl GraphBinding {
             ))
         })?;
         if self.bundle.label_rule != LabelRule::None {
-            let labels = self.labels_of(&actual).map_err(|error| {
+            let labels = self.bundle.labels_of(&actual).map_err(|error| {
                 self.bundle
                     .error(format!("labels: {error} (for the sample)"))
             })?;
@@ -498,77 +421,6 @@ impl GraphBinding {
         }
         Ok(())
     }
-}
-
-/// Another request of the sample's shape and types: each number moved by one towards zero or
-/// past it (so that unsigned values stay in range), each boolean flipped.
-fn perturbed(value: &Value) -> Value {
-    match value {
-        Value::Array(items) => Value::Array(items.iter().map(perturbed).collect()),
-        Value::Object(table) => Value::Object(
-            table
-                .iter()
-                .map(|(key, value)| (key.clone(), perturbed(value)))
-                .collect(),
-        ),
-        Value::Bool(flag) => Value::Bool(!flag),
-        Value::Number(number) => match (number.as_u64(), number.as_i64(), number.as_f64()) {
-            (Some(0), _, _) => Value::from(1),
-            (Some(n), _, _) => Value::from(n - 1),
-            (None, Some(n), _) => Value::from(n + 1),
-            (None, None, Some(x)) => serde_json::Number::from_f64(x * 0.5 + 1.0)
-                .map_or_else(|| value.clone(), Value::Number),
-            _ => value.clone(),
-        },
-        other => other.clone(),
-    }
-}
-
-pub(crate) fn raw_json(value: &Value) -> Box<RawValue> {
-    RawValue::from_string(value.to_string()).expect("a Value prints as valid JSON")
-}
-
-fn json(tensor: &Tensor) -> String {
-    serde_json::to_string(tensor).unwrap_or_default()
-}
-
-/// Compares element by element; the message names the first element beyond `tolerance`.
-/// `predictor check` uses it on the sample at load, `predictor probe` on a served answer.
-pub fn compare(
-    expected: &Tensor,
-    actual: &Tensor,
-    tolerance: f64,
-    output: &str,
-) -> Result<(), String> {
-    if expected.shape() != actual.shape() {
-        return Err(format!(
-            "expected shape {} for output '{output}', but the model returned shape {}",
-            ShapeText(expected.shape()),
-            ShapeText(actual.shape())
-        ));
-    }
-    for index in 0..expected.data().len() {
-        let (want, got) = (
-            expected.data().value_f64(index),
-            actual.data().value_f64(index),
-        );
-        // NaN compares false either way: it must fail, so test for being within tolerance.
-        let within = (want - got).abs() <= tolerance;
-        if !within {
-            let mut position = String::new();
-            let mut rest = index;
-            for &dim in expected.shape().iter().rev() {
-                position.insert_str(0, &format!("[{}]", rest % dim));
-                rest /= dim;
-            }
-            return Err(format!(
-                "output '{output}' deviates at {position}: expected {}, got {} (tolerance {tolerance})",
-                expected.data().value_text(index),
-                actual.data().value_text(index)
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Checks the declared inputs and outputs against the graph's; returns the graph order of the
@@ -730,55 +582,5 @@ pub fn load_all(
         Ok(models)
     } else {
         Err(errors)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::compare;
-    use crate::tensor::{Tensor, TensorData};
-
-    fn floats(shape: Vec<usize>, values: Vec<f32>) -> Tensor {
-        Tensor::new(shape, TensorData::Float32(values)).unwrap()
-    }
-
-    #[test]
-    fn compare_allows_the_tolerance_and_names_the_first_deviation() {
-        let expected = floats(vec![1, 3], vec![0.5, 0.25, 0.25]);
-        assert!(compare(
-            &expected,
-            &floats(vec![1, 3], vec![0.5001, 0.25, 0.2499]),
-            1e-3,
-            "p"
-        )
-        .is_ok());
-        let error = compare(
-            &expected,
-            &floats(vec![1, 3], vec![0.5, 0.35, 0.15]),
-            1e-3,
-            "p",
-        )
-        .unwrap_err();
-        assert_eq!(
-            error,
-            "output 'p' deviates at [0][1]: expected 0.25, got 0.35 (tolerance 0.001)"
-        );
-    }
-
-    #[test]
-    fn compare_refuses_nan_and_other_shapes() {
-        let expected = floats(vec![1, 2], vec![0.5, 0.5]);
-        assert!(compare(
-            &expected,
-            &floats(vec![1, 2], vec![f32::NAN, 0.5]),
-            1.0,
-            "p"
-        )
-        .is_err());
-        let error = compare(&expected, &floats(vec![2, 1], vec![0.5, 0.5]), 1.0, "p").unwrap_err();
-        assert_eq!(
-            error,
-            "expected shape [1, 2] for output 'p', but the model returned shape [2, 1]"
-        );
     }
 }

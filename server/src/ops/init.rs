@@ -4,9 +4,10 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::bundle::{ShapeText, SCHEMA_VERSION};
+use crate::bundle::SCHEMA_VERSION;
 use crate::runtime::{Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError};
 use crate::tensor::DType;
+use crate::text::ShapeText;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {

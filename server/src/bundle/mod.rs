@@ -10,6 +10,10 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::tensor::{DType, Tensor};
+use crate::text::ShapeText;
+
+mod labels;
+pub mod sample;
 
 pub const FILE_NAME: &str = "predictor.toml";
 pub const SCHEMA_VERSION: u32 = 1;
@@ -237,7 +241,7 @@ impl Bundle {
                 {
                     return Err(format!(
                         "{field}: unknown input '{}'; the inputs are {}",
-                        crate::oip::clip(unknown),
+                        crate::text::clip(unknown),
                         names(specs)
                     ));
                 }
@@ -281,7 +285,7 @@ impl<'de> Deserialize<'de> for UniqueKeys {
                     if by_name.contains_key(&key) {
                         return Err(serde::de::Error::custom(format_args!(
                             "input '{}' is given twice",
-                            crate::oip::clip(&key)
+                            crate::text::clip(&key)
                         )));
                     }
                     by_name.insert(key, value);
@@ -313,22 +317,6 @@ fn names(specs: &[TensorSpec]) -> String {
         .map(|s| format!("'{}'", s.name))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Formats a shape as `[-1, 4]`.
-pub struct ShapeText<'a, T>(pub &'a [T]);
-
-impl<T: fmt::Display> fmt::Display for ShapeText<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[")?;
-        for (index, dim) in self.0.iter().enumerate() {
-            if index > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{dim}")?;
-        }
-        f.write_str("]")
-    }
 }
 
 fn is_safe_name(name: &str) -> bool {

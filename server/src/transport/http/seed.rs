@@ -6,11 +6,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Serialize;
 
 use super::{ApiError, ApiJson, AppState, SelectedModel};
 use crate::bundle::{BundleConfig, TensorSpec};
+use crate::protocol::seed::{self, PredictRequest, Prediction};
 use crate::tensor::Tensor;
 
 /// The per-model routes but `/health`, which at the root is the server's own.
@@ -22,19 +22,6 @@ pub fn routes() -> Router<AppState> {
         .route("/predict/label", post(predict_label))
         .route("/predict/test", get(predict_test))
         .route("/predict/test/label", get(predict_test_label))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PredictRequest {
-    /// Rows for the model's input (or a table of rows by input name), kept as text and decoded
-    /// straight into tensors.
-    pub(crate) data: Box<RawValue>,
-}
-
-#[derive(Serialize)]
-pub struct Prediction<T> {
-    prediction: T,
 }
 
 #[derive(Serialize)]
@@ -135,7 +122,7 @@ async fn predict(
     SelectedModel(model): SelectedModel,
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> Result<Json<Prediction<Tensor>>, ApiError> {
-    let prediction = model.predict(request.data).await?;
+    let prediction = seed::predict(&model, request.data).await?;
     Ok(Json(Prediction { prediction }))
 }
 
@@ -143,20 +130,20 @@ async fn predict_label(
     SelectedModel(model): SelectedModel,
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> Result<Json<Prediction<Vec<Option<String>>>>, ApiError> {
-    let prediction = model.predict_labels(request.data).await?;
+    let prediction = seed::predict_labels(&model, request.data).await?;
     Ok(Json(Prediction { prediction }))
 }
 
 async fn predict_test(
     SelectedModel(model): SelectedModel,
 ) -> Result<Json<Prediction<Tensor>>, ApiError> {
-    let prediction = model.predict(model.sample_input()).await?;
+    let prediction = seed::predict(&model, seed::sample_input(&model)).await?;
     Ok(Json(Prediction { prediction }))
 }
 
 async fn predict_test_label(
     SelectedModel(model): SelectedModel,
 ) -> Result<Json<Prediction<Vec<Option<String>>>>, ApiError> {
-    let prediction = model.predict_labels(model.sample_input()).await?;
+    let prediction = seed::predict_labels(&model, seed::sample_input(&model)).await?;
     Ok(Json(Prediction { prediction }))
 }

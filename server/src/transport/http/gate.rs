@@ -9,8 +9,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::auth::CHALLENGE;
-use crate::endpoints::{LIVE_PATH, READY_PATH};
+use crate::defaults::{LIVE_PATH, READY_PATH};
+use crate::serving::auth::CHALLENGE;
 
 /// Routes open without a token: the probes of load balancers and orchestrators, and the API
 /// description.

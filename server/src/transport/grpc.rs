@@ -17,11 +17,11 @@ use tracing::Instrument;
 use crate::bundle::Bundle;
 use crate::metrics::RouteLabels;
 use crate::model::PredictError;
-use crate::oip::{self, InferError, OutputChoice, RequestInputs};
-use crate::registry::Registry;
+use crate::protocol::v2::{self as oip, InferError, OutputChoice, RequestInputs};
 use crate::request_context::{
     answer_traceparent, choose_request_id, join_trace, TraceParent, REQUEST_ID, TRACEPARENT,
 };
+use crate::serving::Registry;
 use crate::tensor::{DType, Tensor, TensorData};
 
 #[allow(clippy::all, missing_docs)]
@@ -439,7 +439,7 @@ impl InferenceService {
         }
         let mut inputs = RequestInputs::new(bundle);
         for (index, input) in request.inputs.iter_mut().enumerate() {
-            let owner = format!("input '{}'", oip::clip(&input.name));
+            let owner = format!("input '{}'", crate::text::clip(&input.name));
             oip::refuse_unserved(&owner, input.parameters.keys().map(String::as_str))
                 .map_err(status)?;
             let slot = inputs
@@ -465,7 +465,7 @@ impl InferenceService {
             inputs.fill(slot, data).map_err(status)?;
         }
         for output in &request.outputs {
-            let owner = format!("output '{}'", oip::clip(&output.name));
+            let owner = format!("output '{}'", crate::text::clip(&output.name));
             oip::refuse_unserved(&owner, output.parameters.keys().map(String::as_str))
                 .map_err(status)?;
         }

@@ -26,14 +26,15 @@ use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::decompression::RequestDecompressionLayer;
 
 /// The request decoders, for [`crate::fuzzing`].
-pub(crate) use self::{seed::PredictRequest, v2::decode_infer};
+#[cfg(feature = "fuzzing")]
+pub(crate) use self::v2::decode_infer;
 pub use error::ApiError;
 pub use observe::{CallerRequestId, RequestId};
 
 use crate::metrics;
 use crate::model::Model;
-use crate::oip;
-use crate::registry::Registry;
+use crate::protocol::v2 as oip;
+use crate::serving::Registry;
 
 /// Answers smaller than this go uncompressed even to callers that accept gzip or deflate.
 const COMPRESS_ABOVE_BYTES: u16 = 4096;
@@ -142,7 +143,7 @@ pub fn metrics_router(registry: Arc<Registry>) -> Router {
         )
     };
     Router::new()
-        .route(crate::endpoints::METRICS_PATH, get(render))
+        .route(crate::defaults::METRICS_PATH, get(render))
         .fallback(not_found)
         .with_state(registry)
 }

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::{path_params, ApiError, AppState, CallerRequestId, RequestId};
 use crate::bundle::Bundle;
 use crate::model::Model;
-use crate::oip::{self, OutputChoice, RequestInputs};
+use crate::protocol::v2::{self as oip, OutputChoice, RequestInputs};
 use crate::request_context::choose_request_id;
 use crate::tensor::{Flat, Tensor, TensorData};
 
@@ -28,8 +28,8 @@ const HEADER_LENGTH: &str = "inference-header-content-length";
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v2", get(server_metadata))
-        .route(crate::endpoints::LIVE_PATH, get(live))
-        .route(crate::endpoints::READY_PATH, get(ready))
+        .route(crate::defaults::LIVE_PATH, get(live))
+        .route(crate::defaults::READY_PATH, get(ready))
         .route("/v2/models/{model}", get(model_metadata))
         .route("/v2/models/{model}/ready", get(model_ready))
         .route("/v2/models/{model}/infer", post(infer))
@@ -166,7 +166,7 @@ fn parameter<T>(
     read(value).map(Some).ok_or_else(|| {
         bad_request(format!(
             "{owner}: parameter '{key}' must be {kind}, received {}",
-            oip::clip(&value.to_string())
+            crate::text::clip(&value.to_string())
         ))
     })
 }
@@ -242,21 +242,21 @@ pub(crate) fn decode_infer(
                 bad_request(format!(
                     "the Inference-Header-Content-Length header must be the length of the JSON part of the body, at most {} bytes; received {}",
                     body.len(),
-                    oip::clip(&format!("{value:?}"))
+                    crate::text::clip(&format!("{value:?}"))
                 ))
             })?,
     };
     let request: InferRequest = serde_json::from_slice(&body[..json_length]).map_err(|error| {
         bad_request(format!(
             "the body is not an inference request of the protocol: {}",
-            oip::clip_message(&error.to_string())
+            crate::text::clip_message(&error.to_string())
         ))
     })?;
     identified(request.id.clone());
     let mut binary = body.slice(json_length..);
     let mut inputs = RequestInputs::new(bundle);
     for input in &request.inputs {
-        let owner = format!("input '{}'", oip::clip(&input.name));
+        let owner = format!("input '{}'", crate::text::clip(&input.name));
         oip::refuse_unserved(&owner, keys(&input.parameters))?;
         let slot = inputs.slot(&input.name, &input.datatype, &input.shape)?;
         let size = parameter(
@@ -308,7 +308,7 @@ pub(crate) fn decode_infer(
     .unwrap_or(false);
     let mut requested = Vec::new();
     for output in request.outputs.iter().flatten() {
-        let owner = format!("output '{}'", oip::clip(&output.name));
+        let owner = format!("output '{}'", crate::text::clip(&output.name));
         oip::refuse_unserved(&owner, keys(&output.parameters))?;
         let binary = parameter(
             &output.parameters,

@@ -1,16 +1,17 @@
 //! The Open Inference Protocol v2 (KServe v2) apart from its transport: datatype names, model
 //! metadata, and the checks that turn a request's named tensors into a model's inputs and pick the
-//! outputs it asked for. The REST routes (`http::v2`) and the gRPC service ([`crate::grpc`]) share
+//! outputs it asked for. The REST routes (`http::v2`) and the gRPC service ([`crate::transport::grpc`]) share
 //! it, so both answer the same request with the same result or the same error.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::bundle::{Bundle, ShapeText, TensorSpec};
+use crate::bundle::{Bundle, TensorSpec};
 use crate::model::{Model, PredictError};
-use crate::registry::Registry;
+use crate::serving::Registry;
 use crate::tensor::{shape_fits, DType, Tensor, TensorData};
+use crate::text::{clip, quoted, ShapeText};
 
 pub const SERVER_NAME: &str = "predictor";
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -315,30 +316,4 @@ pub fn refuse_unserved<'p>(
         )));
     }
     Ok(())
-}
-
-/// A caller's string as an error message shows it: whole when short, else its start.
-pub fn clip(text: &str) -> String {
-    clip_to(text, 64)
-}
-
-/// A message that may quote the caller at any length (a JSON parser's, which quotes an unknown
-/// key or a misplaced string whole), as an answer shows it: whole up to 512 characters, else its
-/// start, so that an answer never grows with the request.
-pub fn clip_message(text: &str) -> String {
-    clip_to(text, 512)
-}
-
-fn clip_to(text: &str, shown: usize) -> String {
-    match text.char_indices().nth(shown) {
-        None => text.to_string(),
-        Some((end, _)) => format!("{}... ({} bytes)", &text[..end], text.len()),
-    }
-}
-
-fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    names
-        .map(|name| format!("'{name}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

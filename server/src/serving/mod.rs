@@ -1,6 +1,8 @@
 //! The models one process serves, whether it is ready for them, and the limits and credentials
 //! every listener applies; shared by the HTTP and gRPC listeners.
 
+pub mod auth;
+
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,7 +10,8 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::auth::Tokens;
+use self::auth::Tokens;
+use crate::defaults;
 use crate::metrics::Metrics;
 use crate::model::Model;
 
@@ -22,9 +25,6 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub const DEFAULT_MAX_CONCURRENT_REQUESTS: NonZeroUsize = NonZeroUsize::new(64).unwrap();
-    pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u64 = 30;
-
     /// Why a request was shed, the same on every protocol.
     pub fn shed_message(&self) -> String {
         format!(
@@ -45,8 +45,8 @@ impl Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_concurrent_requests: Self::DEFAULT_MAX_CONCURRENT_REQUESTS,
-            request_timeout: Duration::from_secs(Self::DEFAULT_REQUEST_TIMEOUT_SECONDS),
+            max_concurrent_requests: defaults::MAX_CONCURRENT_REQUESTS,
+            request_timeout: Duration::from_secs(defaults::REQUEST_TIMEOUT_SECONDS),
         }
     }
 }
@@ -122,7 +122,7 @@ impl Registry {
     pub fn unknown_model(&self, name: &str) -> String {
         format!(
             "unknown model '{}'; this server has {}",
-            crate::oip::clip(name),
+            crate::text::clip(name),
             self.names()
         )
     }
@@ -201,11 +201,7 @@ mod tests {
     fn served_fake() -> Registry {
         let bundle = Bundle::parse(Path::new("fake/predictor.toml"), FAKE_BUNDLE).unwrap();
         let metrics = Metrics::new();
-        let options = LoadOptions {
-            threads: None,
-            max_queued_requests: LoadOptions::DEFAULT_MAX_QUEUED_REQUESTS,
-            max_rows_per_request: LoadOptions::DEFAULT_MAX_ROWS_PER_REQUEST,
-        };
+        let options = LoadOptions::default();
         let model = Model::start(
             bundle,
             FakeBackend::echo(),

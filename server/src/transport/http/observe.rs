@@ -11,7 +11,7 @@ use tracing::field::Empty;
 use tracing::Instrument;
 
 use super::AppState;
-use crate::endpoints::{LIVE_PATH, READY_PATH};
+use crate::defaults::{LIVE_PATH, READY_PATH};
 use crate::metrics::RouteLabels;
 use crate::request_context::{
     answer_traceparent, choose_request_id, join_trace, TraceParent, REQUEST_ID, TRACEPARENT,

@@ -1,0 +1,32 @@
+//! Every default of the deployment: where the server listens, what its health checks ask and the
+//! limits a request meets. One definition shared by the command line, the routes and the
+//! generated Kubernetes manifests, so they cannot drift apart.
+
+use std::num::NonZeroUsize;
+
+/// HTTP: the seed REST API and the Open Inference Protocol v2 over REST (`--port`).
+pub const HTTP_PORT: u16 = 8080;
+/// The Open Inference Protocol v2 over gRPC (`--grpc-port`).
+pub const GRPC_PORT: u16 = 8081;
+/// Prometheus metrics (`--metrics-port`), at [`METRICS_PATH`].
+pub const METRICS_PORT: u16 = 8082;
+/// How long requests in flight may finish after SIGTERM (`--drain-timeout-seconds`).
+pub const DRAIN_TIMEOUT_SECONDS: u64 = 30;
+/// The largest request body or gRPC message, decompressed (`--max-body-bytes`).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// 200 while the process runs (the protocol's server liveness).
+pub const LIVE_PATH: &str = "/v2/health/live";
+/// 200 once every bundle is loaded and passed its sample; 400 from the moment shutdown begins.
+pub const READY_PATH: &str = "/v2/health/ready";
+/// The metrics listener's one route.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Inference requests handled at once, on every listener together (`--max-concurrent-requests`).
+pub const MAX_CONCURRENT_REQUESTS: NonZeroUsize = NonZeroUsize::new(64).unwrap();
+/// How long an inference request may take, queueing included (`--request-timeout-seconds`).
+pub const REQUEST_TIMEOUT_SECONDS: u64 = 30;
+/// Requests that may wait for one model's worker (`--max-queued-requests`).
+pub const MAX_QUEUED_REQUESTS: NonZeroUsize = NonZeroUsize::new(64).unwrap();
+/// Rows (the first dimension) one request may send (`--max-rows-per-request`).
+pub const MAX_ROWS_PER_REQUEST: NonZeroUsize = NonZeroUsize::new(4096).unwrap();

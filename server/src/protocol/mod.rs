@@ -1,0 +1,5 @@
+//! What the server's two protocols mean, apart from their transports: the seed REST API
+//! ([`seed`]) and the Open Inference Protocol v2 ([`v2`]), shared by REST and gRPC.
+
+pub mod seed;
+pub mod v2;

@@ -1,0 +1,59 @@
+//! The seed's REST API apart from HTTP: a request's `data` (rows, or a table of rows by input
+//! name) to the prediction output, or to each row's label.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::bundle::sample::raw_json;
+use crate::bundle::LabelRule;
+use crate::model::{Model, PredictError};
+use crate::runtime::RuntimeError;
+use crate::tensor::Tensor;
+
+/// The body of `/predict` and `/predict/label`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    /// Rows for the model's input (or a table of rows by input name), kept as text and decoded
+    /// straight into tensors.
+    pub data: Box<RawValue>,
+}
+
+/// The answer of every prediction route.
+#[derive(Serialize)]
+pub struct Prediction<T> {
+    pub prediction: T,
+}
+
+/// Runs `model` on `data` and returns its prediction output.
+pub async fn predict(model: &Model, data: Box<RawValue>) -> Result<Tensor, PredictError> {
+    let inputs = model
+        .bundle()
+        .decode_inputs(&data, "data")
+        .map_err(PredictError::InvalidInput)?;
+    // The JSON text is several times the size of its tensors: free it before waiting.
+    drop(data);
+    let mut outputs = model.infer(inputs).await?;
+    Ok(outputs.swap_remove(model.bundle().prediction))
+}
+
+/// Like [`predict`], then each row's label (None past the declared labels); refused before
+/// running when the bundle declares no labels.
+pub async fn predict_labels(
+    model: &Model,
+    data: Box<RawValue>,
+) -> Result<Vec<Option<String>>, PredictError> {
+    if model.bundle().label_rule == LabelRule::None {
+        return Err(PredictError::NoLabels(model.name().to_string()));
+    }
+    let prediction = predict(model, data).await?;
+    model
+        .bundle()
+        .labels_of(&prediction)
+        .map_err(|problem| PredictError::Runtime(RuntimeError::Inference(problem)))
+}
+
+/// The sample's own input, as a request would send it (`/predict/test`).
+pub fn sample_input(model: &Model) -> Box<RawValue> {
+    raw_json(&model.bundle().config.sample.input)
+}

@@ -1,0 +1,149 @@
+//! `predictor serve` once its models are loaded: the three listeners (HTTP, gRPC, metrics), the
+//! signals, and a bounded drain. It returns, never exits, so that the caller flushes the logs.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::serving::Registry;
+use crate::transport::grpc;
+use crate::transport::http::{self, HttpOptions};
+
+/// Where and how the listeners listen: the deployment's settings.
+#[derive(Debug, Clone)]
+pub struct ListenOptions {
+    pub address: IpAddr,
+    /// 0 picks a free port (the "listening" log line says which), as for the two others.
+    pub port: u16,
+    pub grpc_port: u16,
+    pub metrics_port: u16,
+    /// How long requests in flight may finish after the first SIGTERM or SIGINT.
+    pub drain_timeout: Duration,
+    /// The largest request body or gRPC message, decompressed.
+    pub max_body_bytes: usize,
+}
+
+/// Serves `registry` until a signal, then drains; Ok once every request in flight finished, an
+/// error when the drain timeout or a second signal cut it short (or a listener failed).
+pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), String> {
+    let router = http::router(
+        registry.clone(),
+        &HttpOptions {
+            max_body_bytes: options.max_body_bytes,
+        },
+    );
+    let reactor = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    let served = reactor.block_on(async {
+        // Listening for the signals before saying "listening": a supervisor may signal as soon
+        // as it reads that line, and an unhandled SIGTERM would kill the process undrained.
+        let mut signals = ShutdownSignals::listen()?;
+        let bind = |port| async move {
+            let address = SocketAddr::new(options.address, port);
+            TcpListener::bind(address)
+                .await
+                .map_err(|error| format!("cannot listen on {address}: {error}"))
+        };
+        let http_listener = bind(options.port).await?;
+        let grpc_listener = bind(options.grpc_port).await?;
+        let metrics_listener = bind(options.metrics_port).await?;
+        let local = |listener: &TcpListener| listener.local_addr().map_err(|e| e.to_string());
+        tracing::info!(
+            address = %local(&http_listener)?,
+            grpc_address = %local(&grpc_listener)?,
+            metrics_address = %local(&metrics_listener)?,
+            "listening"
+        );
+        let stopping = CancellationToken::new();
+        let drain_timeout = options.drain_timeout;
+        // Draining has a bound: a stalled client or a second signal ends it. The listeners are
+        // then left unfinished, and `run` returns an error, so that main still flushes the
+        // logs and spans before exiting 1.
+        let drained_or_forced = {
+            let (registry, stopping) = (registry.clone(), stopping.clone());
+            async move {
+                signals.next().await;
+                tracing::info!("shutting down: not ready, no new connections, finishing requests in flight");
+                registry.begin_shutdown();
+                stopping.cancel();
+                tokio::select! {
+                    _ = signals.next() => {
+                        tracing::warn!("second signal: stopping without waiting for requests in flight");
+                    }
+                    _ = tokio::time::sleep(drain_timeout) => {
+                        tracing::warn!(
+                            seconds = drain_timeout.as_secs(),
+                            "requests still in flight after the drain timeout; stopping"
+                        );
+                    }
+                }
+                Err::<(), _>("stopped before the requests in flight finished".to_string())
+            }
+        };
+        let http = async {
+            http::serve(router, http_listener, stopping.clone().cancelled_owned())
+                .await
+                .map_err(|error| format!("HTTP server failed: {error}"))
+        };
+        let grpc = async {
+            grpc::serve(
+                registry.clone(),
+                grpc_listener,
+                options.max_body_bytes,
+                stopping.clone().cancelled_owned(),
+            )
+            .await
+            .map_err(|error| format!("gRPC server failed: {error}"))
+        };
+        let metrics = async {
+            http::serve(
+                http::metrics_router(registry.clone()),
+                metrics_listener,
+                stopping.clone().cancelled_owned(),
+            )
+            .await
+            .map_err(|error| format!("metrics server failed: {error}"))
+        };
+        tokio::select! {
+            served = async { tokio::try_join!(http, grpc, metrics).map(|_| ()) } => served,
+            forced = drained_or_forced => forced,
+        }
+    });
+    // Connections still open are dropped with their tasks, without waiting for them.
+    reactor.shutdown_background();
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGINT and SIGTERM, handled from the moment `listen` returns.
+struct ShutdownSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl ShutdownSignals {
+    fn listen() -> Result<Self, String> {
+        let listen = |kind| {
+            signal(kind).map_err(|error| format!("cannot listen for SIGINT and SIGTERM: {error}"))
+        };
+        Ok(ShutdownSignals {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves on the next SIGINT or SIGTERM.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
