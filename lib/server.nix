@@ -94,7 +94,20 @@ in
     # Arguments
     - `pkgs`: a nixpkgs package set, native or from `pkgsCross`.
   */
-  mkServer = pkgs: pkgs.callPackage (serverExpression (mkCraneLib pkgs) (commonArgs pkgs)) { };
+  mkServer =
+    pkgs:
+    let
+      inherit (pkgs.stdenv) buildPlatform hostPlatform;
+      # nixpkgs' onnxruntime defaults to `pythonSupport ? true`, and then its postBuild runs
+      # `${python3Packages.python.interpreter} ../setup.py bdist_wheel` (nixpkgs
+      # pkgs/by-name/on/onnxruntime/package.nix): the host's python, which a cross build machine
+      # cannot run. The server only loads the C library. Native builds keep the default, which is
+      # the one the binary cache holds.
+      crossOnnxruntime = pkgs.lib.optionalAttrs (buildPlatform.system != hostPlatform.system) {
+        onnxruntime = pkgs.onnxruntime.override { pythonSupport = false; };
+      };
+    in
+    pkgs.callPackage (serverExpression (mkCraneLib pkgs) (commonArgs pkgs)) crossOnnxruntime;
 
   /**
     crane's checks of the workspace, named `predictor-<tool>`: clippy with warnings denied, rustfmt,
