@@ -123,12 +123,26 @@ in
       craneLib = mkCraneLib pkgs;
       args = commonArgs pkgs;
       cargoArtifacts = craneLib.buildDepsOnly args;
+      # A check's result is its success: not a copy of target/ (crane's default,
+      # mkCargoDerivation's `doInstallCargoArtifacts = args.doInstallCargoArtifacts or true`).
+      doInstallCargoArtifacts = false;
+      testArgs = args // {
+        inherit cargoArtifacts doInstallCargoArtifacts;
+        src = testSource pkgs.lib;
+        # An exported variable wins over .cargo/config.toml's [env] (not part of this source).
+        PREDICTOR_ONNXRUNTIME = onnxruntimeLibrary pkgs;
+        # The tests run the server under taskset (thread defaults) and send it signals (kill).
+        nativeBuildInputs = [
+          pkgs.util-linux
+          pkgs.procps
+        ];
+      };
     in
     {
       predictor-clippy = craneLib.cargoClippy (
         args
         // {
-          inherit cargoArtifacts;
+          inherit cargoArtifacts doInstallCargoArtifacts;
           cargoClippyExtraArgs = "--all-targets -- --deny warnings";
         }
       );
@@ -141,20 +155,6 @@ in
           RUSTDOCFLAGS = "--deny warnings";
         }
       );
-      predictor-tests = craneLib.cargoTest (
-        args
-        // {
-          inherit cargoArtifacts;
-          src = testSource pkgs.lib;
-          cargoTestExtraArgs = "--all-targets";
-          # An exported variable wins over .cargo/config.toml's [env] (not part of this source).
-          PREDICTOR_ONNXRUNTIME = onnxruntimeLibrary pkgs;
-          # The tests run the server under taskset (thread defaults) and send it signals (kill).
-          nativeBuildInputs = [
-            pkgs.util-linux
-            pkgs.procps
-          ];
-        }
-      );
+      predictor-tests = craneLib.cargoTest (testArgs // { cargoTestExtraArgs = "--all-targets"; });
     };
 }
