@@ -111,8 +111,9 @@ in
 
   /**
     crane's checks of the workspace, named `predictor-<tool>`: clippy with warnings denied, rustfmt,
-    rustdoc, and every unit and integration test against nixpkgs' ONNX Runtime and the bundles
-    under models/ (as `scripts/test` runs them).
+    rustdoc, every unit and integration test against nixpkgs' ONNX Runtime and the bundles under
+    models/, and the OpenTelemetry export's test with the `otlp` feature (as `scripts/test` runs
+    them).
 
     # Arguments
     - `pkgs`: a native nixpkgs package set (checks run where they are built).
@@ -156,5 +157,13 @@ in
         }
       );
       predictor-tests = craneLib.cargoTest (testArgs // { cargoTestExtraArgs = "--all-targets"; });
+      # The optional feature builds, and its spans reach a collector.
+      predictor-otlp = craneLib.cargoTest (
+        testArgs
+        // {
+          cargoExtraArgs = "--locked --features otlp";
+          cargoTestExtraArgs = "--test otlp";
+        }
+      );
     };
 }
