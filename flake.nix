@@ -94,6 +94,8 @@
               pkgs.onnxruntime
               pkgs.nixfmt
               pkgs.deadnix
+              # scripts/test and scripts/venv make the Python clients' virtual environments.
+              pkgs.python3
             ];
             # Overrides the .cache/ path of .cargo/config.toml: nixpkgs' ONNX Runtime.
             PREDICTOR_ONNXRUNTIME = "${lib.getLib pkgs.onnxruntime}/lib/libonnxruntime.so";
