@@ -103,7 +103,10 @@
         }
       );
 
-      formatter = eachSystem (system: (pkgsFor system).nixfmt);
+      # `nix fmt` formats the tree (nixfmt alone formats only the files it is given). Taken through
+      # callPackage, which is the same package: the offline checker's stub nixpkgs has no
+      # `nixfmt-tree` attribute but stubs any callPackage argument.
+      formatter = eachSystem (system: (pkgsFor system).callPackage ({ nixfmt-tree }: nixfmt-tree) { });
 
       templates.default = {
         path = ./templates/default;
