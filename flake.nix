@@ -111,6 +111,14 @@
       templates.default = {
         path = ./templates/default;
         description = "A repository of model bundles served by predictor (lib.mkPredictor)";
+        welcomeText = ''
+          # A repository of predictor model bundles
+
+          Before the first `nix flake lock`: in `flake.nix`, set `inputs.predictor.url` to where
+          the predictor template lives; `github:example/predictor` is a placeholder (so is the
+          one in `models/README.md`). Then add one folder per model under `models/` (see
+          `models/README.md`) and run `nix flake check`.
+        '';
       };
     };
 }
