@@ -8,27 +8,22 @@ let
     ../Cargo.lock
     ../server
   ];
-  cargoSource =
-    lib:
+  sourceWith =
+    lib: extraFiles:
     lib.fileset.toSource {
       root = ../.;
-      fileset = lib.fileset.unions workspaceFiles;
+      fileset = lib.fileset.unions (workspaceFiles ++ extraFiles);
     };
+  cargoSource = lib: sourceWith lib [ ];
   # The integration tests also read every bundle under models/, and replay the fuzz targets'
   # corpora (server/tests/fuzz_corpora.rs).
   testSource =
     lib:
-    lib.fileset.toSource {
-      root = ../.;
-      fileset = lib.fileset.unions (
-        workspaceFiles
-        ++ [
-          ../models
-          ../fuzz/corpus
-          ../fuzz/Cargo.toml
-        ]
-      );
-    };
+    sourceWith lib [
+      ../models
+      ../fuzz/corpus
+      ../fuzz/Cargo.toml
+    ];
 
   /**
     crane's library for `pkgs`, with the fenix toolchain pinned by rust-toolchain.toml. For a
@@ -111,9 +106,9 @@ in
 
   /**
     crane's checks of the workspace, named `predictor-<tool>`: clippy with warnings denied, rustfmt,
-    rustdoc, every unit and integration test against nixpkgs' ONNX Runtime and the bundles under
-    models/, and the OpenTelemetry export's test with the `otlp` feature (as `scripts/test` runs
-    them).
+    cargo-deny (deny.toml), rustdoc, every unit and integration test against nixpkgs' ONNX Runtime
+    and the bundles under models/, and the OpenTelemetry export's test with the `otlp` feature (as
+    `scripts/test` runs them).
 
     # Arguments
     - `pkgs`: a native nixpkgs package set (checks run where they are built).
@@ -148,6 +143,12 @@ in
         }
       );
       predictor-fmt = craneLib.cargoFmt { inherit (args) pname version src; };
+      # Licenses, bans and sources of the dependency graph, by deny.toml (crane's cargoDeny runs
+      # `cargo deny check bans licenses sources`: no advisory database needed).
+      predictor-deny = craneLib.cargoDeny {
+        inherit (args) pname version;
+        src = sourceWith pkgs.lib [ ../deny.toml ];
+      };
       predictor-doc = craneLib.cargoDoc (
         args
         // {
