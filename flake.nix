@@ -10,6 +10,12 @@
       url = "github:nix-community/fenix";
       inputs.nixpkgs.follows = "nixpkgs";
     };
+    # RustSec's advisories for the predictor-audit check; `nix flake update advisory-db` refreshes
+    # them (a new advisory against Cargo.lock then fails the check, as it should).
+    advisory-db = {
+      url = "github:rustsec/advisory-db";
+      flake = false;
+    };
   };
 
   outputs =
@@ -18,6 +24,7 @@
       nixpkgs,
       crane,
       fenix,
+      advisory-db,
     }:
     let
       inherit (nixpkgs) lib;
@@ -32,7 +39,7 @@
       byName = suffix: f: lib.mapAttrs' (name: p: lib.nameValuePair "predictor-${name}${suffix}" (f p));
     in
     {
-      lib = import ./lib { inherit crane fenix; };
+      lib = import ./lib { inherit crane fenix advisory-db; };
 
       overlays.default = final: _prev: { predictor = self.lib.mkServer final; };
 

@@ -1,5 +1,9 @@
 # The `predictor` server built with crane from the Cargo workspace, and crane's checks of it.
-{ crane, toolchain }:
+{
+  crane,
+  toolchain,
+  advisory-db,
+}:
 let
   # The build only sees the workspace manifests and server/ (sources, protos, tests): editing a
   # model, a README or a Nix file does not rebuild the server.
@@ -106,9 +110,9 @@ in
 
   /**
     crane's checks of the workspace, named `predictor-<tool>`: clippy with warnings denied, rustfmt,
-    cargo-deny (deny.toml), rustdoc, every unit and integration test against nixpkgs' ONNX Runtime
-    and the bundles under models/, and the OpenTelemetry export's test with the `otlp` feature (as
-    `scripts/test` runs them).
+    cargo-deny (deny.toml), cargo-audit (the advisory-db of flake.lock), rustdoc, every unit and
+    integration test against nixpkgs' ONNX Runtime and the bundles under models/, and the
+    OpenTelemetry export's test with the `otlp` feature (as `scripts/test` runs them).
 
     # Arguments
     - `pkgs`: a native nixpkgs package set (checks run where they are built).
@@ -148,6 +152,11 @@ in
       predictor-deny = craneLib.cargoDeny {
         inherit (args) pname version;
         src = sourceWith pkgs.lib [ ../deny.toml ];
+      };
+      # Cargo.lock against RustSec's advisories, as locked in flake.lock.
+      predictor-audit = craneLib.cargoAudit {
+        inherit (args) pname version src;
+        inherit advisory-db;
       };
       predictor-doc = craneLib.cargoDoc (
         args
