@@ -10,6 +10,12 @@
       url = "github:nix-community/fenix";
       inputs.nixpkgs.follows = "nixpkgs";
     };
+    # RustSec's advisories for the predictor-audit check; `nix flake update advisory-db` refreshes
+    # them (a new advisory against Cargo.lock then fails the check, as it should).
+    advisory-db = {
+      url = "github:rustsec/advisory-db";
+      flake = false;
+    };
   };
 
   outputs =
@@ -18,6 +24,7 @@
       nixpkgs,
       crane,
       fenix,
+      advisory-db,
     }:
     let
       inherit (nixpkgs) lib;
@@ -32,7 +39,7 @@
       byName = suffix: f: lib.mapAttrs' (name: p: lib.nameValuePair "predictor-${name}${suffix}" (f p));
     in
     {
-      lib = import ./lib { inherit crane fenix; };
+      lib = import ./lib { inherit crane fenix advisory-db; };
 
       overlays.default = final: _prev: { predictor = self.lib.mkServer final; };
 
@@ -94,6 +101,8 @@
               pkgs.onnxruntime
               pkgs.nixfmt
               pkgs.deadnix
+              # scripts/test and scripts/venv make the Python clients' virtual environments.
+              pkgs.python3
             ];
             # Overrides the .cache/ path of .cargo/config.toml: nixpkgs' ONNX Runtime.
             PREDICTOR_ONNXRUNTIME = "${lib.getLib pkgs.onnxruntime}/lib/libonnxruntime.so";
@@ -101,11 +110,22 @@
         }
       );
 
-      formatter = eachSystem (system: (pkgsFor system).nixfmt);
+      # `nix fmt` formats the tree (nixfmt alone formats only the files it is given). Taken through
+      # callPackage, which is the same package: the offline checker's stub nixpkgs has no
+      # `nixfmt-tree` attribute but stubs any callPackage argument.
+      formatter = eachSystem (system: (pkgsFor system).callPackage ({ nixfmt-tree }: nixfmt-tree) { });
 
       templates.default = {
         path = ./templates/default;
         description = "A repository of model bundles served by predictor (lib.mkPredictor)";
+        welcomeText = ''
+          # A repository of predictor model bundles
+
+          Before the first `nix flake lock`: in `flake.nix`, set `inputs.predictor.url` to where
+          the predictor template lives; `github:example/predictor` is a placeholder (so is the
+          one in `models/README.md`). Then add one folder per model under `models/` (see
+          `models/README.md`) and run `nix flake check`.
+        '';
       };
     };
 }

@@ -24,7 +24,10 @@ pkgs.runCommand "${image.imageName}-image-contents"
       exit 1
     fi
     for layer in "''${layers[@]}"; do
-      if tar -tf "image/$layer" | grep -E '(^|/)bin/(sh|bash|dash|ash|zsh)$'; then
+      # Listed first, on its own: a failing tar fails the check (in `tar | grep` it would read as
+      # "no shell", pipefail making the pipeline merely false).
+      tar -tf "image/$layer" > files
+      if grep -E '(^|/)bin/(sh|bash|dash|ash|zsh)$' files; then
         echo "the image must have no shell; found one in layer $layer" >&2
         exit 1
       fi

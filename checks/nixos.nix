@@ -154,7 +154,7 @@ pkgs.testers.runNixOSTest {
       with subtest("the journal holds one JSON object per line, with the request ids sent"):
           for instance in instances:
               request_id = f"vm-{instance['name']}"
-              command = f"journalctl _SYSTEMD_UNIT={instance['unit']} -o cat"
+              command = f"journalctl _SYSTEMD_UNIT={instance['unit']} -o cat --quiet"
               machine.wait_until_succeeds(f"{command} | grep -q {request_id}")
               records = []
               for line in machine.succeed(command).splitlines():

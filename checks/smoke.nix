@@ -5,21 +5,27 @@ pkgs:
 { bundle, server }:
 pkgs.runCommand "predictor-${bundle.info.name}-smoke"
   {
-    nativeBuildInputs = [ server ];
+    nativeBuildInputs = [
+      server
+      pkgs.jq
+    ];
     meta.description = "Serves ${bundle.info.name} and checks its sample over HTTP";
   }
   ''
-    # The build sandbox has a loopback interface of its own: the port is free. gRPC and metrics
-    # take any.
-    port=18080
-    predictor serve ${bundle} --port "$port" --grpc-port 0 --metrics-port 0 &
+    # Port 0 for every listener: a fixed port may be taken where builds share the host's network
+    # (sandbox = false, or several checks at once). The server loads its models, then logs
+    # "listening" with the addresses it got (as the cargo tests read them).
+    predictor serve ${bundle} --log-format json --port 0 --grpc-port 0 --metrics-port 0 2>log &
     server=$!
     trap 'kill "$server" 2>/dev/null || true' EXIT
+    address=
     for _ in $(seq 1 60); do
-      predictor probe --url "http://127.0.0.1:$port" >/dev/null 2>&1 && break
-      kill -0 "$server" || { echo "predictor serve exited before it was healthy" >&2; exit 1; }
+      address=$(jq -rR 'fromjson? | select(.message == "listening") | .address' log)
+      [ -n "$address" ] && break
+      kill -0 "$server" 2>/dev/null || { cat log >&2; echo "predictor serve exited before it listened" >&2; exit 1; }
       sleep 1
     done
-    predictor probe --url "http://127.0.0.1:$port" ${bundle}
+    [ -n "$address" ] || { cat log >&2; echo "predictor serve did not listen within 60 s" >&2; exit 1; }
+    predictor probe --url "http://$address" ${bundle}
     touch "$out"
   ''

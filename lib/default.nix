@@ -3,10 +3,14 @@
 # their models elsewhere.
 # Every function that builds something takes `pkgs` first: native pkgs build native outputs,
 # `pkgs.pkgsCross.aarch64-multiplatform` cross-built ones.
-{ crane, fenix }:
+{
+  crane,
+  fenix,
+  advisory-db,
+}:
 let
   toolchain = import ./toolchain.nix { inherit fenix; };
-  server = import ./server.nix { inherit crane toolchain; };
+  server = import ./server.nix { inherit crane toolchain advisory-db; };
   bundle = import ./bundle.nix;
   image = import ./image.nix;
   manifests = import ./manifests.nix;

@@ -1,5 +1,9 @@
 # The `predictor` server built with crane from the Cargo workspace, and crane's checks of it.
-{ crane, toolchain }:
+{
+  crane,
+  toolchain,
+  advisory-db,
+}:
 let
   # The build only sees the workspace manifests and server/ (sources, protos, tests): editing a
   # model, a README or a Nix file does not rebuild the server.
@@ -8,27 +12,22 @@ let
     ../Cargo.lock
     ../server
   ];
-  cargoSource =
-    lib:
+  sourceWith =
+    lib: extraFiles:
     lib.fileset.toSource {
       root = ../.;
-      fileset = lib.fileset.unions workspaceFiles;
+      fileset = lib.fileset.unions (workspaceFiles ++ extraFiles);
     };
+  cargoSource = lib: sourceWith lib [ ];
   # The integration tests also read every bundle under models/, and replay the fuzz targets'
   # corpora (server/tests/fuzz_corpora.rs).
   testSource =
     lib:
-    lib.fileset.toSource {
-      root = ../.;
-      fileset = lib.fileset.unions (
-        workspaceFiles
-        ++ [
-          ../models
-          ../fuzz/corpus
-          ../fuzz/Cargo.toml
-        ]
-      );
-    };
+    sourceWith lib [
+      ../models
+      ../fuzz/corpus
+      ../fuzz/Cargo.toml
+    ];
 
   /**
     crane's library for `pkgs`, with the fenix toolchain pinned by rust-toolchain.toml. For a
@@ -94,12 +93,26 @@ in
     # Arguments
     - `pkgs`: a nixpkgs package set, native or from `pkgsCross`.
   */
-  mkServer = pkgs: pkgs.callPackage (serverExpression (mkCraneLib pkgs) (commonArgs pkgs)) { };
+  mkServer =
+    pkgs:
+    let
+      inherit (pkgs.stdenv) buildPlatform hostPlatform;
+      # nixpkgs' onnxruntime defaults to `pythonSupport ? true`, and then its postBuild runs
+      # `${python3Packages.python.interpreter} ../setup.py bdist_wheel` (nixpkgs
+      # pkgs/by-name/on/onnxruntime/package.nix): the host's python, which a cross build machine
+      # cannot run. The server only loads the C library. Native builds keep the default, which is
+      # the one the binary cache holds.
+      crossOnnxruntime = pkgs.lib.optionalAttrs (buildPlatform.system != hostPlatform.system) {
+        onnxruntime = pkgs.onnxruntime.override { pythonSupport = false; };
+      };
+    in
+    pkgs.callPackage (serverExpression (mkCraneLib pkgs) (commonArgs pkgs)) crossOnnxruntime;
 
   /**
     crane's checks of the workspace, named `predictor-<tool>`: clippy with warnings denied, rustfmt,
-    rustdoc, and every unit and integration test against nixpkgs' ONNX Runtime and the bundles
-    under models/ (as `scripts/test` runs them).
+    cargo-deny (deny.toml), cargo-audit (the advisory-db of flake.lock), rustdoc, every unit and
+    integration test against nixpkgs' ONNX Runtime and the bundles under models/, and the
+    OpenTelemetry export's test with the `otlp` feature (as `scripts/test` runs them).
 
     # Arguments
     - `pkgs`: a native nixpkgs package set (checks run where they are built).
@@ -110,16 +123,41 @@ in
       craneLib = mkCraneLib pkgs;
       args = commonArgs pkgs;
       cargoArtifacts = craneLib.buildDepsOnly args;
+      # A check's result is its success: not a copy of target/ (crane's default,
+      # mkCargoDerivation's `doInstallCargoArtifacts = args.doInstallCargoArtifacts or true`).
+      doInstallCargoArtifacts = false;
+      testArgs = args // {
+        inherit cargoArtifacts doInstallCargoArtifacts;
+        src = testSource pkgs.lib;
+        # An exported variable wins over .cargo/config.toml's [env] (not part of this source).
+        PREDICTOR_ONNXRUNTIME = onnxruntimeLibrary pkgs;
+        # The tests run the server under taskset (thread defaults) and send it signals (kill).
+        nativeBuildInputs = [
+          pkgs.util-linux
+          pkgs.procps
+        ];
+      };
     in
     {
       predictor-clippy = craneLib.cargoClippy (
         args
         // {
-          inherit cargoArtifacts;
+          inherit cargoArtifacts doInstallCargoArtifacts;
           cargoClippyExtraArgs = "--all-targets -- --deny warnings";
         }
       );
       predictor-fmt = craneLib.cargoFmt { inherit (args) pname version src; };
+      # Licenses, bans and sources of the dependency graph, by deny.toml (crane's cargoDeny runs
+      # `cargo deny check bans licenses sources`: no advisory database needed).
+      predictor-deny = craneLib.cargoDeny {
+        inherit (args) pname version;
+        src = sourceWith pkgs.lib [ ../deny.toml ];
+      };
+      # Cargo.lock against RustSec's advisories, as locked in flake.lock.
+      predictor-audit = craneLib.cargoAudit {
+        inherit (args) pname version src;
+        inherit advisory-db;
+      };
       predictor-doc = craneLib.cargoDoc (
         args
         // {
@@ -128,19 +166,13 @@ in
           RUSTDOCFLAGS = "--deny warnings";
         }
       );
-      predictor-tests = craneLib.cargoTest (
-        args
+      predictor-tests = craneLib.cargoTest (testArgs // { cargoTestExtraArgs = "--all-targets"; });
+      # The optional feature builds, and its spans reach a collector.
+      predictor-otlp = craneLib.cargoTest (
+        testArgs
         // {
-          inherit cargoArtifacts;
-          src = testSource pkgs.lib;
-          cargoTestExtraArgs = "--all-targets";
-          # An exported variable wins over .cargo/config.toml's [env] (not part of this source).
-          PREDICTOR_ONNXRUNTIME = onnxruntimeLibrary pkgs;
-          # The tests run the server under taskset (thread defaults) and send it signals (kill).
-          nativeBuildInputs = [
-            pkgs.util-linux
-            pkgs.procps
-          ];
+          cargoExtraArgs = "--locked --features otlp";
+          cargoTestExtraArgs = "--test otlp";
         }
       );
     };

@@ -11,25 +11,31 @@ let
 in
 {
   /**
-    The toolchain that runs on `pkgs`' build platform and compiles for its host platform: cargo,
-    rustc, clippy and rustfmt of fenix's stable channel, plus the host's rust-std when cross
-    compiling (for example aarch64-unknown-linux-gnu from x86_64-linux).
+    The toolchain that runs on `pkgs`' host platform and compiles for its target platform: cargo,
+    rustc, clippy and rustfmt of fenix's stable channel, plus the target's rust-std when the two
+    differ (for example aarch64-unknown-linux-gnu on x86_64-linux).
+
+    crane calls it once per spliced package set (crane lib/default.nix, `spliceToolchain`), and the
+    cargo and rustc that build a cross package are the `pkgsBuildHost` one: nixpkgs makes that set
+    the native stage with `stdenv.override { targetPlatform = crossSystem; }` (nixpkgs
+    pkgs/stdenv/cross/default.nix, "Build tool Packages"), so only its *target* is aarch64, while
+    crane sets CARGO_BUILD_TARGET to the cross set's host platform (crane
+    lib/mkCrossToolchainEnv.nix). Hence the decision is on the target platform.
 
     # Arguments
-    - `pkgs`: a nixpkgs package set, native or from `pkgsCross`.
+    - `pkgs`: a nixpkgs package set: native, from `pkgsCross`, or one of its splices.
   */
   mkToolchain =
     pkgs:
     let
-      inherit (pkgs.stdenv) buildPlatform hostPlatform;
+      inherit (pkgs.stdenv) hostPlatform targetPlatform;
       fenixPkgs =
-        fenix.packages.${buildPlatform.system}
-          or (throw "predictor: fenix has no toolchain for the build platform ${buildPlatform.system}");
+        fenix.packages.${hostPlatform.system}
+          or (throw "predictor: fenix has no toolchain for the platform ${hostPlatform.system}");
       inherit (fenixPkgs) stable;
-      hostTriple = hostPlatform.rust.rustcTarget;
       crossStd = pkgs.lib.optional (
-        buildPlatform.system != hostPlatform.system
-      ) fenixPkgs.targets.${hostTriple}.stable.rust-std;
+        hostPlatform.rust.rustcTarget != targetPlatform.rust.rustcTarget
+      ) fenixPkgs.targets.${targetPlatform.rust.rustcTarget}.stable.rust-std;
     in
     assert pkgs.lib.assertMsg (fenixStable == pinned)
       "predictor: rust-toolchain.toml pins Rust ${pinned}, but the locked fenix's stable channel is Rust ${fenixStable} (${manifest.date}); pin a fenix revision whose data/stable.json is ${pinned}, or change rust-toolchain.toml, so that they agree";

@@ -14,12 +14,16 @@ let
       description = "Ship the JSON logs of predictor-${name}";
       wantedBy = [ "multi-user.target" ];
       after = [ "systemd-journald.service" ];
-      # _SYSTEMD_UNIT= matches the server's own lines only, not systemd's lines about the unit,
-      # so the command gets JSON and nothing else. The cursor file makes a restart resume after
-      # the last line journalctl passed on; the first start sends the whole retained journal.
+      # _SYSTEMD_UNIT= matches the server's own lines only, not systemd's lines about the unit;
+      # --output=cat prints each entry's MESSAGE alone (the server's JSON line, where
+      # --output=json would wrap it in the journal's fields); --quiet drops the "-- Boot <id> --"
+      # line journalctl prints between boots in every output mode (systemd
+      # src/journal/journalctl-show.c: `if (!arg_merge && !arg_quiet)`). So the command gets JSON
+      # and nothing else. The cursor file makes a restart resume after the last line journalctl
+      # passed on; the first start sends the whole retained journal.
       script = ''
         set -o pipefail
-        journalctl --follow --lines=all --output=cat \
+        journalctl --follow --lines=all --output=cat --quiet \
           --cursor-file="$STATE_DIRECTORY/cursor" \
           _SYSTEMD_UNIT=predictor-${name}.service \
           | ${instance.logShipping.command}

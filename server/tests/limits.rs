@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use common::{bundle, edited_copy, Server};
+use common::{bundle, edited_copy, metric_value, Server};
 
 /// iris-svc made slow on purpose: a request waits `delay_ms` for others to share its run.
 fn slow_iris(delay_ms: u64) -> (tempfile::TempDir, PathBuf) {
@@ -77,7 +77,8 @@ async fn more_rows_than_the_limit_are_refused_before_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_beyond_the_concurrency_limit_are_shed_at_once() {
-    let (_folder, slow) = slow_iris(2000);
+    // The admitted requests hold their places for the whole delay (they are too few to fill a batch).
+    let (_folder, slow) = slow_iris(3000);
     let server = Arc::new(Server::start_with(
         &[&slow],
         &["--max-concurrent-requests", "2"],
@@ -92,8 +93,12 @@ async fn requests_beyond_the_concurrency_limit_are_shed_at_once() {
             })
         })
         .collect();
-    // Both are waiting for their run by now.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both were admitted and wait for their run.
+    tokio::task::block_in_place(|| {
+        server.wait_for_metric("predictor_queue_depth{model=\"iris-svc\"}", |depth| {
+            depth == 2.0
+        })
+    });
     let elapsed = refused_for_a_while(
         &server,
         "/v2/models/iris-svc/infer",
@@ -101,8 +106,9 @@ async fn requests_beyond_the_concurrency_limit_are_shed_at_once() {
         "--max-concurrent-requests",
     )
     .await;
+    // At once: while both places were still held, not once one was given back.
     assert!(
-        elapsed < Duration::from_millis(1000),
+        admitted.iter().all(|request| !request.is_finished()),
         "shed after {elapsed:?}, not at once"
     );
     // Probes and metadata are not inference: they still answer.
@@ -122,8 +128,10 @@ async fn requests_beyond_the_concurrency_limit_are_shed_at_once() {
 
 #[tokio::test]
 async fn a_request_past_the_timeout_is_abandoned_and_its_run_skipped() {
-    let (_folder, slow) = slow_iris(2000);
-    let server = Server::start_with(&[&slow], &["--request-timeout-seconds", "0.3"]);
+    // A delay far past the timeout (the most a bundle may ask): the request's job is still queued
+    // when the timeout answers.
+    let (_folder, slow) = slow_iris(10_000);
+    let server = Server::start_with(&[&slow], &["--request-timeout-seconds", "1"]);
     let elapsed = refused_for_a_while(
         &server,
         "/predict",
@@ -131,18 +139,25 @@ async fn a_request_past_the_timeout_is_abandoned_and_its_run_skipped() {
         "--request-timeout-seconds",
     )
     .await;
-    assert!(
-        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(1500),
-        "answered after {elapsed:?}"
-    );
-    // Once the batching delay is over the worker finds the caller gone and runs nothing.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let depth = "predictor_queue_depth{model=\"iris-svc\"}";
+    let count = "predictor_inference_duration_seconds_count{model=\"iris-svc\"}";
     let metrics = server.metrics().await;
-    let runs = metrics
-        .lines()
-        .find(|line| line.starts_with("predictor_inference_duration_seconds_count"))
-        .unwrap_or_else(|| panic!("no inference count in\n{metrics}"));
-    assert!(runs.ends_with(" 0"), "the abandoned request ran: {runs}");
+    assert!(
+        elapsed >= Duration::from_secs(1) && metric_value(&metrics, depth) == Some(1.0),
+        "answered after {elapsed:?}, not at the timeout while its job waited:\n{metrics}"
+    );
+    // A full batch (max_batch_size rows) cannot join the waiting job: it closes that job's batch
+    // at once and runs in the next one. Closing the batch, the worker finds the caller gone and
+    // runs nothing; the worker is one thread, so once the full batch is answered the abandoned
+    // job's turn is over.
+    let (status, body) = server
+        .post_json("/v2/models/iris-svc/infer", &v2_rows(64))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let metrics = server.metrics().await;
+    let runs =
+        metric_value(&metrics, count).unwrap_or_else(|| panic!("no inference count in\n{metrics}"));
+    assert_eq!(runs, 1.0, "the abandoned request ran:\n{metrics}");
 }
 
 const TOKEN: &str = "s3cret-token-for-the-tests-0123";

@@ -5,15 +5,7 @@ mod common;
 
 use serde_json::{json, Value};
 
-use common::{bundle, Server};
-
-/// The value of the sample line that starts with `series` (name and labels, as exposed).
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|value| value.parse().unwrap())
-}
+use common::{bundle, metric_value as sample, Server};
 
 fn v2_request(id: Option<&str>) -> Value {
     let mut request = json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]});

@@ -22,7 +22,8 @@ fn an_idle_server_exits_0_on_sigterm_and_on_sigint() {
     }
 }
 
-/// A request whose body never completes: the server waits for the rest of it.
+/// A request whose body never completes: the server waits for the rest of it. Returns once the
+/// server has taken it in (it is in flight).
 fn stalled_upload(server: &Server) -> TcpStream {
     let mut stream = TcpStream::connect(server.address).unwrap();
     stream
@@ -30,7 +31,9 @@ fn stalled_upload(server: &Server) -> TcpStream {
             b"POST /v2/models/iris-svc/infer HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{",
         )
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    server.wait_for_metric("predictor_requests_in_flight{protocol=\"http\"}", |n| {
+        n == 1.0
+    });
     stream
 }
 
@@ -105,18 +108,13 @@ async fn under_load_sigterm_loses_no_admitted_request() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let metrics = server.metrics().await;
-    let in_flight: f64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("predictor_requests_in_flight{protocol=\"http\"} "))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no in-flight gauge in\n{metrics}"));
-    // The scrape itself is on the metrics listener: these are callers' requests.
-    assert!(
-        in_flight >= 4.0,
-        "only {in_flight} requests in flight at the signal"
-    );
+    // The scrape itself is on the metrics listener: these are callers' requests. Waited for
+    // (at least 4 in flight at the signal), as a loaded machine may start the callers late.
+    let in_flight = tokio::task::block_in_place(|| {
+        server.wait_for_metric("predictor_requests_in_flight{protocol=\"http\"}", |n| {
+            n >= 4.0
+        })
+    });
     let answered_before_the_signal = answers.load(std::sync::atomic::Ordering::SeqCst);
     server.signal("TERM");
     let status = tokio::task::block_in_place(|| server.wait_for_exit(Duration::from_secs(10)));

@@ -2,12 +2,12 @@
 
 #![allow(dead_code)] // each test file uses its own part of this module
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_predictor");
 
@@ -66,6 +66,17 @@ pub fn edited_copy_of(
 /// `predictor ARGS...`, run to completion.
 pub fn predictor(args: &[&str]) -> Output {
     Command::new(BINARY).args(args).output().unwrap()
+}
+
+/// How long a test waits for a state it polls for: generous, as it is only spent on failure.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The value of the metrics sample `series` (name and labels, as exposed), if present.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.parse().unwrap())
 }
 
 /// A `predictor serve` process, killed when dropped.
@@ -162,6 +173,41 @@ impl Server {
         response.text().await.unwrap()
     }
 
+    /// The metrics text, scraped without an async runtime (HTTP/1.0: no chunked encoding).
+    pub fn metrics_blocking(&self) -> String {
+        let mut stream = TcpStream::connect(self.metrics_address).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+            "{head}"
+        );
+        body.to_string()
+    }
+
+    /// Polls the metrics until the sample `series` (name and labels, as exposed) satisfies
+    /// `reached`, and returns its value: a test waits for the state it needs, not for a fixed
+    /// time, which a loaded machine (a Nix builder running the tests in parallel) may exceed.
+    /// Panics with the last scrape after [`PATIENCE`]. Blocking: async tests call it in
+    /// `tokio::task::block_in_place`.
+    pub fn wait_for_metric(&self, series: &str, reached: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let metrics = self.metrics_blocking();
+            match metric_value(&metrics, series) {
+                Some(value) if reached(value) => return value,
+                _ if Instant::now() > deadline => {
+                    panic!(
+                        "{series} did not reach the awaited value within {PATIENCE:?}:\n{metrics}"
+                    )
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
@@ -221,8 +267,8 @@ impl Server {
 
     /// The server's exit status, once it exits within `timeout` (None if it does not).
     pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Some(status);
             }
