@@ -112,7 +112,8 @@ in
     crane's checks of the workspace, named `predictor-<tool>`: clippy with warnings denied, rustfmt,
     cargo-deny (deny.toml), cargo-audit (the advisory-db of flake.lock), rustdoc, every unit and
     integration test against nixpkgs' ONNX Runtime and the bundles under models/, and the
-    OpenTelemetry export's test with the `otlp` feature (as `scripts/test` runs them).
+    OpenTelemetry export's test with the `otlp` feature, and the fuzz corpora's replay with the
+    `fuzzing` feature (as `scripts/test` runs them).
 
     # Arguments
     - `pkgs`: a native nixpkgs package set (checks run where they are built).
@@ -173,6 +174,15 @@ in
         // {
           cargoExtraArgs = "--locked --features otlp";
           cargoTestExtraArgs = "--test otlp";
+        }
+      );
+      # The fuzz corpora replayed through the decoders (the `fuzzing` feature keeps their entry
+      # points out of the shipped binary).
+      predictor-fuzz-corpora = craneLib.cargoTest (
+        testArgs
+        // {
+          cargoExtraArgs = "--locked --features fuzzing";
+          cargoTestExtraArgs = "--test fuzz_corpora";
         }
       );
     };
