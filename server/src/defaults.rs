@@ -23,10 +23,18 @@ pub const READY_PATH: &str = "/v2/health/ready";
 pub const METRICS_PATH: &str = "/metrics";
 
 /// Inference requests handled at once, on every listener together (`--max-concurrent-requests`).
-pub const MAX_CONCURRENT_REQUESTS: NonZeroUsize = NonZeroUsize::new(64).unwrap();
+pub const MAX_CONCURRENT_REQUESTS: NonZeroUsize = at_least_one(64);
 /// How long an inference request may take, queueing included (`--request-timeout-seconds`).
 pub const REQUEST_TIMEOUT_SECONDS: u64 = 30;
 /// Requests that may wait for one model's worker (`--max-queued-requests`).
-pub const MAX_QUEUED_REQUESTS: NonZeroUsize = NonZeroUsize::new(64).unwrap();
+pub const MAX_QUEUED_REQUESTS: NonZeroUsize = at_least_one(64);
 /// Rows (the first dimension) one request may send (`--max-rows-per-request`).
-pub const MAX_ROWS_PER_REQUEST: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
+pub const MAX_ROWS_PER_REQUEST: NonZeroUsize = at_least_one(4096);
+
+/// `count` as a NonZeroUsize, in a constant (where neither unwrap nor expect is allowed).
+const fn at_least_one(count: usize) -> NonZeroUsize {
+    match NonZeroUsize::new(count) {
+        Some(count) => count,
+        None => NonZeroUsize::MIN,
+    }
+}

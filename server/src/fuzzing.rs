@@ -6,6 +6,9 @@
 //! error message that grows with the input, or a decoded tensor that does not fit its declaration
 //! or does not encode back to itself. Each returns whether some declaration accepted the input.
 
+// The fuzz targets' assertions: a panic is what the fuzzer looks for.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::LazyLock;
@@ -15,12 +18,12 @@ use axum::body::{Bytes, HttpBody};
 use axum::http::HeaderValue;
 use axum::response::IntoResponse;
 use prost::Message;
-use tonic::Code;
 
 use crate::bundle::Bundle;
 use crate::model::PredictError;
 use crate::protocol::seed::PredictRequest;
 use crate::protocol::v2::OutputChoice;
+use crate::serving::error::ErrorKind;
 use crate::tensor::{shape_fits, Flat, Tensor, TensorData};
 use crate::transport::grpc::proto::ModelInferRequest;
 use crate::transport::grpc::InferenceService;
@@ -168,9 +171,9 @@ pub fn grpc_infer(message: &[u8]) -> bool {
                 inputs.iter().for_each(bytes_round_trip);
                 accepted = true;
             }
-            Err(status) => {
-                assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-                bounded(status.message());
+            Err(error) => {
+                assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error:?}");
+                bounded(error.public_message());
             }
         }
     }
@@ -195,8 +198,7 @@ pub fn bundle_toml(file: &[u8]) -> bool {
     let config = &bundle.config;
     assert!(!config.inputs.is_empty() && !config.outputs.is_empty());
     let prediction = bundle.prediction_spec();
-    let sample_input = crate::bundle::sample::raw_json(&config.sample.input);
-    let input = bundle.decode_inputs(&sample_input, "sample.input");
+    let input = bundle.decode_inputs(&bundle.sample_input, "sample.input");
     if let Ok(tensors) = &input {
         fits(&bundle, tensors);
     }

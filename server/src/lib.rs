@@ -13,6 +13,8 @@
 //! - [`ops`]: `init`, `probe` and `manifests`, which need no serving;
 //! - [`server`]: the listeners, signals and drain of `predictor serve`.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod bundle;
 pub mod defaults;
 #[cfg(feature = "fuzzing")]

@@ -1,5 +1,7 @@
 //! The `predictor` command: serve, check or scaffold model bundles.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};

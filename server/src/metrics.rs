@@ -272,8 +272,10 @@ impl Metrics {
     /// The OpenMetrics text of every metric.
     pub fn render(&self) -> String {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .expect("writing to a String cannot fail");
+        // Writing to a String does not fail; a metric that could not encode would end the text.
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(%error, "cannot encode the metrics");
+        }
         text
     }
 }

@@ -26,6 +26,7 @@ async fn requests_are_counted_and_timed_by_model_endpoint_and_status() {
     assert_eq!(server.post_json("/predict", &rows).await.0, 200);
     let invented = "/v2/models/invented-name/infer";
     assert_eq!(server.post_json(invented, &v2_request(None)).await.0, 404);
+    assert_eq!(server.get("/openapi.json").await.0, 200);
 
     let metrics = server.metrics().await;
     let requests = |model: &str, endpoint: &str, status: u16| {
@@ -44,6 +45,8 @@ async fn requests_are_counted_and_timed_by_model_endpoint_and_status() {
     );
     // The seed API at the root serves the only model, and is labelled with it.
     assert_eq!(requests("iris-svc", "/predict", 200), Some(1.0));
+    // The API description is the server's, not the only model's.
+    assert_eq!(requests("", "/openapi.json", 200), Some(1.0));
     // A name the server does not have never becomes a label value.
     assert_eq!(requests("", "/v2/models/{model}/infer", 404), Some(1.0));
     assert!(!metrics.contains("invented-name"), "{metrics}");

@@ -106,6 +106,8 @@ pub struct Bundle {
     /// Index into `config.outputs` of the output `/predict` returns.
     pub prediction: usize,
     pub label_rule: LabelRule,
+    /// `[sample] input` as a request's JSON text (`/predict/test` sends it).
+    pub sample_input: Box<RawValue>,
 }
 
 /// A problem with a bundle, always naming its file; `problems` name the field.
@@ -163,11 +165,14 @@ impl Bundle {
                 problems,
             });
         }
+        let sample_input = sample::raw_json(&config.sample.input)
+            .map_err(|error| BundleError::new(file, format!("sample.input: {error}")))?;
         Ok(Bundle {
             file: file.to_path_buf(),
             config,
             prediction,
             label_rule,
+            sample_input,
         })
     }
 

@@ -31,8 +31,9 @@ pub fn perturbed(value: &Value) -> Value {
     }
 }
 
-pub fn raw_json(value: &Value) -> Box<RawValue> {
-    RawValue::from_string(value.to_string()).expect("a Value prints as valid JSON")
+/// A value as the JSON text a request would carry (a sample, or its perturbed copy).
+pub fn raw_json(value: &Value) -> Result<Box<RawValue>, String> {
+    serde_json::value::to_raw_value(value).map_err(|error| error.to_string())
 }
 
 pub fn json(tensor: &Tensor) -> String {

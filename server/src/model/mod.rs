@@ -8,7 +8,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 use tracing::Span;
 
@@ -49,8 +49,6 @@ pub enum PredictError {
     /// The caller's input does not fit the model; the message says what was expected and received.
     #[error("{0}")]
     InvalidInput(String),
-    #[error("model '{0}' declares no labels")]
-    NoLabels(String),
     #[error("model '{model}' has {queued} requests waiting; retry later")]
     Overloaded { model: String, queued: usize },
     #[error("model '{0}' is shutting down")]
@@ -289,7 +287,8 @@ impl GraphBinding {
         let mut slots: Vec<Option<Tensor>> = inputs.into_iter().map(Some).collect();
         self.graph_input_order
             .iter()
-            .map(|&declared| slots[declared].take().expect("each input is used once"))
+            // A permutation (match_graph), so that every slot is taken once.
+            .filter_map(|&declared| slots.get_mut(declared)?.take())
             .collect()
     }
 
@@ -330,13 +329,14 @@ impl GraphBinding {
             ))
         };
         let sample = &self.bundle.config.sample;
-        let decode = |input: &Value| {
+        let decode = |input: &RawValue| {
             self.bundle
-                .decode_inputs(&raw_json(input), "sample.input")
+                .decode_inputs(input, "sample.input")
                 .map_err(|problem| self.bundle.error(problem))
         };
-        let alone_inputs = decode(&sample.input)?;
-        let other_inputs = decode(&perturbed(&sample.input))?;
+        let alone_inputs = decode(&self.bundle.sample_input)?;
+        let perturbed = raw_json(&perturbed(&sample.input)).map_err(refuse)?;
+        let other_inputs = decode(&perturbed)?;
         let (other_rows, sample_rows) = (
             self.bundle.request_rows(&other_inputs).map_err(refuse)?,
             self.bundle.request_rows(&alone_inputs).map_err(refuse)?,
@@ -383,7 +383,7 @@ impl GraphBinding {
         let sample = &self.bundle.config.sample;
         let inputs = self
             .bundle
-            .decode_inputs(&raw_json(&sample.input), "sample.input")
+            .decode_inputs(&self.bundle.sample_input, "sample.input")
             .map_err(|problem| self.bundle.error(problem))?;
         let outputs = backend
             .run(self.to_graph_order(inputs), &self.output_positions)
@@ -393,7 +393,10 @@ impl GraphBinding {
         let actual = outputs
             .into_iter()
             .nth(self.bundle.prediction)
-            .expect("one tensor per declared output");
+            .ok_or_else(|| {
+                self.bundle
+                    .error("sample: the model returned no prediction output")
+            })?;
         let spec = self.bundle.prediction_spec();
         let expected = Tensor::from_json(&sample.output, spec.dtype).map_err(|error| {
             self.bundle.error(format!(

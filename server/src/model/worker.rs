@@ -230,7 +230,7 @@ fn run(backend: &mut impl Backend, outputs: &[usize], batch: Vec<Job>, metrics: 
 fn answer(
     backend: &mut impl Backend,
     outputs: &[usize],
-    mut inputs_by_job: Vec<Vec<Tensor>>,
+    inputs_by_job: Vec<Vec<Tensor>>,
     metrics: &ModelMetrics,
 ) -> Vec<Result<Vec<Tensor>, RuntimeError>> {
     let mut timed_run = |inputs: Vec<Tensor>, rows: usize| {
@@ -243,15 +243,21 @@ fn answer(
         outcome
     };
     let rows_of = |inputs: &[Tensor]| inputs.first().map_or(1, Tensor::rows);
-    if inputs_by_job.len() == 1 {
-        let inputs = inputs_by_job.pop().expect("one job");
-        let rows = rows_of(&inputs);
-        return vec![timed_run(inputs, rows)];
+    if let [_] = inputs_by_job.as_slice() {
+        return inputs_by_job
+            .into_iter()
+            .map(|inputs| {
+                let rows = rows_of(&inputs);
+                timed_run(inputs, rows)
+            })
+            .collect();
     }
     let rows: Vec<usize> = inputs_by_job.iter().map(|inputs| rows_of(inputs)).collect();
     // The joint run takes a copy: should it fail, every job still has its own inputs.
-    let joined = join_inputs(inputs_by_job.clone());
-    match timed_run(joined, rows.iter().sum()).and_then(|outputs| split_outputs(outputs, &rows)) {
+    let joint = join_inputs(inputs_by_job.clone())
+        .ok_or_else(|| RuntimeError::Inference("the jobs' inputs do not join".into()))
+        .and_then(|joined| timed_run(joined, rows.iter().sum()));
+    match joint.and_then(|outputs| split_outputs(outputs, &rows)) {
         Ok(per_job) => per_job.into_iter().map(Ok).collect(),
         Err(_) => inputs_by_job
             .into_iter()
@@ -261,19 +267,17 @@ fn answer(
     }
 }
 
-/// One tensor per input, the jobs' rows joined in job order.
-fn join_inputs(inputs_by_job: Vec<Vec<Tensor>>) -> Vec<Tensor> {
-    let count = inputs_by_job[0].len();
+/// One tensor per input, the jobs' rows joined in job order; None should they not join (gather
+/// joins only jobs alike but for their rows).
+fn join_inputs(inputs_by_job: Vec<Vec<Tensor>>) -> Option<Vec<Tensor>> {
+    let count = inputs_by_job.first()?.len();
     let mut by_input: Vec<Vec<Tensor>> = (0..count).map(|_| Vec::new()).collect();
     for inputs in inputs_by_job {
         for (index, tensor) in inputs.into_iter().enumerate() {
             by_input[index].push(tensor);
         }
     }
-    by_input
-        .into_iter()
-        .map(|parts| Tensor::concat_rows(parts).expect("jobs join only when alike"))
-        .collect()
+    by_input.into_iter().map(Tensor::concat_rows).collect()
 }
 
 /// Each output cut into the jobs' rows: `result[job][output]`.

@@ -4,10 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::bundle::sample::raw_json;
 use crate::bundle::LabelRule;
 use crate::model::{Model, PredictError};
-use crate::runtime::RuntimeError;
+use crate::serving::error::ServeError;
 use crate::tensor::Tensor;
 
 /// The body of `/predict` and `/predict/label`.
@@ -26,7 +25,7 @@ pub struct Prediction<T> {
 }
 
 /// Runs `model` on `data` and returns its prediction output.
-pub async fn predict(model: &Model, data: Box<RawValue>) -> Result<Tensor, PredictError> {
+pub async fn predict(model: &Model, data: Box<RawValue>) -> Result<Tensor, ServeError> {
     let inputs = model
         .bundle()
         .decode_inputs(&data, "data")
@@ -42,18 +41,22 @@ pub async fn predict(model: &Model, data: Box<RawValue>) -> Result<Tensor, Predi
 pub async fn predict_labels(
     model: &Model,
     data: Box<RawValue>,
-) -> Result<Vec<Option<String>>, PredictError> {
+) -> Result<Vec<Option<String>>, ServeError> {
     if model.bundle().label_rule == LabelRule::None {
-        return Err(PredictError::NoLabels(model.name().to_string()));
+        // The labels routes of a bundle without labels do not exist for it.
+        return Err(ServeError::not_found(format!(
+            "model '{}' declares no labels",
+            model.name()
+        )));
     }
     let prediction = predict(model, data).await?;
     model
         .bundle()
         .labels_of(&prediction)
-        .map_err(|problem| PredictError::Runtime(RuntimeError::Inference(problem)))
+        .map_err(ServeError::internal)
 }
 
 /// The sample's own input, as a request would send it (`/predict/test`).
 pub fn sample_input(model: &Model) -> Box<RawValue> {
-    raw_json(&model.bundle().config.sample.input)
+    model.bundle().sample_input.clone()
 }

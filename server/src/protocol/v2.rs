@@ -8,7 +8,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::bundle::{Bundle, TensorSpec};
-use crate::model::{Model, PredictError};
+use crate::model::Model;
+use crate::serving::error::ServeError;
 use crate::serving::Registry;
 use crate::tensor::{shape_fits, DType, Tensor, TensorData};
 use crate::text::{clip, quoted, ShapeText};
@@ -20,17 +21,8 @@ pub const EXTENSIONS: &[&str] = &["binary_tensor_data"];
 /// What Triton and KServe call a model run by ONNX Runtime.
 pub const PLATFORM: &str = "onnxruntime_onnx";
 
-#[derive(Debug, thiserror::Error)]
-pub enum InferError {
-    /// No such model, or not in the version asked for.
-    #[error("{0}")]
-    NotFound(String),
-    #[error(transparent)]
-    Predict(#[from] PredictError),
-}
-
-fn invalid(message: String) -> InferError {
-    InferError::Predict(PredictError::InvalidInput(message))
+fn invalid(message: String) -> ServeError {
+    ServeError::invalid(message)
 }
 
 /// The model `name`, in `version` when one is given: a bundle has exactly one version.
@@ -38,13 +30,13 @@ pub fn find_model(
     registry: &Registry,
     name: &str,
     version: Option<&str>,
-) -> Result<Arc<Model>, InferError> {
+) -> Result<Arc<Model>, ServeError> {
     let model = registry
         .find(name)
-        .ok_or_else(|| InferError::NotFound(registry.unknown_model(name)))?;
+        .ok_or_else(|| ServeError::not_found(registry.unknown_model(name)))?;
     let served = &model.bundle().config.version;
     match version {
-        Some(asked) if !asked.is_empty() && asked != served => Err(InferError::NotFound(format!(
+        Some(asked) if !asked.is_empty() && asked != served => Err(ServeError::not_found(format!(
             "model '{name}' has no version '{asked}'; this server has version '{served}'"
         ))),
         _ => Ok(model.clone()),
@@ -119,7 +111,7 @@ impl<'m> RequestInputs<'m> {
     }
 
     /// Checks an input's name, datatype and shape against the model's declaration.
-    pub fn slot(&self, name: &str, datatype: &str, shape: &[i64]) -> Result<InputSlot, InferError> {
+    pub fn slot(&self, name: &str, datatype: &str, shape: &[i64]) -> Result<InputSlot, ServeError> {
         let specs = self.specs();
         let index = specs
             .iter()
@@ -190,7 +182,7 @@ impl<'m> RequestInputs<'m> {
     }
 
     /// Checks that `bytes` of raw data fill the slot's shape, then decodes them.
-    pub fn decode_raw(&self, slot: &InputSlot, bytes: &[u8]) -> Result<TensorData, InferError> {
+    pub fn decode_raw(&self, slot: &InputSlot, bytes: &[u8]) -> Result<TensorData, ServeError> {
         let name = self.name(slot);
         let expected = slot.count.checked_mul(slot.dtype.size()).ok_or_else(|| {
             invalid(format!(
@@ -212,7 +204,7 @@ impl<'m> RequestInputs<'m> {
     }
 
     /// Puts the data of one input in its place, once its element count is checked.
-    pub fn fill(&mut self, slot: InputSlot, data: TensorData) -> Result<(), InferError> {
+    pub fn fill(&mut self, slot: InputSlot, data: TensorData) -> Result<(), ServeError> {
         let name = self.name(&slot);
         if data.len() != slot.count {
             return Err(invalid(format!(
@@ -228,7 +220,7 @@ impl<'m> RequestInputs<'m> {
     }
 
     /// The tensors in declaration order, once every declared input is there.
-    pub fn finish(self) -> Result<Vec<Tensor>, InferError> {
+    pub fn finish(self) -> Result<Vec<Tensor>, ServeError> {
         let specs = self.specs();
         let missing: Vec<&str> = specs
             .iter()
@@ -262,7 +254,7 @@ pub fn choose_outputs<'r>(
     bundle: &Bundle,
     requested: impl IntoIterator<Item = (&'r str, Option<bool>)>,
     binary_default: bool,
-) -> Result<Vec<OutputChoice>, InferError> {
+) -> Result<Vec<OutputChoice>, ServeError> {
     let specs = &bundle.config.outputs;
     let mut chosen: Vec<OutputChoice> = Vec::new();
     for (name, binary) in requested {
@@ -302,7 +294,7 @@ pub fn choose_outputs<'r>(
 pub fn refuse_unserved<'p>(
     owner: &str,
     parameters: impl IntoIterator<Item = &'p str>,
-) -> Result<(), InferError> {
+) -> Result<(), ServeError> {
     for key in parameters {
         let extension = match key {
             "classification" => "the classification extension; ask for the output itself",

@@ -23,6 +23,7 @@ pub struct OnnxRuntime {
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
 
 /// The library's own version string, from its C API entry point (`ort` keeps it to itself).
+#[allow(unsafe_code)] // The crate's one unsafe block: see the SAFETY comment.
 fn library_version(library: &Path) -> Option<String> {
     // SAFETY: the library is ONNX Runtime, already loaded by `ort::init_from` (this only takes
     // another reference to it); OrtGetApiBase and GetVersionString take no arguments and return

@@ -2,6 +2,7 @@
 //! every listener applies; shared by the HTTP and gRPC listeners.
 
 pub mod auth;
+pub mod error;
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};

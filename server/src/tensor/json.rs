@@ -202,7 +202,9 @@ impl<'de> Visitor<'de> for &mut Decoder {
         let mut len = 0;
         while items.next_element_seed(&mut *self)?.is_some() {
             len += 1;
-            *self.at.last_mut().expect("pushed above") = len;
+            if let Some(at) = self.at.last_mut() {
+                *at = len;
+            }
         }
         self.at.pop();
         if !shaped {

@@ -291,7 +291,8 @@ impl TensorData {
                 TensorData::$variant(
                     bytes
                         .chunks_exact(std::mem::size_of::<$t>())
-                        .map(|chunk| <$t>::from_le_bytes(chunk.try_into().expect("exact chunk")))
+                        // chunks_exact: every chunk has the size, so the conversion never falls back.
+                        .map(|chunk| <$t>::from_le_bytes(chunk.try_into().unwrap_or_default()))
                         .collect(),
                 )
             };

@@ -16,11 +16,11 @@ use tracing::Instrument;
 
 use crate::bundle::Bundle;
 use crate::metrics::RouteLabels;
-use crate::model::PredictError;
-use crate::protocol::v2::{self as oip, InferError, OutputChoice, RequestInputs};
+use crate::protocol::v2::{self as oip, OutputChoice, RequestInputs};
 use crate::request_context::{
     answer_traceparent, choose_request_id, join_trace, TraceParent, REQUEST_ID, TRACEPARENT,
 };
+use crate::serving::error::{ErrorKind, ServeError};
 use crate::serving::Registry;
 use crate::tensor::{DType, Tensor, TensorData};
 
@@ -109,13 +109,11 @@ where
             .and_then(|value| value.to_str().ok())
             .map(str::to_string);
         // Only the service's own methods become label values; any other path is "unknown".
-        let method = request.uri().path().rsplit('/').next().unwrap_or_default();
-        let endpoint = METHODS
-            .iter()
-            .find(|known| **known == method)
-            .map_or("unknown", |known| *known);
+        let called = request.uri().path().rsplit('/').next().unwrap_or_default();
+        let method = METHODS.iter().find(|known| known.name == called);
+        let endpoint = method.map_or("unknown", |method| method.name);
         let authenticated = self.registry.tokens().is_none_or(|tokens| {
-            OPEN_METHODS.contains(&endpoint)
+            method.is_some_and(|method| method.open)
                 || tokens.accepts(
                     request
                         .headers()
@@ -129,7 +127,7 @@ where
             Err(Status::unauthenticated(
                 "this server needs a bearer token: send `authorization: Bearer <token>` metadata",
             ))
-        } else if endpoint == "ModelInfer" {
+        } else if method.is_some_and(|method| method.inference) {
             registry
                 .admit()
                 .map(Some)
@@ -192,35 +190,58 @@ where
     }
 }
 
-/// The methods open without a token: the health probes.
-const OPEN_METHODS: [&str; 3] = ["ServerLive", "ServerReady", "ModelReady"];
+/// A method of the service: open without a token (the health probes), and whether it runs a
+/// model (admitted among the requests in flight before its message is decoded). The gate and the
+/// metric labels read this table, and a unit test holds it to the generated service.
+struct Method {
+    name: &'static str,
+    open: bool,
+    inference: bool,
+}
 
-/// The methods of the service, as gRPC paths end.
-const METHODS: [&str; 6] = [
-    "ServerLive",
-    "ServerReady",
-    "ModelReady",
-    "ServerMetadata",
-    "ModelMetadata",
-    "ModelInfer",
+const METHODS: [Method; 6] = [
+    Method {
+        name: "ServerLive",
+        open: true,
+        inference: false,
+    },
+    Method {
+        name: "ServerReady",
+        open: true,
+        inference: false,
+    },
+    Method {
+        name: "ModelReady",
+        open: true,
+        inference: false,
+    },
+    Method {
+        name: "ServerMetadata",
+        open: false,
+        inference: false,
+    },
+    Method {
+        name: "ModelMetadata",
+        open: false,
+        inference: false,
+    },
+    Method {
+        name: "ModelInfer",
+        open: false,
+        inference: true,
+    },
 ];
 
-fn status(error: InferError) -> Status {
-    match error {
-        InferError::NotFound(message) => Status::not_found(message),
-        InferError::Predict(error) => match error {
-            PredictError::InvalidInput(_) | PredictError::NoLabels(_) => {
-                Status::invalid_argument(error.to_string())
-            }
-            PredictError::Overloaded { .. } | PredictError::Unavailable(_) => {
-                Status::unavailable(error.to_string())
-            }
-            PredictError::Runtime(_) => {
-                tracing::error!(%error, "prediction failed");
-                Status::internal("the model failed to run; the server log has the details")
-            }
-        },
-    }
+/// The one place gRPC codes come from the serving layer's error kinds.
+fn status(error: &ServeError) -> Status {
+    let code = match error.kind() {
+        ErrorKind::InvalidInput => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorKind::Internal => Code::Internal,
+    };
+    Status::new(code, error.public_message())
 }
 
 impl InferenceService {
@@ -233,7 +254,7 @@ impl InferenceService {
         model: &str,
         own_id: &str,
         metadata: &MetadataMap,
-        call: impl Future<Output = Result<T, Status>>,
+        call: impl Future<Output = Result<T, ServeError>>,
     ) -> Result<Response<T>, Status> {
         let text = |key: &str| metadata.get(key).and_then(|value| value.to_str().ok());
         let request_id = choose_request_id(Some(own_id), text(REQUEST_ID));
@@ -258,7 +279,12 @@ impl InferenceService {
             .registry
             .metrics()
             .request_started(route, span.clone(), "CANCELLED");
-        let result = call.instrument(span.clone()).await;
+        let result = call.instrument(span.clone()).await.map_err(|error| {
+            if let Some(detail) = error.internal_detail() {
+                span.in_scope(|| tracing::error!(%detail, "internal error"));
+            }
+            status(&error)
+        });
         let code = result.as_ref().err().map_or(Code::Ok, Status::code);
         record.answered(code_name(code));
         let mut answer = match result {
@@ -303,8 +329,8 @@ fn code_name(code: Code) -> &'static str {
     }
 }
 
-fn invalid(message: String) -> Status {
-    status(InferError::Predict(PredictError::InvalidInput(message)))
+fn invalid(message: String) -> ServeError {
+    ServeError::invalid(message)
 }
 
 #[tonic::async_trait]
@@ -337,8 +363,7 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelReadyResponse>, Status> {
         let (metadata, _, request) = request.into_parts();
         let ready = async {
-            let model = oip::find_model(&self.registry, &request.name, Some(&request.version))
-                .map_err(status)?;
+            let model = oip::find_model(&self.registry, &request.name, Some(&request.version))?;
             Ok(ModelReadyResponse {
                 ready: self.registry.is_model_ready(&model),
             })
@@ -389,20 +414,24 @@ impl InferenceService {
     /// requests in flight was taken by the gate, before decoding).
     async fn within_deadline<T>(
         &self,
-        call: impl Future<Output = Result<T, Status>>,
-    ) -> Result<T, Status> {
+        call: impl Future<Output = Result<T, ServeError>>,
+    ) -> Result<T, ServeError> {
         let limits = self.registry.limits();
         tokio::time::timeout(limits.request_timeout, call)
             .await
-            .unwrap_or_else(|_| Err(Status::deadline_exceeded(limits.timeout_message())))
+            .unwrap_or_else(|_| {
+                Err(ServeError::new(
+                    ErrorKind::DeadlineExceeded,
+                    limits.timeout_message(),
+                ))
+            })
     }
 
     async fn model_metadata_of(
         &self,
         request: &ModelMetadataRequest,
-    ) -> Result<ModelMetadataResponse, Status> {
-        let model = oip::find_model(&self.registry, &request.name, Some(&request.version))
-            .map_err(status)?;
+    ) -> Result<ModelMetadataResponse, ServeError> {
+        let model = oip::find_model(&self.registry, &request.name, Some(&request.version))?;
         let metadata = oip::model_metadata(&model);
         let describe = |tensors: Vec<oip::TensorMetadata>| {
             tensors
@@ -428,7 +457,7 @@ impl InferenceService {
     pub(crate) fn decode_infer(
         bundle: &Bundle,
         request: &mut ModelInferRequest,
-    ) -> Result<(Vec<Tensor>, Vec<OutputChoice>), Status> {
+    ) -> Result<(Vec<Tensor>, Vec<OutputChoice>), ServeError> {
         let raw = std::mem::take(&mut request.raw_input_contents);
         if !raw.is_empty() && raw.len() != request.inputs.len() {
             return Err(invalid(format!(
@@ -440,11 +469,8 @@ impl InferenceService {
         let mut inputs = RequestInputs::new(bundle);
         for (index, input) in request.inputs.iter_mut().enumerate() {
             let owner = format!("input '{}'", crate::text::clip(&input.name));
-            oip::refuse_unserved(&owner, input.parameters.keys().map(String::as_str))
-                .map_err(status)?;
-            let slot = inputs
-                .slot(&input.name, &input.datatype, &input.shape)
-                .map_err(status)?;
+            oip::refuse_unserved(&owner, input.parameters.keys().map(String::as_str))?;
+            let slot = inputs.slot(&input.name, &input.datatype, &input.shape)?;
             let data = match (raw.get(index), input.contents.take()) {
                 (Some(_), Some(_)) => {
                     return Err(invalid(format!(
@@ -452,7 +478,7 @@ impl InferenceService {
                         input.name
                     )))
                 }
-                (Some(bytes), None) => inputs.decode_raw(&slot, bytes).map_err(status)?,
+                (Some(bytes), None) => inputs.decode_raw(&slot, bytes)?,
                 (None, Some(contents)) => typed_contents(contents, slot.dtype)
                     .map_err(|problem| invalid(format!("{owner}: {problem}")))?,
                 (None, None) => {
@@ -462,30 +488,28 @@ impl InferenceService {
                     )))
                 }
             };
-            inputs.fill(slot, data).map_err(status)?;
+            inputs.fill(slot, data)?;
         }
         for output in &request.outputs {
             let owner = format!("output '{}'", crate::text::clip(&output.name));
-            oip::refuse_unserved(&owner, output.parameters.keys().map(String::as_str))
-                .map_err(status)?;
+            oip::refuse_unserved(&owner, output.parameters.keys().map(String::as_str))?;
         }
         let requested = request.outputs.iter().map(|o| (o.name.as_str(), None));
-        let chosen = oip::choose_outputs(bundle, requested, true).map_err(status)?;
-        Ok((inputs.finish().map_err(status)?, chosen))
+        let chosen = oip::choose_outputs(bundle, requested, true)?;
+        Ok((inputs.finish()?, chosen))
     }
 
-    async fn infer(&self, mut request: ModelInferRequest) -> Result<ModelInferResponse, Status> {
+    async fn infer(
+        &self,
+        mut request: ModelInferRequest,
+    ) -> Result<ModelInferResponse, ServeError> {
         let model = oip::find_model(
             &self.registry,
             &request.model_name,
             Some(&request.model_version),
-        )
-        .map_err(status)?;
+        )?;
         let (inputs, chosen) = Self::decode_infer(model.bundle(), &mut request)?;
-        let tensors = model
-            .infer(inputs)
-            .await
-            .map_err(|error| status(error.into()))?;
+        let tensors = model.infer(inputs).await?;
         let specs = &model.bundle().config.outputs;
         let mut outputs = Vec::with_capacity(chosen.len());
         let mut raw_output_contents = Vec::with_capacity(chosen.len());
@@ -603,6 +627,20 @@ fn typed_contents(mut contents: InferTensorContents, dtype: DType) -> Result<Ten
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table names exactly the service's methods, as the generated code routes them.
+    #[test]
+    fn the_method_table_is_the_services() {
+        let proto = include_str!("../../proto/inference.proto");
+        let declared: Vec<&str> = proto
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("rpc "))
+            .filter_map(|rest| rest.split('(').next())
+            .map(str::trim)
+            .collect();
+        let tabled: Vec<&str> = METHODS.iter().map(|method| method.name).collect();
+        assert_eq!(tabled, declared);
+    }
 
     #[tokio::test]
     async fn accepted_connections_send_without_delay() {

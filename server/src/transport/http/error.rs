@@ -1,5 +1,5 @@
 //! The one error type every HTTP handler returns: a status and `{"error": "..."}`, whatever the
-//! layer it came from. Internal details are logged, not returned.
+//! layer it came from. Internal details are logged by the observing middleware, not returned.
 
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::model::PredictError;
-use crate::protocol::v2::InferError;
+use crate::serving::error::{ErrorKind, ServeError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -16,7 +16,14 @@ pub struct ApiError {
     message: String,
     /// Seconds after which a retry may succeed, for 503 answers.
     retry_after: Option<u32>,
+    /// What an internal error's caller is not told, for the log.
+    internal_detail: Option<String>,
 }
+
+/// An internal error's detail, in the extensions of its answer: the observing middleware logs it
+/// in the request's span, once.
+#[derive(Clone, Debug)]
+pub struct InternalDetail(pub String);
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -29,6 +36,7 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            internal_detail: None,
         }
     }
 
@@ -45,36 +53,34 @@ impl ApiError {
     }
 }
 
-impl From<PredictError> for ApiError {
-    fn from(error: PredictError) -> Self {
-        let status = match &error {
-            PredictError::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            PredictError::NoLabels(_) => StatusCode::NOT_FOUND,
-            PredictError::Overloaded { .. } | PredictError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
+/// The one place HTTP statuses come from the serving layer's error kinds.
+impl From<ServeError> for ApiError {
+    fn from(error: ServeError) -> Self {
+        let status = match error.kind() {
+            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Unavailable | ErrorKind::DeadlineExceeded => {
+                return ApiError::unavailable(error.public_message());
             }
-            PredictError::Runtime(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(%error, "prediction failed");
-            return ApiError::new(
-                status,
-                "the model failed to run; the server log has the details",
-            );
+        ApiError {
+            internal_detail: error.internal_detail().map(str::to_string),
+            ..ApiError::new(status, error.public_message())
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            return ApiError::unavailable(error.to_string());
-        }
-        ApiError::new(status, error.to_string())
     }
 }
 
-impl From<InferError> for ApiError {
-    fn from(error: InferError) -> Self {
-        match error {
-            InferError::NotFound(message) => ApiError::not_found(message),
-            InferError::Predict(error) => error.into(),
-        }
+impl From<PredictError> for ApiError {
+    fn from(error: PredictError) -> Self {
+        ServeError::from(error).into()
+    }
+}
+
+impl ApiError {
+    /// A 500 whose `detail` goes to the log (by the observing middleware), not to the caller.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        ServeError::internal(detail).into()
     }
 }
 
@@ -119,6 +125,9 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if let Some(detail) = self.internal_detail {
+            response.extensions_mut().insert(InternalDetail(detail));
+        }
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

@@ -4,38 +4,25 @@
 use std::future::Future;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::routes::{self, Route};
 use super::{ApiError, AppState};
-use crate::defaults::{LIVE_PATH, READY_PATH};
 use crate::serving::auth::CHALLENGE;
-
-/// Routes open without a token: the probes of load balancers and orchestrators, and the API
-/// description.
-pub const OPEN_ENDPOINTS: &[&str] = &[
-    "/health",
-    "/models/{model}/health",
-    LIVE_PATH,
-    READY_PATH,
-    "/v2/models/{model}/ready",
-    "/v2/models/{model}/versions/{version}/ready",
-    "/openapi.json",
-];
 
 /// One middleware (each layer costs a clone of the routes per request): the credentials, then
 /// for a request that runs a model, its place and deadline.
 pub async fn gate(State(registry): State<AppState>, request: Request, next: Next) -> Response {
-    let endpoint = request
+    let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("", MatchedPath::as_str);
-    if let Some(refusal) = unauthenticated(&registry, endpoint, &request) {
+        .and_then(|path| routes::find(path.as_str(), request.method()));
+    if let Some(refusal) = unauthenticated(&registry, route, &request) {
         return refusal;
     }
-    // Every POST, and the seed's GET /predict/test (it runs the sample).
-    if request.method() != Method::POST && !endpoint.contains("/predict") {
+    if !route.is_some_and(|route| route.inference) {
         return next.run(request).await;
     }
     admitted(&registry, next.run(request)).await
@@ -43,10 +30,14 @@ pub async fn gate(State(registry): State<AppState>, request: Request, next: Next
 
 /// The 401 for a request without a valid token, when the server has tokens and the route is not
 /// open.
-fn unauthenticated(registry: &AppState, endpoint: &str, request: &Request) -> Option<Response> {
+fn unauthenticated(
+    registry: &AppState,
+    route: Option<&Route>,
+    request: &Request,
+) -> Option<Response> {
     let tokens = registry.tokens()?;
     let authorization = request.headers().get(header::AUTHORIZATION);
-    if OPEN_ENDPOINTS.contains(&endpoint)
+    if route.is_some_and(|route| route.open)
         || tokens.accepts(authorization.map(HeaderValue::as_bytes))
     {
         return None;

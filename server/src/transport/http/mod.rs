@@ -4,6 +4,7 @@ mod error;
 mod gate;
 mod observe;
 mod openapi;
+mod routes;
 mod seed;
 mod v2;
 
@@ -101,17 +102,12 @@ where
     }
 }
 
-/// Every route of the server.
+/// Every route of the server, as the route table (`routes.rs`) declares them.
 pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
-    let per_model = seed::routes();
-    Router::new()
-        .route("/health", get(seed::health))
-        .route("/models", get(seed::list_models))
-        .route("/models/{model}/health", get(seed::model_health))
-        .merge(per_model.clone())
-        .nest("/models/{model}", per_model)
-        .merge(v2::routes())
-        .merge(openapi::routes(&registry))
+    routes::all()
+        .fold(Router::new(), |router, route| {
+            router.route(route.path, route.handler())
+        })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))

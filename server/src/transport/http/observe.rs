@@ -10,8 +10,9 @@ use axum::response::Response;
 use tracing::field::Empty;
 use tracing::Instrument;
 
+use super::error::InternalDetail;
+use super::routes;
 use super::AppState;
-use crate::defaults::{LIVE_PATH, READY_PATH};
 use crate::metrics::RouteLabels;
 use crate::request_context::{
     answer_traceparent, choose_request_id, join_trace, TraceParent, REQUEST_ID, TRACEPARENT,
@@ -27,9 +28,6 @@ pub struct CallerRequestId(pub Option<String>);
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
-/// Endpoints about the whole server, not one model.
-const SERVER_ENDPOINTS: &[&str] = &["/health", "/models", "/v2", LIVE_PATH, READY_PATH];
-
 pub async fn observe(
     State(registry): State<AppState>,
     params: Result<RawPathParams, RawPathParamsRejection>,
@@ -41,22 +39,21 @@ pub async fn observe(
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_string();
+    let route = routes::find(&endpoint, request.method());
     let named = params.ok().and_then(|params| {
         params
             .iter()
             .find(|(key, _)| *key == "model")
             .map(|(_, v)| v.to_string())
     });
-    let model = match named {
-        Some(name) => registry.model_label(&name),
+    let model = match (route, named) {
+        (Some(route), Some(name)) if route.model_scoped => registry.model_label(&name),
         // The seed API at the root serves the only model.
-        None if !SERVER_ENDPOINTS.contains(&endpoint.as_str()) && endpoint != "unmatched" => {
-            match registry.models() {
-                [only] => only.name().to_string(),
-                _ => String::new(),
-            }
-        }
-        None => String::new(),
+        (Some(route), None) if route.model_scoped => match registry.models() {
+            [only] => only.name().to_string(),
+            _ => String::new(),
+        },
+        _ => String::new(),
     };
     let caller_id = header(request.headers(), REQUEST_ID).map(str::to_string);
     let trace = header(request.headers(), TRACEPARENT).and_then(TraceParent::parse);
@@ -71,7 +68,7 @@ pub async fn observe(
         join_trace(&span, trace);
     }
     // The v2 inference handler prefers the request's own `id` and records the id itself.
-    let handler_decides = endpoint.ends_with("/infer");
+    let handler_decides = route.is_some_and(|route| route.handler_chooses_request_id());
     let mut request_id = None;
     if !handler_decides {
         let id = choose_request_id(None, caller_id.as_deref());
@@ -110,6 +107,9 @@ pub async fn observe(
     let traceparent = answer_traceparent(&span, trace.as_ref());
     if let Some(value) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
         headers.insert(TRACEPARENT, value);
+    }
+    if let Some(InternalDetail(detail)) = response.extensions().get::<InternalDetail>() {
+        span.in_scope(|| tracing::error!(%detail, "internal error"));
     }
     record.answered(response.status().as_str());
     response

@@ -1,24 +1,25 @@
-//! `GET /openapi.json`: the OpenAPI 3.0 description of the HTTP API (openapi.json beside this
-//! file), with the model and version parameters narrowed to what this server serves, so that
-//! clients and API testers (schemathesis in CI) call real models; with bearer tokens, every
-//! operation but the open ones says so.
+//! `GET /openapi.json`: the OpenAPI 3.0 description of the HTTP API. Its paths are derived from the
+//! route table ([`super::routes`]); its schemas, parameters and shared answers come from
+//! openapi-components.json beside this file. The model and version parameters are narrowed to
+//! what this server serves, so that clients and API testers (schemathesis in CI) call real
+//! models; with bearer tokens, every operation but the open ones says so.
 
+use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
-use serde_json::{json, Value};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
 
-use super::gate::OPEN_ENDPOINTS;
+use super::routes::{self, Answer, Route};
 use super::AppState;
 use crate::protocol::v2::SERVER_VERSION;
 use crate::serving::Registry;
 
-const TEMPLATE: &str = include_str!("openapi.json");
+const COMPONENTS: &str = include_str!("openapi-components.json");
 
 /// The document for this server's models.
 pub fn document(registry: &Registry) -> Value {
-    let mut document: Value = serde_json::from_str(TEMPLATE).expect("openapi.json is JSON");
+    // A unit test parses the file: an empty document here would fail it first.
+    let mut document: Value = serde_json::from_str(COMPONENTS).unwrap_or_else(|_| json!({}));
     document["info"]["version"] = json!(SERVER_VERSION);
     let models = registry.models();
     let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
@@ -31,50 +32,108 @@ pub fn document(registry: &Registry) -> Value {
     let parameters = &mut document["components"]["parameters"];
     parameters["model"]["schema"]["enum"] = json!(names);
     parameters["version"]["schema"]["enum"] = json!(versions);
-    if registry.tokens().is_some() {
-        let paths = document["paths"].as_object_mut().expect("paths");
-        for (path, operations) in paths.iter_mut() {
-            if OPEN_ENDPOINTS.contains(&path.as_str()) {
-                continue;
-            }
-            for operation in operations.as_object_mut().expect("operations").values_mut() {
-                operation["security"] = json!([{"bearer": []}]);
-            }
+    let mut paths = Map::new();
+    for route in routes::all() {
+        let mut operation = operation(route);
+        if registry.tokens().is_some() && !route.open {
+            operation["security"] = json!([{"bearer": []}]);
         }
+        let methods = paths
+            .entry(route.path)
+            .or_insert_with(|| Value::Object(Map::new()));
+        methods[route.verb.name()] = operation;
     }
+    document["paths"] = Value::Object(paths);
     document
 }
 
-pub fn routes(registry: &Registry) -> Router<AppState> {
-    let body = document(registry).to_string();
-    Router::new().route(
-        "/openapi.json",
-        get(|| async move { ([(header::CONTENT_TYPE, "application/json")], body).into_response() }),
+/// One route's operation object.
+fn operation(route: &Route) -> Value {
+    let schema = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+    let error = json!({"$ref": "#/components/responses/Error"});
+    let mut responses = match route.answers {
+        Answer::Json(name) => json!({
+            "200": {"description": "OK", "content": {"application/json": {"schema": schema(name)}}},
+            "default": error,
+        }),
+        Answer::Yes => json!({"200": {"description": "Yes"}}),
+        Answer::YesOrNo => json!({
+            "200": {"description": "Yes"},
+            "400": {"description": "No (shutting down, or a model has stopped)"},
+        }),
+        Answer::Document => json!({
+            "200": {
+                "description": "OpenAPI 3.0 document",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+        }),
+    };
+    if route.model_scoped && route.answers == Answer::YesOrNo {
+        // An unknown model or version.
+        responses["default"] = error;
+    }
+    if route.unready_503 {
+        responses["503"] = json!({
+            "description": "Shutting down, or a model has stopped",
+            "content": {"application/json": {"schema": schema("Health")}},
+        });
+    }
+    let mut operation = json!({
+        "summary": route.summary,
+        "operationId": route.operation_id,
+        "tags": [route.api.tag()],
+        "responses": responses,
+    });
+    let parameters: Vec<Value> = ["model", "version"]
+        .iter()
+        .filter(|name| route.path.contains(&format!("{{{name}}}")))
+        .map(|name| json!({"$ref": format!("#/components/parameters/{name}")}))
+        .collect();
+    if !parameters.is_empty() {
+        operation["parameters"] = json!(parameters);
+    }
+    if let Some(name) = route.takes {
+        operation["requestBody"] = json!({
+            "required": true,
+            "content": {"application/json": {"schema": schema(name)}},
+        });
+    }
+    operation
+}
+
+pub async fn serve(State(registry): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document(&registry).to_string(),
     )
+        .into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The document describes routes the router has: none falls through to "no route" or 405.
+    /// Every documented operation is routed (none falls through to "no route" or 405), and every
+    /// route of the router is documented.
     #[tokio::test]
-    async fn every_documented_operation_is_routed() {
+    async fn the_document_and_the_router_have_the_same_routes() {
         use axum::body::Body;
         use axum::http::Request;
         use tower::ServiceExt;
 
         let registry = Registry::without_models();
         let app = super::super::router(
-            registry,
+            registry.clone(),
             &super::super::HttpOptions {
                 max_body_bytes: 1024,
             },
         );
-        let document: Value = serde_json::from_str(TEMPLATE).unwrap();
+        let document = document(&registry);
+        let mut documented = 0;
         for (path, operations) in document["paths"].as_object().unwrap() {
             let uri = path.replace("{model}", "m").replace("{version}", "1");
             for method in operations.as_object().unwrap().keys() {
+                documented += 1;
                 let request = Request::builder()
                     .method(method.to_uppercase().as_str())
                     .uri(&uri)
@@ -93,21 +152,27 @@ mod tests {
                 );
             }
         }
+        assert_eq!(documented, routes::all().count());
+        assert!(documented >= 20, "{documented} operations");
     }
 
     #[test]
-    fn every_operation_has_an_id_and_an_answer_for_errors() {
-        let document: Value = serde_json::from_str(TEMPLATE).unwrap();
-        let paths = document["paths"].as_object().unwrap();
-        assert!(paths.len() >= 20, "{} paths", paths.len());
-        for (path, operations) in paths {
-            for (method, operation) in operations.as_object().unwrap() {
-                assert!(operation["operationId"].is_string(), "{method} {path}");
+    fn the_components_parse_and_every_schema_a_route_names_exists() {
+        let components: Value = serde_json::from_str(COMPONENTS).unwrap();
+        let schemas = components["components"]["schemas"].as_object().unwrap();
+        for route in routes::all() {
+            for name in route.takes.into_iter().chain(match route.answers {
+                Answer::Json(name) => Some(name),
+                _ => None,
+            }) {
                 assert!(
-                    operation["responses"]["200"].is_object(),
-                    "{method} {path} documents its success"
+                    schemas.contains_key(name),
+                    "{}: no schema {name}",
+                    route.path
                 );
             }
         }
+        let ids: std::collections::HashSet<_> = routes::all().map(|r| r.operation_id).collect();
+        assert_eq!(ids.len(), routes::all().count(), "operation ids are unique");
     }
 }

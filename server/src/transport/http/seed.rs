@@ -4,25 +4,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+
+use axum::Json;
 use serde::Serialize;
 
 use super::{ApiError, ApiJson, AppState, SelectedModel};
 use crate::bundle::{BundleConfig, TensorSpec};
 use crate::protocol::seed::{self, PredictRequest, Prediction};
 use crate::tensor::Tensor;
-
-/// The per-model routes but `/health`, which at the root is the server's own.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/metadata", get(metadata))
-        .route("/label", get(labels))
-        .route("/predict", post(predict))
-        .route("/predict/label", post(predict_label))
-        .route("/predict/test", get(predict_test))
-        .route("/predict/test/label", get(predict_test_label))
-}
 
 #[derive(Serialize)]
 pub struct Health {
@@ -85,7 +74,7 @@ struct Metadata<'a> {
     labels: &'a [String],
 }
 
-async fn metadata(SelectedModel(model): SelectedModel) -> Response {
+pub(super) async fn metadata(SelectedModel(model): SelectedModel) -> Response {
     let bundle = model.bundle();
     let BundleConfig {
         name,
@@ -113,12 +102,12 @@ struct Labels<'a> {
     labels: &'a [String],
 }
 
-async fn labels(SelectedModel(model): SelectedModel) -> Response {
+pub(super) async fn labels(SelectedModel(model): SelectedModel) -> Response {
     let labels = &model.bundle().config.labels;
     Json(Labels { labels }).into_response()
 }
 
-async fn predict(
+pub(super) async fn predict(
     SelectedModel(model): SelectedModel,
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> Result<Json<Prediction<Tensor>>, ApiError> {
@@ -126,7 +115,7 @@ async fn predict(
     Ok(Json(Prediction { prediction }))
 }
 
-async fn predict_label(
+pub(super) async fn predict_label(
     SelectedModel(model): SelectedModel,
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> Result<Json<Prediction<Vec<Option<String>>>>, ApiError> {
@@ -134,14 +123,14 @@ async fn predict_label(
     Ok(Json(Prediction { prediction }))
 }
 
-async fn predict_test(
+pub(super) async fn predict_test(
     SelectedModel(model): SelectedModel,
 ) -> Result<Json<Prediction<Tensor>>, ApiError> {
     let prediction = seed::predict(&model, seed::sample_input(&model)).await?;
     Ok(Json(Prediction { prediction }))
 }
 
-async fn predict_test_label(
+pub(super) async fn predict_test_label(
     SelectedModel(model): SelectedModel,
 ) -> Result<Json<Prediction<Vec<Option<String>>>>, ApiError> {
     let prediction = seed::predict_labels(&model, seed::sample_input(&model)).await?;

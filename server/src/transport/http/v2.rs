@@ -9,8 +9,8 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -25,24 +25,8 @@ use crate::tensor::{Flat, Tensor, TensorData};
 /// The header giving the length of the JSON part of a body that carries binary tensors.
 const HEADER_LENGTH: &str = "inference-header-content-length";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v2", get(server_metadata))
-        .route(crate::defaults::LIVE_PATH, get(live))
-        .route(crate::defaults::READY_PATH, get(ready))
-        .route("/v2/models/{model}", get(model_metadata))
-        .route("/v2/models/{model}/ready", get(model_ready))
-        .route("/v2/models/{model}/infer", post(infer))
-        .route("/v2/models/{model}/versions/{version}", get(model_metadata))
-        .route(
-            "/v2/models/{model}/versions/{version}/ready",
-            get(model_ready),
-        )
-        .route("/v2/models/{model}/versions/{version}/infer", post(infer))
-}
-
 /// The model named by the `{model}` (and optional `{version}`) path segments.
-struct V2Model(Arc<Model>);
+pub(super) struct V2Model(Arc<Model>);
 
 impl FromRequestParts<AppState> for V2Model {
     type Rejection = ApiError;
@@ -64,26 +48,29 @@ fn health(ok: bool) -> StatusCode {
     }
 }
 
-async fn live() -> StatusCode {
+pub(super) async fn live() -> StatusCode {
     health(true)
 }
 
-async fn ready(State(registry): State<AppState>) -> StatusCode {
+pub(super) async fn ready(State(registry): State<AppState>) -> StatusCode {
     health(registry.is_ready())
 }
 
-async fn model_ready(State(registry): State<AppState>, V2Model(model): V2Model) -> StatusCode {
+pub(super) async fn model_ready(
+    State(registry): State<AppState>,
+    V2Model(model): V2Model,
+) -> StatusCode {
     health(registry.is_model_ready(&model))
 }
 
 #[derive(Serialize)]
-struct ServerMetadata {
+pub(super) struct ServerMetadata {
     name: &'static str,
     version: &'static str,
     extensions: &'static [&'static str],
 }
 
-async fn server_metadata() -> Json<ServerMetadata> {
+pub(super) async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: oip::SERVER_NAME,
         version: oip::SERVER_VERSION,
@@ -91,7 +78,7 @@ async fn server_metadata() -> Json<ServerMetadata> {
     })
 }
 
-async fn model_metadata(V2Model(model): V2Model) -> Response {
+pub(super) async fn model_metadata(V2Model(model): V2Model) -> Response {
     Json(oip::model_metadata(&model)).into_response()
 }
 
@@ -173,7 +160,7 @@ fn parameter<T>(
 
 /// The request id ([`choose_request_id`]) is recorded as soon as it is known, so that every log
 /// line of the request carries it.
-async fn infer(
+pub(super) async fn infer(
     V2Model(model): V2Model,
     Extension(CallerRequestId(caller_id)): Extension<CallerRequestId>,
     headers: HeaderMap,
@@ -364,7 +351,12 @@ fn respond(
         id,
         outputs,
     };
-    let mut body = serde_json::to_vec(&response).expect("a response of strings and numbers");
+    let mut body = match serde_json::to_vec(&response) {
+        Ok(body) => body,
+        Err(error) => {
+            return ApiError::internal(format!("cannot encode the answer: {error}")).into_response()
+        }
+    };
     if !any_binary {
         return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     }
