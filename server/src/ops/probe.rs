@@ -1,9 +1,7 @@
 //! `predictor probe`: ask a running predictor whether it is healthy and, per bundle, whether it
 //! answers the bundle's sample within its tolerance. Container health checks and the Nix smoke
-//! checks run it, so it needs no shell, curl or jq: a minimal HTTP/1.1 client over `std::net`.
+//! checks run it, so it needs no shell, curl or jq.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
@@ -57,86 +55,39 @@ impl Target {
         })
     }
 
-    /// One request with `Connection: close`; returns the status and the body.
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, String), String> {
-        let path = format!("{}{path}", self.prefix);
-        let url = format!("http://{}:{}{path}", self.host, self.port);
-        let failed = |error: std::io::Error| format!("{method} {url}: {error}");
-        let address = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(failed)?
-            .next()
-            .ok_or_else(|| format!("{method} {url}: the host has no address"))?;
-        let mut stream = TcpStream::connect_timeout(&address, self.timeout).map_err(failed)?;
-        stream
-            .set_read_timeout(Some(self.timeout))
-            .map_err(failed)?;
-        stream
-            .set_write_timeout(Some(self.timeout))
-            .map_err(failed)?;
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.host,
-            self.port,
-            body.len()
-        );
-        stream
-            .write_all(head.as_bytes())
-            .and_then(|()| stream.write_all(body.as_bytes()))
-            .map_err(failed)?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).map_err(failed)?;
-        parse_response(&response).map_err(|problem| format!("{method} {url}: {problem}"))
-    }
-}
-
-/// Splits an HTTP/1.1 response into status and body (identity or chunked transfer coding).
-fn parse_response(response: &[u8]) -> Result<(u16, String), String> {
-    let text = String::from_utf8_lossy(response);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or("the response has no end of headers")?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| {
-            format!(
-                "not an HTTP status line: {}",
-                head.lines().next().unwrap_or("")
-            )
-        })?;
-    let chunked = head.lines().any(|line| {
-        let line = line.to_ascii_lowercase();
-        line.starts_with("transfer-encoding:") && line.contains("chunked")
-    });
-    if !chunked {
-        return Ok((status, body.to_string()));
-    }
-    let (mut rest, mut decoded) = (body, String::new());
-    loop {
-        let (size, after) = rest.split_once("\r\n").ok_or("a truncated chunk")?;
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| format!("a bad chunk size '{size}'"))?;
-        if size == 0 {
-            return Ok((status, decoded));
+    /// GET `path`, or POST `body` to it as JSON; returns the status and the body, whatever
+    /// the status (ureq, a small blocking client: chunked bodies, UTF-8, timeouts).
+    fn request(&self, path: &str, body: Option<&Value>) -> Result<(u16, String), String> {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let url = format!("http://{host}:{}{}{path}", self.port, self.prefix);
+        let method = if body.is_some() { "POST" } else { "GET" };
+        let failed = |error: ureq::Error| format!("{method} {url}: {error}");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(self.timeout))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = match body {
+            Some(body) => agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(body.to_string()),
+            None => agent.get(&url).call(),
         }
-        let chunk = after.get(..size).ok_or("a truncated chunk")?;
-        decoded.push_str(chunk);
-        rest = after[size..].trim_start_matches("\r\n");
+        .map_err(failed)?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().map_err(failed)?;
+        Ok((status, text))
     }
 }
 
 /// `GET /health` must answer 200.
 pub fn health(target: &Target) -> Result<(), String> {
-    match target.request("GET", "/health", None)? {
+    match target.request("/health", None)? {
         (200, _) => Ok(()),
         (status, body) => Err(format!("GET /health answered {status}: {body}")),
     }
@@ -149,7 +100,7 @@ pub fn sample(target: &Target, bundle_path: &Path) -> Result<String, String> {
     let name = bundle.name();
     let sample = &bundle.config.sample;
     let path = format!("/models/{name}/predict");
-    let (status, body) = target.request("POST", &path, Some(&json!({ "data": sample.input })))?;
+    let (status, body) = target.request(&path, Some(&json!({ "data": sample.input })))?;
     if status != 200 {
         return Err(format!("{name}: POST {path} answered {status}: {body}"));
     }
@@ -212,14 +163,5 @@ mod tests {
         assert_eq!((t.host.as_str(), t.port), ("localhost", 80));
         assert!(Target::parse("https://x", Duration::from_secs(1)).is_err());
         assert!(Target::parse("http://x:port", Duration::from_secs(1)).is_err());
-    }
-
-    #[test]
-    fn reads_identity_and_chunked_bodies() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(parse_response(plain).unwrap(), (200, "{}".into()));
-        let chunked = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked).unwrap(), (404, "abcde".into()));
-        assert!(parse_response(b"garbage").is_err());
     }
 }

@@ -8,10 +8,12 @@ use std::sync::OnceLock;
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
-use ort::value::{DynValue, TensorElementType, ValueType};
+use ort::value::{
+    DynValue, IntoTensorElementType, PrimitiveTensorElementType, TensorElementType, ValueType,
+};
 
 use super::{Backend, GraphSignature, GraphValue, GraphValueKind, RuntimeError};
-use crate::tensor::{with_data, DType, Tensor, TensorData};
+use crate::tensor::{with_data, with_dtype, DType, Tensor, TensorData};
 
 /// The process-wide ONNX Runtime (the library can be loaded, and its environment built, only once).
 #[derive(Clone)]
@@ -153,20 +155,8 @@ impl Backend for OrtBackend {
 }
 
 fn dtype_of(element: TensorElementType) -> Option<DType> {
-    Some(match element {
-        TensorElementType::Bool => DType::Bool,
-        TensorElementType::Int8 => DType::Int8,
-        TensorElementType::Int16 => DType::Int16,
-        TensorElementType::Int32 => DType::Int32,
-        TensorElementType::Int64 => DType::Int64,
-        TensorElementType::Uint8 => DType::Uint8,
-        TensorElementType::Uint16 => DType::Uint16,
-        TensorElementType::Uint32 => DType::Uint32,
-        TensorElementType::Uint64 => DType::Uint64,
-        TensorElementType::Float16 => DType::Float16,
-        TensorElementType::Float32 => DType::Float32,
-        TensorElementType::Float64 => DType::Float64,
-        _ => return None,
+    DType::ALL.iter().copied().find(|&dtype| {
+        with_dtype!(dtype, T => <T as IntoTensorElementType>::into_tensor_element_type()) == element
     })
 }
 
@@ -189,7 +179,7 @@ fn to_ort(tensor: Tensor) -> Result<DynValue, ort::Error> {
 }
 
 fn from_ort(name: &str, value: &DynValue) -> Result<Tensor, RuntimeError> {
-    fn extract<T: ort::value::PrimitiveTensorElementType + Clone>(
+    fn extract<T: PrimitiveTensorElementType + Clone>(
         value: &DynValue,
     ) -> Result<(Vec<usize>, Vec<T>), RuntimeError> {
         let (shape, data) = value
@@ -207,19 +197,9 @@ fn from_ort(name: &str, value: &DynValue) -> Result<Tensor, RuntimeError> {
         .tensor_type()
         .and_then(dtype_of)
         .ok_or_else(unsupported)?;
-    let (shape, data) = match dtype {
-        DType::Bool => extract(value).map(|(s, d)| (s, TensorData::Bool(d))),
-        DType::Int8 => extract(value).map(|(s, d)| (s, TensorData::Int8(d))),
-        DType::Int16 => extract(value).map(|(s, d)| (s, TensorData::Int16(d))),
-        DType::Int32 => extract(value).map(|(s, d)| (s, TensorData::Int32(d))),
-        DType::Int64 => extract(value).map(|(s, d)| (s, TensorData::Int64(d))),
-        DType::Uint8 => extract(value).map(|(s, d)| (s, TensorData::Uint8(d))),
-        DType::Uint16 => extract(value).map(|(s, d)| (s, TensorData::Uint16(d))),
-        DType::Uint32 => extract(value).map(|(s, d)| (s, TensorData::Uint32(d))),
-        DType::Uint64 => extract(value).map(|(s, d)| (s, TensorData::Uint64(d))),
-        DType::Float16 => extract(value).map(|(s, d)| (s, TensorData::Float16(d))),
-        DType::Float32 => extract(value).map(|(s, d)| (s, TensorData::Float32(d))),
-        DType::Float64 => extract(value).map(|(s, d)| (s, TensorData::Float64(d))),
-    }?;
+    let (shape, data) = with_dtype!(dtype, T => {
+        let (shape, data) = extract::<T>(value)?;
+        (shape, TensorData::from(data))
+    });
     Tensor::new(shape, data).map_err(|e| RuntimeError::Inference(e.to_string()))
 }

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
 
 /// The `WWW-Authenticate` challenge of a 401 answer (RFC 6750).
 pub const CHALLENGE: &str = "Bearer realm=\"predictor\"";
@@ -72,9 +73,10 @@ impl Tokens {
         };
         let presented: [u8; 32] = Sha256::digest(token).into();
         // Every digest is compared in full, so the time says nothing about which one matched.
-        self.digests.iter().fold(false, |found, digest| {
-            found | equal_in_constant_time(digest, &presented)
-        })
+        let found = self.digests.iter().fold(Choice::from(0), |found, digest| {
+            found | digest.ct_eq(&presented)
+        });
+        found.into()
     }
 }
 
@@ -86,11 +88,6 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     }
     let token = token.trim_ascii();
     (!token.is_empty()).then_some(token)
-}
-
-fn equal_in_constant_time(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(difference) == 0
 }
 
 fn warn_if_readable_by_others(path: &Path) {

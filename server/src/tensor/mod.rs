@@ -8,94 +8,157 @@ use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde::Deserialize;
 use serde_json::Value;
 
+mod element;
 mod json;
 
-/// The element types a bundle may declare, named as in `predictor.toml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DType {
-    Bool,
-    Int8,
-    Int16,
-    Int32,
-    Int64,
-    Uint8,
-    Uint16,
-    Uint32,
-    Uint64,
-    Float16,
-    Float32,
-    Float64,
+/// The one table of element types: the variant, its Rust type, its name in `predictor.toml`
+/// and the Open Inference Protocol's. Everything per element type below is generated from it.
+macro_rules! dtype_table {
+    ($callback:ident!($($arguments:tt)*)) => {
+        $callback! {
+            ($($arguments)*)
+            Bool, bool, "bool", "BOOL";
+            Int8, i8, "int8", "INT8";
+            Int16, i16, "int16", "INT16";
+            Int32, i32, "int32", "INT32";
+            Int64, i64, "int64", "INT64";
+            Uint8, u8, "uint8", "UINT8";
+            Uint16, u16, "uint16", "UINT16";
+            Uint32, u32, "uint32", "UINT32";
+            Uint64, u64, "uint64", "UINT64";
+            Float16, half::f16, "float16", "FP16";
+            Float32, f32, "float32", "FP32";
+            Float64, f64, "float64", "FP64";
+        }
+    };
 }
 
-impl DType {
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::Bool => "bool",
-            DType::Int8 => "int8",
-            DType::Int16 => "int16",
-            DType::Int32 => "int32",
-            DType::Int64 => "int64",
-            DType::Uint8 => "uint8",
-            DType::Uint16 => "uint16",
-            DType::Uint32 => "uint32",
-            DType::Uint64 => "uint64",
-            DType::Float16 => "float16",
-            DType::Float32 => "float32",
-            DType::Float64 => "float64",
+macro_rules! define_dtypes {
+    (($d:tt) $($variant:ident, $t:ty, $name:literal, $v2:literal;)*) => {
+        /// The element types a bundle may declare, named as in `predictor.toml`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+        pub enum DType {
+            $(#[serde(rename = $name)] $variant,)*
         }
-    }
 
+        impl DType {
+            /// Every dtype, for lookups by name.
+            pub const ALL: &'static [DType] = &[$(DType::$variant,)*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(DType::$variant => $name,)*
+                }
+            }
+
+            /// The Open Inference Protocol's name for this element type.
+            pub fn v2_name(self) -> &'static str {
+                match self {
+                    $(DType::$variant => $v2,)*
+                }
+            }
+
+            /// Bytes per element in the binary (raw) encoding; a bool is one byte.
+            pub fn size(self) -> usize {
+                match self {
+                    $(DType::$variant => std::mem::size_of::<$t>(),)*
+                }
+            }
+        }
+
+        /// Row-major element storage, one variant per [`DType`].
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum TensorData {
+            $($variant(Vec<$t>),)*
+        }
+
+        /// Applies `$body` to the vector inside any [`TensorData`] variant, bound to `$v`.
+        macro_rules! with_data {
+            ($d data:expr, $d v:ident => $d body:expr) => {
+                match $d data {
+                    $(TensorData::$variant($d v) => $d body,)*
+                }
+            };
+        }
+
+        /// Runs `$body` with `$T` the Rust type of the [`DType`] `$dtype`.
+        macro_rules! with_dtype {
+            ($d dtype:expr, $d element:ident => $d body:expr) => {
+                match $d dtype {
+                    $(DType::$variant => {
+                        type $d element = $t;
+                        $d body
+                    })*
+                }
+            };
+        }
+
+        impl TensorData {
+            fn with_capacity(dtype: DType, capacity: usize) -> Self {
+                match dtype {
+                    $(DType::$variant => TensorData::$variant(Vec::with_capacity(capacity)),)*
+                }
+            }
+
+            pub fn dtype(&self) -> DType {
+                match self {
+                    $(TensorData::$variant(_) => DType::$variant,)*
+                }
+            }
+
+            /// Moves `other`'s elements to the end of these; None when the dtypes differ.
+            fn append(&mut self, other: TensorData) -> Option<()> {
+                match (self, other) {
+                    $((TensorData::$variant(a), TensorData::$variant(mut b)) => a.append(&mut b),)*
+                    _ => return None,
+                }
+                Some(())
+            }
+
+            /// Splits off the elements from `at` on, as `Vec::split_off` does.
+            fn split_off(&mut self, at: usize) -> TensorData {
+                match self {
+                    $(TensorData::$variant(v) => TensorData::$variant(v.split_off(at)),)*
+                }
+            }
+
+            /// Decodes elements stored little-endian, row-major, without padding (the binary
+            /// encoding of the Open Inference Protocol); a bool is one byte, 0 or 1.
+            pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Result<TensorData, String> {
+                if !bytes.len().is_multiple_of(dtype.size()) {
+                    return Err(format!(
+                        "{} bytes are not a whole number of {dtype} elements ({} bytes each)",
+                        bytes.len(),
+                        dtype.size()
+                    ));
+                }
+                Ok(match dtype {
+                    $(DType::$variant => TensorData::$variant(element::decode_le(bytes)?),)*
+                })
+            }
+        }
+
+        $(impl From<Vec<$t>> for TensorData {
+            fn from(values: Vec<$t>) -> Self {
+                TensorData::$variant(values)
+            }
+        })*
+    };
+}
+
+dtype_table!(define_dtypes!($));
+pub(crate) use {with_data, with_dtype};
+
+impl DType {
     pub fn is_float(self) -> bool {
         matches!(self, DType::Float16 | DType::Float32 | DType::Float64)
     }
 
-    /// Every dtype, for lookups by name.
-    pub const ALL: [DType; 12] = [
-        DType::Bool,
-        DType::Int8,
-        DType::Int16,
-        DType::Int32,
-        DType::Int64,
-        DType::Uint8,
-        DType::Uint16,
-        DType::Uint32,
-        DType::Uint64,
-        DType::Float16,
-        DType::Float32,
-        DType::Float64,
-    ];
-
-    /// The Open Inference Protocol's name for this element type.
-    pub fn v2_name(self) -> &'static str {
-        match self {
-            DType::Bool => "BOOL",
-            DType::Int8 => "INT8",
-            DType::Int16 => "INT16",
-            DType::Int32 => "INT32",
-            DType::Int64 => "INT64",
-            DType::Uint8 => "UINT8",
-            DType::Uint16 => "UINT16",
-            DType::Uint32 => "UINT32",
-            DType::Uint64 => "UINT64",
-            DType::Float16 => "FP16",
-            DType::Float32 => "FP32",
-            DType::Float64 => "FP64",
-        }
-    }
-
     pub fn from_v2_name(name: &str) -> Option<DType> {
-        DType::ALL.into_iter().find(|dtype| dtype.v2_name() == name)
-    }
-
-    /// Bytes per element in the binary (raw) encoding; a bool is one byte.
-    pub fn size(self) -> usize {
-        match self {
-            DType::Bool | DType::Int8 | DType::Uint8 => 1,
-            DType::Int16 | DType::Uint16 | DType::Float16 => 2,
-            DType::Int32 | DType::Uint32 | DType::Float32 => 4,
-            DType::Int64 | DType::Uint64 | DType::Float64 => 8,
-        }
+        DType::ALL
+            .iter()
+            .copied()
+            .find(|dtype| dtype.v2_name() == name)
     }
 }
 
@@ -104,44 +167,6 @@ impl fmt::Display for DType {
         f.write_str(self.name())
     }
 }
-
-/// Row-major element storage, one variant per [`DType`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum TensorData {
-    Bool(Vec<bool>),
-    Int8(Vec<i8>),
-    Int16(Vec<i16>),
-    Int32(Vec<i32>),
-    Int64(Vec<i64>),
-    Uint8(Vec<u8>),
-    Uint16(Vec<u16>),
-    Uint32(Vec<u32>),
-    Uint64(Vec<u64>),
-    Float16(Vec<f16>),
-    Float32(Vec<f32>),
-    Float64(Vec<f64>),
-}
-
-/// Applies `$body` to the vector inside any [`TensorData`] variant, bound to `$v`.
-macro_rules! with_data {
-    ($data:expr, $v:ident => $body:expr) => {
-        match $data {
-            TensorData::Bool($v) => $body,
-            TensorData::Int8($v) => $body,
-            TensorData::Int16($v) => $body,
-            TensorData::Int32($v) => $body,
-            TensorData::Int64($v) => $body,
-            TensorData::Uint8($v) => $body,
-            TensorData::Uint16($v) => $body,
-            TensorData::Uint32($v) => $body,
-            TensorData::Uint64($v) => $body,
-            TensorData::Float16($v) => $body,
-            TensorData::Float32($v) => $body,
-            TensorData::Float64($v) => $body,
-        }
-    };
-}
-pub(crate) use with_data;
 
 /// An element as JSON writes it: itself, but a float16 (which JSON knows no form of) as the f32
 /// of the same value, whose shortest form reads back as the same float16.
@@ -176,40 +201,6 @@ impl<T: JsonElement> Serialize for Element<'_, T> {
 }
 
 impl TensorData {
-    fn with_capacity(dtype: DType, capacity: usize) -> Self {
-        match dtype {
-            DType::Bool => TensorData::Bool(Vec::with_capacity(capacity)),
-            DType::Int8 => TensorData::Int8(Vec::with_capacity(capacity)),
-            DType::Int16 => TensorData::Int16(Vec::with_capacity(capacity)),
-            DType::Int32 => TensorData::Int32(Vec::with_capacity(capacity)),
-            DType::Int64 => TensorData::Int64(Vec::with_capacity(capacity)),
-            DType::Uint8 => TensorData::Uint8(Vec::with_capacity(capacity)),
-            DType::Uint16 => TensorData::Uint16(Vec::with_capacity(capacity)),
-            DType::Uint32 => TensorData::Uint32(Vec::with_capacity(capacity)),
-            DType::Uint64 => TensorData::Uint64(Vec::with_capacity(capacity)),
-            DType::Float16 => TensorData::Float16(Vec::with_capacity(capacity)),
-            DType::Float32 => TensorData::Float32(Vec::with_capacity(capacity)),
-            DType::Float64 => TensorData::Float64(Vec::with_capacity(capacity)),
-        }
-    }
-
-    pub fn dtype(&self) -> DType {
-        match self {
-            TensorData::Bool(_) => DType::Bool,
-            TensorData::Int8(_) => DType::Int8,
-            TensorData::Int16(_) => DType::Int16,
-            TensorData::Int32(_) => DType::Int32,
-            TensorData::Int64(_) => DType::Int64,
-            TensorData::Uint8(_) => DType::Uint8,
-            TensorData::Uint16(_) => DType::Uint16,
-            TensorData::Uint32(_) => DType::Uint32,
-            TensorData::Uint64(_) => DType::Uint64,
-            TensorData::Float16(_) => DType::Float16,
-            TensorData::Float32(_) => DType::Float32,
-            TensorData::Float64(_) => DType::Float64,
-        }
-    }
-
     pub fn len(&self) -> usize {
         with_data!(self, v => v.len())
     }
@@ -218,57 +209,9 @@ impl TensorData {
         self.len() == 0
     }
 
-    /// Moves `other`'s elements to the end of these; None when the dtypes differ.
-    fn append(&mut self, other: TensorData) -> Option<()> {
-        macro_rules! same {
-            ($($variant:ident),*) => {
-                match (self, other) {
-                    $((TensorData::$variant(a), TensorData::$variant(mut b)) => a.append(&mut b),)*
-                    _ => return None,
-                }
-            };
-        }
-        same!(
-            Bool, Int8, Int16, Int32, Int64, Uint8, Uint16, Uint32, Uint64, Float16, Float32,
-            Float64
-        );
-        Some(())
-    }
-
-    /// Splits off the elements from `at` on, as `Vec::split_off` does.
-    fn split_off(&mut self, at: usize) -> TensorData {
-        match self {
-            TensorData::Bool(v) => TensorData::Bool(v.split_off(at)),
-            TensorData::Int8(v) => TensorData::Int8(v.split_off(at)),
-            TensorData::Int16(v) => TensorData::Int16(v.split_off(at)),
-            TensorData::Int32(v) => TensorData::Int32(v.split_off(at)),
-            TensorData::Int64(v) => TensorData::Int64(v.split_off(at)),
-            TensorData::Uint8(v) => TensorData::Uint8(v.split_off(at)),
-            TensorData::Uint16(v) => TensorData::Uint16(v.split_off(at)),
-            TensorData::Uint32(v) => TensorData::Uint32(v.split_off(at)),
-            TensorData::Uint64(v) => TensorData::Uint64(v.split_off(at)),
-            TensorData::Float16(v) => TensorData::Float16(v.split_off(at)),
-            TensorData::Float32(v) => TensorData::Float32(v.split_off(at)),
-            TensorData::Float64(v) => TensorData::Float64(v.split_off(at)),
-        }
-    }
-
     /// Element `index` widened to f64 (booleans as 0 and 1), for comparisons and argmax.
     pub fn value_f64(&self, index: usize) -> f64 {
-        match self {
-            TensorData::Bool(v) => f64::from(u8::from(v[index])),
-            TensorData::Int8(v) => f64::from(v[index]),
-            TensorData::Int16(v) => f64::from(v[index]),
-            TensorData::Int32(v) => f64::from(v[index]),
-            TensorData::Int64(v) => v[index] as f64,
-            TensorData::Uint8(v) => f64::from(v[index]),
-            TensorData::Uint16(v) => f64::from(v[index]),
-            TensorData::Uint32(v) => f64::from(v[index]),
-            TensorData::Uint64(v) => v[index] as f64,
-            TensorData::Float16(v) => v[index].to_f64(),
-            TensorData::Float32(v) => f64::from(v[index]),
-            TensorData::Float64(v) => v[index],
-        }
+        with_data!(self, v => element::Element::to_f64(&v[index]))
     }
 
     /// Element `index` printed in its own type (a float32 as `0.35`, not its f64 widening).
@@ -276,72 +219,10 @@ impl TensorData {
         with_data!(self, v => v[index].to_string())
     }
 
-    /// Decodes elements stored little-endian, row-major, without padding (the binary encoding of
-    /// the Open Inference Protocol); a bool is one byte, 0 or 1.
-    pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Result<TensorData, String> {
-        if !bytes.len().is_multiple_of(dtype.size()) {
-            return Err(format!(
-                "{} bytes are not a whole number of {dtype} elements ({} bytes each)",
-                bytes.len(),
-                dtype.size()
-            ));
-        }
-        macro_rules! numbers {
-            ($variant:ident, $t:ty) => {
-                TensorData::$variant(
-                    bytes
-                        .chunks_exact(std::mem::size_of::<$t>())
-                        // chunks_exact: every chunk has the size, so the conversion never falls back.
-                        .map(|chunk| <$t>::from_le_bytes(chunk.try_into().unwrap_or_default()))
-                        .collect(),
-                )
-            };
-        }
-        Ok(match dtype {
-            DType::Bool => TensorData::Bool(
-                bytes
-                    .iter()
-                    .enumerate()
-                    .map(|(index, &byte)| match byte {
-                        0 => Ok(false),
-                        1 => Ok(true),
-                        other => Err(format!(
-                            "element {index} is the byte {other}; a bool must be 0 or 1"
-                        )),
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
-            DType::Int8 => numbers!(Int8, i8),
-            DType::Int16 => numbers!(Int16, i16),
-            DType::Int32 => numbers!(Int32, i32),
-            DType::Int64 => numbers!(Int64, i64),
-            DType::Uint8 => TensorData::Uint8(bytes.to_vec()),
-            DType::Uint16 => numbers!(Uint16, u16),
-            DType::Uint32 => numbers!(Uint32, u32),
-            DType::Uint64 => numbers!(Uint64, u64),
-            DType::Float16 => numbers!(Float16, f16),
-            DType::Float32 => numbers!(Float32, f32),
-            DType::Float64 => numbers!(Float64, f64),
-        })
-    }
-
     /// Appends the elements little-endian, row-major, without padding (see [`Self::from_le_bytes`]).
     pub fn write_le_bytes(&self, out: &mut Vec<u8>) {
         out.reserve(self.len() * self.dtype().size());
-        match self {
-            TensorData::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
-            TensorData::Uint8(v) => out.extend_from_slice(v),
-            TensorData::Int8(v) => out.extend(v.iter().map(|&x| x as u8)),
-            TensorData::Int16(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-            TensorData::Int32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-            TensorData::Int64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-            TensorData::Uint16(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-            TensorData::Uint32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-            TensorData::Uint64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-            TensorData::Float16(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-            TensorData::Float32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-            TensorData::Float64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-        }
+        with_data!(self, v => v.iter().for_each(|x| element::Element::write_le(x, out)))
     }
 
     /// Decodes the leaves of a JSON array in order, whatever its nesting (the Open Inference
@@ -755,7 +636,7 @@ mod protocol_tests {
 
     #[test]
     fn every_dtype_has_a_protocol_name_and_its_bytes_round_trip() {
-        for dtype in DType::ALL {
+        for &dtype in DType::ALL {
             assert_eq!(DType::from_v2_name(dtype.v2_name()), Some(dtype));
             let data = TensorData::from_json_leaves(&json!([0, 1]).to_string(), dtype, 2)
                 .or_else(|_| {
