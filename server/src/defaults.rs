@@ -30,6 +30,17 @@ pub const REQUEST_TIMEOUT_SECONDS: u64 = 30;
 pub const MAX_QUEUED_REQUESTS: NonZeroUsize = at_least_one(64);
 /// Rows (the first dimension) one request may send (`--max-rows-per-request`).
 pub const MAX_ROWS_PER_REQUEST: NonZeroUsize = at_least_one(4096);
+/// Seconds an HTTP/1 client may take to send a request head, the wait for the next one on a
+/// kept-alive connection included (`--header-read-timeout-seconds`).
+pub const HEADER_READ_TIMEOUT_SECONDS: u64 = 10;
+/// Seconds a connection with no request in flight may send nothing (`--idle-timeout-seconds`).
+pub const IDLE_TIMEOUT_SECONDS: u64 = 60;
+/// Seconds between HTTP/2 pings; a peer silent that long after one is dropped
+/// (`--http2-keepalive-seconds`).
+pub const HTTP2_KEEPALIVE_SECONDS: u64 = 20;
+/// HTTP/2 streams at once on one connection, on the HTTP and gRPC ports
+/// (`--max-concurrent-streams`).
+pub const MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// `count` as a NonZeroUsize, in a constant (where neither unwrap nor expect is allowed).
 const fn at_least_one(count: usize) -> NonZeroUsize {

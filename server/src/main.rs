@@ -19,6 +19,7 @@ use predictor::runtime::OnnxRuntime;
 use predictor::server::{self, ListenOptions};
 use predictor::serving::auth::Tokens;
 use predictor::serving::{Limits, Registry};
+use predictor::transport::listener::ConnectionLimits;
 
 #[derive(Parser)]
 #[command(
@@ -112,6 +113,25 @@ struct ServeArgs {
     /// abandoned with 503 and Retry-After (gRPC: DEADLINE_EXCEEDED).
     #[arg(long, env = "PREDICTOR_REQUEST_TIMEOUT_SECONDS", default_value_t = defaults::REQUEST_TIMEOUT_SECONDS as f64)]
     request_timeout_seconds: f64,
+    /// Seconds an HTTP/1 client may take to send a request head, counted from the moment the
+    /// connection is ready for one (opened, or the previous answer sent); then it is closed.
+    #[arg(long, env = "PREDICTOR_HEADER_READ_TIMEOUT_SECONDS", default_value_t = defaults::HEADER_READ_TIMEOUT_SECONDS)]
+    header_read_timeout_seconds: u64,
+    /// Seconds a connection (HTTP/1 or HTTP/2, every port) with no request in flight may send
+    /// nothing before it is closed.
+    #[arg(long, env = "PREDICTOR_IDLE_TIMEOUT_SECONDS", default_value_t = defaults::IDLE_TIMEOUT_SECONDS)]
+    idle_timeout_seconds: u64,
+    /// Seconds between the pings of an HTTP/2 connection; a peer that does not answer one within
+    /// the same time is dropped.
+    #[arg(long, env = "PREDICTOR_HTTP2_KEEPALIVE_SECONDS", default_value_t = defaults::HTTP2_KEEPALIVE_SECONDS)]
+    http2_keepalive_seconds: u64,
+    /// HTTP/2 streams (requests) at once on one connection, on the HTTP and gRPC ports.
+    #[arg(long, env = "PREDICTOR_MAX_CONCURRENT_STREAMS", default_value_t = defaults::MAX_CONCURRENT_STREAMS)]
+    max_concurrent_streams: u32,
+    /// Connections of the whole process, every port together [default: the open-file limit less
+    /// a reserve]; past it a connection is served one request with a 2 s timeout, then closed.
+    #[arg(long, env = "PREDICTOR_MAX_CONNECTIONS")]
+    max_connections: Option<NonZeroUsize>,
     /// File of bearer tokens, one per line (`#` comments): every request but the health probes
     /// must then send `Authorization: Bearer <token>` (gRPC: `authorization` metadata). Not a
     /// token on the command line or in the environment, where other processes can read it.
@@ -295,8 +315,26 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
         metrics_port: args.metrics_port,
         drain_timeout: Duration::from_secs(args.drain_timeout_seconds),
         max_body_bytes: args.max_body_bytes,
+        connections: ConnectionLimits {
+            header_read_timeout: seconds(
+                args.header_read_timeout_seconds,
+                "--header-read-timeout-seconds",
+            )?,
+            idle_timeout: seconds(args.idle_timeout_seconds, "--idle-timeout-seconds")?,
+            keepalive_interval: seconds(args.http2_keepalive_seconds, "--http2-keepalive-seconds")?,
+            max_concurrent_streams: args.max_concurrent_streams.max(1),
+        },
+        max_connections: args.max_connections.map(NonZeroUsize::get),
     };
     server::run(registry, &listeners)
+}
+
+/// A positive number of seconds, from the flag `flag`.
+fn seconds(value: u64, flag: &str) -> Result<Duration, String> {
+    if value == 0 {
+        return Err(format!("{flag} 0: give a positive number of seconds"));
+    }
+    Ok(Duration::from_secs(value))
 }
 
 fn init(library: &Path, args: &InitArgs) -> Result<(), String> {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::serving::Registry;
 use crate::transport::grpc;
 use crate::transport::http::{self, HttpOptions};
+use crate::transport::listener::{self, ConnectionLimits, ConnectionPlaces, Protocols};
 
 /// Where and how the listeners listen: the deployment's settings.
 #[derive(Debug, Clone)]
@@ -25,6 +26,41 @@ pub struct ListenOptions {
     pub drain_timeout: Duration,
     /// The largest request body or gRPC message, decompressed.
     pub max_body_bytes: usize,
+    /// The timeouts and caps of every connection.
+    pub connections: ConnectionLimits,
+    /// Connections of the whole process (None: from the open-file limit).
+    pub max_connections: Option<usize>,
+}
+
+/// Descriptors the process keeps for itself (models, logs, ONNX Runtime, the listeners).
+const RESERVED_FILES: usize = 64;
+
+/// The regular and overflow places for connections: `max_connections` regular ones (by default
+/// the open-file limit less the overflow places and a reserve), and up to 64 overflow places, so
+/// that the process never runs out of descriptors.
+fn connection_places(max_connections: Option<usize>) -> ConnectionPlaces {
+    let files = open_file_limit().unwrap_or(1024);
+    let overflow = (files / 8).min(64);
+    let regular = max_connections
+        .unwrap_or_else(|| files.saturating_sub(overflow + RESERVED_FILES))
+        .max(1);
+    tracing::info!(
+        open_file_limit = files,
+        connections = regular,
+        overflow_connections = overflow,
+        "connection places"
+    );
+    ConnectionPlaces::new(regular, overflow)
+}
+
+/// The soft limit on open files, as `/proc/self/limits` says (Linux; the standard library does
+/// not read it).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Serves `registry` until a signal, then drains; Ok once every request in flight finished, an
@@ -86,29 +122,30 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
                 Err::<(), _>("stopped before the requests in flight finished".to_string())
             }
         };
-        let http = async {
-            http::serve(router, http_listener, stopping.clone().cancelled_owned())
-                .await
-                .map_err(|error| format!("HTTP server failed: {error}"))
+        let places = connection_places(options.max_connections);
+        let listen = |name: &'static str, service, listener, protocols| {
+            let (places, stopping) = (places.clone(), stopping.clone());
+            async move {
+                listener::serve(service, listener, protocols, &options.connections, places, stopping)
+                    .await
+                    .map_err(|error| format!("{name} listener failed: {error}"))
+            }
         };
-        let grpc = async {
-            grpc::serve(
-                registry.clone(),
-                grpc_listener,
-                options.max_body_bytes,
-                stopping.clone().cancelled_owned(),
-            )
-            .await
-            .map_err(|error| format!("gRPC server failed: {error}"))
-        };
-        let metrics = async {
-            http::serve(
-                http::metrics_router(registry.clone()),
-                metrics_listener,
-                stopping.clone().cancelled_owned(),
-            )
-            .await
-            .map_err(|error| format!("metrics server failed: {error}"))
+        let http = listen("HTTP", router, http_listener, Protocols::Http1AndH2c);
+        let metrics = listen(
+            "metrics",
+            http::metrics_router(registry.clone()),
+            metrics_listener,
+            Protocols::Http1AndH2c,
+        );
+        let grpc = {
+            let (places, stopping) = (places.clone(), stopping.clone());
+            let service = grpc::service(registry.clone(), options.max_body_bytes);
+            async move {
+                listener::serve(service, grpc_listener, Protocols::H2Only, &options.connections, places, stopping)
+                    .await
+                    .map_err(|error| format!("gRPC listener failed: {error}"))
+            }
         };
         tokio::select! {
             served = async { tokio::try_join!(http, grpc, metrics).map(|_| ()) } => served,

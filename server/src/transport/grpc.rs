@@ -6,11 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::http::HeaderValue;
-use tokio::net::TcpListener;
 use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
-use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response, Status};
-use tower::layer::layer_fn;
 use tracing::field::Empty;
 use tracing::Instrument;
 
@@ -38,33 +35,23 @@ pub struct InferenceService {
     registry: Arc<Registry>,
 }
 
-/// Serves the gRPC service on `listener` until `shutdown` completes, then lets calls in flight
-/// finish. Messages may be as large as `max_message_bytes`, the REST body limit.
-pub async fn serve(
+/// The gRPC service behind its gate, for [`crate::transport::listener::serve`]. Messages may be
+/// as large as `max_message_bytes`, the REST body limit.
+pub fn service(
     registry: Arc<Registry>,
-    listener: TcpListener,
     max_message_bytes: usize,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
-    let gate = registry.clone();
-    let service = GrpcInferenceServiceServer::new(InferenceService { registry })
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(usize::MAX);
-    tonic::transport::Server::builder()
-        .layer(layer_fn(move |inner| Gate {
-            inner,
-            registry: gate.clone(),
-        }))
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await
-}
-
-/// Accepted connections send at once (TCP_NODELAY), as over HTTP: tonic sets it only on the
-/// sockets it binds itself, and without it every answer of more than about 160 bytes of tensor
-/// data waited for the client's delayed ACK (about 40 ms).
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+) -> impl crate::transport::listener::Service + Clone {
+    let service = GrpcInferenceServiceServer::new(InferenceService {
+        registry: registry.clone(),
+    })
+    .max_decoding_message_size(max_message_bytes)
+    .max_encoding_message_size(usize::MAX);
+    Gate {
+        inner: tonic::service::Routes::new(service)
+            .prepare()
+            .into_axum_router(),
+        registry,
+    }
 }
 
 /// What a call passes before its message is decoded, as over REST (http::gate): a valid bearer
@@ -640,21 +627,6 @@ mod tests {
             .collect();
         let tabled: Vec<&str> = METHODS.iter().map(|method| method.name).collect();
         assert_eq!(tabled, declared);
-    }
-
-    #[tokio::test]
-    async fn accepted_connections_send_without_delay() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let mut incoming = incoming(listener);
-        let _client = tokio::net::TcpStream::connect(address).await.unwrap();
-        let accepted = std::future::poll_fn(|context| {
-            tokio_stream::Stream::poll_next(std::pin::Pin::new(&mut incoming), context)
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        assert!(accepted.nodelay().unwrap());
     }
 
     #[tokio::test]

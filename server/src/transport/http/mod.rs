@@ -9,7 +9,6 @@ mod seed;
 mod v2;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -19,9 +18,7 @@ use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::middleware;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
-use tokio::net::TcpListener;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::decompression::RequestDecompressionLayer;
@@ -155,29 +152,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-/// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
-pub async fn serve(
-    router: Router,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(without_delay(listener), router)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// Accepted connections send at once (TCP_NODELAY): with Nagle's algorithm an answer written in
-/// two pieces waits for the client's delayed ACK, about 40 ms on Linux.
-fn without_delay(
-    listener: TcpListener,
-) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
-    listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::warn!(%error, "cannot set TCP_NODELAY on an accepted connection");
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
@@ -185,17 +159,6 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-
-    #[tokio::test]
-    async fn accepted_connections_send_without_delay() {
-        use axum::serve::Listener;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let mut listener = without_delay(listener);
-        let _client = tokio::net::TcpStream::connect(address).await.unwrap();
-        let (accepted, _) = listener.accept().await;
-        assert!(accepted.nodelay().unwrap());
-    }
 
     #[tokio::test]
     async fn readiness_turns_false_as_soon_as_shutdown_begins() {
