@@ -30,6 +30,11 @@ pub const REQUEST_TIMEOUT_SECONDS: u64 = 30;
 pub const MAX_QUEUED_REQUESTS: NonZeroUsize = at_least_one(64);
 /// Rows (the first dimension) one request may send (`--max-rows-per-request`).
 pub const MAX_ROWS_PER_REQUEST: NonZeroUsize = at_least_one(4096);
+/// Seconds an inference request's body may take to arrive (`--body-read-timeout-seconds`).
+pub const BODY_READ_TIMEOUT_SECONDS: u64 = 30;
+/// Bytes of inference request bodies still arriving, all together (`--max-upload-bytes`).
+pub const MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
+
 /// Seconds an HTTP/1 client may take to send a request head, the wait for the next one on a
 /// kept-alive connection included (`--header-read-timeout-seconds`).
 pub const HEADER_READ_TIMEOUT_SECONDS: u64 = 10;

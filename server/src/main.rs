@@ -105,14 +105,23 @@ struct ServeArgs {
     /// Largest request body (or gRPC message) accepted, in bytes.
     #[arg(long, env = "PREDICTOR_MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES)]
     max_body_bytes: usize,
-    /// Inference requests handled at once, over HTTP and gRPC together; one more is refused at
-    /// once with 503 and Retry-After (gRPC: UNAVAILABLE), before its body is read.
+    /// Inference requests handled at once, over HTTP and gRPC together, once their bodies are
+    /// read; one more is refused at once with 503 and Retry-After (gRPC: UNAVAILABLE).
     #[arg(long, env = "PREDICTOR_MAX_CONCURRENT_REQUESTS", default_value_t = defaults::MAX_CONCURRENT_REQUESTS)]
     max_concurrent_requests: NonZeroUsize,
     /// Seconds an inference request may take, waiting for the model included; then it is
     /// abandoned with 503 and Retry-After (gRPC: DEADLINE_EXCEEDED).
     #[arg(long, env = "PREDICTOR_REQUEST_TIMEOUT_SECONDS", default_value_t = defaults::REQUEST_TIMEOUT_SECONDS as f64)]
     request_timeout_seconds: f64,
+    /// Seconds an inference request's body may take to arrive; it is read before the request
+    /// takes a place among those in flight (--max-concurrent-requests), and a slower one is
+    /// answered 408 (gRPC: DEADLINE_EXCEEDED).
+    #[arg(long, env = "PREDICTOR_BODY_READ_TIMEOUT_SECONDS", default_value_t = defaults::BODY_READ_TIMEOUT_SECONDS)]
+    body_read_timeout_seconds: u64,
+    /// Bytes of inference request bodies still arriving, over HTTP and gRPC together: the bound
+    /// on their memory. A body past it is refused with 503 and Retry-After.
+    #[arg(long, env = "PREDICTOR_MAX_UPLOAD_BYTES", default_value_t = defaults::MAX_UPLOAD_BYTES)]
+    max_upload_bytes: usize,
     /// Seconds an HTTP/1 client may take to send a request head, counted from the moment the
     /// connection is ready for one (opened, or the previous answer sent); then it is closed.
     #[arg(long, env = "PREDICTOR_HEADER_READ_TIMEOUT_SECONDS", default_value_t = defaults::HEADER_READ_TIMEOUT_SECONDS)]
@@ -292,6 +301,12 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
     let limits = Limits {
         max_concurrent_requests: args.max_concurrent_requests,
         request_timeout,
+        max_body_bytes: args.max_body_bytes,
+        body_read_timeout: seconds(
+            args.body_read_timeout_seconds,
+            "--body-read-timeout-seconds",
+        )?,
+        max_upload_bytes: args.max_upload_bytes,
     };
     let runtime = runtime(library)?;
     let metrics = Arc::new(Metrics::new());

@@ -316,7 +316,7 @@ def test_a_grpc_message_over_the_limit_is_refused(stub):
     with pytest.raises(grpc.RpcError) as raised:
         stub.ModelInfer(grpc_request(grpc_input(shape=(rows, 4)), raw=[bytes(rows * 16)]))
     assert raised.value.code() == grpc.StatusCode.OUT_OF_RANGE
-    assert "message length too large" in raised.value.details()
+    assert "--max-body-bytes" in raised.value.details()
     assert len(dict(raised.value.trailing_metadata())["x-request-id"]) == 32
 
 

@@ -22,6 +22,10 @@ pub enum ErrorKind {
     /// Abandoned at its deadline, `--request-timeout-seconds` (503 with Retry-After,
     /// DEADLINE_EXCEEDED).
     DeadlineExceeded,
+    /// A body larger than `--max-body-bytes` (413, OUT_OF_RANGE).
+    TooLarge,
+    /// A body that did not arrive within `--body-read-timeout-seconds` (408, DEADLINE_EXCEEDED).
+    TooSlow,
     /// The server's own failure: a model that failed inside ONNX Runtime or broke its bundle's
     /// declarations (500, INTERNAL).
     Internal,

@@ -23,6 +23,15 @@ pub struct Limits {
     pub max_concurrent_requests: NonZeroUsize,
     /// How long an inference request may take, queueing included, before it is abandoned.
     pub request_timeout: Duration,
+    /// The largest request body or gRPC message.
+    pub max_body_bytes: usize,
+    /// How long an inference request's body may take to arrive; it is read before the request
+    /// takes a place among those in flight, so that a slow sender holds no inference slot.
+    pub body_read_timeout: Duration,
+    /// The bytes of inference request bodies still arriving, all together: the bound on their
+    /// memory. A body holds what it has sent, not what it declares, so a slow sender holds
+    /// little.
+    pub max_upload_bytes: usize,
 }
 
 impl Limits {
@@ -31,6 +40,30 @@ impl Limits {
         format!(
             "the server is handling {} requests, its limit (--max-concurrent-requests); retry later",
             self.max_concurrent_requests
+        )
+    }
+
+    /// Why a body was refused for its size, the same on every protocol.
+    pub fn too_large_message(&self) -> String {
+        format!(
+            "the request body is larger than this server accepts ({} bytes, its --max-body-bytes); send fewer rows per request",
+            self.max_body_bytes
+        )
+    }
+
+    /// Why a body was given up on, the same on every protocol.
+    pub fn too_slow_message(&self) -> String {
+        format!(
+            "the request body did not arrive within {} s (--body-read-timeout-seconds)",
+            self.body_read_timeout.as_secs_f64()
+        )
+    }
+
+    /// Why a body was not read on, the same on every protocol.
+    pub fn uploads_message(&self) -> String {
+        format!(
+            "the server is reading {} bytes of request bodies, its limit (--max-upload-bytes); retry later",
+            self.max_upload_bytes
         )
     }
 
@@ -48,9 +81,15 @@ impl Default for Limits {
         Limits {
             max_concurrent_requests: defaults::MAX_CONCURRENT_REQUESTS,
             request_timeout: Duration::from_secs(defaults::REQUEST_TIMEOUT_SECONDS),
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+            body_read_timeout: Duration::from_secs(defaults::BODY_READ_TIMEOUT_SECONDS),
+            max_upload_bytes: defaults::MAX_UPLOAD_BYTES,
         }
     }
 }
+
+/// The unit in which upload bytes are counted (a semaphore counts at most u32::MAX permits).
+const UPLOAD_UNIT: usize = 1024;
 
 pub struct Registry {
     models: Vec<Arc<Model>>,
@@ -58,6 +97,7 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     limits: Limits,
     admission: Arc<Semaphore>,
+    uploads: Arc<Semaphore>,
     tokens: Option<Tokens>,
 }
 
@@ -75,6 +115,9 @@ impl Registry {
             ready: AtomicBool::new(true),
             metrics,
             admission: Arc::new(Semaphore::new(limits.max_concurrent_requests.get())),
+            uploads: Arc::new(Semaphore::new(
+                limits.max_upload_bytes.div_ceil(UPLOAD_UNIT) as usize,
+            )),
             limits,
             tokens,
         }
@@ -99,6 +142,13 @@ impl Registry {
     /// `max_concurrent_requests` are already in flight (the caller sheds the request).
     pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
         self.admission.clone().try_acquire_owned().ok()
+    }
+
+    /// Room for `bytes` more of a body being read, held until the body is read; None when the
+    /// bodies being read hold `max_upload_bytes` already.
+    pub fn hold_upload(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let units = u32::try_from(bytes.div_ceil(UPLOAD_UNIT)).ok()?;
+        self.uploads.clone().try_acquire_many_owned(units).ok()
     }
 
     /// The bearer tokens requests must carry, if the server was given any.

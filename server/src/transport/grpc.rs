@@ -20,6 +20,7 @@ use crate::request_context::{
 use crate::serving::error::{ErrorKind, ServeError};
 use crate::serving::Registry;
 use crate::tensor::{DType, Tensor, TensorData};
+use crate::transport::body;
 
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
@@ -68,15 +69,16 @@ struct Gate<S> {
     registry: Arc<Registry>,
 }
 
-impl<S, RequestBody, ResponseBody> tower::Service<axum::http::Request<RequestBody>> for Gate<S>
+impl<S> tower::Service<axum::extract::Request> for Gate<S>
 where
     S: tower::Service<
-        axum::http::Request<RequestBody>,
-        Response = axum::http::Response<ResponseBody>,
-    >,
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ResponseBody: Default + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -89,7 +91,7 @@ where
         self.inner.poll_ready(context)
     }
 
-    fn call(&mut self, request: axum::http::Request<RequestBody>) -> Self::Future {
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
         let caller_id = request
             .headers()
             .get(REQUEST_ID)
@@ -108,31 +110,40 @@ where
                         .map(HeaderValue::as_bytes),
                 )
         });
+        let inference = method.is_some_and(|method| method.inference);
         let registry = self.registry.clone();
-        // Checked in this order: who calls, then whether there is room for the call.
-        let place = if !authenticated {
-            Err(Status::unauthenticated(
-                "this server needs a bearer token: send `authorization: Bearer <token>` metadata",
-            ))
-        } else if method.is_some_and(|method| method.inference) {
-            registry
-                .admit()
-                .map(Some)
-                .ok_or_else(|| Status::unavailable(registry.limits().shed_message()))
-        } else {
-            Ok(None)
-        };
-        let answer: Self::Future = match place {
-            Err(refusal) => Box::pin(std::future::ready(Ok(refusal.into_http()))),
-            Ok(place) => {
-                let call = self.inner.call(request);
-                Box::pin(async move {
-                    let answer = call.await;
-                    drop(place);
-                    answer
-                })
+        // The inner service is a router, always ready: a clone serves this call.
+        let mut inner = self.inner.clone();
+        // Checked in this order: who calls, then (for an inference) its message, read before
+        // the call takes a place among those in flight, then whether there is room for it.
+        let answer: Self::Future = Box::pin({
+            let registry = registry.clone();
+            async move {
+                if !authenticated {
+                    let refusal = Status::unauthenticated(
+                        "this server needs a bearer token: send `authorization: Bearer <token>` metadata",
+                    );
+                    return Ok(refusal.into_http());
+                }
+                if !inference {
+                    return inner.call(request).await;
+                }
+                let (parts, body) = request.into_parts();
+                // The message's 5-byte frame header comes on top of the message limit.
+                let limit = registry.limits().max_body_bytes.saturating_add(5);
+                let body = match body::read(&registry, &parts.headers, body, limit).await {
+                    Ok(body) => body,
+                    Err(refusal) => return Ok(status(&refusal).into_http()),
+                };
+                let Some(place) = registry.admit() else {
+                    return Ok(Status::unavailable(registry.limits().shed_message()).into_http());
+                };
+                let request = axum::extract::Request::from_parts(parts, body.into());
+                let answer = inner.call(request).await;
+                drop(place);
+                answer
             }
-        };
+        });
         Box::pin(async move {
             let mut response = answer.await?;
             let headers = response.headers_mut();
@@ -150,6 +161,13 @@ where
             } else {
                 code
             };
+            // tonic answers a method it does not have with an empty message: name what is served.
+            if code == Code::Unimplemented && !headers.contains_key("grpc-message") {
+                headers.insert(
+                    "grpc-message",
+                    HeaderValue::from_static(UNIMPLEMENTED_MESSAGE),
+                );
+            }
             // The service's answers carry their request id; one without it never reached it.
             if !headers.contains_key(REQUEST_ID) {
                 let request_id = choose_request_id(None, caller_id.as_deref());
@@ -219,6 +237,10 @@ const METHODS: [Method; 6] = [
     },
 ];
 
+/// The message of UNIMPLEMENTED (percent-encoded, as grpc-message is): the service and its
+/// methods.
+const UNIMPLEMENTED_MESSAGE: &str = "this%20server%20serves%20inference.GRPCInferenceService%3A%20ServerLive%2C%20ServerReady%2C%20ModelReady%2C%20ServerMetadata%2C%20ModelMetadata%20and%20ModelInfer";
+
 /// The one place gRPC codes come from the serving layer's error kinds.
 fn status(error: &ServeError) -> Status {
     let code = match error.kind() {
@@ -227,6 +249,8 @@ fn status(error: &ServeError) -> Status {
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
         ErrorKind::Internal => Code::Internal,
+        ErrorKind::TooLarge => Code::OutOfRange,
+        ErrorKind::TooSlow => Code::DeadlineExceeded,
     };
     Status::new(code, error.public_message())
 }

@@ -1,6 +1,7 @@
 //! The wire: HTTP ([`http`], axum: the seed API, v2 REST, OpenAPI) and gRPC ([`grpc`], tonic: the
 //! v2 service). Each maps the serving layer's errors to its own statuses, once.
 
+pub mod body;
 pub mod grpc;
 pub mod http;
 pub mod listener;

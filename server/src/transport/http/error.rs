@@ -63,6 +63,8 @@ impl From<ServeError> for ApiError {
                 return ApiError::unavailable(error.public_message());
             }
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::TooSlow => StatusCode::REQUEST_TIMEOUT,
         };
         ApiError {
             internal_detail: error.internal_detail().map(str::to_string),

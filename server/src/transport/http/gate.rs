@@ -1,5 +1,6 @@
 //! What a request passes before its handler: its credentials (when the server has tokens), then,
-//! for an inference request, a place among the requests in flight and a deadline.
+//! for an inference request, its body read (transport::body), a place among the requests in
+//! flight and a deadline.
 
 use std::future::Future;
 
@@ -11,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::routes::{self, Route};
 use super::{ApiError, AppState};
 use crate::serving::auth::CHALLENGE;
+use crate::transport::body;
 
 /// One middleware (each layer costs a clone of the routes per request): the credentials, then
 /// for a request that runs a model, its place and deadline.
@@ -25,6 +27,14 @@ pub async fn gate(State(registry): State<AppState>, request: Request, next: Next
     if !route.is_some_and(|route| route.inference) {
         return next.run(request).await;
     }
+    // The body first, so that a slow sender holds no place among the requests in flight.
+    let (parts, body) = request.into_parts();
+    let limit = registry.limits().max_body_bytes;
+    let body = match body::read(&registry, &parts.headers, body, limit).await {
+        Ok(body) => body,
+        Err(refusal) => return ApiError::from(refusal).into_response(),
+    };
+    let request = Request::from_parts(parts, axum::body::Body::from(body));
     admitted(&registry, next.run(request)).await
 }
 
@@ -55,8 +65,8 @@ fn unauthenticated(
     Some(response)
 }
 
-/// A request that runs a model is admitted while fewer than `max_concurrent_requests` are in
-/// flight, else refused at once, before its body is read; an admitted one that outlives
+/// A request that runs a model, its body read, is admitted while fewer than
+/// `max_concurrent_requests` are in flight, else refused at once; an admitted one that outlives
 /// `request_timeout` is abandoned (a queued run is then skipped).
 async fn admitted(registry: &AppState, answer: impl Future<Output = Response>) -> Response {
     let limits = registry.limits();

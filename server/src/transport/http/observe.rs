@@ -4,14 +4,16 @@
 
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
+use axum::response::IntoResponse;
 use axum::response::Response;
 use tracing::field::Empty;
 use tracing::Instrument;
 
 use super::error::InternalDetail;
 use super::routes;
+use super::ApiError;
 use super::AppState;
 use crate::metrics::RouteLabels;
 use crate::request_context::{
@@ -108,6 +110,13 @@ pub async fn observe(
     if let Some(value) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
         headers.insert(TRACEPARENT, value);
     }
+    // Errors written by layers below the handlers (an unknown Content-Encoding's 415) come
+    // without a body: every error answer has its JSON one.
+    if response.status().is_client_error() || response.status().is_server_error() {
+        if !response.headers().contains_key(header::CONTENT_TYPE) {
+            response = with_json_body(response);
+        }
+    }
     if let Some(InternalDetail(detail)) = response.extensions().get::<InternalDetail>() {
         span.in_scope(|| tracing::error!(%detail, "internal error"));
     }
@@ -117,4 +126,23 @@ pub async fn observe(
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+/// `response` with `{"error": ...}` for a body: what its status means, in the server's words.
+fn with_json_body(response: Response) -> Response {
+    let status = response.status();
+    let message = match status.as_u16() {
+        415 => "the request's Content-Encoding is not one this server decodes: send gzip, deflate or identity".to_string(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_string(),
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut answer = ApiError::new(status, message).into_response();
+    for (name, value) in parts.headers.iter() {
+        answer.headers_mut().entry(name).or_insert(value.clone());
+    }
+    answer
 }
