@@ -116,7 +116,7 @@ impl Registry {
             metrics,
             admission: Arc::new(Semaphore::new(limits.max_concurrent_requests.get())),
             uploads: Arc::new(Semaphore::new(
-                limits.max_upload_bytes.div_ceil(UPLOAD_UNIT) as usize,
+                limits.max_upload_bytes.div_ceil(UPLOAD_UNIT),
             )),
             limits,
             tokens,

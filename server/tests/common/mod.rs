@@ -83,6 +83,7 @@ pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
 pub struct Server {
     child: Child,
     pub address: SocketAddr,
+    pub grpc_address: SocketAddr,
     pub metrics_address: SocketAddr,
     pub client: reqwest::Client,
     /// Every line the server wrote to stderr (JSON log events), as it writes them.
@@ -149,6 +150,7 @@ impl Server {
         Server {
             child,
             address: address("address"),
+            grpc_address: address("grpc_address"),
             metrics_address: address("metrics_address"),
             client: reqwest::Client::new(),
             log,
@@ -206,6 +208,17 @@ impl Server {
                 _ => std::thread::sleep(Duration::from_millis(20)),
             }
         }
+    }
+
+    /// The server's resident memory now, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap();
+        kib * 1024
     }
 
     pub fn url(&self, path: &str) -> String {

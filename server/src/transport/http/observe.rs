@@ -112,10 +112,9 @@ pub async fn observe(
     }
     // Errors written by layers below the handlers (an unknown Content-Encoding's 415) come
     // without a body: every error answer has its JSON one.
-    if response.status().is_client_error() || response.status().is_server_error() {
-        if !response.headers().contains_key(header::CONTENT_TYPE) {
-            response = with_json_body(response);
-        }
+    let failed = response.status().is_client_error() || response.status().is_server_error();
+    if failed && !response.headers().contains_key(header::CONTENT_TYPE) {
+        response = with_json_body(response);
     }
     if let Some(InternalDetail(detail)) = response.extensions().get::<InternalDetail>() {
         span.in_scope(|| tracing::error!(%detail, "internal error"));

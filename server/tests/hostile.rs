@@ -1,0 +1,444 @@
+//! Hostile connections against the real binary, on loopback: idle and half-sent connections past
+//! the connection cap on every port under a lowered open-file limit, slow uploads over HTTP/1,
+//! many slow streams on one HTTP/2 connection on the HTTP and the gRPC port, oversized bodies
+//! from clients that keep sending, `Expect: 100-continue`. During each, an ordinary caller keeps
+//! getting its answers, the attacker gets the documented answer, and memory stays within bound.
+//! Every wait polls for the state it needs, with a generous deadline.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use prost::Message;
+use serde_json::{json, Value};
+
+use common::{bundle, Server};
+use predictor::transport::grpc::proto::{model_infer_request::InferInputTensor, ModelInferRequest};
+
+const IRIS: [f32; 4] = [5.1, 3.5, 1.4, 0.2];
+
+fn iris_json() -> Value {
+    json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS}]})
+}
+
+/// A ModelInfer message for one iris row, framed for gRPC (a flag byte, a 4-byte length).
+fn grpc_frame() -> Vec<u8> {
+    let message = ModelInferRequest {
+        model_name: "iris-svc".into(),
+        inputs: vec![InferInputTensor {
+            name: "input".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 4],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![IRIS.iter().flat_map(|v| v.to_le_bytes()).collect()],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    frame
+}
+
+/// Polls `check` until it holds, or panics with `what` after `seconds`.
+fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} within {seconds} s");
+}
+
+/// Whether the server closed `stream` (a read gives end of file or a reset).
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let mut byte = [0u8; 1024];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => return true,
+            Ok(_) => continue, // an answer (the 408 of a half-sent head): read on
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection: the status and the body.
+fn exchange(address: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    read_answer(&mut stream)
+}
+
+/// Reads one HTTP/1.1 answer with a Content-Length.
+fn read_answer(stream: &mut TcpStream) -> (u16, String) {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = find(&received, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end]).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            while received.len() < end + 4 + length {
+                let read = stream.read(&mut chunk).unwrap();
+                assert!(read > 0, "the answer was cut: {head}");
+                received.extend_from_slice(&chunk[..read]);
+            }
+            let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+            let body = String::from_utf8_lossy(&received[end + 4..end + 4 + length]).to_string();
+            return (status, body);
+        }
+        let read = stream.read(&mut chunk).unwrap();
+        assert!(
+            read > 0,
+            "no answer: {}",
+            String::from_utf8_lossy(&received)
+        );
+        received.extend_from_slice(&chunk[..read]);
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn error_of(body: &str) -> String {
+    let value: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    value["error"].as_str().unwrap().to_string()
+}
+
+/// An ordinary caller's `POST /predict` over `client` (keep-alive): it must be answered 200.
+async fn ordinary(server: &Server, client: &reqwest::Client) {
+    let response = client
+        .post(server.url("/v2/models/iris-svc/infer"))
+        .json(&iris_json())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}
+
+/// 300 connections on the three ports of a server allowed 256 open files: half send nothing,
+/// half a partial request head. Ordinary callers keep their answers, a probe on a new connection
+/// gets in, and every attacker's connection is closed by the timeouts; the process never runs
+/// out of descriptors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_half_sent_connections_past_the_cap_leave_callers_served() {
+    let server = Server::start_under(
+        &["prlimit", "--nofile=256:256"],
+        &[&bundle("iris-svc")],
+        &[
+            "--header-read-timeout-seconds",
+            "2",
+            "--idle-timeout-seconds",
+            "2",
+        ],
+    );
+    let server = std::sync::Arc::new(server);
+    // An ordinary caller, already connected, keeps calling beside the whole attack.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let caller = tokio::spawn({
+        let (server, stop) = (server.clone(), stop.clone());
+        async move {
+            let client = reqwest::Client::new();
+            let mut answered = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                ordinary(&server, &client).await;
+                answered += 1;
+            }
+            answered
+        }
+    });
+    eventually_async(&server, 30).await;
+    let mut attackers = Vec::new();
+    for index in 0..300 {
+        let address = match index % 3 {
+            0 => server.address,
+            1 => server.grpc_address,
+            _ => server.metrics_address,
+        };
+        let Ok(mut stream) = TcpStream::connect(address) else {
+            continue; // the kernel's backlog may refuse some: that is the attack working
+        };
+        if index % 2 == 0 {
+            let partial: &[u8] = if address == server.grpc_address {
+                b"PRI * HTTP/2.0\r\n"
+            } else {
+                b"POST /v2/models/iris-svc/infer HTTP/1.1\r\nHost: x\r\nContent-"
+            };
+            let _ = stream.write_all(partial);
+        }
+        attackers.push(stream);
+    }
+    // A probe on new connections gets in (an overflow place frees within 2 s at most).
+    let probe = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = probe.get(server.url("/health")).send().await;
+        if answer.is_ok_and(|answer| answer.status() == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no probe got in within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every attacker is closed by the server's timeouts.
+    tokio::task::block_in_place(|| {
+        eventually(30, "every attacking connection closed", || {
+            attackers.retain_mut(|stream| !closed_by_server(stream));
+            attackers.is_empty()
+        })
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answered = caller.await.expect("the ordinary caller got an error");
+    assert!(answered > 0);
+    let log = server.log_events();
+    assert!(
+        !log.iter()
+            .any(|event| event.to_string().contains("Too many open files")),
+        "the process ran out of descriptors"
+    );
+    assert!(
+        server.rss_bytes() < 256 << 20,
+        "RSS {} bytes",
+        server.rss_bytes()
+    );
+}
+
+/// Slow uploads no longer hold the places of requests in flight: with 4 places, 8 senders of a
+/// partial body leave ordinary callers served, and each sender gets 408 at its body timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_uploads_hold_no_inference_slot_and_get_408() {
+    let server = Server::start_with(
+        &[&bundle("iris-svc")],
+        &[
+            "--max-concurrent-requests",
+            "4",
+            "--body-read-timeout-seconds",
+            "3",
+        ],
+    );
+    let mut senders: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.address).unwrap();
+            stream
+                .write_all(b"POST /v2/models/iris-svc/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+                .unwrap();
+            stream
+        })
+        .collect();
+    // They are reading their bodies now (the gauge of uploads is not exported: poll the calls).
+    let caller = reqwest::Client::new();
+    for _ in 0..10 {
+        ordinary(&server, &caller).await;
+    }
+    tokio::task::block_in_place(|| {
+        for sender in &mut senders {
+            sender
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let (status, body) = read_answer(sender);
+            assert_eq!(status, 408, "{body}");
+            assert!(
+                error_of(&body).contains("--body-read-timeout-seconds"),
+                "{body}"
+            );
+        }
+    });
+}
+
+/// One HTTP/2 connection opening many streams whose bodies never complete, on the HTTP port
+/// (h2c) and on the gRPC port: the streams are capped per connection, hold no inference slot,
+/// and ordinary callers (over HTTP/1 and over gRPC on another connection) are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_slow_streams_on_one_http2_connection_hold_no_inference_slot() {
+    let server = Server::start_with(
+        &[&bundle("iris-svc")],
+        &[
+            "--max-concurrent-requests",
+            "4",
+            "--max-concurrent-streams",
+            "16",
+            "--body-read-timeout-seconds",
+            "20",
+        ],
+    );
+    for (address, path, content_type) in [
+        (
+            server.address,
+            "/v2/models/iris-svc/infer",
+            "application/json",
+        ),
+        (
+            server.grpc_address,
+            "/inference.GRPCInferenceService/ModelInfer",
+            "application/grpc",
+        ),
+    ] {
+        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for _ in 0..40 {
+            let request = axum::http::Request::post(format!("http://x{path}"))
+                .header("content-type", content_type)
+                .body(())
+                .unwrap();
+            match client.send_request(request, false) {
+                Ok((answer, mut body)) => {
+                    let _ = body.send_data(Bytes::from_static(b"{"), false);
+                    held.push((answer, body));
+                }
+                Err(_) => refused += 1,
+            }
+            client = match client.ready().await {
+                Ok(client) => client,
+                Err(_) => break,
+            };
+        }
+        // Beyond 16 streams the peer waits for a free one (h2 holds them back) or is refused.
+        let caller = reqwest::Client::new();
+        for _ in 0..10 {
+            ordinary(&server, &caller).await;
+        }
+        let status = grpc_call(server.grpc_address).await;
+        assert_eq!(
+            status, "0",
+            "an ordinary gRPC call beside the streams on {address}"
+        );
+        drop((held, refused));
+    }
+}
+
+/// An ordinary ModelInfer over a new HTTP/2 connection; its grpc-status.
+async fn grpc_call(address: SocketAddr) -> String {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = axum::http::Request::post("http://x/inference.GRPCInferenceService/ModelInfer")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (answer, mut body) = client.send_request(request, false).unwrap();
+    body.send_data(Bytes::from(grpc_frame()), true).unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(30), answer)
+        .await
+        .unwrap()
+        .unwrap();
+    if let Some(status) = answer.headers().get("grpc-status") {
+        return status.to_str().unwrap().to_string(); // an error answered in the head
+    }
+    let mut body = answer.into_body();
+    while let Some(data) = body.data().await {
+        data.unwrap();
+    }
+    let trailers = body.trailers().await.unwrap().unwrap();
+    trailers["grpc-status"].to_str().unwrap().to_string()
+}
+
+/// Waits until the server has answered an inference (the caller beside the attack is running).
+async fn eventually_async(server: &Server, seconds: u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let metrics = server.metrics().await;
+        if common::metric_value(
+            &metrics,
+            "predictor_requests_total{model=\"iris-svc\",protocol=\"http\",endpoint=\"/v2/models/{model}/infer\",status=\"200\"}",
+        )
+        .is_some_and(|count| count >= 1.0)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the caller got no answer within {seconds} s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A chunked body past the limit from a client that keeps sending, a declared length past the
+/// limit with `Expect: 100-continue`: each gets its 413 with a JSON body, and no 100 Continue.
+#[test]
+fn oversized_bodies_get_their_413() {
+    let server = Server::start_with(&[&bundle("iris-svc")], &["--max-body-bytes", "65536"]);
+    let mut chunked = b"POST /v2/models/iris-svc/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..64 {
+        chunked.extend_from_slice(b"1000\r\n");
+        chunked.extend_from_slice(&[b' '; 0x1000]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let (status, body) = exchange(server.address, &chunked);
+    assert_eq!(status, 413, "{body}");
+    assert!(error_of(&body).contains("--max-body-bytes"), "{body}");
+
+    let mut stream = TcpStream::connect(server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .write_all(b"POST /v2/models/iris-svc/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let (status, body) = read_answer(&mut stream);
+    assert_eq!(status, 413, "no 100 Continue, the refusal at once: {body}");
+    assert!(error_of(&body).contains("--max-body-bytes"), "{body}");
+}
+
+/// Error answers written below the handlers have a JSON body too, and gRPC's UNIMPLEMENTED says
+/// what is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_answer_says_why() {
+    let server = Server::start(&[&bundle("iris-svc")]);
+    let (status, body) = tokio::task::block_in_place(|| {
+        exchange(
+            server.address,
+            b"POST /v2/models/iris-svc/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}",
+        )
+    });
+    assert_eq!(status, 415, "{body}");
+    assert!(error_of(&body).contains("Content-Encoding"), "{body}");
+
+    let tcp = tokio::net::TcpStream::connect(server.grpc_address)
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request =
+        axum::http::Request::post("http://x/inference.GRPCInferenceService/ModelStreamInfer")
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+    let (answer, _body) = client.send_request(request, true).unwrap();
+    let answer = answer.await.unwrap();
+    assert_eq!(answer.headers()["grpc-status"], "12");
+    let message = answer.headers()["grpc-message"].to_str().unwrap();
+    assert!(message.contains("ModelInfer"), "{message}");
+}
