@@ -6,7 +6,11 @@ with the iris bundle is pinned to one core and oha to the other, as in bench/run
    at most 5% from the end of the first minute (warm) to the end;
 3. overload: `--connections` (1,000) for `--overload-seconds` (60) with no rate limit; the server
    sheds what it cannot take (503 + Retry-After), its RSS stays bounded and the p99 of the
-   admitted (200) requests stays bounded.
+   admitted (200) requests stays bounded;
+4. attacks: for `--attack-seconds` (30), hostile connections beside a normal load at half the
+   capacity: 200 connections that send nothing, 100 that send half a request head and 64 uploads
+   of one byte a second, each reopened as soon as the server closes it. The normal callers' p99
+   and errors are printed, and the RSS.
 
     python bench/endurance.py --out .cache/bench [--minutes 10]
 """
@@ -16,6 +20,7 @@ import csv
 import io
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -46,6 +51,7 @@ def main():
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--overload-seconds", type=float, default=60)
     parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--attack-seconds", type=float, default=30)
     args = parser.parse_args()
     os.environ["BENCH_OUT"] = str(args.out)
     body = json_body(IRIS_ROW)
@@ -101,7 +107,65 @@ def main():
     print(f"  shed (503): {len(shed)} ({len(shed) / args.overload_seconds:.0f}/s), "
           f"p99 {percentile(shed, 0.99) * 1e3:.2f} ms; other answers: {other or 'none'}")
     print(f"  RSS MiB: before {end_rss:.1f}, peak {peak:.1f}, after {server.rss_mib():.1f}")
+
+    attack(server, url, body, 0.5 * capacity, args.attack_seconds)
     server.stop()
+
+
+def attacker(address, opening, stop):
+    """Keeps one hostile connection open until `stop`: it sends `opening` (bytes, or a function
+    called with the socket), and is reopened whenever the server closes it."""
+    host, port = address.rsplit(":", 1)
+    while not stop.is_set():
+        try:
+            with socket.create_connection((host, int(port)), timeout=1) as connection:
+                if callable(opening):
+                    opening(connection, stop)
+                    continue
+                connection.sendall(opening)
+                connection.settimeout(0.5)
+                while not stop.is_set():
+                    try:
+                        if not connection.recv(1024):
+                            break  # closed by the server: reopen
+                    except socket.timeout:
+                        pass
+        except OSError:
+            stop.wait(0.05)
+
+
+def slow_upload(connection, stop):
+    connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: 1000\r\n\r\n")
+    while not stop.wait(1):
+        connection.sendall(b" ")
+
+
+def attack(server, url, body, rate, seconds):
+    stop = threading.Event()
+    kinds = [(200, b""), (100, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-"), (64, slow_upload)]
+    threads = [threading.Thread(target=attacker, args=(server.address, opening, stop), daemon=True)
+               for count, opening in kinds for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    samples, sampling = [], threading.Event()
+    sampler = threading.Thread(target=sample_rss, args=(server, 1, samples, sampling))
+    sampler.start()
+    output = subprocess.run(oha_command(url, body, 16, seconds, JSON_TYPE, extra=["-q", str(rate)]),
+                            check=True, capture_output=True)
+    stop.set()
+    sampling.set()
+    sampler.join()
+    result = json.loads(output.stdout)
+    codes = result.get("statusCodeDistribution", {})
+    answered = sum(codes.values())
+    errors = answered - codes.get("200", 0) + sum(result.get("errorDistribution", {}).values())
+    print(f"\nattacks: {sum(count for count, _ in kinds)} hostile connections (idle, half-sent heads, "
+          f"1-byte/s uploads) beside {rate:.0f} req/s for {seconds:.0f} s")
+    print(f"  normal callers: {answered} requests, {errors} errors, "
+          f"p50 {result['latencyPercentiles']['p50'] * 1e3:.2f} ms, p99 {result['latencyPercentiles']['p99'] * 1e3:.2f} ms")
+    print(f"  RSS MiB: peak {max((r for _, r in samples), default=server.rss_mib()):.1f}, "
+          f"after {server.rss_mib():.1f}", flush=True)
 
 
 if __name__ == "__main__":
