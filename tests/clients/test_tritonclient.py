@@ -262,3 +262,25 @@ def test_grpc_answers_of_several_rows_are_not_held_back(edges_server, capsys):
     took.sort()
     with capsys.disabled():
         print(f"\ngRPC digits, 8 rows, one connection: p50 {took[100] * 1e3:.3f} ms, p99 {took[197] * 1e3:.3f} ms")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("folder", BUNDLES, ids=lambda p: p.name)
+def test_model_config_is_the_bundles_as_triton_writes_it(server, protocol, folder):
+    bundle = read_bundle(folder)
+    triton = client(server, protocol)
+    config = triton.get_model_config(bundle["name"], **({"as_json": True} if protocol == "grpc" else {}))
+    if protocol == "grpc":
+        config = config["config"]
+    assert config["name"] == bundle["name"]
+    assert config["platform"] == "onnxruntime_onnx"
+    assert config["backend"] == "onnxruntime"
+    batching = bundle.get("runtime", {}).get("max_batch_size", 0)
+    assert int(config.get("max_batch_size", 0)) == (batching if batching > 1 else 0)
+    for kind, declared in (("input", bundle["inputs"]), ("output", bundle["outputs"])):
+        described = [(t["name"], t["data_type"], [int(d) for d in t["dims"]]) for t in config[kind]]
+        expected = [
+            (t["name"], "TYPE_" + np_to_triton_dtype(np.dtype(NUMPY_DTYPES[t["dtype"]])), t["shape"])
+            for t in declared
+        ]
+        assert described == expected

@@ -60,6 +60,7 @@ pub enum PredictError {
 /// A bundle whose graph and sample passed, ready to serve.
 pub struct Model {
     binding: GraphBinding,
+    batching: Option<Batching>,
     jobs: Queue,
     load_time: Duration,
     threads: usize,
@@ -180,6 +181,7 @@ impl Model {
         })?;
         Ok(Model {
             binding,
+            batching,
             jobs,
             load_time,
             threads,
@@ -198,6 +200,11 @@ impl Model {
 
     pub fn load_time(&self) -> Duration {
         self.load_time
+    }
+
+    /// Its dynamic batching, when the bundle asks for it (and its model answers row by row).
+    pub fn batching(&self) -> Option<Batching> {
+        self.batching
     }
 
     /// Whether the model can answer: false once its worker has stopped, whatever stopped it.

@@ -16,8 +16,9 @@ use crate::text::{clip, quoted, ShapeText};
 
 pub const SERVER_NAME: &str = "predictor";
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Triton's binary tensor data extension (REST); over gRPC raw contents are part of the protocol.
-pub const EXTENSIONS: &[&str] = &["binary_tensor_data"];
+/// The extensions served: Triton's binary tensor data (REST; over gRPC raw contents are part of
+/// the protocol) and model configuration (REST and gRPC).
+pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_configuration"];
 /// What Triton and KServe call a model run by ONNX Runtime.
 pub const PLATFORM: &str = "onnxruntime_onnx";
 
@@ -79,6 +80,88 @@ pub fn model_metadata(model: &Model) -> ModelMetadata<'_> {
         platform: PLATFORM,
         inputs: describe(&config.inputs),
         outputs: describe(&config.outputs),
+    }
+}
+
+/// Triton's model configuration of a bundle (the model configuration extension), as Triton
+/// would write it for the same ONNX model: with dynamic batching, `max_batch_size` is the
+/// bundle's and the dims leave out the batch dimension; without, 0 and the whole shape.
+#[derive(Serialize)]
+pub struct ModelConfig<'a> {
+    pub name: &'a str,
+    pub platform: &'static str,
+    pub backend: &'static str,
+    pub max_batch_size: u32,
+    pub input: Vec<ConfigTensor<'a>>,
+    pub output: Vec<ConfigTensor<'a>>,
+    pub instance_group: [InstanceGroup; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic_batching: Option<DynamicBatching>,
+}
+
+#[derive(Serialize)]
+pub struct ConfigTensor<'a> {
+    pub name: &'a str,
+    /// Triton's name, `TYPE_FP32`.
+    pub data_type: String,
+    pub dims: Vec<i64>,
+}
+
+#[derive(Serialize)]
+pub struct InstanceGroup {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub count: u32,
+}
+
+#[derive(Serialize)]
+pub struct DynamicBatching {
+    pub max_queue_delay_microseconds: u64,
+}
+
+/// What Triton calls the backend of an ONNX model.
+pub const BACKEND: &str = "onnxruntime";
+
+/// Triton's name of a datatype in a model configuration: `TYPE_` and the protocol's name, but
+/// BYTES, which Triton's configuration calls `TYPE_STRING`.
+pub fn config_type_name(datatype: &str) -> String {
+    match datatype {
+        "BYTES" => "TYPE_STRING".to_string(),
+        other => format!("TYPE_{other}"),
+    }
+}
+
+pub fn model_config<'a>(model: &'a Model) -> ModelConfig<'a> {
+    let config = &model.bundle().config;
+    let batching = model.batching();
+    let tensors = |specs: &'a [TensorSpec]| -> Vec<ConfigTensor<'a>> {
+        specs
+            .iter()
+            .map(|spec| ConfigTensor {
+                name: &spec.name,
+                data_type: config_type_name(spec.dtype.v2_name()),
+                dims: match batching {
+                    Some(_) => spec.shape.get(1..).unwrap_or_default().to_vec(),
+                    None => spec.shape.clone(),
+                },
+            })
+            .collect()
+    };
+    ModelConfig {
+        name: model.name(),
+        platform: PLATFORM,
+        backend: BACKEND,
+        max_batch_size: batching.map_or(0, |batching| batching.max_rows as u32),
+        input: tensors(&config.inputs),
+        output: tensors(&config.outputs),
+        instance_group: [InstanceGroup {
+            name: "cpu",
+            kind: "KIND_CPU",
+            count: 1,
+        }],
+        dynamic_batching: batching.map(|batching| DynamicBatching {
+            max_queue_delay_microseconds: batching.max_delay.as_micros() as u64,
+        }),
     }
 }
 

@@ -163,10 +163,7 @@ where
             };
             // tonic answers a method it does not have with an empty message: name what is served.
             if code == Code::Unimplemented && !headers.contains_key("grpc-message") {
-                headers.insert(
-                    "grpc-message",
-                    HeaderValue::from_static(UNIMPLEMENTED_MESSAGE),
-                );
+                headers.insert("grpc-message", unimplemented_message());
             }
             // The service's answers carry their request id; one without it never reached it.
             if !headers.contains_key(REQUEST_ID) {
@@ -204,7 +201,7 @@ struct Method {
     inference: bool,
 }
 
-const METHODS: [Method; 6] = [
+const METHODS: [Method; 7] = [
     Method {
         name: "ServerLive",
         open: true,
@@ -235,11 +232,31 @@ const METHODS: [Method; 6] = [
         open: false,
         inference: true,
     },
+    Method {
+        name: "ModelConfig",
+        open: false,
+        inference: false,
+    },
 ];
 
-/// The message of UNIMPLEMENTED (percent-encoded, as grpc-message is): the service and its
-/// methods.
-const UNIMPLEMENTED_MESSAGE: &str = "this%20server%20serves%20inference.GRPCInferenceService%3A%20ServerLive%2C%20ServerReady%2C%20ModelReady%2C%20ServerMetadata%2C%20ModelMetadata%20and%20ModelInfer";
+/// The message of UNIMPLEMENTED: the service and its methods, percent-encoded as grpc-message is.
+fn unimplemented_message() -> HeaderValue {
+    let methods: Vec<&str> = METHODS.iter().map(|method| method.name).collect();
+    let message = format!(
+        "this server serves inference.GRPCInferenceService: {}",
+        methods.join(", ")
+    );
+    let encoded: String = message
+        .bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'_' | b'-' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    HeaderValue::from_str(&encoded).unwrap_or(HeaderValue::from_static("unimplemented"))
+}
 
 /// The one place gRPC codes come from the serving layer's error kinds.
 fn status(error: &ServeError) -> Status {
@@ -408,6 +425,21 @@ impl GrpcInferenceService for InferenceService {
             .await
     }
 
+    async fn model_config(
+        &self,
+        request: Request<ModelConfigRequest>,
+    ) -> Result<Response<ModelConfigResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let describe = async {
+            let model = oip::find_model(&self.registry, &request.name, Some(&request.version))?;
+            Ok(ModelConfigResponse {
+                config: Some(model_config_message(&oip::model_config(&model))),
+            })
+        };
+        self.observed("ModelConfig", &request.name, "", &metadata, describe)
+            .await
+    }
+
     async fn model_infer(
         &self,
         request: Request<ModelInferRequest>,
@@ -545,6 +577,53 @@ impl InferenceService {
             outputs,
             raw_output_contents,
         })
+    }
+}
+
+/// The protobuf form of a model configuration (the enums by Triton's names).
+fn model_config_message(config: &oip::ModelConfig) -> ModelConfig {
+    let data_type =
+        |name: &str| DataType::from_str_name(name).unwrap_or(DataType::TypeInvalid) as i32;
+    ModelConfig {
+        name: config.name.to_string(),
+        platform: config.platform.to_string(),
+        backend: config.backend.to_string(),
+        max_batch_size: config.max_batch_size as i32,
+        input: config
+            .input
+            .iter()
+            .map(|tensor| ModelInput {
+                name: tensor.name.to_string(),
+                data_type: data_type(&tensor.data_type),
+                format: model_input::Format::None as i32,
+                dims: tensor.dims.clone(),
+            })
+            .collect(),
+        output: config
+            .output
+            .iter()
+            .map(|tensor| ModelOutput {
+                name: tensor.name.to_string(),
+                data_type: data_type(&tensor.data_type),
+                dims: tensor.dims.clone(),
+                label_filename: String::new(),
+            })
+            .collect(),
+        instance_group: config
+            .instance_group
+            .iter()
+            .map(|group| ModelInstanceGroup {
+                name: group.name.to_string(),
+                count: group.count as i32,
+                kind: model_instance_group::Kind::Cpu as i32,
+            })
+            .collect(),
+        scheduling_choice: config.dynamic_batching.as_ref().map(|batching| {
+            model_config::SchedulingChoice::DynamicBatching(ModelDynamicBatching {
+                preferred_batch_size: Vec::new(),
+                max_queue_delay_microseconds: batching.max_queue_delay_microseconds,
+            })
+        }),
     }
 }
 

@@ -217,7 +217,7 @@ static SEED_MODEL_ROUTES: [Route; 12] = seed_routes! {
 const INFER_SUMMARY: &str =
     "Run the model (JSON; Triton's binary tensor data extension is also accepted, see docs/api.md)";
 
-static OTHER_ROUTES: [Route; 13] = [
+static OTHER_ROUTES: [Route; 15] = [
     Route::get(
         "/health",
         "health",
@@ -297,6 +297,24 @@ static OTHER_ROUTES: [Route; 13] = [
     .inference()
     .takes("InferRequest")
     .answers("InferResponse"),
+    Route::get(
+        "/v2/models/{model}/config",
+        "modelConfig",
+        "Triton's model configuration of the model (the model configuration extension)",
+        || get(v2::model_config),
+    )
+    .api(Api::V2)
+    .model()
+    .answers("ModelConfig"),
+    Route::get(
+        "/v2/models/{model}/versions/{version}/config",
+        "modelConfigVersion",
+        "Triton's model configuration of the model (the model configuration extension)",
+        || get(v2::model_config),
+    )
+    .api(Api::V2)
+    .model()
+    .answers("ModelConfig"),
     Route::get(
         "/v2/models/{model}/versions/{version}",
         "modelMetadataVersion",

@@ -78,6 +78,10 @@ pub(super) async fn server_metadata() -> Json<ServerMetadata> {
     })
 }
 
+pub(super) async fn model_config(V2Model(model): V2Model) -> Response {
+    Json(oip::model_config(&model)).into_response()
+}
+
 pub(super) async fn model_metadata(V2Model(model): V2Model) -> Response {
     Json(oip::model_metadata(&model)).into_response()
 }
