@@ -4,6 +4,12 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/inference.proto");
     let descriptors = protox::compile(["proto/inference.proto"], ["proto"])?;
+    // For gRPC server reflection (grpcurl, grpcui, Postman): the service's own descriptors.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("inference_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
     tonic_prost_build::configure()
         .build_client(false)
         .compile_fds(descriptors)?;

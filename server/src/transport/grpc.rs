@@ -36,22 +36,71 @@ pub struct InferenceService {
     registry: Arc<Registry>,
 }
 
-/// The gRPC service behind its gate, for [`crate::transport::listener::serve`]. Messages may be
-/// as large as `max_message_bytes`, the REST body limit.
+/// The descriptors of the inference service, for server reflection.
+const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("inference_descriptor");
+
+/// The gRPC services behind their gate, for [`crate::transport::listener::serve`]: the inference
+/// service (messages as large as `max_message_bytes`, the REST body limit; gzip and deflate both
+/// ways), `grpc.health.v1.Health` (the server as "" and each model by name; NOT_SERVING from the
+/// moment either is not ready), and server reflection (v1 and v1alpha). Call inside the runtime:
+/// it starts the task that keeps the health statuses.
 pub fn service(
     registry: Arc<Registry>,
     max_message_bytes: usize,
 ) -> impl crate::transport::listener::Service + Clone {
-    let service = GrpcInferenceServiceServer::new(InferenceService {
+    use tonic::codec::CompressionEncoding::{Deflate, Gzip};
+    let inference = GrpcInferenceServiceServer::new(InferenceService {
         registry: registry.clone(),
     })
     .max_decoding_message_size(max_message_bytes)
-    .max_encoding_message_size(usize::MAX);
+    .max_encoding_message_size(usize::MAX)
+    .accept_compressed(Gzip)
+    .accept_compressed(Deflate)
+    .send_compressed(Gzip)
+    .send_compressed(Deflate);
+    let (reporter, health) = tonic_health::server::health_reporter();
+    tokio::spawn(report_health(registry.clone(), reporter));
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let mut routes = tonic::service::Routes::new(inference).add_service(health);
+    // Built from the descriptors compiled with the service: failing only on a build defect.
+    match (reflection().build_v1(), reflection().build_v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => routes = routes.add_service(v1).add_service(v1alpha),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(%error, "gRPC server reflection is not served")
+        }
+    }
     Gate {
-        inner: tonic::service::Routes::new(service)
-            .prepare()
-            .into_axum_router(),
+        inner: routes.prepare().into_axum_router(),
         registry,
+    }
+}
+
+/// Keeps the health service's statuses those of the server and of each model, until the
+/// reporter's service is dropped. Readiness has no events to wait on: it is looked at twice a
+/// second.
+async fn report_health(registry: Arc<Registry>, reporter: tonic_health::server::HealthReporter) {
+    use tonic_health::ServingStatus;
+    let status = |ready: bool| {
+        if ready {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        }
+    };
+    loop {
+        reporter
+            .set_service_status("", status(registry.is_ready()))
+            .await;
+        for model in registry.models() {
+            reporter
+                .set_service_status(model.name(), status(registry.is_model_ready(model)))
+                .await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 
@@ -98,8 +147,12 @@ where
             .and_then(|value| value.to_str().ok())
             .map(str::to_string);
         // Only the service's own methods become label values; any other path is "unknown".
-        let called = request.uri().path().rsplit('/').next().unwrap_or_default();
-        let method = METHODS.iter().find(|known| known.name == called);
+        let (service, called) = request.uri().path()[1..]
+            .split_once('/')
+            .unwrap_or_default();
+        let method = METHODS
+            .iter()
+            .find(|known| known.name == called && known.service == service);
         let endpoint = method.map_or("unknown", |method| method.name);
         let authenticated = self.registry.tokens().is_none_or(|tokens| {
             method.is_some_and(|method| method.open)
@@ -196,52 +249,92 @@ where
 /// model (admitted among the requests in flight before its message is decoded). The gate and the
 /// metric labels read this table, and a unit test holds it to the generated service.
 struct Method {
+    service: &'static str,
     name: &'static str,
     open: bool,
     inference: bool,
 }
 
-const METHODS: [Method; 7] = [
+const INFERENCE: &str = "inference.GRPCInferenceService";
+
+const METHODS: [Method; 11] = [
     Method {
+        service: INFERENCE,
         name: "ServerLive",
         open: true,
         inference: false,
     },
     Method {
+        service: INFERENCE,
         name: "ServerReady",
         open: true,
         inference: false,
     },
     Method {
+        service: INFERENCE,
         name: "ModelReady",
         open: true,
         inference: false,
     },
     Method {
+        service: INFERENCE,
         name: "ServerMetadata",
         open: false,
         inference: false,
     },
     Method {
+        service: INFERENCE,
         name: "ModelMetadata",
         open: false,
         inference: false,
     },
     Method {
+        service: INFERENCE,
         name: "ModelInfer",
         open: false,
         inference: true,
     },
     Method {
+        service: INFERENCE,
         name: "ModelConfig",
         open: false,
+        inference: false,
+    },
+    // The probes of Kubernetes and grpc_health_probe, open as REST's health routes are.
+    Method {
+        service: "grpc.health.v1.Health",
+        name: "Check",
+        open: true,
+        inference: false,
+    },
+    Method {
+        service: "grpc.health.v1.Health",
+        name: "Watch",
+        open: true,
+        inference: false,
+    },
+    // The API description, open as REST's /openapi.json is.
+    Method {
+        service: "grpc.reflection.v1.ServerReflection",
+        name: "ServerReflectionInfo",
+        open: true,
+        inference: false,
+    },
+    Method {
+        service: "grpc.reflection.v1alpha.ServerReflection",
+        name: "ServerReflectionInfo",
+        open: true,
         inference: false,
     },
 ];
 
 /// The message of UNIMPLEMENTED: the service and its methods, percent-encoded as grpc-message is.
 fn unimplemented_message() -> HeaderValue {
-    let methods: Vec<&str> = METHODS.iter().map(|method| method.name).collect();
+    let methods: Vec<&str> = METHODS
+        .iter()
+        .filter(|method| method.service == INFERENCE)
+        .map(|method| method.name)
+        .collect();
     let message = format!(
         "this server serves inference.GRPCInferenceService: {}",
         methods.join(", ")
@@ -728,7 +821,11 @@ mod tests {
             .filter_map(|rest| rest.split('(').next())
             .map(str::trim)
             .collect();
-        let tabled: Vec<&str> = METHODS.iter().map(|method| method.name).collect();
+        let tabled: Vec<&str> = METHODS
+            .iter()
+            .filter(|method| method.service == INFERENCE)
+            .map(|method| method.name)
+            .collect();
         assert_eq!(tabled, declared);
     }
 

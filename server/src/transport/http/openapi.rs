@@ -56,10 +56,12 @@ fn operation(route: &Route) -> Value {
             "200": {"description": "OK", "content": {"application/json": {"schema": schema(name)}}},
             "default": error,
         }),
-        Answer::Yes => json!({"200": {"description": "Yes"}}),
-        Answer::YesOrNo => json!({
-            "200": {"description": "Yes"},
-            "400": {"description": "No (shutting down, or a model has stopped)"},
+        Answer::Yes(name) => json!({
+            "200": {"description": "Yes", "content": {"application/json": {"schema": schema(name)}}},
+        }),
+        Answer::YesOrNo(name) => json!({
+            "200": {"description": "Yes", "content": {"application/json": {"schema": schema(name)}}},
+            "400": {"description": "No (shutting down, or a model has stopped)", "content": {"application/json": {"schema": schema(name)}}},
         }),
         Answer::Document => json!({
             "200": {
@@ -68,7 +70,7 @@ fn operation(route: &Route) -> Value {
             },
         }),
     };
-    if route.model_scoped && route.answers == Answer::YesOrNo {
+    if route.model_scoped && matches!(route.answers, Answer::YesOrNo(_)) {
         // An unknown model or version.
         responses["default"] = error;
     }
@@ -162,8 +164,8 @@ mod tests {
         let schemas = components["components"]["schemas"].as_object().unwrap();
         for route in routes::all() {
             for name in route.takes.into_iter().chain(match route.answers {
-                Answer::Json(name) => Some(name),
-                _ => None,
+                Answer::Json(name) | Answer::Yes(name) | Answer::YesOrNo(name) => Some(name),
+                Answer::Document => None,
             }) {
                 assert!(
                     schemas.contains_key(name),

@@ -56,10 +56,10 @@ impl Verb {
 pub enum Answer {
     /// A JSON body of the named schema (in openapi-components.json).
     Json(&'static str),
-    /// Only a status, as the Open Inference Protocol's readiness: 200 yes, 400 no.
-    YesOrNo,
-    /// Only 200, as the protocol's liveness.
-    Yes,
+    /// The Open Inference Protocol's readiness: 200 yes, 400 no, with a body of the named schema.
+    YesOrNo(&'static str),
+    /// The protocol's liveness: 200, with a body of the named schema.
+    Yes(&'static str),
     /// This server's OpenAPI document.
     Document,
 }
@@ -105,7 +105,7 @@ impl Route {
             operation_id,
             summary,
             takes: None,
-            answers: Answer::YesOrNo,
+            answers: Answer::YesOrNo("ServerReady"),
             unready_503: false,
             handler,
         }
@@ -155,6 +155,13 @@ impl Route {
     const fn answers(self, schema: &'static str) -> Route {
         Route {
             answers: Answer::Json(schema),
+            ..self
+        }
+    }
+
+    const fn ready_body(self, schema: &'static str) -> Route {
+        Route {
+            answers: Answer::YesOrNo(schema),
             ..self
         }
     }
@@ -250,7 +257,7 @@ static OTHER_ROUTES: [Route; 15] = [
     .api(Api::V2)
     .answers("ServerMetadata"),
     Route {
-        answers: Answer::Yes,
+        answers: Answer::Yes("ServerLive"),
         ..Route::get(
             LIVE_PATH,
             "serverLive",
@@ -285,7 +292,8 @@ static OTHER_ROUTES: [Route; 15] = [
     )
     .api(Api::V2)
     .model()
-    .open(),
+    .open()
+    .ready_body("ModelReady"),
     Route::post(
         "/v2/models/{model}/infer",
         "modelInfer",
@@ -332,7 +340,8 @@ static OTHER_ROUTES: [Route; 15] = [
     )
     .api(Api::V2)
     .model()
-    .open(),
+    .open()
+    .ready_body("ModelReady"),
     Route::post(
         "/v2/models/{model}/versions/{version}/infer",
         "modelInferVersion",

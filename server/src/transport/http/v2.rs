@@ -39,28 +39,41 @@ impl FromRequestParts<AppState> for V2Model {
     }
 }
 
-/// Health answers carry no body: the status says it (200 true, 400 false, as the protocol says).
-fn health(ok: bool) -> StatusCode {
-    if ok {
+/// Health answers say it twice: the status (200 true, 400 false, as the protocol says; tritonclient
+/// reads only that) and a JSON body (`{"live": true}`, `{"ready": false}`, which KServe's SDK
+/// parses).
+fn health(field: &'static str, ok: bool) -> Response {
+    let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::BAD_REQUEST
-    }
+    };
+    (status, Json(serde_json::json!({ field: ok }))).into_response()
 }
 
-pub(super) async fn live() -> StatusCode {
-    health(true)
+pub(super) async fn live() -> Response {
+    health("live", true)
 }
 
-pub(super) async fn ready(State(registry): State<AppState>) -> StatusCode {
-    health(registry.is_ready())
+pub(super) async fn ready(State(registry): State<AppState>) -> Response {
+    health("ready", registry.is_ready())
 }
 
 pub(super) async fn model_ready(
     State(registry): State<AppState>,
     V2Model(model): V2Model,
-) -> StatusCode {
-    health(registry.is_model_ready(&model))
+) -> Response {
+    let ready = registry.is_model_ready(&model);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (
+        status,
+        Json(serde_json::json!({"name": model.name(), "ready": ready})),
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]

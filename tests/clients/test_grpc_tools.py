@@ -1,0 +1,78 @@
+"""The gRPC ecosystem's own clients against the real server: the standard health service
+(grpcio-health-checking, what Kubernetes gRPC probes and grpc_health_probe call), server reflection
+(grpcio-reflection, what grpcurl, grpcui and Postman use), and message compression with
+tritonclient's own option; and the v2 health answers' JSON bodies, which KServe's SDK parses."""
+
+import json
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from google.protobuf import descriptor_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from conftest import BUNDLES, read_bundle
+
+
+def test_the_health_service_reports_the_server_and_each_model(server):
+    with grpc.insecure_channel(server.grpc) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ["", *(read_bundle(folder)["name"] for folder in BUNDLES)]:
+            answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING, service
+        with pytest.raises(grpc.RpcError) as raised:
+            health.Check(health_pb2.HealthCheckRequest(service="no-such-model"), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+
+
+def test_reflection_lists_the_services_and_describes_the_inference_service(server):
+    with grpc.insecure_channel(server.grpc) as channel:
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = reflection.ServerReflectionInfo(iter([
+            reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol="inference.GRPCInferenceService"),
+        ]), timeout=10)
+        listed, described = list(answers)
+        names = {service.name for service in listed.list_services_response.service}
+        assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= names, names
+        files = [descriptor_pb2.FileDescriptorProto.FromString(raw)
+                 for raw in described.file_descriptor_response.file_descriptor_proto]
+        methods = {m.name for f in files for s in f.service for m in s.method}
+        assert {"ModelInfer", "ModelMetadata", "ModelConfig"} <= methods, methods
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_grpc_messages_may_be_compressed(server, algorithm):
+    bundle = read_bundle(BUNDLES[0])
+    [spec] = bundle["inputs"]
+    rows = np.array(bundle["sample"]["input"], dtype=np.float32)
+    tensor = grpcclient.InferInput(spec["name"], list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows)
+    triton = grpcclient.InferenceServerClient(url=server.grpc)
+    plain = triton.infer(bundle["name"], [tensor])
+    compressed = triton.infer(bundle["name"], [tensor], compression_algorithm=algorithm)
+    name = bundle.get("prediction") or bundle["outputs"][0]["name"]
+    np.testing.assert_array_equal(compressed.as_numpy(name), plain.as_numpy(name))
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v2/health/live", {"live": True}),
+    ("/v2/health/ready", {"ready": True}),
+])
+def test_v2_health_answers_carry_json_bodies(server, path, body):
+    with urllib.request.urlopen(f"http://{server.http}{path}") as answer:
+        assert answer.status == 200
+        assert json.load(answer) == body
+
+
+def test_model_readiness_names_the_model(server):
+    name = read_bundle(BUNDLES[0])["name"]
+    with urllib.request.urlopen(f"http://{server.http}/v2/models/{name}/ready") as answer:
+        assert json.load(answer) == {"name": name, "ready": True}
