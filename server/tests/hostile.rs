@@ -432,7 +432,7 @@ async fn every_error_answer_says_why() {
     tokio::spawn(connection);
     let mut client = client.ready().await.unwrap();
     let request =
-        axum::http::Request::post("http://x/inference.GRPCInferenceService/ModelStreamInfer")
+        axum::http::Request::post("http://x/inference.GRPCInferenceService/CudaSharedMemoryStatus")
             .header("content-type", "application/grpc")
             .body(())
             .unwrap();

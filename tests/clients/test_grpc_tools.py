@@ -76,3 +76,30 @@ def test_model_readiness_names_the_model(server):
     name = read_bundle(BUNDLES[0])["name"]
     with urllib.request.urlopen(f"http://{server.http}/v2/models/{name}/ready") as answer:
         assert json.load(answer) == {"name": name, "ready": True}
+
+
+def test_a_stream_answers_each_request_in_order_and_reports_errors_in_line(server):
+    """tritonclient's start_stream: one answer per request, in order; a bad request's error comes
+    back on the stream, which goes on."""
+    import queue
+
+    bundle = read_bundle(BUNDLES[0])
+    [spec] = bundle["inputs"]
+    answers = queue.Queue()
+    triton = grpcclient.InferenceServerClient(url=server.grpc)
+    triton.start_stream(callback=lambda result, error: answers.put((result, error)))
+    rows = np.array(bundle["sample"]["input"], dtype=np.float32)
+    for index in range(5):
+        shape = list(rows.shape) if index != 2 else [rows.shape[0], rows.shape[1] + 1]
+        data = rows if index != 2 else np.zeros(shape, dtype=np.float32)
+        tensor = grpcclient.InferInput(spec["name"], shape, "FP32")
+        tensor.set_data_from_numpy(data)
+        triton.async_stream_infer(bundle["name"], [tensor], request_id=f"stream-{index}")
+    received = [answers.get(timeout=30) for _ in range(5)]
+    triton.stop_stream()
+    for index, (result, error) in enumerate(received):
+        if index == 2:
+            assert result is None and "expects shape" in error.message()
+        else:
+            assert error is None, error
+            assert result.get_response().id == f"stream-{index}"

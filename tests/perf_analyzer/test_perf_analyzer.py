@@ -1,5 +1,5 @@
 """Triton's perf_analyzer, the first tool a Triton user runs, unchanged against the real binary:
-over HTTP and gRPC, synchronous and --async, and with -b 8 on a bundle with dynamic batching.
+over HTTP and gRPC, synchronous and --async, gRPC --streaming, and with -b 8 on a bundle with dynamic batching.
 Each run is short (count windows of a few hundred requests) and must complete a measurement.
 The binary is the one the tritonclient 2.41.0 wheel ships; it loads libcudart.so.12 (from
 nvidia-cuda-runtime-cu12) but uses no GPU."""
@@ -75,6 +75,12 @@ def test_perf_analyzer_measures_the_server(server, protocol, mode):
     output = perf_analyzer("-m", "iris-svc", "-u", url, "-i", protocol, "--shape", "input:1,4", *mode)
     assert throughput(output) > 0
     assert "Avg latency" in output
+
+
+def test_perf_analyzer_streams_over_grpc(server):
+    output = perf_analyzer("-m", "iris-svc", "-u", server.grpc, "-i", "grpc", "--streaming",
+                           "--shape", "input:1,4")
+    assert throughput(output) > 0
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

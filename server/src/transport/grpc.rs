@@ -257,7 +257,7 @@ struct Method {
 
 const INFERENCE: &str = "inference.GRPCInferenceService";
 
-const METHODS: [Method; 11] = [
+const METHODS: [Method; 12] = [
     Method {
         service: INFERENCE,
         name: "ServerLive",
@@ -297,6 +297,14 @@ const METHODS: [Method; 11] = [
     Method {
         service: INFERENCE,
         name: "ModelConfig",
+        open: false,
+        inference: false,
+    },
+    // Each message of the stream is admitted on its own, by the handler: the stream is not read
+    // whole first.
+    Method {
+        service: INFERENCE,
+        name: "ModelStreamInfer",
         open: false,
         inference: false,
     },
@@ -542,6 +550,74 @@ impl GrpcInferenceService for InferenceService {
         let answer = self.within_deadline(self.infer(request));
         self.observed("ModelInfer", &model, &id, &metadata, answer)
             .await
+    }
+
+    type ModelStreamInferStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<ModelStreamInferResponse, Status>> + Send>,
+    >;
+
+    async fn model_stream_infer(
+        &self,
+        request: Request<tonic::Streaming<ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        let (metadata, _, mut incoming) = request.into_parts();
+        let service = InferenceService {
+            registry: self.registry.clone(),
+        };
+        // One request at a time, in order; the answers wait in a small buffer for the client.
+        let (answers, stream) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let request = match incoming.message().await {
+                    Ok(Some(request)) => request,
+                    Ok(None) => break,
+                    Err(status) => {
+                        let _ = answers.send(Err(status)).await;
+                        break;
+                    }
+                };
+                let answer = service.stream_message(&metadata, request).await;
+                if answers.send(Ok(answer)).await.is_err() {
+                    break; // the client went away
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(stream),
+        )))
+    }
+}
+
+impl InferenceService {
+    /// One message of a stream: admitted, run and observed as a ModelInfer call; an error goes in
+    /// the answer's error_message, and the stream goes on.
+    async fn stream_message(
+        &self,
+        metadata: &MetadataMap,
+        request: ModelInferRequest,
+    ) -> ModelStreamInferResponse {
+        let (model, id) = (request.model_name.clone(), request.id.clone());
+        let answer = async {
+            let Some(_place) = self.registry.admit() else {
+                return Err(ServeError::unavailable(
+                    self.registry.limits().shed_message(),
+                ));
+            };
+            self.within_deadline(self.infer(request)).await
+        };
+        match self
+            .observed("ModelStreamInfer", &model, &id, metadata, answer)
+            .await
+        {
+            Ok(answer) => ModelStreamInferResponse {
+                error_message: String::new(),
+                infer_response: Some(answer.into_inner()),
+            },
+            Err(status) => ModelStreamInferResponse {
+                error_message: status.message().to_string(),
+                infer_response: None,
+            },
+        }
     }
 }
 
