@@ -3,7 +3,9 @@
 //! carry their unit; label values come only from the server's own names (models, routes, status
 //! codes), never from what a caller sends, so that no request can grow the number of series.
 
-use std::sync::atomic::AtomicU64;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -103,6 +105,92 @@ pub struct ModelMetrics {
     pub queue_depth: Gauge,
     /// 1 while the model serves; its worker sets 0 should it stop.
     pub model_ready: Gauge,
+    /// The counts and durations of Triton's statistics extension, from the same measurements.
+    pub statistics: Arc<ModelStatistics>,
+}
+
+/// A count and a cumulative duration, as Triton's `StatisticDuration`.
+#[derive(Debug, Default)]
+pub struct StatisticDuration {
+    count: AtomicU64,
+    nanoseconds: AtomicU64,
+}
+
+impl StatisticDuration {
+    pub fn add(&self, elapsed: std::time::Duration) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let nanoseconds = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.nanoseconds.fetch_add(nanoseconds, Ordering::Relaxed);
+    }
+
+    /// (count, nanoseconds).
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.count.load(Ordering::Relaxed),
+            self.nanoseconds.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// What Triton's statistics extension reports of a model, since it was loaded.
+#[derive(Debug, Default)]
+pub struct ModelStatistics {
+    /// Requests answered, and the time from their arrival at the model to the answer.
+    pub success: StatisticDuration,
+    /// Requests that failed in the model (refused input, failed run, full queue).
+    pub fail: StatisticDuration,
+    /// The time requests waited in the queue.
+    pub queue: StatisticDuration,
+    /// The time of the runs each request was part of.
+    pub compute_infer: StatisticDuration,
+    /// Rows run, and runs.
+    pub inference_count: AtomicU64,
+    pub execution_count: AtomicU64,
+    /// Milliseconds since the Unix epoch of the last answered request (0: none yet).
+    pub last_inference_ms: AtomicU64,
+    /// Runs by their rows (the batch size).
+    batches: Mutex<BTreeMap<u64, (u64, u64)>>,
+}
+
+impl ModelStatistics {
+    /// A run of `rows` rows that took `elapsed`.
+    pub fn ran(&self, rows: usize, elapsed: std::time::Duration) {
+        self.inference_count
+            .fetch_add(rows as u64, Ordering::Relaxed);
+        self.execution_count.fetch_add(1, Ordering::Relaxed);
+        let nanoseconds = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        if let Ok(mut batches) = self.batches.lock() {
+            let entry = batches.entry(rows as u64).or_default();
+            entry.0 += 1;
+            entry.1 += nanoseconds;
+        }
+    }
+
+    /// A request answered (or failed) `elapsed` after it reached the model.
+    pub fn answered(&self, ok: bool, elapsed: std::time::Duration) {
+        if ok {
+            self.success.add(elapsed);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as u64);
+            self.last_inference_ms.store(now, Ordering::Relaxed);
+        } else {
+            self.fail.add(elapsed);
+        }
+    }
+
+    /// (batch size, runs, nanoseconds) for every batch size run so far.
+    pub fn batches(&self) -> Vec<(u64, u64, u64)> {
+        self.batches.lock().map_or_else(
+            |_| Vec::new(),
+            |batches| {
+                batches
+                    .iter()
+                    .map(|(&size, &(runs, ns))| (size, runs, ns))
+                    .collect()
+            },
+        )
+    }
 }
 
 impl Default for Metrics {
@@ -235,6 +323,7 @@ impl Metrics {
             batch_rows: self.batch_rows.get_or_create_owned(&labels),
             queue_depth: self.queue_depth.get_or_create_owned(&labels),
             model_ready: self.model_ready.get_or_create_owned(&labels),
+            statistics: Arc::default(),
         }
     }
 

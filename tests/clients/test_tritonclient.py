@@ -284,3 +284,44 @@ def test_model_config_is_the_bundles_as_triton_writes_it(server, protocol, folde
             for t in declared
         ]
         assert described == expected
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_statistics_count_what_the_model_ran(server, protocol):
+    bundle = read_bundle(BUNDLES[0])
+    [spec] = bundle["inputs"]
+    triton = client(server, protocol)
+    kwargs = {"as_json": True} if protocol == "grpc" else {}
+
+    def stats():
+        [model] = triton.get_inference_statistics(bundle["name"], **kwargs)["model_stats"]
+        return model
+
+    before = stats()
+    rows = np.array(bundle["sample"]["input"], dtype=np.float32)
+    for _ in range(3):
+        triton.infer(bundle["name"], [infer_input(protocol if protocol == "grpc" else "http-json", spec["name"], rows)])
+    after = stats()
+    success = lambda model: int(model["inference_stats"]["success"].get("count", 0))
+    assert success(after) - success(before) == 3
+    assert int(after["inference_count"]) - int(before.get("inference_count", 0)) == 3 * len(rows)
+    assert int(after["inference_stats"]["compute_infer"]["ns"]) > 0
+    assert after["name"] == bundle["name"]
+    # Triton numbers versions: perf_analyzer matches the leading number (1 for 1.0.0).
+    assert after["version"] == bundle["version"].split(".")[0]
+    every = triton.get_inference_statistics(**kwargs)["model_stats"]
+    assert {model["name"] for model in every} >= {read_bundle(folder)["name"] for folder in BUNDLES}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_repository_index_lists_the_models_and_loading_is_refused(server, protocol):
+    triton = client(server, protocol)
+    index = triton.get_model_repository_index(**({"as_json": True} if protocol == "grpc" else {}))
+    if protocol == "grpc":
+        index = index["models"]
+    states = {entry["name"]: entry["state"] for entry in index}
+    for folder in BUNDLES:
+        assert states[read_bundle(folder)["name"]] == "READY"
+    with pytest.raises(InferenceServerException) as raised:
+        triton.load_model(read_bundle(BUNDLES[0])["name"])
+    assert "fixed by its image or unit" in raised.value.message()

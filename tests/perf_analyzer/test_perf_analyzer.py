@@ -75,6 +75,8 @@ def test_perf_analyzer_measures_the_server(server, protocol, mode):
     output = perf_analyzer("-m", "iris-svc", "-u", url, "-i", protocol, "--shape", "input:1,4", *mode)
     assert throughput(output) > 0
     assert "Avg latency" in output
+    # The server-side breakdown, from the statistics extension.
+    assert "Server: " in output and "Inference count:" in output, output
 
 
 def test_perf_analyzer_streams_over_grpc(server):

@@ -221,6 +221,15 @@ impl Model {
     /// shapes the caller has checked against the declarations; returns every declared output in
     /// declaration order.
     pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PredictError> {
+        let started = Instant::now();
+        let answer = self.infer_checked(inputs).await;
+        self.metrics
+            .statistics
+            .answered(answer.is_ok(), started.elapsed());
+        answer
+    }
+
+    async fn infer_checked(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PredictError> {
         let rows = self
             .bundle()
             .request_rows(&inputs)
@@ -259,6 +268,13 @@ impl Model {
             })?;
         self.binding.check_outputs(&outputs)?;
         Ok(outputs)
+    }
+}
+
+impl Model {
+    /// Triton's statistics of this model since it was loaded.
+    pub fn statistics(&self) -> &crate::metrics::ModelStatistics {
+        &self.metrics.statistics
     }
 }
 

@@ -206,6 +206,7 @@ fn run(backend: &mut impl Backend, outputs: &[usize], batch: Vec<Job>, metrics: 
         metrics
             .queue_duration
             .observe((now - job.enqueued).as_secs_f64());
+        metrics.statistics.queue.add(now - job.enqueued);
         replies.push(job.reply);
         inputs_by_job.push(job.inputs);
         spans.push(job.span);
@@ -220,6 +221,10 @@ fn run(backend: &mut impl Backend, outputs: &[usize], batch: Vec<Job>, metrics: 
         let panicked = || Err(RuntimeError::Inference("the run panicked".into()));
         replies.iter().map(|_| panicked()).collect()
     });
+    let ran = now.elapsed();
+    for _ in &replies {
+        metrics.statistics.compute_infer.add(ran);
+    }
     for (reply, answer) in replies.into_iter().zip(answers) {
         // The caller may have gone away meanwhile; it no longer needs the answer.
         let _ = reply.send(answer);
@@ -240,6 +245,7 @@ fn answer(
             .inference_duration
             .observe(started.elapsed().as_secs_f64());
         metrics.batch_rows.observe(rows as f64);
+        metrics.statistics.ran(rows, started.elapsed());
         outcome
     };
     let rows_of = |inputs: &[Tensor]| inputs.first().map_or(1, Tensor::rows);

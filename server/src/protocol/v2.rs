@@ -17,8 +17,14 @@ use crate::text::{clip, quoted, ShapeText};
 pub const SERVER_NAME: &str = "predictor";
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The extensions served: Triton's binary tensor data (REST; over gRPC raw contents are part of
-/// the protocol) and model configuration (REST and gRPC).
-pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_configuration"];
+/// the protocol), model configuration, statistics and model repository (its index; load and
+/// unload are refused).
+pub const EXTENSIONS: &[&str] = &[
+    "binary_tensor_data",
+    "model_configuration",
+    "statistics",
+    "model_repository",
+];
 /// What Triton and KServe call a model run by ONNX Runtime.
 pub const PLATFORM: &str = "onnxruntime_onnx";
 
@@ -391,4 +397,147 @@ pub fn refuse_unserved<'p>(
         )));
     }
     Ok(())
+}
+
+/// Triton's statistics of a model (the statistics extension), in its JSON field names.
+#[derive(Serialize)]
+pub struct ModelStatisticsReport<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub last_inference: u64,
+    pub inference_count: u64,
+    pub execution_count: u64,
+    pub inference_stats: InferStatistics,
+    pub batch_stats: Vec<BatchStatistics>,
+}
+
+#[derive(Serialize, Default, Clone, Copy)]
+pub struct Duration {
+    pub count: u64,
+    pub ns: u64,
+}
+
+#[derive(Serialize)]
+pub struct InferStatistics {
+    pub success: Duration,
+    pub fail: Duration,
+    pub queue: Duration,
+    pub compute_input: Duration,
+    pub compute_infer: Duration,
+    pub compute_output: Duration,
+    pub cache_hit: Duration,
+    pub cache_miss: Duration,
+}
+
+#[derive(Serialize)]
+pub struct BatchStatistics {
+    pub batch_size: u64,
+    pub compute_input: Duration,
+    pub compute_infer: Duration,
+    pub compute_output: Duration,
+}
+
+fn duration(measured: &crate::metrics::StatisticDuration) -> Duration {
+    let (count, ns) = measured.get();
+    Duration { count, ns }
+}
+
+pub fn model_statistics(model: &Model) -> ModelStatisticsReport<'_> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let statistics = model.statistics();
+    let none = Duration::default();
+    let compute_infer = duration(&statistics.compute_infer);
+    // Inputs are made ready and outputs checked as part of a run: their counts are the runs',
+    // their time is inside compute_infer (perf_analyzer requires the three counts to agree).
+    let within_infer = Duration {
+        count: compute_infer.count,
+        ns: 0,
+    };
+    ModelStatisticsReport {
+        name: model.name(),
+        version: triton_version(&model.bundle().config.version),
+        last_inference: statistics.last_inference_ms.load(Relaxed),
+        inference_count: statistics.inference_count.load(Relaxed),
+        execution_count: statistics.execution_count.load(Relaxed),
+        inference_stats: InferStatistics {
+            success: duration(&statistics.success),
+            fail: duration(&statistics.fail),
+            queue: duration(&statistics.queue),
+            compute_input: within_infer,
+            compute_infer,
+            compute_output: within_infer,
+            cache_hit: none,
+            cache_miss: none,
+        },
+        batch_stats: statistics
+            .batches()
+            .into_iter()
+            .map(|(batch_size, count, ns)| BatchStatistics {
+                batch_size,
+                compute_input: Duration { count, ns: 0 },
+                compute_infer: Duration { count, ns },
+                compute_output: Duration { count, ns: 0 },
+            })
+            .collect(),
+    }
+}
+
+/// A bundle version as Triton's tools read a version: Triton numbers them, and perf_analyzer
+/// matches the statistics' version against the leading number it parses (`stoll`) of the
+/// version it asked for, so `1.0.0` is reported as `1`. A version without a leading number is
+/// reported whole.
+pub fn triton_version(version: &str) -> &str {
+    let digits = version.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        version
+    } else {
+        &version[..digits]
+    }
+}
+
+/// The statistics of the model named (in `version` when given), or of every model when `name`
+/// is empty.
+pub fn statistics(
+    registry: &Registry,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Vec<Arc<Model>>, ServeError> {
+    if name.is_empty() {
+        return Ok(registry.models().to_vec());
+    }
+    Ok(vec![find_model(registry, name, version)?])
+}
+
+/// One entry of the model repository's index.
+#[derive(Serialize)]
+pub struct RepositoryEntry<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub state: &'static str,
+    pub reason: &'static str,
+}
+
+/// The repository's index: the served models, READY (or UNAVAILABLE once one has stopped or
+/// shutdown has begun); with `ready_only`, only the ready ones.
+pub fn repository_index(registry: &Registry, ready_only: bool) -> Vec<RepositoryEntry<'_>> {
+    registry
+        .models()
+        .iter()
+        .map(|model| (model, registry.is_model_ready(model)))
+        .filter(|(_, ready)| *ready || !ready_only)
+        .map(|(model, ready)| RepositoryEntry {
+            name: model.name(),
+            version: &model.bundle().config.version,
+            state: if ready { "READY" } else { "UNAVAILABLE" },
+            reason: "",
+        })
+        .collect()
+}
+
+/// Why a model cannot be loaded or unloaded: a predictor's models are fixed at its start.
+pub fn refuse_load(action: &str, name: &str) -> ServeError {
+    ServeError::invalid(format!(
+        "cannot {action} model '{}': a predictor serves the bundles it was started with, fixed by its image or unit; deploy another to change them",
+        clip(name)
+    ))
 }

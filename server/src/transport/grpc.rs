@@ -257,7 +257,7 @@ struct Method {
 
 const INFERENCE: &str = "inference.GRPCInferenceService";
 
-const METHODS: [Method; 12] = [
+const METHODS: [Method; 16] = [
     Method {
         service: INFERENCE,
         name: "ServerLive",
@@ -305,6 +305,30 @@ const METHODS: [Method; 12] = [
     Method {
         service: INFERENCE,
         name: "ModelStreamInfer",
+        open: false,
+        inference: false,
+    },
+    Method {
+        service: INFERENCE,
+        name: "ModelStatistics",
+        open: false,
+        inference: false,
+    },
+    Method {
+        service: INFERENCE,
+        name: "RepositoryIndex",
+        open: false,
+        inference: false,
+    },
+    Method {
+        service: INFERENCE,
+        name: "RepositoryModelLoad",
+        open: false,
+        inference: false,
+    },
+    Method {
+        service: INFERENCE,
+        name: "RepositoryModelUnload",
         open: false,
         inference: false,
     },
@@ -552,6 +576,66 @@ impl GrpcInferenceService for InferenceService {
             .await
     }
 
+    async fn model_statistics(
+        &self,
+        request: Request<ModelStatisticsRequest>,
+    ) -> Result<Response<ModelStatisticsResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let report = async {
+            let models = oip::statistics(&self.registry, &request.name, Some(&request.version))?;
+            Ok(ModelStatisticsResponse {
+                model_stats: models
+                    .iter()
+                    .map(|model| statistics_message(&oip::model_statistics(model)))
+                    .collect(),
+            })
+        };
+        self.observed("ModelStatistics", &request.name, "", &metadata, report)
+            .await
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let index = async {
+            Ok(RepositoryIndexResponse {
+                models: oip::repository_index(&self.registry, request.ready)
+                    .into_iter()
+                    .map(|entry| repository_index_response::ModelIndex {
+                        name: entry.name.to_string(),
+                        version: entry.version.to_string(),
+                        state: entry.state.to_string(),
+                        reason: entry.reason.to_string(),
+                    })
+                    .collect(),
+            })
+        };
+        self.observed("RepositoryIndex", "", "", &metadata, index)
+            .await
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<RepositoryModelLoadRequest>,
+    ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let refused = async { Err(oip::refuse_load("load", &request.model_name)) };
+        self.observed("RepositoryModelLoad", "", "", &metadata, refused)
+            .await
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<RepositoryModelUnloadRequest>,
+    ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let refused = async { Err(oip::refuse_load("unload", &request.model_name)) };
+        self.observed("RepositoryModelUnload", "", "", &metadata, refused)
+            .await
+    }
+
     type ModelStreamInferStream = std::pin::Pin<
         Box<dyn tokio_stream::Stream<Item = Result<ModelStreamInferResponse, Status>> + Send>,
     >;
@@ -746,6 +830,44 @@ impl InferenceService {
             outputs,
             raw_output_contents,
         })
+    }
+}
+
+/// The protobuf form of a model's statistics.
+fn statistics_message(report: &oip::ModelStatisticsReport) -> ModelStatistics {
+    let duration = |d: oip::Duration| {
+        Some(StatisticDuration {
+            count: d.count,
+            ns: d.ns,
+        })
+    };
+    let stats = &report.inference_stats;
+    ModelStatistics {
+        name: report.name.to_string(),
+        version: report.version.to_string(),
+        last_inference: report.last_inference,
+        inference_count: report.inference_count,
+        execution_count: report.execution_count,
+        inference_stats: Some(InferStatistics {
+            success: duration(stats.success),
+            fail: duration(stats.fail),
+            queue: duration(stats.queue),
+            compute_input: duration(stats.compute_input),
+            compute_infer: duration(stats.compute_infer),
+            compute_output: duration(stats.compute_output),
+            cache_hit: duration(stats.cache_hit),
+            cache_miss: duration(stats.cache_miss),
+        }),
+        batch_stats: report
+            .batch_stats
+            .iter()
+            .map(|batch| InferBatchStatistics {
+                batch_size: batch.batch_size,
+                compute_input: duration(batch.compute_input),
+                compute_infer: duration(batch.compute_infer),
+                compute_output: duration(batch.compute_output),
+            })
+            .collect(),
     }
 }
 

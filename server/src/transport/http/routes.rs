@@ -224,7 +224,7 @@ static SEED_MODEL_ROUTES: [Route; 12] = seed_routes! {
 const INFER_SUMMARY: &str =
     "Run the model (JSON; Triton's binary tensor data extension is also accepted, see docs/api.md)";
 
-static OTHER_ROUTES: [Route; 15] = [
+static OTHER_ROUTES: [Route; 21] = [
     Route::get(
         "/health",
         "health",
@@ -305,6 +305,56 @@ static OTHER_ROUTES: [Route; 15] = [
     .inference()
     .takes("InferRequest")
     .answers("InferResponse"),
+    Route::get(
+        "/v2/models/stats",
+        "allModelStatistics",
+        "Triton's statistics of every model (the statistics extension)",
+        || get(v2::all_statistics),
+    )
+    .api(Api::V2)
+    .answers("ModelStatistics"),
+    Route::get(
+        "/v2/models/{model}/stats",
+        "modelStatistics",
+        "Triton's statistics of the model (the statistics extension)",
+        || get(v2::model_statistics),
+    )
+    .api(Api::V2)
+    .model()
+    .answers("ModelStatistics"),
+    Route::get(
+        "/v2/models/{model}/versions/{version}/stats",
+        "modelStatisticsVersion",
+        "Triton's statistics of the model (the statistics extension)",
+        || get(v2::model_statistics),
+    )
+    .api(Api::V2)
+    .model()
+    .answers("ModelStatistics"),
+    Route::post(
+        "/v2/repository/index",
+        "repositoryIndex",
+        "The served models and their state (the model repository extension)",
+        || post(v2::repository_index),
+    )
+    .api(Api::V2)
+    .answers("RepositoryIndex"),
+    Route::post(
+        "/v2/repository/models/{model}/load",
+        "repositoryModelLoad",
+        "Refused: a predictor's models are fixed by its image or unit",
+        || post(v2::repository_load),
+    )
+    .api(Api::V2)
+    .answers("Error"),
+    Route::post(
+        "/v2/repository/models/{model}/unload",
+        "repositoryModelUnload",
+        "Refused: a predictor's models are fixed by its image or unit",
+        || post(v2::repository_unload),
+    )
+    .api(Api::V2)
+    .answers("Error"),
     Route::get(
         "/v2/models/{model}/config",
         "modelConfig",

@@ -91,6 +91,41 @@ pub(super) async fn server_metadata() -> Json<ServerMetadata> {
     })
 }
 
+/// `GET /v2/models/stats`: every model's statistics.
+pub(super) async fn all_statistics(State(registry): State<AppState>) -> Response {
+    let models = registry.models();
+    let model_stats: Vec<_> = models.iter().map(|m| oip::model_statistics(m)).collect();
+    Json(serde_json::json!({ "model_stats": model_stats })).into_response()
+}
+
+pub(super) async fn model_statistics(V2Model(model): V2Model) -> Response {
+    Json(serde_json::json!({ "model_stats": [oip::model_statistics(&model)] })).into_response()
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct IndexRequest {
+    #[serde(default)]
+    ready: bool,
+}
+
+/// `POST /v2/repository/index` (the body, `{"ready": true}`, is optional).
+pub(super) async fn repository_index(State(registry): State<AppState>, body: Bytes) -> Response {
+    let request: IndexRequest = serde_json::from_slice(&body).unwrap_or_default();
+    Json(oip::repository_index(&registry, request.ready)).into_response()
+}
+
+pub(super) async fn repository_load(
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiError {
+    oip::refuse_load("load", &name).into()
+}
+
+pub(super) async fn repository_unload(
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiError {
+    oip::refuse_load("unload", &name).into()
+}
+
 pub(super) async fn model_config(V2Model(model): V2Model) -> Response {
     Json(oip::model_config(&model)).into_response()
 }
