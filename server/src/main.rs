@@ -141,6 +141,14 @@ struct ServeArgs {
     /// a reserve]; past it a connection is served one request with a 2 s timeout, then closed.
     #[arg(long, env = "PREDICTOR_MAX_CONNECTIONS")]
     max_connections: Option<NonZeroUsize>,
+    /// Origins (`https://docs.example.com`) whose web pages may call the HTTP API from a browser
+    /// (CORS); repeat, or comma-separate in the environment. None by default.
+    #[arg(
+        long = "cors-allow-origin",
+        env = "PREDICTOR_CORS_ALLOW_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_allow_origins: Vec<String>,
     /// File of bearer tokens, one per line (`#` comments): every request but the health probes
     /// must then send `Authorization: Bearer <token>` (gRPC: `authorization` metadata). Not a
     /// token on the command line or in the environment, where other processes can read it.
@@ -330,6 +338,15 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
         metrics_port: args.metrics_port,
         drain_timeout: Duration::from_secs(args.drain_timeout_seconds),
         max_body_bytes: args.max_body_bytes,
+        cors_origins: args
+            .cors_allow_origins
+            .iter()
+            .map(|origin| {
+                origin
+                    .parse()
+                    .map_err(|_| format!("--cors-allow-origin {origin}: not a header value"))
+            })
+            .collect::<Result<_, String>>()?,
         connections: ConnectionLimits {
             header_read_timeout: seconds(
                 args.header_read_timeout_seconds,

@@ -26,6 +26,8 @@ pub struct ListenOptions {
     pub drain_timeout: Duration,
     /// The largest request body or gRPC message, decompressed.
     pub max_body_bytes: usize,
+    /// Origins whose pages may call the HTTP API (CORS).
+    pub cors_origins: Vec<axum::http::HeaderValue>,
     /// The timeouts and caps of every connection.
     pub connections: ConnectionLimits,
     /// Connections of the whole process (None: from the open-file limit).
@@ -70,6 +72,7 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
         registry.clone(),
         &HttpOptions {
             max_body_bytes: options.max_body_bytes,
+            cors_origins: options.cors_origins.clone(),
         },
     );
     let reactor = tokio::runtime::Builder::new_multi_thread()

@@ -15,7 +15,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware;
 use axum::routing::get;
 use axum::Router;
@@ -41,6 +41,8 @@ const COMPRESS_ABOVE_BYTES: u16 = 4096;
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub max_body_bytes: usize,
+    /// Origins whose pages may call the API from a browser (CORS); none by default.
+    pub cors_origins: Vec<HeaderValue>,
 }
 
 pub type AppState = Arc<Registry>;
@@ -120,11 +122,37 @@ pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
                 .compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE_BYTES))),
         )
         .layer(middleware::from_fn_with_state(registry.clone(), gate::gate))
+        // Outside the gate: a browser's preflight carries no token.
+        .layer(tower::util::option_layer(cors(&options.cors_origins)))
         .layer(middleware::from_fn_with_state(
             registry.clone(),
             observe::observe,
         ))
         .with_state(registry)
+}
+
+/// Cross-origin access for the pages of `origins` (an API page hosted elsewhere); none with no
+/// origins, so that browsers keep other origins' pages out.
+fn cors(origins: &[HeaderValue]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::CONTENT_ENCODING,
+            header::HeaderName::from_static("inference-header-content-length"),
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::HeaderName::from_static("inference-header-content-length"),
+            header::HeaderName::from_static("x-request-id"),
+        ]);
+    Some(layer)
 }
 
 /// The metrics listener's one route: `GET /metrics`, the OpenMetrics text of every metric.
@@ -161,9 +189,56 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn pages_of_the_allowed_origins_only_may_call_the_api() {
+        let answer = |origins: Vec<HeaderValue>, method: &str| {
+            let app = router(
+                Registry::without_models(),
+                &HttpOptions {
+                    max_body_bytes: 1024,
+                    cors_origins: origins,
+                },
+            );
+            let request = Request::builder()
+                .method(method)
+                .uri("/v2/health/live")
+                .header("origin", "https://docs.example.com")
+                .header("access-control-request-method", "GET")
+                .body(Body::empty())
+                .unwrap();
+            async move { app.oneshot(request).await.unwrap() }
+        };
+        let allowed = || vec![HeaderValue::from_static("https://docs.example.com")];
+        let preflight = answer(allowed(), "OPTIONS").await;
+        assert_eq!(preflight.status(), 200);
+        assert_eq!(
+            preflight.headers()["access-control-allow-origin"],
+            "https://docs.example.com"
+        );
+        let call = answer(allowed(), "GET").await;
+        assert_eq!(
+            call.headers()["access-control-allow-origin"],
+            "https://docs.example.com"
+        );
+        let other = answer(
+            vec![HeaderValue::from_static("https://else.example.com")],
+            "GET",
+        )
+        .await;
+        assert!(!other.headers().contains_key("access-control-allow-origin"));
+        let none = answer(Vec::new(), "GET").await;
+        assert!(!none.headers().contains_key("access-control-allow-origin"));
+    }
+
+    #[tokio::test]
     async fn readiness_turns_false_as_soon_as_shutdown_begins() {
         let registry = Registry::without_models();
-        let app = router(registry.clone(), &HttpOptions { max_body_bytes: 1 });
+        let app = router(
+            registry.clone(),
+            &HttpOptions {
+                max_body_bytes: 1,
+                cors_origins: Vec::new(),
+            },
+        );
         let status = |path: &'static str| {
             let app = app.clone();
             async move {

@@ -128,6 +128,7 @@ mod tests {
             registry.clone(),
             &super::super::HttpOptions {
                 max_body_bytes: 1024,
+                cors_origins: Vec::new(),
             },
         );
         let document = document(&registry);
