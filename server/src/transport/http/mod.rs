@@ -1,5 +1,6 @@
 //! The HTTP layer: routes, extractors and the listener. It sees models and tensors, never `ort`.
 
+mod docs;
 mod error;
 mod gate;
 mod observe;

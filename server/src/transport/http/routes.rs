@@ -6,7 +6,7 @@
 use axum::http::Method;
 use axum::routing::{get, post, MethodRouter};
 
-use super::{openapi, seed, v2, AppState};
+use super::{docs, openapi, seed, v2, AppState};
 use crate::defaults::{LIVE_PATH, READY_PATH};
 
 /// The API a route belongs to (its OpenAPI tag).
@@ -85,6 +85,8 @@ pub struct Route {
     pub answers: Answer,
     /// The 503 of the seed's health routes, with its Health body, besides the Error default.
     pub unready_503: bool,
+    /// In the OpenAPI document (the API page and its files are not).
+    pub documented: bool,
     handler: fn() -> MethodRouter<AppState>,
 }
 
@@ -107,6 +109,7 @@ impl Route {
             takes: None,
             answers: Answer::YesOrNo("ServerReady"),
             unready_503: false,
+            documented: true,
             handler,
         }
     }
@@ -162,6 +165,13 @@ impl Route {
     const fn ready_body(self, schema: &'static str) -> Route {
         Route {
             answers: Answer::YesOrNo(schema),
+            ..self
+        }
+    }
+
+    const fn undocumented(self) -> Route {
+        Route {
+            documented: false,
             ..self
         }
     }
@@ -224,7 +234,7 @@ static SEED_MODEL_ROUTES: [Route; 12] = seed_routes! {
 const INFER_SUMMARY: &str =
     "Run the model (JSON; Triton's binary tensor data extension is also accepted, see docs/api.md)";
 
-static OTHER_ROUTES: [Route; 21] = [
+static OTHER_ROUTES: [Route; 24] = [
     Route::get(
         "/health",
         "health",
@@ -403,6 +413,30 @@ static OTHER_ROUTES: [Route; 21] = [
     .inference()
     .takes("InferRequest")
     .answers("InferResponse"),
+    Route::get("/docs", "docs", "The API page (Swagger UI)", || {
+        get(docs::page)
+    })
+    .api(Api::Server)
+    .open()
+    .undocumented(),
+    Route::get(
+        "/docs/swagger-ui-bundle.js",
+        "docsScript",
+        "The API page's script",
+        || get(docs::bundle),
+    )
+    .api(Api::Server)
+    .open()
+    .undocumented(),
+    Route::get(
+        "/docs/swagger-ui.css",
+        "docsStyle",
+        "The API page's style",
+        || get(docs::style),
+    )
+    .api(Api::Server)
+    .open()
+    .undocumented(),
     Route {
         answers: Answer::Document,
         ..Route::get("/openapi.json", "openapi", "This document", || {
