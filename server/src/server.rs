@@ -126,30 +126,21 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
             }
         };
         let places = connection_places(options.max_connections);
-        let listen = |name: &'static str, service, listener, protocols| {
+        let listen = |name, service, listener| {
             let (places, stopping) = (places.clone(), stopping.clone());
-            async move {
-                listener::serve(service, listener, protocols, &options.connections, places, stopping)
-                    .await
-                    .map_err(|error| format!("{name} listener failed: {error}"))
-            }
+            serve_on(name, service, listener, Protocols::Http1AndH2c, options, places, stopping)
         };
-        let http = listen("HTTP", router, http_listener, Protocols::Http1AndH2c);
-        let metrics = listen(
-            "metrics",
-            http::metrics_router(registry.clone()),
-            metrics_listener,
-            Protocols::Http1AndH2c,
+        let http = listen("HTTP", router, http_listener);
+        let metrics = listen("metrics", http::metrics_router(registry.clone()), metrics_listener);
+        let grpc = serve_on(
+            "gRPC",
+            grpc::service(registry.clone(), options.max_body_bytes),
+            grpc_listener,
+            Protocols::H2Only,
+            options,
+            places.clone(),
+            stopping.clone(),
         );
-        let grpc = {
-            let (places, stopping) = (places.clone(), stopping.clone());
-            let service = grpc::service(registry.clone(), options.max_body_bytes);
-            async move {
-                listener::serve(service, grpc_listener, Protocols::H2Only, &options.connections, places, stopping)
-                    .await
-                    .map_err(|error| format!("gRPC listener failed: {error}"))
-            }
-        };
         tokio::select! {
             served = async { tokio::try_join!(http, grpc, metrics).map(|_| ()) } => served,
             forced = drained_or_forced => forced,
@@ -160,6 +151,28 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One listener, served until `stopping`; its failure named `name`.
+async fn serve_on(
+    name: &str,
+    service: impl listener::Service + Clone,
+    tcp: TcpListener,
+    protocols: Protocols,
+    options: &ListenOptions,
+    places: ConnectionPlaces,
+    stopping: CancellationToken,
+) -> Result<(), String> {
+    listener::serve(
+        service,
+        tcp,
+        protocols,
+        &options.connections,
+        places,
+        stopping,
+    )
+    .await
+    .map_err(|error| format!("{name} listener failed: {error}"))
 }
 
 /// SIGINT and SIGTERM, handled from the moment `listen` returns.

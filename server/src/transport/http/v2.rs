@@ -42,21 +42,22 @@ impl FromRequestParts<AppState> for V2Model {
 /// Health answers say it twice: the status (200 true, 400 false, as the protocol says; tritonclient
 /// reads only that) and a JSON body (`{"live": true}`, `{"ready": false}`, which KServe's SDK
 /// parses).
-fn health(field: &'static str, ok: bool) -> Response {
+fn health(ok: bool, body: serde_json::Value) -> Response {
     let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::BAD_REQUEST
     };
-    (status, Json(serde_json::json!({ field: ok }))).into_response()
+    (status, Json(body)).into_response()
 }
 
 pub(super) async fn live() -> Response {
-    health("live", true)
+    health(true, serde_json::json!({"live": true}))
 }
 
 pub(super) async fn ready(State(registry): State<AppState>) -> Response {
-    health("ready", registry.is_ready())
+    let ready = registry.is_ready();
+    health(ready, serde_json::json!({"ready": ready}))
 }
 
 pub(super) async fn model_ready(
@@ -64,16 +65,10 @@ pub(super) async fn model_ready(
     V2Model(model): V2Model,
 ) -> Response {
     let ready = registry.is_model_ready(&model);
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    (
-        status,
-        Json(serde_json::json!({"name": model.name(), "ready": ready})),
+    health(
+        ready,
+        serde_json::json!({"name": model.name(), "ready": ready}),
     )
-        .into_response()
 }
 
 #[derive(Serialize)]
