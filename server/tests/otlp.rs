@@ -132,6 +132,12 @@ async fn a_forced_stop_still_exports_the_spans_of_answered_requests() {
             b"POST /v2/models/iris-svc/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{",
         )
         .unwrap();
+    // Signalled only once the server reads that body: before, the stop would find nothing to drain.
+    tokio::task::block_in_place(|| {
+        server.wait_for_metric("predictor_requests_in_flight{protocol=\"http\"}", |n| {
+            n >= 1.0
+        })
+    });
     server.signal("TERM");
     let status = tokio::task::spawn_blocking(move || server.wait_for_exit(Duration::from_secs(20)))
         .await
