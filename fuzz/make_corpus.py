@@ -20,7 +20,8 @@ REPO = FUZZ.parent
 
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 
-# The every-dtype fixture's inputs: (name, v2 datatype, struct format, two values).
+# The every-dtype fixture's inputs: (name, v2 datatype, struct format, two values); "s" is BYTES,
+# each element its 4-byte little-endian length, then its UTF-8.
 EVERY = [
     ("in_bool", "BOOL", "?", [True, False]),
     ("in_int8", "INT8", "b", [-128, 127]),
@@ -34,6 +35,7 @@ EVERY = [
     ("in_float16", "FP16", "e", [-0.000061035156, 65504.0]),
     ("in_float32", "FP32", "f", [-1.5, 3.25]),
     ("in_float64", "FP64", "d", [-1e300, 2.5e-300]),
+    ("in_string", "BYTES", "s", ["", "naïve façade, 日本語 ✓"]),
 ]
 
 
@@ -129,8 +131,17 @@ def v2_json():
     yield "bad-shared-memory", dumps(
         {"inputs": [v2_input("input", "FP32", [1, 4], IRIS_ROW, shared_memory_region="r")]}
     )
-    yield "bad-classification", dumps(
-        iris_request(outputs=[{"name": "label", "parameters": {"classification": 2}}])
+    yield "ok-classification", dumps(
+        iris_request(outputs=[{"name": "probabilities", "parameters": {"classification": 2}}])
+    )
+    yield "bad-classification-not-a-count", dumps(
+        iris_request(outputs=[{"name": "probabilities", "parameters": {"classification": "2"}}])
+    )
+    yield "bad-classification-of-text", dumps(
+        {
+            "inputs": [v2_input(n, d, [1, 2], v) for n, d, _, v in EVERY],
+            "outputs": [{"name": "out_string", "parameters": {"classification": 1}}],
+        }
     )
     yield "bad-parameter-type", dumps(iris_request(parameters={"binary_data_output": "yes"}))
     yield "bad-fp16-out-of-range", dumps(
@@ -153,6 +164,8 @@ def v2_json():
 
 
 def binary(values, fmt):
+    if fmt == "s":
+        return b"".join(struct.pack("<I", len(v.encode())) + v.encode() for v in values)
     return struct.pack("<%d%s" % (len(values), fmt), *values)
 
 
@@ -168,7 +181,7 @@ def v2_binary():
     yield "ok-iris-binary-output", with_header(
         dict(sized, parameters={"binary_data_output": True}), iris
     )
-    every = [v2_input(n, d, [1, 2], binary_data_size=2 * struct.calcsize(f)) for n, d, f, _ in EVERY]
+    every = [v2_input(n, d, [1, 2], binary_data_size=len(binary(v, f))) for n, d, f, v in EVERY]
     yield "ok-every-dtype", with_header(
         {"inputs": every}, b"".join(binary(v, f) for _, _, f, v in EVERY)
     )
@@ -262,6 +275,7 @@ CONTENTS = {
     "UINT64": (5, None),
     "FP32": (6, "f"),
     "FP64": (7, "d"),
+    "BYTES": (8, None),
 }
 
 
@@ -271,7 +285,11 @@ def grpc_input(name, datatype, shape, contents=None, **parameters):
         out += field(4, parameter(key, value))
     if contents is not None:
         number, fmt = CONTENTS[datatype]
-        out += field(5, packed(number, contents, fmt))
+        if datatype == "BYTES":
+            # Repeated bytes are never packed: one field per element.
+            out += field(5, b"".join(field(number, value) for value in contents))
+        else:
+            out += field(5, packed(number, contents, fmt))
     return out
 
 

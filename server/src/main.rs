@@ -391,8 +391,12 @@ fn init(library: &Path, args: &InitArgs) -> Result<(), String> {
         .to_string_lossy()
         .into_owned();
     let runtime = runtime(library)?;
-    let text = predictor::ops::init::scaffold(&runtime, &args.model, &model_file, &name)
-        .map_err(|error| error.to_string())?;
+    let predictor::ops::init::Scaffold { text, notes } =
+        predictor::ops::init::scaffold(&runtime, &args.model, &model_file, &name)
+            .map_err(|error| error.to_string())?;
+    for note in &notes {
+        eprintln!("note: {note}");
+    }
     let output = args
         .output
         .clone()

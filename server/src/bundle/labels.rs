@@ -10,6 +10,9 @@ impl Bundle {
         let data = prediction.data();
         let indices: Vec<f64> = match self.label_rule {
             LabelRule::None => return Err(format!("bundle '{}' declares no labels", self.name())),
+            LabelRule::Text => {
+                return Ok((0..data.len()).map(|i| Some(data.value_text(i))).collect())
+            }
             LabelRule::ClassIndex => (0..data.len()).map(|i| data.value_f64(i)).collect(),
             LabelRule::ArgmaxLastAxis => {
                 let classes = labels.len();

@@ -95,6 +95,8 @@ pub enum LabelRule {
     ArgmaxLastAxis,
     /// Integer class indices: the label at each index.
     ClassIndex,
+    /// Class names given by the model itself (a string output of shape [rows]).
+    Text,
 }
 
 /// A bundle read from disk and checked on its own (not yet against its ONNX graph).
@@ -423,7 +425,22 @@ fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, La
     };
     let spec = &config.outputs[prediction];
     // One label per row: scores are [rows, classes], class indices [rows].
-    let label_rule = if config.labels.is_empty() {
+    let label_rule = if spec.dtype == DType::String {
+        if !config.labels.is_empty() {
+            problems.push(format!(
+                "labels: the prediction output '{}' gives the class names itself; leave labels empty",
+                spec.name
+            ));
+        }
+        if spec.shape.len() != 1 {
+            problems.push(format!(
+                "prediction: the output '{}' holds strings, so it must be class names of shape [rows], not {}",
+                spec.name,
+                ShapeText(&spec.shape)
+            ));
+        }
+        LabelRule::Text
+    } else if config.labels.is_empty() {
         LabelRule::None
     } else if spec.dtype.is_float() {
         let classes = spec.shape.last().copied();

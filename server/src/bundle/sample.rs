@@ -4,11 +4,12 @@
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 use crate::text::ShapeText;
 
 /// Another request of the sample's shape and types: each number moved by one towards zero or
-/// past it (so that unsigned values stay in range), each boolean flipped.
+/// past it (so that unsigned values stay in range), each boolean flipped, each string's words
+/// reversed and one added.
 pub fn perturbed(value: &Value) -> Value {
     match value {
         Value::Array(items) => Value::Array(items.iter().map(perturbed).collect()),
@@ -27,6 +28,12 @@ pub fn perturbed(value: &Value) -> Value {
                 .map_or_else(|| value.clone(), Value::Number),
             _ => value.clone(),
         },
+        // Other text: the words in reverse order, then one more.
+        Value::String(text) => {
+            let mut words: Vec<&str> = text.split_whitespace().rev().collect();
+            words.push("other");
+            Value::String(words.join(" "))
+        }
         other => other.clone(),
     }
 }
@@ -61,7 +68,12 @@ pub fn compare(
             actual.data().value_f64(index),
         );
         // NaN compares false either way: it must fail, so test for being within tolerance.
-        let within = (want - got).abs() <= tolerance;
+        // Strings (whose numbers are NaN) must be equal.
+        let within = if expected.dtype() == DType::String {
+            expected.data().value_text(index) == actual.data().value_text(index)
+        } else {
+            (want - got).abs() <= tolerance
+        };
         if !within {
             let mut position = String::new();
             let mut rest = index;

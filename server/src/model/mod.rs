@@ -18,7 +18,7 @@ use crate::bundle::{Bundle, BundleError, LabelRule, TensorSpec};
 use crate::defaults;
 use crate::metrics::{Metrics, ModelInfoLabels, ModelMetrics};
 use crate::runtime::{Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError};
-use crate::tensor::{shape_fits, Tensor};
+use crate::tensor::{shape_fits, DType, Tensor};
 use crate::text::ShapeText;
 
 /// How a model is run, set by the deployment (flags), not by the bundle.
@@ -401,6 +401,25 @@ impl GraphBinding {
         Ok(())
     }
 
+    /// Labels over class scores named by text keys (a ZipMap of string classes) must be those
+    /// keys, in their order: otherwise `/predict/label` would name the wrong classes.
+    fn check_class_names(&self, backend: &impl Backend) -> Result<(), BundleError> {
+        let position = self.output_positions[self.bundle.prediction];
+        let keyed_by_text = matches!(
+            backend.signature().outputs[position].kind,
+            GraphValueKind::ClassScores { key: DType::String }
+        );
+        let labels = &self.bundle.config.labels;
+        match backend.class_keys(position) {
+            Some(classes) if keyed_by_text && !labels.is_empty() && labels != classes => {
+                Err(self.bundle.error(format!(
+                    "labels: the model's classes are {classes:?}, in this order; labels lists {labels:?}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Runs `[sample] input` and compares the prediction with `[sample] output`.
     fn check_sample(&self, backend: &mut impl Backend) -> Result<(), BundleError> {
         let sample = &self.bundle.config.sample;
@@ -433,6 +452,7 @@ impl GraphBinding {
                 json(&actual)
             ))
         })?;
+        self.check_class_names(backend)?;
         if self.bundle.label_rule != LabelRule::None {
             let labels = self.bundle.labels_of(&actual).map_err(|error| {
                 self.bundle
@@ -514,13 +534,39 @@ fn match_graph(
 fn describe(kind: &GraphValueKind) -> String {
     match kind {
         GraphValueKind::Tensor { dtype, shape } => format!("{dtype} {}", ShapeText(shape)),
+        GraphValueKind::ClassScores { key } => class_scores_text(*key),
         GraphValueKind::Unsupported(type_name) => type_name.clone(),
     }
+}
+
+fn class_scores_text(key: DType) -> String {
+    format!("a sequence of maps from {} to FP32", key.v2_name())
 }
 
 fn check_spec(field: &str, spec: &TensorSpec, graph: &GraphValue, problems: &mut Vec<String>) {
     let (dtype, shape) = match &graph.kind {
         GraphValueKind::Tensor { dtype, shape } => (*dtype, shape),
+        GraphValueKind::ClassScores { key } if field.starts_with("outputs") => {
+            // Served as class scores [rows, classes]; the class count shows in the sample.
+            if spec.dtype != DType::Float32 || spec.shape.len() != 2 {
+                problems.push(format!(
+                    "{field}: the model's '{}' is {}, served as class scores: declare dtype = \"float32\" and shape = [-1, <classes>], not {} {}",
+                    graph.name,
+                    class_scores_text(*key),
+                    spec.dtype,
+                    ShapeText(&spec.shape)
+                ));
+            }
+            return;
+        }
+        GraphValueKind::ClassScores { key } => {
+            problems.push(format!(
+                "{field}: the model's '{}' is {}, which predictor serves as an output only",
+                graph.name,
+                class_scores_text(*key)
+            ));
+            return;
+        }
         GraphValueKind::Unsupported(type_name) => {
             problems.push(format!(
                 "{field}: the model's '{}' is {type_name}, which predictor cannot serve",

@@ -6,14 +6,14 @@ use std::path::Path;
 
 use crate::bundle::SCHEMA_VERSION;
 use crate::runtime::{Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError};
-use crate::tensor::DType;
+use crate::tensor::{with_dtype, DType, Tensor, TensorData};
 use crate::text::ShapeText;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error("{model}: input '{name}' is {type_name}, which predictor cannot serve")]
+    #[error("{model}: input '{name}' is {type_name}, which predictor cannot serve; export the model with tensor inputs")]
     UnsupportedInput {
         model: String,
         name: String,
@@ -44,50 +44,109 @@ pub fn bundle_name_from(raw: &str) -> String {
     }
 }
 
+/// A starting `predictor.toml`, and what a person must know about it (said on the terminal).
+pub struct Scaffold {
+    pub text: String,
+    /// Outputs left out, and why; each says what to do.
+    pub notes: Vec<String>,
+}
+
+/// A declared value of the scaffold: name, dtype and shape.
+type Declared = (String, DType, Vec<i64>);
+
 /// The text of a `predictor.toml` for `model` (whose file name is written as `model_file`).
 pub fn scaffold(
     runtime: &OnnxRuntime,
     model: &Path,
     model_file: &str,
     name: &str,
-) -> Result<String, InitError> {
-    let backend = runtime.open(model, 1)?;
-    let signature = backend.signature();
-    let tensors = |values: &[GraphValue]| -> Vec<(String, DType, Vec<i64>)> {
-        values
-            .iter()
-            .filter_map(|v| match &v.kind {
-                GraphValueKind::Tensor { dtype, shape } => {
-                    Some((v.name.clone(), *dtype, shape.clone()))
-                }
-                GraphValueKind::Unsupported(_) => None,
-            })
-            .collect()
-    };
-    if let Some((name, type_name)) = signature.inputs.iter().find_map(|v| match &v.kind {
-        GraphValueKind::Unsupported(type_name) => Some((&v.name, type_name)),
-        GraphValueKind::Tensor { .. } => None,
-    }) {
-        return Err(InitError::UnsupportedInput {
-            model: model.display().to_string(),
-            name: name.clone(),
-            type_name: type_name.clone(),
-        });
+) -> Result<Scaffold, InitError> {
+    let mut backend = runtime.open(model, 1)?;
+    let signature = backend.signature().clone();
+    let mut inputs: Vec<Declared> = Vec::new();
+    for value in &signature.inputs {
+        match &value.kind {
+            GraphValueKind::Tensor { dtype, shape } => {
+                inputs.push((value.name.clone(), *dtype, shape.clone()))
+            }
+            GraphValueKind::ClassScores { key } => {
+                return Err(unsupported_input(model, value, &class_maps_text(*key)))
+            }
+            GraphValueKind::Unsupported(type_name) => {
+                return Err(unsupported_input(model, value, type_name))
+            }
+        }
     }
-    let inputs = tensors(&signature.inputs);
-    let outputs = tensors(&signature.outputs);
-    let skipped: Vec<&GraphValue> = signature
+    // Sequences of class maps (ZipMap) are served as class scores; their class count, and their
+    // names when the classes are text, come from one run on zeros.
+    let class_maps: Vec<usize> = signature
         .outputs
         .iter()
-        .filter(|v| matches!(v.kind, GraphValueKind::Unsupported(_)))
+        .enumerate()
+        .filter(|(_, v)| matches!(v.kind, GraphValueKind::ClassScores { .. }))
+        .map(|(index, _)| index)
         .collect();
+    let mut notes = Vec::new();
+    let mut classes: Vec<Option<Vec<String>>> = vec![None; signature.outputs.len()];
+    if !class_maps.is_empty() {
+        match backend.run(zero_inputs(&inputs), &class_maps) {
+            Ok(_) => {
+                for &index in &class_maps {
+                    classes[index] = backend.class_keys(index).map(<[String]>::to_vec);
+                }
+            }
+            Err(error) => notes.push(format!(
+                "could not run the model on zeros to count the classes of its class maps ({error}); fill in their shape [-1, <classes>]"
+            )),
+        }
+    }
+    let mut outputs: Vec<Declared> = Vec::new();
+    // The classes named by text, for labels.
+    let mut class_names: Option<Vec<String>> = None;
+    for (index, value) in signature.outputs.iter().enumerate() {
+        match &value.kind {
+            GraphValueKind::Tensor { dtype, shape } => {
+                outputs.push((value.name.clone(), *dtype, shape.clone()))
+            }
+            GraphValueKind::ClassScores { key } => {
+                let count = classes[index].as_ref().map_or(-1, |keys| keys.len() as i64);
+                if *key == DType::String && class_names.is_none() {
+                    class_names = classes[index].clone();
+                }
+                outputs.push((value.name.clone(), DType::Float32, vec![-1, count]));
+            }
+            GraphValueKind::Unsupported(type_name) => notes.push(format!(
+                "output '{}' is left out: it is {type_name}, which predictor cannot serve; export it as a tensor (or a sequence of maps from class to FP32, as scikit-learn's ZipMap) to serve it",
+                value.name
+            )),
+        }
+    }
     // Class scores are the usual prediction; fall back to the first float, then the first output.
-    let prediction = outputs
-        .iter()
-        .find(|(n, d, _)| d.is_float() && n.to_ascii_lowercase().contains("prob"))
+    let prediction = class_maps
+        .first()
+        .and_then(|&index| {
+            outputs
+                .iter()
+                .find(|(n, _, _)| *n == signature.outputs[index].name)
+        })
+        .or_else(|| {
+            outputs
+                .iter()
+                .find(|(n, d, _)| d.is_float() && n.to_ascii_lowercase().contains("prob"))
+        })
         .or_else(|| outputs.iter().find(|(_, d, _)| d.is_float()))
         .or_else(|| outputs.first())
         .ok_or_else(|| InitError::NoOutput(model.display().to_string()))?;
+    // Text classes are labels only when the prediction is the class scores they name.
+    let labels = class_names.filter(|_| {
+        class_maps.iter().any(|&index| {
+            signature.outputs[index].name == prediction.0
+                && matches!(
+                    signature.outputs[index].kind,
+                    GraphValueKind::ClassScores { key: DType::String }
+                )
+        })
+    });
 
     let mut text = String::new();
     let out = &mut text;
@@ -100,11 +159,23 @@ pub fn scaffold(
     let _ = writeln!(out, "version = \"0.1.0\"");
     let _ = writeln!(out, "description = \"\"");
     let _ = writeln!(out, "model = {}", quote(model_file));
-    let _ = writeln!(
-        out,
-        "# Class names, in class order, for /predict/label; leave empty if there are none."
-    );
-    let _ = writeln!(out, "labels = []");
+    match &labels {
+        Some(labels) => {
+            let _ = writeln!(
+                out,
+                "# Class names for /predict/label: the model's own classes, in its order."
+            );
+            let quoted: Vec<String> = labels.iter().map(|l| quote(l)).collect();
+            let _ = writeln!(out, "labels = [{}]", quoted.join(", "));
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "# Class names, in class order, for /predict/label; leave empty if there are none."
+            );
+            let _ = writeln!(out, "labels = []");
+        }
+    }
     let _ = writeln!(out, "# The output that /predict returns.");
     let _ = writeln!(out, "prediction = {}", quote(&prediction.0));
     for (section, values) in [("inputs", &inputs), ("outputs", &outputs)] {
@@ -113,14 +184,19 @@ pub fn scaffold(
             let _ = writeln!(out, "name = {}", quote(name));
             let _ = writeln!(out, "dtype = \"{dtype}\"");
             let _ = writeln!(out, "shape = {}", ShapeText(shape));
+            if let Some(index) = signature.outputs.iter().position(|v| {
+                v.name == *name && matches!(v.kind, GraphValueKind::ClassScores { .. })
+            }) {
+                let _ = writeln!(
+                    out,
+                    "# The model gives {}: served as class scores [rows, classes], in class order.",
+                    describe_class_maps(&signature.outputs[index].kind)
+                );
+            }
         }
     }
-    for value in skipped {
-        let _ = writeln!(
-            out,
-            "\n# Output '{}' is left out: predictor serves tensors only.",
-            value.name
-        );
+    for note in &notes {
+        let _ = writeln!(out, "\n# {note}");
     }
     let _ = writeln!(out, "\n[sample]");
     let _ = writeln!(
@@ -143,7 +219,42 @@ pub fn scaffold(
     let _ = writeln!(out, "tolerance = 1e-4");
     let _ = writeln!(out, "\n[runtime]");
     let _ = writeln!(out, "threads = 1");
-    Ok(text)
+    Ok(Scaffold { text, notes })
+}
+
+fn unsupported_input(model: &Path, value: &GraphValue, type_name: &str) -> InitError {
+    InitError::UnsupportedInput {
+        model: model.display().to_string(),
+        name: value.name.clone(),
+        type_name: type_name.to_string(),
+    }
+}
+
+fn class_maps_text(key: DType) -> String {
+    format!("a sequence of maps from {} to FP32", key.v2_name())
+}
+
+fn describe_class_maps(kind: &GraphValueKind) -> String {
+    match kind {
+        GraphValueKind::ClassScores { key } => class_maps_text(*key),
+        _ => String::new(),
+    }
+}
+
+/// One input per declared input, of zeros (empty strings), one row for each dynamic dimension.
+fn zero_inputs(inputs: &[Declared]) -> Vec<Tensor> {
+    inputs
+        .iter()
+        .filter_map(|(_, dtype, shape)| {
+            let dims: Vec<usize> = shape
+                .iter()
+                .map(|&d| usize::try_from(d).unwrap_or(1).max(1))
+                .collect();
+            let count = dims.iter().product();
+            let data = with_dtype!(*dtype, T => TensorData::from(vec![T::default(); count]));
+            Tensor::new(dims, data).ok()
+        })
+        .collect()
 }
 
 /// A TOML basic string.
@@ -155,6 +266,7 @@ fn quote(text: &str) -> String {
 fn zeros(dtype: DType, shape: &[i64]) -> String {
     let zero = match dtype {
         DType::Bool => "false",
+        DType::String => "\"\"",
         d if d.is_float() => "0.0",
         _ => "0",
     };

@@ -17,10 +17,11 @@ use crate::text::{clip, quoted, ShapeText};
 pub const SERVER_NAME: &str = "predictor";
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The extensions served: Triton's binary tensor data (REST; over gRPC raw contents are part of
-/// the protocol), model configuration, statistics and model repository (its index; load and
-/// unload are refused).
+/// the protocol), classification, model configuration, statistics and model repository (its
+/// index; load and unload are refused).
 pub const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
+    "classification",
     "model_configuration",
     "statistics",
     "model_repository",
@@ -270,23 +271,26 @@ impl<'m> RequestInputs<'m> {
         &self.specs()[slot.index].name
     }
 
-    /// Checks that `bytes` of raw data fill the slot's shape, then decodes them.
+    /// Checks that `bytes` of raw data fill the slot's shape, then decodes them (BYTES: each
+    /// element its 4-byte length, then its bytes; `fill` checks their count).
     pub fn decode_raw(&self, slot: &InputSlot, bytes: &[u8]) -> Result<TensorData, ServeError> {
         let name = self.name(slot);
-        let expected = slot.count.checked_mul(slot.dtype.size()).ok_or_else(|| {
-            invalid(format!(
-                "input '{name}': shape {} of {} takes more bytes than memory can hold",
-                ShapeText(&slot.shape),
-                slot.dtype.v2_name()
-            ))
-        })?;
-        if expected != bytes.len() {
-            return Err(invalid(format!(
-                "input '{name}' has shape {} of {}, which takes {expected} bytes, but {} bytes were sent",
-                ShapeText(&slot.shape),
-                slot.dtype.v2_name(),
-                bytes.len()
-            )));
+        if let Some(size) = slot.dtype.size() {
+            let expected = slot.count.checked_mul(size).ok_or_else(|| {
+                invalid(format!(
+                    "input '{name}': shape {} of {} takes more bytes than memory can hold",
+                    ShapeText(&slot.shape),
+                    slot.dtype.v2_name()
+                ))
+            })?;
+            if expected != bytes.len() {
+                return Err(invalid(format!(
+                    "input '{name}' has shape {} of {}, which takes {expected} bytes, but {} bytes were sent",
+                    ShapeText(&slot.shape),
+                    slot.dtype.v2_name(),
+                    bytes.len()
+                )));
+            }
         }
         TensorData::from_le_bytes(slot.dtype, bytes)
             .map_err(|problem| invalid(format!("input '{name}': {problem}")))
@@ -329,24 +333,36 @@ impl<'m> RequestInputs<'m> {
     }
 }
 
-/// An output a request asked for: its index among the declared outputs, and whether it goes back
-/// as binary data (REST's binary extension).
+/// An output a request asked for: its index among the declared outputs, whether it goes back
+/// as binary data (REST's binary extension), and how many of its best classes to return instead
+/// of its values (the classification extension).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OutputChoice {
     pub index: usize,
     pub binary: bool,
+    pub classification: Option<usize>,
 }
 
-/// The outputs named in a request, each with its binary choice (or `binary_default`), in the
-/// order asked; every declared output, in declaration order, when the request names none.
+/// An output named in a request, with what it asked of it.
+pub struct RequestedOutput<'r> {
+    pub name: &'r str,
+    /// The binary choice; the request's default when None.
+    pub binary: Option<bool>,
+    /// The `classification` parameter: return the k best classes (0, as in Triton: the values).
+    pub classification: Option<u64>,
+}
+
+/// The outputs named in a request, in the order asked; every declared output, in declaration
+/// order, when the request names none.
 pub fn choose_outputs<'r>(
     bundle: &Bundle,
-    requested: impl IntoIterator<Item = (&'r str, Option<bool>)>,
+    requested: impl IntoIterator<Item = RequestedOutput<'r>>,
     binary_default: bool,
 ) -> Result<Vec<OutputChoice>, ServeError> {
     let specs = &bundle.config.outputs;
     let mut chosen: Vec<OutputChoice> = Vec::new();
-    for (name, binary) in requested {
+    for output in requested {
+        let name = output.name;
         let index = specs
             .iter()
             .position(|spec| spec.name == name)
@@ -361,9 +377,23 @@ pub fn choose_outputs<'r>(
         if chosen.iter().any(|choice| choice.index == index) {
             return Err(invalid(format!("output '{name}' is requested twice")));
         }
+        let classification = match output.classification {
+            None | Some(0) => None,
+            Some(k) => {
+                let dtype = specs[index].dtype;
+                if matches!(dtype, DType::Bool | DType::Float16 | DType::String) {
+                    return Err(invalid(format!(
+                        "output '{name}': classification needs numeric scores, but the output is {}",
+                        dtype.v2_name()
+                    )));
+                }
+                Some(usize::try_from(k).unwrap_or(usize::MAX))
+            }
+        };
         chosen.push(OutputChoice {
             index,
-            binary: binary.unwrap_or(binary_default),
+            binary: output.binary.unwrap_or(binary_default),
+            classification,
         });
     }
     if chosen.is_empty() {
@@ -371,10 +401,73 @@ pub fn choose_outputs<'r>(
             .map(|index| OutputChoice {
                 index,
                 binary: binary_default,
+                classification: None,
             })
             .collect();
     }
     Ok(chosen)
+}
+
+/// The tensor an output choice answers with: the output itself, or, with classification, its
+/// `k` best classes per row as BYTES `"score:index:label"` (`"score:index"` past the labels),
+/// best first, the score printed with six decimals as Triton prints it. Triton ranks a whole
+/// batch-1 tensor when the model does not batch; here every output's first dimension is its
+/// rows, so each row of a `[rows, classes]` output is ranked on its own, giving `[rows, k]`,
+/// and a one-dimensional output gives `[k]`.
+pub fn answer_tensor<'t>(
+    bundle: &Bundle,
+    choice: &OutputChoice,
+    tensor: &'t Tensor,
+) -> std::borrow::Cow<'t, Tensor> {
+    let Some(k) = choice.classification else {
+        return std::borrow::Cow::Borrowed(tensor);
+    };
+    let labels = &bundle.config.labels;
+    let (rows, classes) = match tensor.shape() {
+        [] => (1, 1),
+        [classes] => (1, *classes),
+        [rows, rest @ ..] => (*rows, rest.iter().product()),
+    };
+    let count = k.min(classes);
+    let data = tensor.data();
+    let mut ranked = Vec::with_capacity(rows * count);
+    for row in 0..rows {
+        let score = |class: usize| data.value_f64(row * classes + class);
+        let mut order: Vec<usize> = (0..classes).collect();
+        // Best first, ties in class order (a stable sort), NaN last.
+        order.sort_by(|&a, &b| {
+            let (a, b) = (score(a), score(b));
+            match (a.is_nan(), b.is_nan()) {
+                (false, false) => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
+                (nan_a, nan_b) => nan_a.cmp(&nan_b),
+            }
+        });
+        ranked.extend(order.into_iter().take(count).map(|class| {
+            let text = format!("{}:{class}", score_text(data, row * classes + class));
+            match labels.get(class) {
+                Some(label) => format!("{text}:{label}"),
+                None => text,
+            }
+        }));
+    }
+    let shape = if tensor.shape().len() >= 2 {
+        vec![rows, count]
+    } else {
+        vec![count]
+    };
+    std::borrow::Cow::Owned(
+        Tensor::new(shape, TensorData::String(ranked)).unwrap_or_else(|_| tensor.clone()),
+    )
+}
+
+/// An element as C's `%f` prints it (six decimals), as Triton's `std::to_string` does.
+fn score_text(data: &TensorData, index: usize) -> String {
+    match data {
+        TensorData::Float32(values) => format!("{:.6}", values[index]),
+        TensorData::Float64(values) => format!("{:.6}", values[index]),
+        // Integers print as themselves (`std::to_string` of an integer).
+        other => other.value_text(index),
+    }
 }
 
 /// Refuses the parameters of the protocol's extensions this server does not serve, so that a
@@ -385,16 +478,11 @@ pub fn refuse_unserved<'p>(
     parameters: impl IntoIterator<Item = &'p str>,
 ) -> Result<(), ServeError> {
     for key in parameters {
-        let extension = match key {
-            "classification" => "the classification extension; ask for the output itself",
-            key if key.starts_with("shared_memory") => {
-                "the shared memory extension; send the data in the request"
-            }
-            _ => continue,
-        };
-        return Err(invalid(format!(
-            "{owner}: parameter '{key}' belongs to {extension}, which this server does not serve"
-        )));
+        if key.starts_with("shared_memory") {
+            return Err(invalid(format!(
+                "{owner}: parameter '{key}' belongs to the shared memory extension, which this server does not serve; send the data in the request"
+            )));
+        }
     }
     Ok(())
 }

@@ -39,7 +39,12 @@ pub struct GraphValue {
 pub enum GraphValueKind {
     /// A tensor; `shape` has -1 for every dynamic (symbolic or unknown) dimension.
     Tensor { dtype: DType, shape: Vec<i64> },
-    /// Anything predictor cannot serve (strings, maps, sequences...), described for error messages.
+    /// A sequence of maps from class (INT64 or BYTES) to FP32 score, one map per row, as
+    /// scikit-learn's ZipMap writes class probabilities: served as an FP32 tensor
+    /// `[rows, classes]`, the classes in key order.
+    ClassScores { key: DType },
+    /// Anything else (other maps and sequences, optional values), described in the protocol's
+    /// words for error messages.
     Unsupported(String),
 }
 
@@ -56,4 +61,10 @@ pub trait Backend: Send + 'static {
     /// Runs the graph on `inputs`, given in the order of `signature().inputs`; returns the graph
     /// outputs at the indices `outputs` (of `signature().outputs`), in that order.
     fn run(&mut self, inputs: Vec<Tensor>, outputs: &[usize]) -> Result<Vec<Tensor>, RuntimeError>;
+    /// For an output of [`GraphValueKind::ClassScores`], the classes (as text, in the order of
+    /// the served scores) that its last run returned.
+    fn class_keys(&self, output: usize) -> Option<&[String]> {
+        let _ = output;
+        None
+    }
 }

@@ -9,11 +9,12 @@ use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{
-    DynValue, IntoTensorElementType, PrimitiveTensorElementType, TensorElementType, ValueType,
+    DynMap, DynValue, IntoTensorElementType, PrimitiveTensorElementType, TensorElementType,
+    ValueType,
 };
 
 use super::{Backend, GraphSignature, GraphValue, GraphValueKind, RuntimeError};
-use crate::tensor::{with_data, with_dtype, DType, Tensor, TensorData};
+use crate::tensor::{with_dtype, with_fixed_data, with_fixed_dtype, DType, Tensor, TensorData};
 
 /// The process-wide ONNX Runtime (the library can be loaded, and its environment built, only once).
 #[derive(Clone)]
@@ -87,7 +88,7 @@ impl OnnxRuntime {
     pub fn open(&self, model: &Path, threads: usize) -> Result<OrtBackend, RuntimeError> {
         let model_error = |message: String| RuntimeError::Model {
             path: model.display().to_string(),
-            message,
+            message: with_hint(message),
         };
         let session = Session::builder(&self.environment)
             .map_err(|e| model_error(e.to_string()))?
@@ -112,18 +113,41 @@ impl OnnxRuntime {
             inputs: describe(session.inputs()),
             outputs: describe(session.outputs()),
         };
-        Ok(OrtBackend { session, signature })
+        let class_keys = vec![None; signature.outputs.len()];
+        Ok(OrtBackend {
+            session,
+            signature,
+            class_keys,
+        })
     }
+}
+
+/// ONNX Runtime's own message, and what to do when it is a known trap.
+fn with_hint(message: String) -> String {
+    // string_normalizer.cc builds a C++ locale by name (en_US.UTF-8 unless the model names
+    // one): it fails where that locale is not installed, as in predictor's OCI image.
+    if message.contains("Failed to construct locale") {
+        return format!(
+            "{message} (the model's StringNormalizer, which lower-cases text, asks for a locale this system lacks; export it with a locale that always exists, in skl2onnx options={{id(vectorizer): {{\"locale\": \"C\"}}}}: see models/support-tickets-tfidf/make_model.py)"
+        );
+    }
+    message
 }
 
 pub struct OrtBackend {
     session: Session,
     signature: GraphSignature,
+    /// For each output that is a sequence of class maps, the classes of its last run.
+    class_keys: Vec<Option<Vec<String>>>,
 }
 
 impl Backend for OrtBackend {
     fn signature(&self) -> &GraphSignature {
         &self.signature
+    }
+
+    fn class_keys(&self, output: usize) -> Option<&[String]> {
+        self.class_keys.get(output)?.as_deref()
     }
 
     fn run(&mut self, inputs: Vec<Tensor>, outputs: &[usize]) -> Result<Vec<Tensor>, RuntimeError> {
@@ -139,15 +163,23 @@ impl Backend for OrtBackend {
             ort::ErrorCode::InvalidArgument => RuntimeError::RejectedInput(e.to_string()),
             _ => RuntimeError::Inference(e.to_string()),
         })?;
-        // Only the wanted outputs are converted: the others may be maps or sequences, which
-        // predictor does not serve, and copying them would be wasted work.
+        // Only the wanted outputs are converted: the others may be of kinds predictor does not
+        // serve, and copying them would be wasted work.
         outputs
             .iter()
             .map(|&index| {
-                let name = &self.signature.outputs[index].name;
+                let output = &self.signature.outputs[index];
+                let name = &output.name;
                 let value = values.get(name).ok_or_else(|| {
                     RuntimeError::Inference(format!("no value for output '{name}'"))
                 })?;
+                if let GraphValueKind::ClassScores { .. } = output.kind {
+                    let (keys, scores) = class_scores(name, value)?;
+                    if let Some(slot) = self.class_keys.get_mut(index) {
+                        *slot = Some(keys);
+                    }
+                    return Ok(scores);
+                }
                 from_ort(name, value)
             })
             .collect()
@@ -167,15 +199,118 @@ fn graph_value_kind(value_type: &ValueType) -> GraphValueKind {
                 dtype,
                 shape: shape.iter().map(|&d| if d < 0 { -1 } else { d }).collect(),
             },
-            None => GraphValueKind::Unsupported(value_type.to_string()),
+            None => GraphValueKind::Unsupported(protocol_type_name(value_type)),
         },
-        other => GraphValueKind::Unsupported(other.to_string()),
+        ValueType::Sequence(element) => match element.as_ref() {
+            ValueType::Map { key, value } => match (dtype_of(*key), *value) {
+                (Some(key @ (DType::Int64 | DType::String)), TensorElementType::Float32) => {
+                    GraphValueKind::ClassScores { key }
+                }
+                _ => GraphValueKind::Unsupported(protocol_type_name(value_type)),
+            },
+            _ => GraphValueKind::Unsupported(protocol_type_name(value_type)),
+        },
+        other => GraphValueKind::Unsupported(protocol_type_name(other)),
+    }
+}
+
+/// A graph value's type in the protocol's words (`FP32`, `BYTES`, `sequence of maps from INT64
+/// to FP32`), not `ort`'s Rust notation.
+fn protocol_type_name(value_type: &ValueType) -> String {
+    let element = |ty: &TensorElementType| {
+        dtype_of(*ty).map_or_else(
+            || format!("{ty:?}").to_uppercase(),
+            |d| d.v2_name().to_string(),
+        )
+    };
+    match value_type {
+        ValueType::Tensor { ty, shape, .. } => {
+            let dims: Vec<String> = shape
+                .iter()
+                .map(|&d| {
+                    if d < 0 {
+                        "-1".to_string()
+                    } else {
+                        d.to_string()
+                    }
+                })
+                .collect();
+            format!("a {} tensor of shape [{}]", element(ty), dims.join(", "))
+        }
+        ValueType::Sequence(inner) => match inner.as_ref() {
+            ValueType::Map { key, value } => format!(
+                "a sequence of maps from {} to {}",
+                element(key),
+                element(value)
+            ),
+            other => format!("a sequence of {}", protocol_type_name(other)),
+        },
+        ValueType::Map { key, value } => {
+            format!("a map from {} to {}", element(key), element(value))
+        }
+        ValueType::Optional(inner) => format!("an optional {}", protocol_type_name(inner)),
     }
 }
 
 fn to_ort(tensor: Tensor) -> Result<DynValue, ort::Error> {
     let (shape, data) = tensor.into_parts();
-    Ok(with_data!(data, v => ort::value::Tensor::from_array((shape, v))?.into_dyn()))
+    Ok(with_fixed_data!(
+        data,
+        v => ort::value::Tensor::from_array((shape, v))?.into_dyn(),
+        strings => ort::value::Tensor::from_string_array((shape, strings.as_slice()))?.into_dyn()
+    ))
+}
+
+/// A sequence of maps from class to score, one per row (scikit-learn's ZipMap), as the classes
+/// in key order (ONNX Runtime keeps a map's keys sorted; sorted again here to rely on nothing)
+/// and a float32 tensor `[rows, classes]`. Every row must have the same classes.
+fn class_scores(name: &str, value: &DynValue) -> Result<(Vec<String>, Tensor), RuntimeError> {
+    let failed = |e: ort::Error| RuntimeError::Inference(format!("output '{name}': {e}"));
+    let maps = value
+        .try_extract_sequence::<ort::value::DynMapValueType>()
+        .map_err(failed)?;
+    let rows: Vec<Vec<(String, f32)>> = maps
+        .iter()
+        .map(|map: &DynMap| -> Result<_, ort::Error> {
+            let mut pairs: Vec<(String, f32)> = match map.dtype() {
+                ValueType::Map {
+                    key: TensorElementType::String,
+                    ..
+                } => map.try_extract_key_values::<String, f32>()?,
+                _ => map
+                    .try_extract_key_values::<i64, f32>()?
+                    .into_iter()
+                    .map(|(key, score)| (key.to_string(), score))
+                    .collect(),
+            };
+            // Integer classes in numeric order, as scikit-learn's `classes_`.
+            pairs.sort_by(
+                |(a, _), (b, _)| match (a.parse::<i64>(), b.parse::<i64>()) {
+                    (Ok(a), Ok(b)) => a.cmp(&b),
+                    _ => a.cmp(b),
+                },
+            );
+            Ok(pairs)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(failed)?;
+    let keys: Vec<String> = rows
+        .first()
+        .map(|row| row.iter().map(|(key, _)| key.clone()).collect())
+        .unwrap_or_default();
+    if let Some(row) = rows
+        .iter()
+        .position(|row| row.iter().map(|(key, _)| key).ne(keys.iter()))
+    {
+        return Err(RuntimeError::Inference(format!(
+            "output '{name}': row {row} has other classes than row 0"
+        )));
+    }
+    let scores: Vec<f32> = rows.into_iter().flatten().map(|(_, score)| score).collect();
+    let shape = vec![scores.len() / keys.len().max(1), keys.len()];
+    let tensor = Tensor::new(shape, TensorData::Float32(scores))
+        .map_err(|e| RuntimeError::Inference(e.to_string()))?;
+    Ok((keys, tensor))
 }
 
 fn from_ort(name: &str, value: &DynValue) -> Result<Tensor, RuntimeError> {
@@ -190,16 +325,22 @@ fn from_ort(name: &str, value: &DynValue) -> Result<Tensor, RuntimeError> {
     }
     let unsupported = || RuntimeError::UnsupportedOutput {
         name: name.to_string(),
-        type_name: value.dtype().to_string(),
+        type_name: protocol_type_name(value.dtype()),
     };
     let dtype = value
         .dtype()
         .tensor_type()
         .and_then(dtype_of)
         .ok_or_else(unsupported)?;
-    let (shape, data) = with_dtype!(dtype, T => {
+    let (shape, data) = with_fixed_dtype!(dtype, T => {
         let (shape, data) = extract::<T>(value)?;
         (shape, TensorData::from(data))
+    }, strings => {
+        let (shape, strings) = value
+            .try_extract_strings()
+            .map_err(|e| RuntimeError::Inference(e.to_string()))?;
+        let shape = shape.iter().map(|&d| d.max(0) as usize).collect();
+        (shape, TensorData::String(strings))
     });
     Tensor::new(shape, data).map_err(|e| RuntimeError::Inference(e.to_string()))
 }

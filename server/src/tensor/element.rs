@@ -3,12 +3,20 @@
 
 use half::f16;
 
-/// An element of a tensor: read and written little-endian, and widened to f64.
-pub trait Element: Sized + Copy {
+/// An element of a tensor: read and written in the binary encoding, and widened to f64.
+pub trait Element: Sized + Clone {
+    /// The element as a number (NaN for a string, which is none).
     fn to_f64(&self) -> f64;
-    /// One element from exactly `size_of::<Self>()` bytes.
-    fn from_le(bytes: &[u8]) -> Result<Self, String>;
+    /// One element read off the front of `bytes`, which moves past it.
+    fn read_le(bytes: &mut &[u8]) -> Result<Self, String>;
     fn write_le(&self, out: &mut Vec<u8>);
+}
+
+/// The first `size` bytes of `bytes`, which moves past them.
+fn take<'a>(bytes: &mut &'a [u8], size: usize) -> Option<&'a [u8]> {
+    let (head, tail) = bytes.split_at_checked(size)?;
+    *bytes = tail;
+    Some(head)
 }
 
 macro_rules! numbers {
@@ -18,9 +26,11 @@ macro_rules! numbers {
                 // i64 and u64 beyond 2^53 round, as any f64 comparison must.
                 *self as f64
             }
-            fn from_le(bytes: &[u8]) -> Result<Self, String> {
-                // decode_le hands over chunks of the exact size, so this never falls back.
-                Ok(<$t>::from_le_bytes(bytes.try_into().unwrap_or_default()))
+            fn read_le(bytes: &mut &[u8]) -> Result<Self, String> {
+                take(bytes, std::mem::size_of::<$t>())
+                    .and_then(|head| head.try_into().ok())
+                    .map(<$t>::from_le_bytes)
+                    .ok_or_else(|| "is cut short".to_string())
             }
             fn write_le(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
@@ -34,8 +44,11 @@ impl Element for f16 {
     fn to_f64(&self) -> f64 {
         f16::to_f64(*self)
     }
-    fn from_le(bytes: &[u8]) -> Result<Self, String> {
-        Ok(f16::from_le_bytes(bytes.try_into().unwrap_or_default()))
+    fn read_le(bytes: &mut &[u8]) -> Result<Self, String> {
+        take(bytes, 2)
+            .and_then(|head| head.try_into().ok())
+            .map(f16::from_le_bytes)
+            .ok_or_else(|| "is cut short".to_string())
     }
     fn write_le(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
@@ -46,11 +59,11 @@ impl Element for bool {
     fn to_f64(&self) -> f64 {
         f64::from(u8::from(*self))
     }
-    fn from_le(bytes: &[u8]) -> Result<Self, String> {
-        match bytes {
-            [0] => Ok(false),
-            [1] => Ok(true),
-            [other] => Err(format!("is the byte {other}; a bool must be 0 or 1")),
+    fn read_le(bytes: &mut &[u8]) -> Result<Self, String> {
+        match take(bytes, 1) {
+            Some([0]) => Ok(false),
+            Some([1]) => Ok(true),
+            Some([other]) => Err(format!("is the byte {other}; a bool must be 0 or 1")),
             _ => Err("is not one byte; a bool must be 0 or 1".to_string()),
         }
     }
@@ -59,13 +72,59 @@ impl Element for bool {
     }
 }
 
-/// Every element of `bytes`, whose length the caller has checked is a whole number of elements.
-pub fn decode_le<T: Element>(bytes: &[u8]) -> Result<Vec<T>, String> {
-    bytes
-        .chunks_exact(std::mem::size_of::<T>())
-        .enumerate()
-        .map(|(index, chunk)| {
-            T::from_le(chunk).map_err(|problem| format!("element {index} {problem}"))
-        })
-        .collect()
+/// A string element (BYTES): its length as 4 bytes little-endian, then its bytes, which must be
+/// UTF-8 without a NUL (ONNX Runtime takes each string as a NUL-terminated C string).
+impl Element for String {
+    fn to_f64(&self) -> f64 {
+        f64::NAN
+    }
+    fn read_le(bytes: &mut &[u8]) -> Result<Self, String> {
+        let prefix = take(bytes, 4)
+            .and_then(|head| head.try_into().ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| {
+                format!(
+                    "has {} bytes where its 4-byte length should be",
+                    bytes.len()
+                )
+            })?;
+        let remaining = bytes.len();
+        let text = usize::try_from(prefix)
+            .ok()
+            .and_then(|length| take(bytes, length))
+            .ok_or_else(|| {
+                format!("claims {prefix} bytes, but only {remaining} bytes of data follow")
+            })?;
+        let text = std::str::from_utf8(text)
+            .map_err(|_| "is not UTF-8 text; BYTES elements must be UTF-8 here".to_string())?;
+        text_element(text.to_string())
+    }
+    fn write_le(&self, out: &mut Vec<u8>) {
+        // Strings come from requests under the body limit or from the model: far below 4 GiB.
+        let length = u32::try_from(self.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&length.to_le_bytes());
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+/// A string as a tensor element, refused when it holds a NUL (which would cut it short in
+/// ONNX Runtime).
+pub fn text_element(text: String) -> Result<String, String> {
+    if text.contains('\0') {
+        return Err("holds a NUL character, which ONNX Runtime's strings cannot carry".to_string());
+    }
+    Ok(text)
+}
+
+/// Every element of `bytes`, back to back (for fixed-size types the caller has checked that the
+/// length is a whole number of elements, and gives their count as `capacity`).
+pub fn decode_le<T: Element>(mut bytes: &[u8], capacity: usize) -> Result<Vec<T>, String> {
+    let mut elements = Vec::with_capacity(capacity);
+    while !bytes.is_empty() {
+        let index = elements.len();
+        let element =
+            T::read_le(&mut bytes).map_err(|problem| format!("element {index} {problem}"))?;
+        elements.push(element);
+    }
+    Ok(elements)
 }

@@ -154,7 +154,7 @@ impl<'de> Visitor<'de> for &mut Decoder {
     type Value = ();
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str("a nested array of numbers or booleans")
+        formatter.write_str("a nested array of numbers, booleans or strings")
     }
 
     fn visit_bool<E: de::Error>(self, value: bool) -> Result<(), E> {
@@ -173,8 +173,12 @@ impl<'de> Visitor<'de> for &mut Decoder {
         self.leaf(Ok(Value::from(value)))
     }
 
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        self.leaf(Err("a string"))
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<(), E> {
+        if self.out.dtype() == DType::String {
+            self.leaf(Ok(Value::String(value.to_string())))
+        } else {
+            self.leaf(Err("a string"))
+        }
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {

@@ -11,8 +11,10 @@ use serde_json::Value;
 mod element;
 mod json;
 
-/// The one table of element types: the variant, its Rust type, its name in `predictor.toml`
-/// and the Open Inference Protocol's. Everything per element type below is generated from it.
+/// The one table of the fixed-size element types: the variant, its Rust type, its name in
+/// `predictor.toml` and the Open Inference Protocol's. Everything per element type below is
+/// generated from it; the one variable-size type, `String` (BYTES: UTF-8 text, as ONNX Runtime's
+/// string tensors hold), is added by hand beside each generated list.
 macro_rules! dtype_table {
     ($callback:ident!($($arguments:tt)*)) => {
         $callback! {
@@ -39,15 +41,19 @@ macro_rules! define_dtypes {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
         pub enum DType {
             $(#[serde(rename = $name)] $variant,)*
+            /// UTF-8 text of any length (the protocol's BYTES).
+            #[serde(rename = "string")]
+            String,
         }
 
         impl DType {
             /// Every dtype, for lookups by name.
-            pub const ALL: &'static [DType] = &[$(DType::$variant,)*];
+            pub const ALL: &'static [DType] = &[$(DType::$variant,)* DType::String];
 
             pub fn name(self) -> &'static str {
                 match self {
                     $(DType::$variant => $name,)*
+                    DType::String => "string",
                 }
             }
 
@@ -55,13 +61,16 @@ macro_rules! define_dtypes {
             pub fn v2_name(self) -> &'static str {
                 match self {
                     $(DType::$variant => $v2,)*
+                    DType::String => "BYTES",
                 }
             }
 
-            /// Bytes per element in the binary (raw) encoding; a bool is one byte.
-            pub fn size(self) -> usize {
+            /// Bytes per element in the binary (raw) encoding (a bool is one byte); None for
+            /// strings, each of which is its length (4 bytes, little-endian) then its bytes.
+            pub fn size(self) -> Option<usize> {
                 match self {
-                    $(DType::$variant => std::mem::size_of::<$t>(),)*
+                    $(DType::$variant => Some(std::mem::size_of::<$t>()),)*
+                    DType::String => None,
                 }
             }
         }
@@ -70,6 +79,7 @@ macro_rules! define_dtypes {
         #[derive(Debug, Clone, PartialEq)]
         pub enum TensorData {
             $($variant(Vec<$t>),)*
+            String(Vec<String>),
         }
 
         /// Applies `$body` to the vector inside any [`TensorData`] variant, bound to `$v`.
@@ -77,6 +87,18 @@ macro_rules! define_dtypes {
             ($d data:expr, $d v:ident => $d body:expr) => {
                 match $d data {
                     $(TensorData::$variant($d v) => $d body,)*
+                    TensorData::String($d v) => $d body,
+                }
+            };
+        }
+
+        /// [`with_data!`] for code that only fixed-size elements fit (a C array for ONNX
+        /// Runtime): strings take the second arm.
+        macro_rules! with_fixed_data {
+            ($d data:expr, $d v:ident => $d body:expr, $d strings:ident => $d other:expr) => {
+                match $d data {
+                    $(TensorData::$variant($d v) => $d body,)*
+                    TensorData::String($d strings) => $d other,
                 }
             };
         }
@@ -89,20 +111,36 @@ macro_rules! define_dtypes {
                         type $d element = $t;
                         $d body
                     })*
+                    DType::String => {
+                        type $d element = String;
+                        $d body
+                    }
+                }
+            };
+        }
+
+        /// [`with_dtype!`] for code that only fixed-size elements fit: strings take `$other`.
+        macro_rules! with_fixed_dtype {
+            ($d dtype:expr, $d element:ident => $d body:expr, strings => $d other:expr) => {
+                match $d dtype {
+                    $(DType::$variant => {
+                        type $d element = $t;
+                        $d body
+                    })*
+                    DType::String => $d other,
                 }
             };
         }
 
         impl TensorData {
             fn with_capacity(dtype: DType, capacity: usize) -> Self {
-                match dtype {
-                    $(DType::$variant => TensorData::$variant(Vec::with_capacity(capacity)),)*
-                }
+                with_dtype!(dtype, T => TensorData::from(Vec::<T>::with_capacity(capacity)))
             }
 
             pub fn dtype(&self) -> DType {
                 match self {
                     $(TensorData::$variant(_) => DType::$variant,)*
+                    TensorData::String(_) => DType::String,
                 }
             }
 
@@ -110,6 +148,7 @@ macro_rules! define_dtypes {
             fn append(&mut self, other: TensorData) -> Option<()> {
                 match (self, other) {
                     $((TensorData::$variant(a), TensorData::$variant(mut b)) => a.append(&mut b),)*
+                    (TensorData::String(a), TensorData::String(mut b)) => a.append(&mut b),
                     _ => return None,
                 }
                 Some(())
@@ -117,24 +156,24 @@ macro_rules! define_dtypes {
 
             /// Splits off the elements from `at` on, as `Vec::split_off` does.
             fn split_off(&mut self, at: usize) -> TensorData {
-                match self {
-                    $(TensorData::$variant(v) => TensorData::$variant(v.split_off(at)),)*
-                }
+                with_data!(self, v => TensorData::from(v.split_off(at)))
             }
 
-            /// Decodes elements stored little-endian, row-major, without padding (the binary
-            /// encoding of the Open Inference Protocol); a bool is one byte, 0 or 1.
+            /// Decodes the binary encoding of the Open Inference Protocol: fixed-size elements
+            /// little-endian, row-major, without padding (a bool is one byte, 0 or 1); strings
+            /// each as a 4-byte little-endian length, then that many bytes of UTF-8.
             pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Result<TensorData, String> {
-                if !bytes.len().is_multiple_of(dtype.size()) {
-                    return Err(format!(
-                        "{} bytes are not a whole number of {dtype} elements ({} bytes each)",
-                        bytes.len(),
-                        dtype.size()
-                    ));
+                let mut count = 0;
+                if let Some(size) = dtype.size() {
+                    count = bytes.len() / size;
+                    if !bytes.len().is_multiple_of(size) {
+                        return Err(format!(
+                            "{} bytes are not a whole number of {dtype} elements ({size} bytes each)",
+                            bytes.len(),
+                        ));
+                    }
                 }
-                Ok(match dtype {
-                    $(DType::$variant => TensorData::$variant(element::decode_le(bytes)?),)*
-                })
+                Ok(with_dtype!(dtype, T => TensorData::from(element::decode_le::<T>(bytes, count)?)))
             }
         }
 
@@ -143,11 +182,17 @@ macro_rules! define_dtypes {
                 TensorData::$variant(values)
             }
         })*
+
+        impl From<Vec<String>> for TensorData {
+            fn from(values: Vec<String>) -> Self {
+                TensorData::String(values)
+            }
+        }
     };
 }
 
 dtype_table!(define_dtypes!($));
-pub(crate) use {with_data, with_dtype};
+pub(crate) use {with_dtype, with_fixed_data, with_fixed_dtype};
 
 impl DType {
     pub fn is_float(self) -> bool {
@@ -183,7 +228,7 @@ macro_rules! json_element_as_itself {
         }
     )*};
 }
-json_element_as_itself!(bool, i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
+json_element_as_itself!(bool, i8, i16, i32, i64, u8, u16, u32, u64, f32, f64, String);
 
 impl JsonElement for f16 {
     fn serialize_element<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -219,9 +264,24 @@ impl TensorData {
         with_data!(self, v => v[index].to_string())
     }
 
+    /// BYTES elements given one by one (gRPC's `bytes_contents`), each UTF-8 without a NUL.
+    pub fn strings_from_bytes(elements: Vec<Vec<u8>>) -> Result<Self, String> {
+        elements
+            .into_iter()
+            .enumerate()
+            .map(|(index, bytes)| {
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    format!("element {index} is not UTF-8 text; BYTES elements must be UTF-8 here")
+                })?;
+                element::text_element(text).map_err(|problem| format!("element {index} {problem}"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(TensorData::String)
+    }
+
     /// Appends the elements little-endian, row-major, without padding (see [`Self::from_le_bytes`]).
     pub fn write_le_bytes(&self, out: &mut Vec<u8>) {
-        out.reserve(self.len() * self.dtype().size());
+        out.reserve(self.len() * self.dtype().size().unwrap_or(8));
         with_data!(self, v => v.iter().for_each(|x| element::Element::write_le(x, out)))
     }
 
@@ -284,6 +344,12 @@ impl TensorData {
                 v.push(narrowed);
             }
             TensorData::Float64(v) => v.push(float(value)?),
+            TensorData::String(v) => {
+                let text = value
+                    .as_str()
+                    .ok_or_else(|| LeafError::WrongType(kind_of(value)))?;
+                v.push(element::text_element(text.to_string()).map_err(LeafError::Refused)?);
+            }
         }
         Ok(())
     }
@@ -324,6 +390,8 @@ pub enum TensorError {
         dtype: DType,
         value: String,
     },
+    #[error("the value at {} {problem}", Path(.at))]
+    Refused { at: Vec<usize>, problem: String },
     /// Not JSON, or nested deeper than the parser follows.
     #[error("{0}")]
     Json(String),
@@ -335,6 +403,8 @@ pub enum TensorError {
 
 enum LeafError {
     WrongType(&'static str),
+    /// A value of the right type that cannot be used (a string holding a NUL).
+    Refused(String),
     NotAnInteger(String),
     OutOfRange(String),
 }
@@ -357,6 +427,10 @@ impl LeafError {
                 at: at.to_vec(),
                 dtype,
                 value: number,
+            },
+            LeafError::Refused(problem) => TensorError::Refused {
+                at: at.to_vec(),
+                problem,
             },
         }
     }
@@ -638,17 +712,83 @@ mod protocol_tests {
     fn every_dtype_has_a_protocol_name_and_its_bytes_round_trip() {
         for &dtype in DType::ALL {
             assert_eq!(DType::from_v2_name(dtype.v2_name()), Some(dtype));
-            let data = TensorData::from_json_leaves(&json!([0, 1]).to_string(), dtype, 2)
-                .or_else(|_| {
-                    TensorData::from_json_leaves(&json!([false, true]).to_string(), dtype, 2)
-                })
+            let data = [json!([0, 1]), json!([false, true]), json!(["", "zwei"])]
+                .iter()
+                .find_map(|leaves| TensorData::from_json_leaves(&leaves.to_string(), dtype, 2).ok())
                 .unwrap();
             let mut bytes = Vec::new();
             data.write_le_bytes(&mut bytes);
-            assert_eq!(bytes.len(), 2 * dtype.size(), "{dtype}");
+            let expected = dtype.size().map_or(4 + 4 + 4, |size| 2 * size);
+            assert_eq!(bytes.len(), expected, "{dtype}");
             assert_eq!(TensorData::from_le_bytes(dtype, &bytes).unwrap(), data);
         }
-        assert_eq!(DType::from_v2_name("BYTES"), None);
+        assert_eq!(DType::from_v2_name("BYTES"), Some(DType::String));
+    }
+
+    #[test]
+    fn strings_are_length_prefixed_utf8_without_nul() {
+        let bytes = [&3u32.to_le_bytes()[..], b"abc", &0u32.to_le_bytes()].concat();
+        assert_eq!(
+            TensorData::from_le_bytes(DType::String, &bytes).unwrap(),
+            TensorData::String(vec!["abc".into(), String::new()])
+        );
+        let error = |bytes: &[u8]| TensorData::from_le_bytes(DType::String, bytes).unwrap_err();
+        assert_eq!(
+            error(&[&9u32.to_le_bytes()[..], b"abc"].concat()),
+            "element 0 claims 9 bytes, but only 3 bytes of data follow"
+        );
+        assert_eq!(
+            error(&[&1u32.to_le_bytes()[..], b"a", &[7, 0]].concat()),
+            "element 1 has 2 bytes where its 4-byte length should be"
+        );
+        assert_eq!(
+            error(&[&1u32.to_le_bytes()[..], &[0xff]].concat()),
+            "element 0 is not UTF-8 text; BYTES elements must be UTF-8 here"
+        );
+        assert_eq!(
+            error(&[&3u32.to_le_bytes()[..], b"a\0b"].concat()),
+            "element 0 holds a NUL character, which ONNX Runtime's strings cannot carry"
+        );
+        assert_eq!(
+            TensorData::strings_from_bytes(vec![b"ok".to_vec(), b"\0".to_vec()]).unwrap_err(),
+            "element 1 holds a NUL character, which ONNX Runtime's strings cannot carry"
+        );
+    }
+
+    #[test]
+    fn strings_decode_from_json_and_encode_back() {
+        let tensor = Tensor::from_json(&json!([["a b"], ["é"]]), DType::String).unwrap();
+        assert_eq!(tensor.shape(), &[2, 1]);
+        assert_eq!(
+            serde_json::to_string(&tensor).unwrap(),
+            r#"[["a b"],["é"]]"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Flat(tensor.data())).unwrap(),
+            r#"["a b","é"]"#
+        );
+        let error = |value: Value| {
+            Tensor::from_json(&value, DType::String)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error(json!([["x"], [1]])),
+            "expected string at [1][0], received a number"
+        );
+        assert_eq!(
+            Tensor::from_json_text(r#"["a\u0000b"]"#, DType::String)
+                .unwrap_err()
+                .to_string(),
+            "the value at [0] holds a NUL character, which ONNX Runtime's strings cannot carry"
+        );
+        let joined = Tensor::concat_rows(vec![tensor.clone(), tensor]).unwrap();
+        assert_eq!(joined.rows(), 4);
+        let pieces = joined.split_rows(&[1, 3]).unwrap();
+        assert_eq!(
+            pieces[1].data(),
+            &TensorData::String(vec!["é".into(), "a b".into(), "é".into()])
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod proto {
 }
 
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+use proto::infer_parameter::ParameterChoice;
 use proto::model_infer_response::InferOutputTensor;
 use proto::model_metadata_response::TensorMetadata;
 use proto::*;
@@ -786,11 +787,34 @@ impl InferenceService {
             };
             inputs.fill(slot, data)?;
         }
+        let mut requested = Vec::with_capacity(request.outputs.len());
         for output in &request.outputs {
             let owner = format!("output '{}'", crate::text::clip(&output.name));
             oip::refuse_unserved(&owner, output.parameters.keys().map(String::as_str))?;
+            let classification = match output
+                .parameters
+                .get("classification")
+                .and_then(|p| p.parameter_choice.as_ref())
+            {
+                None => None,
+                Some(ParameterChoice::Int64Param(k)) => Some(u64::try_from(*k).map_err(|_| {
+                    invalid(format!(
+                        "{owner}: parameter 'classification' must be a class count, received {k}"
+                    ))
+                })?),
+                Some(ParameterChoice::Uint64Param(k)) => Some(*k),
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "{owner}: parameter 'classification' must be a class count (int64_param)"
+                    )))
+                }
+            };
+            requested.push(oip::RequestedOutput {
+                name: output.name.as_str(),
+                binary: None,
+                classification,
+            });
         }
-        let requested = request.outputs.iter().map(|o| (o.name.as_str(), None));
         let chosen = oip::choose_outputs(bundle, requested, true)?;
         Ok((inputs.finish()?, chosen))
     }
@@ -810,7 +834,7 @@ impl InferenceService {
         let mut outputs = Vec::with_capacity(chosen.len());
         let mut raw_output_contents = Vec::with_capacity(chosen.len());
         for choice in chosen {
-            let tensor = &tensors[choice.index];
+            let tensor = oip::answer_tensor(model.bundle(), &choice, &tensors[choice.index]);
             outputs.push(InferOutputTensor {
                 name: specs[choice.index].name.clone(),
                 datatype: tensor.dtype().v2_name().to_string(),
@@ -983,6 +1007,10 @@ fn typed_contents(mut contents: InferTensorContents, dtype: DType) -> Result<Ten
             DType::Float64 => (
                 TensorData::Float64(take(&mut c.fp64_contents)),
                 "fp64_contents",
+            ),
+            DType::String => (
+                TensorData::strings_from_bytes(take(&mut c.bytes_contents))?,
+                "bytes_contents",
             ),
         };
     // What is left must be empty: values in a field of another datatype are a mistake.

@@ -351,7 +351,18 @@ pub(crate) fn decode_infer(
             Value::as_bool,
             "true or false",
         )?;
-        requested.push((output.name.as_str(), binary));
+        let classification = parameter(
+            &output.parameters,
+            "classification",
+            &owner,
+            Value::as_u64,
+            "a class count",
+        )?;
+        requested.push(oip::RequestedOutput {
+            name: output.name.as_str(),
+            binary,
+            classification,
+        });
     }
     let chosen = oip::choose_outputs(bundle, requested, binary_default)?;
     Ok(InferCall {
@@ -371,10 +382,14 @@ fn respond(
     let specs = &model.bundle().config.outputs;
     let mut binary = Vec::new();
     let any_binary = chosen.iter().any(|choice| choice.binary);
+    let answers: Vec<_> = chosen
+        .iter()
+        .map(|choice| oip::answer_tensor(model.bundle(), choice, &tensors[choice.index]))
+        .collect();
     let outputs = chosen
         .iter()
-        .map(|choice| {
-            let tensor = &tensors[choice.index];
+        .zip(&answers)
+        .map(|(choice, tensor)| {
             let (parameters, data) = if choice.binary {
                 let start = binary.len();
                 tensor.data().write_le_bytes(&mut binary);

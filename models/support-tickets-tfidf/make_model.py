@@ -1,0 +1,93 @@
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "numpy==2.4.6",
+#     "scipy==1.17.1",
+#     "scikit-learn==1.7.2",
+#     "skl2onnx==1.19.1",
+#     "onnx==1.19.1",
+# ]
+# ///
+"""Make model.onnx: a text classifier, TF-IDF then logistic regression, sorting short support
+tickets into billing, delivery and technical. The corpus is written here (fixed seed), so
+nothing is downloaded.
+
+The input is a string tensor [rows, 1]; the outputs are the class names (a string tensor) and
+their probabilities as a ZipMap keyed by the class names, skl2onnx's default. One option is set:
+`locale = "C"` for ONNX Runtime's StringNormalizer, which lower-cases the text. Without it the
+operator asks the C library for the `en_US.UTF-8` locale by name and the model fails to load
+where no locales are installed, as in predictor's OCI image. The "C" locale always exists; it
+lower-cases ASCII letters only, which this corpus is written in.
+
+Run with the pinned versions above (PEP 723; e.g. `pipx run` or `uv run`), or in a virtual
+environment holding them:
+    python models/support-tickets-tfidf/make_model.py
+It prints the [sample] expected output, computed by scikit-learn itself, for predictor.toml.
+"""
+
+import random
+from pathlib import Path
+
+import numpy as np
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import StringTensorType
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+PHRASES = {
+    "billing": [
+        "I was charged twice for my subscription",
+        "please refund the last invoice",
+        "my credit card payment failed",
+        "why is there an extra fee on my bill",
+        "cancel my plan and stop charging me",
+        "the invoice amount is wrong",
+    ],
+    "delivery": [
+        "my parcel has not arrived yet",
+        "the package was delivered to the wrong address",
+        "where is my order, tracking shows no update",
+        "the courier left the box outside in the rain",
+        "shipping is taking more than two weeks",
+        "the delivery was damaged when it arrived",
+    ],
+    "technical": [
+        "the app crashes when I open settings",
+        "I cannot log in, the password reset email never comes",
+        "the website shows an error after the update",
+        "sync stopped working on my phone",
+        "the download is stuck at ninety percent",
+        "the screen stays black after I start the program",
+    ],
+}
+OPENINGS = ["", "hello, ", "hi team, ", "urgent: ", "good morning, "]
+CLOSINGS = ["", " thanks", " please help", " what can I do", " this is frustrating"]
+
+rng = random.Random(0)
+texts, classes = [], []
+for name, phrases in PHRASES.items():
+    for phrase in phrases:
+        for _ in range(4):
+            texts.append(rng.choice(OPENINGS) + phrase + rng.choice(CLOSINGS))
+            classes.append(name)
+
+model = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000, random_state=0))
+model.fit(texts, classes)
+vectorizer = model.steps[0][1]
+
+onnx_model = convert_sklearn(
+    model,
+    initial_types=[("text", StringTensorType([None, 1]))],
+    options={id(vectorizer): {"locale": "C"}},
+)
+Path(__file__).with_name("model.onnx").write_bytes(onnx_model.SerializeToString())
+
+sample = [
+    "I was charged twice this month",
+    "my package never arrived",
+    "the app crashes on start",
+]
+print("classes =", model.classes_.tolist())
+print("labels =", model.predict(sample).tolist())
+print("expected =", np.round(model.predict_proba(sample).astype(np.float64), 6).tolist())
