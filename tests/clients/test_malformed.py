@@ -67,7 +67,7 @@ def binary_request(header, *blobs, length=None):
         ({"inputs": [iris_input(datatype="FLOAT32")]}, "received FLOAT32 (not a datatype of the protocol)"),
         ({"inputs": [iris_input(parameters={"binary_data_size": 16})]}, "both 'data' and the 'binary_data_size'"),
         ({"inputs": [iris_input()], "parameters": {"binary_data_output": "yes"}}, "must be true or false"),
-        ({"inputs": [iris_input()], "outputs": [{"name": "label", "parameters": {"classification": 2}}]}, "classification extension"),
+        ({"inputs": [iris_input()], "outputs": [{"name": "label", "parameters": {"classification": "two"}}]}, "parameter 'classification' must be a class count"),
         ({"inputs": [iris_input(data=None, parameters={"shared_memory_region": "r"})]}, "shared memory extension"),
         ({"inputs": [iris_input(name="x" * 5000)]}, "unknown input 'xxxxxxxx"),
         ({"inputs": [iris_input()], "outputs": [{"name": "label"}, {"name": "label"}]}, "requested twice"),
@@ -232,11 +232,20 @@ def test_grpc_messages_that_do_not_fit(stub, request_message, message):
 
 def test_grpc_refuses_extension_parameters_it_does_not_serve(stub):
     request = grpc_request(grpc_input(fp32_contents=IRIS_ROW))
-    request.outputs.add(name="label").parameters["classification"].int64_param = 2
+    request.outputs.add(name="label").parameters["shared_memory_region"].string_param = "r"
     with pytest.raises(grpc.RpcError) as raised:
         stub.ModelInfer(request)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "classification extension" in raised.value.details()
+    assert "shared memory extension" in raised.value.details()
+
+
+def test_grpc_classification_needs_a_class_count(stub):
+    request = grpc_request(grpc_input(fp32_contents=IRIS_ROW))
+    request.outputs.add(name="probabilities").parameters["classification"].string_param = "2"
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ModelInfer(request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "parameter 'classification' must be a class count" in raised.value.details()
 
 
 def test_error_messages_clip_what_the_caller_sent(server):
@@ -279,7 +288,7 @@ def everything_else(given):
         {
             "name": spec["name"],
             "shape": [1, 2],
-            "datatype": {"bool": "BOOL", "float16": "FP16", "float32": "FP32", "float64": "FP64"}.get(
+            "datatype": {"bool": "BOOL", "float16": "FP16", "float32": "FP32", "float64": "FP64", "string": "BYTES"}.get(
                 spec["dtype"], spec["dtype"].upper()
             ),
             "data": given.get(spec["name"], bundle["sample"]["input"][spec["name"]]),

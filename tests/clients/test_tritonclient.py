@@ -10,7 +10,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from conftest import BUNDLES, EVERY_DTYPE, read_bundle
+from conftest import BUNDLES, EVERY_DTYPE, REPO, read_bundle
+
+REPO_MODELS = REPO / "models"
 
 PROTOCOLS = ["http", "grpc"]
 # The ways a tritonclient sends tensors: HTTP with JSON or binary data, gRPC (raw bytes).
@@ -19,6 +21,8 @@ NUMPY_DTYPES = {
     "bool": np.bool_, "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
     "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
     "float16": np.float16, "float32": np.float32, "float64": np.float64,
+    # BYTES: tritonclient sends and returns numpy object arrays (str in, bytes out).
+    "string": np.object_,
 }
 
 
@@ -161,6 +165,9 @@ def test_every_datatype_comes_back_unchanged(server, encoding):
     for name, array in arrays.items():
         returned = result.as_numpy(name.replace("in_", "out_"))
         assert returned.dtype == array.dtype, name
+        if array.dtype == np.object_:
+            # BYTES come back as bytes: the UTF-8 of the strings sent.
+            returned = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(returned)
         np.testing.assert_array_equal(returned, array, err_msg=name)
 
 
@@ -279,11 +286,19 @@ def test_model_config_is_the_bundles_as_triton_writes_it(server, protocol, folde
     assert int(config.get("max_batch_size", 0)) == (batching if batching > 1 else 0)
     for kind, declared in (("input", bundle["inputs"]), ("output", bundle["outputs"])):
         described = [(t["name"], t["data_type"], [int(d) for d in t["dims"]]) for t in config[kind]]
+        reshaped = [t["name"] for t in config[kind] if "reshape" in t]
+        # Triton's config names BYTES TYPE_STRING; a batching model's dims leave out the batch.
         expected = [
-            (t["name"], "TYPE_" + np_to_triton_dtype(np.dtype(NUMPY_DTYPES[t["dtype"]])), t["shape"])
+            (
+                t["name"],
+                "TYPE_" + np_to_triton_dtype(np.dtype(NUMPY_DTYPES[t["dtype"]])).replace("BYTES", "STRING"),
+                (t["shape"][1:] or [1]) if batching > 1 else t["shape"],
+            )
             for t in declared
         ]
         assert described == expected
+        # A batched tensor of the batch dimension alone is dims [1] reshaped to [], as Triton has it.
+        assert reshaped == [t["name"] for t in declared if batching > 1 and len(t["shape"]) == 1]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -325,3 +340,58 @@ def test_the_repository_index_lists_the_models_and_loading_is_refused(server, pr
     with pytest.raises(InferenceServerException) as raised:
         triton.load_model(read_bundle(BUNDLES[0])["name"])
     assert "fixed by its image or unit" in raised.value.message()
+
+
+TEXT = "support-tickets-tfidf"
+
+
+def text(element):
+    """A BYTES element as tritonclient returns it: bytes from binary data, str from JSON."""
+    return element.decode() if isinstance(element, bytes) else element
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_text_goes_in_and_class_names_come_out(server, encoding):
+    """BYTES both ways against the text classifier: tritonclient's numpy object arrays of str
+    in, and the model's own class names (bytes) and probabilities out."""
+    bundle = read_bundle(REPO_MODELS / TEXT)
+    rows = bundle["sample"]["input"]
+    array = np.array(rows, dtype=np.object_)
+    triton = client(server, encoding.split("-")[0])
+    result = triton.infer(
+        TEXT,
+        [infer_input(encoding, "text", array)],
+        outputs=[requested_output(encoding, "output_label"), requested_output(encoding, "output_probability")],
+    )
+    labels = result.as_numpy("output_label")
+    assert [text(label) for label in labels] == ["billing", "delivery", "technical"]
+    probabilities = result.as_numpy("output_probability")
+    np.testing.assert_allclose(probabilities, bundle["sample"]["output"], atol=bundle["sample"]["tolerance"], rtol=0)
+    np.testing.assert_array_equal(probabilities, np.array(seed_predict(server, TEXT, rows), dtype=np.float32))
+
+
+def classified(encoding, name, k):
+    if encoding.startswith("http"):
+        return httpclient.InferRequestedOutput(name, binary_data=encoding == "http-binary", class_count=k)
+    return grpcclient.InferRequestedOutput(name, class_count=k)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("model", ["iris-svc", "iris-svc-zipmap", TEXT])
+def test_classification_gives_the_top_classes_of_the_probabilities(server, encoding, model):
+    """tritonclient's class_count: the k best classes of each row as "score:index:label", the
+    same as sorting the probabilities by hand."""
+    bundle = read_bundle(REPO_MODELS / model)
+    [spec] = bundle["inputs"]
+    array = np.array(bundle["sample"]["input"], dtype=NUMPY_DTYPES[spec["dtype"]])
+    scores = bundle["prediction"]
+    triton = client(server, encoding.split("-")[0])
+    plain = triton.infer(model, [infer_input(encoding, spec["name"], array)], outputs=[requested_output(encoding, scores)])
+    probabilities = plain.as_numpy(scores)
+    result = triton.infer(model, [infer_input(encoding, spec["name"], array)], outputs=[classified(encoding, scores, 2)])
+    top = result.as_numpy(scores)
+    assert top.shape == (len(array), 2)
+    for row, classes in zip(probabilities, top):
+        best = np.argsort(-row, kind="stable")[:2]
+        expected = [f"{row[i]:.6f}:{i}:{bundle['labels'][i]}" for i in best]
+        assert [text(c) for c in classes] == expected

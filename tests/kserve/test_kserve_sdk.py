@@ -17,7 +17,14 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests/clients"))
 from conftest import BUNDLES, Server, read_bundle  # noqa: E402  (the client tests' fixtures, reused)
 
-NUMPY = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "int32": np.int32}
+# predictor.toml's dtype: the numpy type and the protocol's datatype (BYTES: an object array of str).
+TYPES = {
+    "float32": (np.float32, "FP32"),
+    "float64": (np.float64, "FP64"),
+    "int64": (np.int64, "INT64"),
+    "int32": (np.int32, "INT32"),
+    "string": (np.object_, "BYTES"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +46,9 @@ def seed_prediction(server, name, rows):
 
 def request_for(bundle):
     [spec] = bundle["inputs"]
-    rows = np.array(bundle["sample"]["input"], dtype=NUMPY[spec["dtype"]])
-    tensor = InferInput(spec["name"], list(rows.shape), rows.dtype.name.upper().replace("FLOAT", "FP"))
+    numpy_type, datatype = TYPES[spec["dtype"]]
+    rows = np.array(bundle["sample"]["input"], dtype=numpy_type)
+    tensor = InferInput(spec["name"], list(rows.shape), datatype)
     tensor.set_data_from_numpy(rows)
     return InferRequest(model_name=bundle["name"], infer_inputs=[tensor])
 

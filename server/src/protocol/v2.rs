@@ -112,6 +112,15 @@ pub struct ConfigTensor<'a> {
     /// Triton's name, `TYPE_FP32`.
     pub data_type: String,
     pub dims: Vec<i64>,
+    /// As Triton configures a batched tensor of the batch dimension alone: dims `[1]` reshaped
+    /// to `[]` (Triton refuses empty dims).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reshape: Option<Reshape>,
+}
+
+#[derive(Serialize)]
+pub struct Reshape {
+    pub shape: [i64; 0],
 }
 
 #[derive(Serialize)]
@@ -144,13 +153,18 @@ pub fn model_config<'a>(model: &'a Model) -> ModelConfig<'a> {
     let tensors = |specs: &'a [TensorSpec]| -> Vec<ConfigTensor<'a>> {
         specs
             .iter()
-            .map(|spec| ConfigTensor {
-                name: &spec.name,
-                data_type: config_type_name(spec.dtype.v2_name()),
-                dims: match batching {
+            .map(|spec| {
+                let dims = match batching {
                     Some(_) => spec.shape.get(1..).unwrap_or_default().to_vec(),
                     None => spec.shape.clone(),
-                },
+                };
+                let batch_alone = batching.is_some() && dims.is_empty();
+                ConfigTensor {
+                    name: &spec.name,
+                    data_type: config_type_name(spec.dtype.v2_name()),
+                    dims: if batch_alone { vec![1] } else { dims },
+                    reshape: batch_alone.then_some(Reshape { shape: [] }),
+                }
             })
             .collect()
     };

@@ -912,6 +912,7 @@ fn model_config_message(config: &oip::ModelConfig) -> ModelConfig {
                 data_type: data_type(&tensor.data_type),
                 format: model_input::Format::None as i32,
                 dims: tensor.dims.clone(),
+                reshape: tensor.reshape.as_ref().map(|_| ModelTensorReshape { shape: Vec::new() }),
             })
             .collect(),
         output: config
@@ -922,6 +923,7 @@ fn model_config_message(config: &oip::ModelConfig) -> ModelConfig {
                 data_type: data_type(&tensor.data_type),
                 dims: tensor.dims.clone(),
                 label_filename: String::new(),
+                reshape: tensor.reshape.as_ref().map(|_| ModelTensorReshape { shape: Vec::new() }),
             })
             .collect(),
         instance_group: config
