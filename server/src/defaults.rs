@@ -54,3 +54,7 @@ const fn at_least_one(count: usize) -> NonZeroUsize {
         None => NonZeroUsize::MIN,
     }
 }
+
+/// Where POSIX shared memory objects live (`shm_open`'s folder on Linux), for the system shared
+/// memory extension.
+pub const SHARED_MEMORY_DIR: &str = "/dev/shm";

@@ -24,6 +24,7 @@ use crate::model::PredictError;
 use crate::protocol::seed::PredictRequest;
 use crate::protocol::v2::OutputChoice;
 use crate::serving::error::ErrorKind;
+use crate::serving::Registry;
 use crate::tensor::{shape_fits, Flat, Tensor, TensorData};
 use crate::transport::grpc::proto::ModelInferRequest;
 use crate::transport::grpc::InferenceService;
@@ -95,6 +96,14 @@ pub fn bundles() -> &'static [Bundle] {
     &BUNDLES
 }
 
+/// What the decoders read limits and shared memory from: no models, the default limits, the
+/// shared memory extension off (as by default).
+fn registry() -> &'static Registry {
+    static REGISTRY: LazyLock<Registry> =
+        LazyLock::new(|| Registry::new(Vec::new(), Default::default(), Default::default(), None));
+    &REGISTRY
+}
+
 /// A body of `POST /predict` (and `/predict/label`): the JSON extractor, then the rows decoded
 /// against each bundle's inputs.
 pub fn seed_json(body: &[u8]) -> bool {
@@ -139,7 +148,7 @@ fn v2(header: Option<&HeaderValue>, body: &[u8]) -> bool {
     let mut accepted = false;
     for bundle in bundles() {
         let body = Bytes::copy_from_slice(body);
-        match crate::transport::http::decode_infer(bundle, header, body, |_| {}) {
+        match crate::transport::http::decode_infer(registry(), bundle, header, body, |_| {}) {
             Ok(call) => {
                 fits(bundle, &call.inputs);
                 chosen(bundle, &call.outputs);
@@ -164,7 +173,7 @@ pub fn grpc_infer(message: &[u8]) -> bool {
     let mut accepted = false;
     for bundle in bundles() {
         let mut request = request.clone();
-        match InferenceService::decode_infer(bundle, &mut request) {
+        match InferenceService::decode_infer(registry(), bundle, &mut request) {
             Ok((inputs, outputs)) => {
                 fits(bundle, &inputs);
                 chosen(bundle, &outputs);

@@ -18,6 +18,7 @@ use predictor::model::{self, LoadOptions};
 use predictor::runtime::OnnxRuntime;
 use predictor::server::{self, ListenOptions};
 use predictor::serving::auth::Tokens;
+use predictor::serving::shared_memory::SharedMemory;
 use predictor::serving::{Limits, Registry};
 use predictor::transport::listener::ConnectionLimits;
 
@@ -149,6 +150,12 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     cors_allow_origins: Vec<String>,
+    /// Serve Triton's system shared memory extension: callers on this host may register regions
+    /// of POSIX shared memory objects (/dev/shm) and name them instead of sending tensor bytes.
+    /// Off by default: a caller who may register regions may make the server read and write any
+    /// shared memory object the server's user can open.
+    #[arg(long, env = "PREDICTOR_ALLOW_SHARED_MEMORY")]
+    allow_shared_memory: bool,
     /// File of bearer tokens, one per line (`#` comments): every request but the health probes
     /// must then send `Authorization: Bearer <token>` (gRPC: `authorization` metadata). Not a
     /// token on the command line or in the environment, where other processes can read it.
@@ -330,7 +337,13 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
             "model ready"
         );
     }
-    let registry = Arc::new(Registry::new(models, metrics, limits, tokens));
+    let shared_memory = if args.allow_shared_memory {
+        SharedMemory::enabled(PathBuf::from(defaults::SHARED_MEMORY_DIR))
+    } else {
+        SharedMemory::disabled()
+    };
+    let registry =
+        Arc::new(Registry::new(models, metrics, limits, tokens).with_shared_memory(shared_memory));
     let listeners = ListenOptions {
         address: args.address,
         port: args.port,

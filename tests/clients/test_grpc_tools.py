@@ -103,3 +103,38 @@ def test_a_stream_answers_each_request_in_order_and_reports_errors_in_line(serve
         else:
             assert error is None, error
             assert result.get_response().id == f"stream-{index}"
+
+
+def test_health_turns_not_serving_the_moment_shutdown_begins():
+    """A Watch open on the health service sees NOT_SERVING as soon as SIGTERM arrives, while the
+    server still drains a request in flight (a stalled upload holds the drain open)."""
+    import signal
+    import socket
+    import time
+
+    from conftest import REPO, Server
+
+    server = Server([REPO / "models/iris-svc"], ["--drain-timeout-seconds", "60"])
+    try:
+        host, port = server.http.rsplit(":", 1)
+        stalled = socket.create_connection((host, int(port)))
+        stalled.sendall(b"POST /v2/models/iris-svc/infer HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{")
+        deadline = time.monotonic() + 30
+        while 'predictor_requests_in_flight{protocol="http"} 1' not in urllib.request.urlopen(
+            f"http://{server.metrics}/metrics"
+        ).read().decode():
+            assert time.monotonic() < deadline, "the stalled upload never became a request in flight"
+            time.sleep(0.05)
+        with grpc.insecure_channel(server.grpc) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            server.process.send_signal(signal.SIGTERM)
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            watch.cancel()
+        # The drain goes on until the stalled caller leaves; then the server exits cleanly.
+        assert server.process.poll() is None, "the server left before its drain"
+        stalled.close()
+        assert server.process.wait(timeout=30) == 0
+    finally:
+        server.stop()

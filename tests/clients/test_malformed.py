@@ -68,7 +68,8 @@ def binary_request(header, *blobs, length=None):
         ({"inputs": [iris_input(parameters={"binary_data_size": 16})]}, "both 'data' and the 'binary_data_size'"),
         ({"inputs": [iris_input()], "parameters": {"binary_data_output": "yes"}}, "must be true or false"),
         ({"inputs": [iris_input()], "outputs": [{"name": "label", "parameters": {"classification": "two"}}]}, "parameter 'classification' must be a class count"),
-        ({"inputs": [iris_input(data=None, parameters={"shared_memory_region": "r"})]}, "shared memory extension"),
+        ({"inputs": [iris_input(data=None, parameters={"shared_memory_region": "r", "shared_memory_byte_size": 16})]}, "--allow-shared-memory"),
+        ({"inputs": [iris_input(data=None, parameters={"shared_memory_region": "r"})]}, "'shared_memory_byte_size' is needed"),
         ({"inputs": [iris_input(name="x" * 5000)]}, "unknown input 'xxxxxxxx"),
         ({"inputs": [iris_input()], "outputs": [{"name": "label"}, {"name": "label"}]}, "requested twice"),
         ({"inputs": [iris_input()], "id": 7}, "not an inference request"),
@@ -230,13 +231,15 @@ def test_grpc_messages_that_do_not_fit(stub, request_message, message):
     assert message in raised.value.details()
 
 
-def test_grpc_refuses_extension_parameters_it_does_not_serve(stub):
+def test_grpc_refuses_shared_memory_unless_allowed(stub):
     request = grpc_request(grpc_input(fp32_contents=IRIS_ROW))
-    request.outputs.add(name="label").parameters["shared_memory_region"].string_param = "r"
+    output = request.outputs.add(name="label")
+    output.parameters["shared_memory_region"].string_param = "r"
+    output.parameters["shared_memory_byte_size"].int64_param = 8
     with pytest.raises(grpc.RpcError) as raised:
         stub.ModelInfer(request)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "shared memory extension" in raised.value.details()
+    assert "--allow-shared-memory" in raised.value.details()
 
 
 def test_grpc_classification_needs_a_class_count(stub):
@@ -245,7 +248,7 @@ def test_grpc_classification_needs_a_class_count(stub):
     with pytest.raises(grpc.RpcError) as raised:
         stub.ModelInfer(request)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "parameter 'classification' must be a class count" in raised.value.details()
+    assert "parameter 'classification' must be a count" in raised.value.details()
 
 
 def test_error_messages_clip_what_the_caller_sent(server):

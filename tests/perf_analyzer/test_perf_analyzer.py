@@ -91,3 +91,27 @@ def test_perf_analyzer_batches_of_8_on_a_batched_bundle(batched, protocol):
     output = perf_analyzer("-m", "iris-mlp", "-u", url, "-i", protocol, "-b", "8")
     assert "Batch size: 8" in output
     assert throughput(output) > 0
+
+
+@pytest.fixture(scope="module")
+def sharing():
+    server = Server([REPO / "models/iris-svc"], ["--allow-shared-memory"])
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_perf_analyzer_with_system_shared_memory(sharing, protocol):
+    """--shared-memory system: perf_analyzer registers its own regions and names them in every
+    request, for the inputs and the outputs (--output-shared-memory-size)."""
+    url = sharing.http if protocol == "http" else sharing.grpc
+    output = perf_analyzer("-m", "iris-svc", "-u", url, "-i", protocol, "--shape", "input:1,4",
+                           "--shared-memory", "system", "--output-shared-memory-size", "64")
+    assert throughput(output) > 0
+    assert "Server: " in output, output
+
+
+def test_perf_analyzer_with_grpc_compression(server):
+    output = perf_analyzer("-m", "iris-svc", "-u", server.grpc, "-i", "grpc", "--shape", "input:1,4",
+                           "--grpc-compression-algorithm", "gzip")
+    assert throughput(output) > 0

@@ -17,15 +17,28 @@ use crate::text::{clip, quoted, ShapeText};
 pub const SERVER_NAME: &str = "predictor";
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The extensions served: Triton's binary tensor data (REST; over gRPC raw contents are part of
-/// the protocol), classification, model configuration, statistics and model repository (its
+/// the protocol), classification, system shared memory (when `--allow-shared-memory` turns it
+/// on; its calls say so otherwise), model configuration, statistics and model repository (its
 /// index; load and unload are refused).
-pub const EXTENSIONS: &[&str] = &[
+const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
     "classification",
+    "system_shared_memory",
     "model_configuration",
     "statistics",
     "model_repository",
 ];
+
+/// The extensions this server serves, for `GET /v2` and gRPC `ServerMetadata`.
+pub fn extensions(registry: &Registry) -> Vec<&'static str> {
+    EXTENSIONS
+        .iter()
+        .copied()
+        .filter(|&extension| {
+            extension != "system_shared_memory" || registry.shared_memory().is_enabled()
+        })
+        .collect()
+}
 /// What Triton and KServe call a model run by ONNX Runtime.
 pub const PLATFORM: &str = "onnxruntime_onnx";
 
@@ -348,13 +361,15 @@ impl<'m> RequestInputs<'m> {
 }
 
 /// An output a request asked for: its index among the declared outputs, whether it goes back
-/// as binary data (REST's binary extension), and how many of its best classes to return instead
-/// of its values (the classification extension).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// as binary data (REST's binary extension), how many of its best classes to return instead
+/// of its values (the classification extension), and the shared memory to write it to (the
+/// system shared memory extension).
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutputChoice {
     pub index: usize,
     pub binary: bool,
     pub classification: Option<usize>,
+    pub shared_memory: Option<SharedMemorySpan>,
 }
 
 /// An output named in a request, with what it asked of it.
@@ -364,6 +379,90 @@ pub struct RequestedOutput<'r> {
     pub binary: Option<bool>,
     /// The `classification` parameter: return the k best classes (0, as in Triton: the values).
     pub classification: Option<u64>,
+    pub shared_memory: Option<SharedMemorySpan>,
+}
+
+/// Where a tensor's bytes are in shared memory: the system shared memory extension's
+/// `shared_memory_region`, `shared_memory_offset` and `shared_memory_byte_size` parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedMemorySpan {
+    pub region: String,
+    pub offset: u64,
+    pub byte_size: u64,
+}
+
+impl SharedMemorySpan {
+    /// The span the three parameters give; None without a region. `owner` names the input or
+    /// output for messages.
+    pub fn from_parameters(
+        owner: &str,
+        region: Option<String>,
+        offset: Option<u64>,
+        byte_size: Option<u64>,
+    ) -> Result<Option<Self>, ServeError> {
+        match (region, byte_size) {
+            (None, None) if offset.is_none() => Ok(None),
+            (None, _) => Err(invalid(format!(
+                "{owner}: the shared memory parameters need 'shared_memory_region'"
+            ))),
+            (Some(_), None) => Err(invalid(format!(
+                "{owner}: parameter 'shared_memory_byte_size' is needed with 'shared_memory_region'"
+            ))),
+            (Some(region), Some(byte_size)) => Ok(Some(SharedMemorySpan {
+                region,
+                offset: offset.unwrap_or(0),
+                byte_size,
+            })),
+        }
+    }
+}
+
+/// Reads an input's bytes from shared memory. A request's shared memory inputs together may
+/// hold at most `--max-body-bytes`, as its body: `budget` is what is left of it.
+pub fn read_shared_memory(
+    registry: &Registry,
+    owner: &str,
+    span: &SharedMemorySpan,
+    budget: &mut usize,
+) -> Result<Vec<u8>, ServeError> {
+    let size = usize::try_from(span.byte_size).unwrap_or(usize::MAX);
+    *budget = budget.checked_sub(size).ok_or_else(|| {
+        ServeError::new(
+            crate::serving::error::ErrorKind::TooLarge,
+            format!(
+                "{owner}: the request's shared memory inputs hold more than this server reads for one request ({} bytes, its --max-body-bytes)",
+                registry.limits().max_body_bytes
+            ),
+        )
+    })?;
+    registry
+        .shared_memory()
+        .read(owner, &span.region, span.offset, span.byte_size)
+}
+
+/// Checks the shared memory an output asks for, before the model runs.
+pub fn check_output_span(
+    registry: &Registry,
+    owner: &str,
+    span: &SharedMemorySpan,
+) -> Result<(), ServeError> {
+    registry
+        .shared_memory()
+        .check(owner, &span.region, span.offset, span.byte_size)
+}
+
+/// Writes an output's answer to its shared memory, as the binary encoding lays it out.
+pub fn write_shared_memory(
+    registry: &Registry,
+    owner: &str,
+    span: &SharedMemorySpan,
+    tensor: &Tensor,
+) -> Result<(), ServeError> {
+    let mut bytes = Vec::new();
+    tensor.data().write_le_bytes(&mut bytes);
+    registry
+        .shared_memory()
+        .write(owner, &span.region, span.offset, span.byte_size, &bytes)
 }
 
 /// The outputs named in a request, in the order asked; every declared output, in declaration
@@ -404,10 +503,23 @@ pub fn choose_outputs<'r>(
                 Some(usize::try_from(k).unwrap_or(usize::MAX))
             }
         };
+        if output.shared_memory.is_some()
+            && (classification.is_some() || output.binary == Some(true))
+        {
+            return Err(invalid(format!(
+                "output '{name}' asks for shared memory and for {}; ask for one",
+                if classification.is_some() {
+                    "classification"
+                } else {
+                    "binary data"
+                }
+            )));
+        }
         chosen.push(OutputChoice {
             index,
-            binary: output.binary.unwrap_or(binary_default),
+            binary: output.binary.unwrap_or(binary_default) && output.shared_memory.is_none(),
             classification,
+            shared_memory: output.shared_memory,
         });
     }
     if chosen.is_empty() {
@@ -416,6 +528,7 @@ pub fn choose_outputs<'r>(
                 index,
                 binary: binary_default,
                 classification: None,
+                shared_memory: None,
             })
             .collect();
     }
@@ -482,23 +595,6 @@ fn score_text(data: &TensorData, index: usize) -> String {
         // Integers print as themselves (`std::to_string` of an integer).
         other => other.value_text(index),
     }
-}
-
-/// Refuses the parameters of the protocol's extensions this server does not serve, so that a
-/// client relying on one learns it at once instead of getting something else. `owner` names the
-/// input or output (or the request) the parameters came with.
-pub fn refuse_unserved<'p>(
-    owner: &str,
-    parameters: impl IntoIterator<Item = &'p str>,
-) -> Result<(), ServeError> {
-    for key in parameters {
-        if key.starts_with("shared_memory") {
-            return Err(invalid(format!(
-                "{owner}: parameter '{key}' belongs to the shared memory extension, which this server does not serve; send the data in the request"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Triton's statistics of a model (the statistics extension), in its JSON field names.

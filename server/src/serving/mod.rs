@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod shared_memory;
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use self::auth::Tokens;
+use self::shared_memory::SharedMemory;
 use crate::defaults;
 use crate::metrics::Metrics;
 use crate::model::Model;
@@ -99,6 +101,7 @@ pub struct Registry {
     admission: Arc<Semaphore>,
     uploads: Arc<Semaphore>,
     tokens: Option<Tokens>,
+    shared_memory: SharedMemory,
 }
 
 impl Registry {
@@ -120,7 +123,20 @@ impl Registry {
             )),
             limits,
             tokens,
+            shared_memory: SharedMemory::disabled(),
         }
+    }
+
+    /// The same registry with the system shared memory extension as given (off by default).
+    pub fn with_shared_memory(self, shared_memory: SharedMemory) -> Self {
+        Registry {
+            shared_memory,
+            ..self
+        }
+    }
+
+    pub fn shared_memory(&self) -> &SharedMemory {
+        &self.shared_memory
     }
 
     /// A registry with no model, default limits and no tokens, for the listeners' unit tests.

@@ -258,7 +258,7 @@ struct Method {
 
 const INFERENCE: &str = "inference.GRPCInferenceService";
 
-const METHODS: [Method; 16] = [
+const METHODS: [Method; 19] = [
     Method {
         service: INFERENCE,
         name: "ServerLive",
@@ -330,6 +330,24 @@ const METHODS: [Method; 16] = [
     Method {
         service: INFERENCE,
         name: "RepositoryModelUnload",
+        open: false,
+        inference: false,
+    },
+    Method {
+        service: INFERENCE,
+        name: "SystemSharedMemoryStatus",
+        open: false,
+        inference: false,
+    },
+    Method {
+        service: INFERENCE,
+        name: "SystemSharedMemoryRegister",
+        open: false,
+        inference: false,
+    },
+    Method {
+        service: INFERENCE,
+        name: "SystemSharedMemoryUnregister",
         open: false,
         inference: false,
     },
@@ -534,7 +552,10 @@ impl GrpcInferenceService for InferenceService {
             Ok(ServerMetadataResponse {
                 name: oip::SERVER_NAME.to_string(),
                 version: oip::SERVER_VERSION.to_string(),
-                extensions: oip::EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+                extensions: oip::extensions(&self.registry)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
             })
         };
         self.observed("ServerMetadata", "", "", request.metadata(), describe)
@@ -635,6 +656,71 @@ impl GrpcInferenceService for InferenceService {
         let refused = async { Err(oip::refuse_load("unload", &request.model_name)) };
         self.observed("RepositoryModelUnload", "", "", &metadata, refused)
             .await
+    }
+
+    async fn system_shared_memory_status(
+        &self,
+        request: Request<SystemSharedMemoryStatusRequest>,
+    ) -> Result<Response<SystemSharedMemoryStatusResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let status = async {
+            let name = Some(request.name.as_str()).filter(|name| !name.is_empty());
+            let regions = self.registry.shared_memory().status(name)?;
+            Ok(SystemSharedMemoryStatusResponse {
+                regions: regions
+                    .into_iter()
+                    .map(|region| {
+                        let status = system_shared_memory_status_response::RegionStatus {
+                            name: region.name.clone(),
+                            key: region.key,
+                            offset: region.offset,
+                            byte_size: region.byte_size,
+                        };
+                        (region.name, status)
+                    })
+                    .collect(),
+            })
+        };
+        self.observed("SystemSharedMemoryStatus", "", "", &metadata, status)
+            .await
+    }
+
+    async fn system_shared_memory_register(
+        &self,
+        request: Request<SystemSharedMemoryRegisterRequest>,
+    ) -> Result<Response<SystemSharedMemoryRegisterResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let registered = async {
+            self.registry.shared_memory().register(
+                &request.name,
+                &request.key,
+                request.offset,
+                request.byte_size,
+            )?;
+            Ok(SystemSharedMemoryRegisterResponse {})
+        };
+        self.observed("SystemSharedMemoryRegister", "", "", &metadata, registered)
+            .await
+    }
+
+    async fn system_shared_memory_unregister(
+        &self,
+        request: Request<SystemSharedMemoryUnregisterRequest>,
+    ) -> Result<Response<SystemSharedMemoryUnregisterResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let unregistered = async {
+            let name = Some(request.name.as_str()).filter(|name| !name.is_empty());
+            self.registry.shared_memory().unregister(name)?;
+            Ok(SystemSharedMemoryUnregisterResponse {})
+        };
+        self.observed(
+            "SystemSharedMemoryUnregister",
+            "",
+            "",
+            &metadata,
+            unregistered,
+        )
+        .await
     }
 
     type ModelStreamInferStream = std::pin::Pin<
@@ -752,6 +838,7 @@ impl InferenceService {
     /// Decodes a ModelInfer request against `model`'s declarations: one tensor per declared
     /// input, in declaration order, and the outputs asked for. Takes the tensor data out of it.
     pub(crate) fn decode_infer(
+        registry: &Registry,
         bundle: &Bundle,
         request: &mut ModelInferRequest,
     ) -> Result<(Vec<Tensor>, Vec<OutputChoice>), ServeError> {
@@ -764,23 +851,42 @@ impl InferenceService {
             )));
         }
         let mut inputs = RequestInputs::new(bundle);
+        let mut shared_memory_budget = registry.limits().max_body_bytes;
         for (index, input) in request.inputs.iter_mut().enumerate() {
             let owner = format!("input '{}'", crate::text::clip(&input.name));
-            oip::refuse_unserved(&owner, input.parameters.keys().map(String::as_str))?;
             let slot = inputs.slot(&input.name, &input.datatype, &input.shape)?;
-            let data = match (raw.get(index), input.contents.take()) {
-                (Some(_), Some(_)) => {
+            let shared_memory = shared_memory_span(&input.parameters, &owner)?;
+            // An input in shared memory may have an empty raw entry, to keep the others' places.
+            let raw_bytes = raw
+                .get(index)
+                .filter(|bytes| !(shared_memory.is_some() && bytes.is_empty()));
+            let data = match (raw_bytes, input.contents.take(), shared_memory) {
+                (Some(_), Some(_), _) => {
                     return Err(invalid(format!(
                         "input '{}' has both contents and raw_input_contents; send one",
                         input.name
                     )))
                 }
-                (Some(bytes), None) => inputs.decode_raw(&slot, bytes)?,
-                (None, Some(contents)) => typed_contents(contents, slot.dtype)
-                    .map_err(|problem| invalid(format!("{owner}: {problem}")))?,
-                (None, None) => {
+                (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => {
                     return Err(invalid(format!(
-                        "input '{}' has no data: give its contents or raw_input_contents",
+                        "{owner} has its data in the request and in shared memory; send one"
+                    )))
+                }
+                (None, None, Some(span)) => {
+                    let bytes = oip::read_shared_memory(
+                        registry,
+                        &owner,
+                        &span,
+                        &mut shared_memory_budget,
+                    )?;
+                    inputs.decode_raw(&slot, &bytes)?
+                }
+                (Some(bytes), None, None) => inputs.decode_raw(&slot, bytes)?,
+                (None, Some(contents), None) => typed_contents(contents, slot.dtype)
+                    .map_err(|problem| invalid(format!("{owner}: {problem}")))?,
+                (None, None, None) => {
+                    return Err(invalid(format!(
+                        "input '{}' has no data: give its contents or raw_input_contents, or a shared memory region",
                         input.name
                     )))
                 }
@@ -790,29 +896,15 @@ impl InferenceService {
         let mut requested = Vec::with_capacity(request.outputs.len());
         for output in &request.outputs {
             let owner = format!("output '{}'", crate::text::clip(&output.name));
-            oip::refuse_unserved(&owner, output.parameters.keys().map(String::as_str))?;
-            let classification = match output
-                .parameters
-                .get("classification")
-                .and_then(|p| p.parameter_choice.as_ref())
-            {
-                None => None,
-                Some(ParameterChoice::Int64Param(k)) => Some(u64::try_from(*k).map_err(|_| {
-                    invalid(format!(
-                        "{owner}: parameter 'classification' must be a class count, received {k}"
-                    ))
-                })?),
-                Some(ParameterChoice::Uint64Param(k)) => Some(*k),
-                Some(_) => {
-                    return Err(invalid(format!(
-                        "{owner}: parameter 'classification' must be a class count (int64_param)"
-                    )))
-                }
-            };
+            let shared_memory = shared_memory_span(&output.parameters, &owner)?;
+            if let Some(span) = &shared_memory {
+                oip::check_output_span(registry, &owner, span)?;
+            }
             requested.push(oip::RequestedOutput {
                 name: output.name.as_str(),
                 binary: None,
-                classification,
+                classification: count_parameter(&output.parameters, "classification", &owner)?,
+                shared_memory,
             });
         }
         let chosen = oip::choose_outputs(bundle, requested, true)?;
@@ -828,22 +920,32 @@ impl InferenceService {
             &request.model_name,
             Some(&request.model_version),
         )?;
-        let (inputs, chosen) = Self::decode_infer(model.bundle(), &mut request)?;
+        let (inputs, chosen) = Self::decode_infer(&self.registry, model.bundle(), &mut request)?;
         let tensors = model.infer(inputs).await?;
         let specs = &model.bundle().config.outputs;
         let mut outputs = Vec::with_capacity(chosen.len());
         let mut raw_output_contents = Vec::with_capacity(chosen.len());
         for choice in chosen {
             let tensor = oip::answer_tensor(model.bundle(), &choice, &tensors[choice.index]);
+            let name = &specs[choice.index].name;
             outputs.push(InferOutputTensor {
-                name: specs[choice.index].name.clone(),
+                name: name.clone(),
                 datatype: tensor.dtype().v2_name().to_string(),
                 shape: tensor.shape().iter().map(|&d| d as i64).collect(),
                 parameters: Default::default(),
                 contents: None,
             });
+            // An output in shared memory keeps its place with an empty entry, as Triton's does.
             let mut bytes = Vec::new();
-            tensor.data().write_le_bytes(&mut bytes);
+            match &choice.shared_memory {
+                Some(span) => oip::write_shared_memory(
+                    &self.registry,
+                    &format!("output '{name}'"),
+                    span,
+                    &tensor,
+                )?,
+                None => tensor.data().write_le_bytes(&mut bytes),
+            }
             raw_output_contents.push(bytes);
         }
         Ok(ModelInferResponse {
@@ -855,6 +957,54 @@ impl InferenceService {
             raw_output_contents,
         })
     }
+}
+
+/// A count parameter (`int64_param`, as tritonclient sends it, or `uint64_param`).
+fn count_parameter(
+    parameters: &std::collections::HashMap<String, InferParameter>,
+    key: &str,
+    owner: &str,
+) -> Result<Option<u64>, ServeError> {
+    match parameters
+        .get(key)
+        .and_then(|p| p.parameter_choice.as_ref())
+    {
+        None => Ok(None),
+        Some(ParameterChoice::Int64Param(value)) => u64::try_from(*value).map(Some).map_err(|_| {
+            invalid(format!(
+                "{owner}: parameter '{key}' must be a count, received {value}"
+            ))
+        }),
+        Some(ParameterChoice::Uint64Param(value)) => Ok(Some(*value)),
+        Some(_) => Err(invalid(format!(
+            "{owner}: parameter '{key}' must be a count (int64_param)"
+        ))),
+    }
+}
+
+/// The system shared memory extension's parameters of an input or output.
+fn shared_memory_span(
+    parameters: &std::collections::HashMap<String, InferParameter>,
+    owner: &str,
+) -> Result<Option<oip::SharedMemorySpan>, ServeError> {
+    let region = match parameters
+        .get("shared_memory_region")
+        .and_then(|p| p.parameter_choice.as_ref())
+    {
+        None => None,
+        Some(ParameterChoice::StringParam(region)) => Some(region.clone()),
+        Some(_) => {
+            return Err(invalid(format!(
+                "{owner}: parameter 'shared_memory_region' must be a region name (string_param)"
+            )))
+        }
+    };
+    oip::SharedMemorySpan::from_parameters(
+        owner,
+        region,
+        count_parameter(parameters, "shared_memory_offset", owner)?,
+        count_parameter(parameters, "shared_memory_byte_size", owner)?,
+    )
 }
 
 /// The protobuf form of a model's statistics.
@@ -912,7 +1062,10 @@ fn model_config_message(config: &oip::ModelConfig) -> ModelConfig {
                 data_type: data_type(&tensor.data_type),
                 format: model_input::Format::None as i32,
                 dims: tensor.dims.clone(),
-                reshape: tensor.reshape.as_ref().map(|_| ModelTensorReshape { shape: Vec::new() }),
+                reshape: tensor
+                    .reshape
+                    .as_ref()
+                    .map(|_| ModelTensorReshape { shape: Vec::new() }),
             })
             .collect(),
         output: config
@@ -923,7 +1076,10 @@ fn model_config_message(config: &oip::ModelConfig) -> ModelConfig {
                 data_type: data_type(&tensor.data_type),
                 dims: tensor.dims.clone(),
                 label_filename: String::new(),
-                reshape: tensor.reshape.as_ref().map(|_| ModelTensorReshape { shape: Vec::new() }),
+                reshape: tensor
+                    .reshape
+                    .as_ref()
+                    .map(|_| ModelTensorReshape { shape: Vec::new() }),
             })
             .collect(),
         instance_group: config

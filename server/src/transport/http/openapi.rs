@@ -86,7 +86,7 @@ fn operation(route: &Route) -> Value {
         "tags": [route.api.tag()],
         "responses": responses,
     });
-    let parameters: Vec<Value> = ["model", "version"]
+    let parameters: Vec<Value> = ["model", "version", "region"]
         .iter()
         .filter(|name| route.path.contains(&format!("{{{name}}}")))
         .map(|name| json!({"$ref": format!("#/components/parameters/{name}")}))

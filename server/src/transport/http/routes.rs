@@ -234,7 +234,7 @@ static SEED_MODEL_ROUTES: [Route; 12] = seed_routes! {
 const INFER_SUMMARY: &str =
     "Run the model (JSON; Triton's binary tensor data extension is also accepted, see docs/api.md)";
 
-static OTHER_ROUTES: [Route; 24] = [
+static OTHER_ROUTES: [Route; 29] = [
     Route::get(
         "/health",
         "health",
@@ -413,6 +413,47 @@ static OTHER_ROUTES: [Route; 24] = [
     .inference()
     .takes("InferRequest")
     .answers("InferResponse"),
+    Route::get(
+        "/v2/systemsharedmemory/status",
+        "systemSharedMemoryStatus",
+        "The registered system shared memory regions (with --allow-shared-memory)",
+        || get(v2::shared_memory_status_all),
+    )
+    .api(Api::V2)
+    .answers("SharedMemoryStatus"),
+    Route::get(
+        "/v2/systemsharedmemory/region/{region}/status",
+        "systemSharedMemoryRegionStatus",
+        "One registered system shared memory region (with --allow-shared-memory)",
+        || get(v2::shared_memory_status),
+    )
+    .api(Api::V2)
+    .answers("SharedMemoryStatus"),
+    Route::post(
+        "/v2/systemsharedmemory/region/{region}/register",
+        "systemSharedMemoryRegister",
+        "Register a region of a POSIX shared memory object for inputs and outputs (with --allow-shared-memory)",
+        || post(v2::shared_memory_register),
+    )
+    .api(Api::V2)
+    .takes("SharedMemoryRegister")
+    .answers("Empty"),
+    Route::post(
+        "/v2/systemsharedmemory/unregister",
+        "systemSharedMemoryUnregisterAll",
+        "Unregister every system shared memory region (with --allow-shared-memory)",
+        || post(v2::shared_memory_unregister_all),
+    )
+    .api(Api::V2)
+    .answers("Empty"),
+    Route::post(
+        "/v2/systemsharedmemory/region/{region}/unregister",
+        "systemSharedMemoryUnregister",
+        "Unregister a system shared memory region (with --allow-shared-memory)",
+        || post(v2::shared_memory_unregister),
+    )
+    .api(Api::V2)
+    .answers("Empty"),
     Route::get("/docs", "docs", "The API page (Swagger UI)", || {
         get(docs::page)
     })

@@ -20,6 +20,7 @@ use crate::bundle::Bundle;
 use crate::model::Model;
 use crate::protocol::v2::{self as oip, OutputChoice, RequestInputs};
 use crate::request_context::choose_request_id;
+use crate::serving::Registry;
 use crate::tensor::{Flat, Tensor, TensorData};
 
 /// The header giving the length of the JSON part of a body that carries binary tensors.
@@ -75,14 +76,14 @@ pub(super) async fn model_ready(
 pub(super) struct ServerMetadata {
     name: &'static str,
     version: &'static str,
-    extensions: &'static [&'static str],
+    extensions: Vec<&'static str>,
 }
 
-pub(super) async fn server_metadata() -> Json<ServerMetadata> {
+pub(super) async fn server_metadata(State(registry): State<AppState>) -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: oip::SERVER_NAME,
         version: oip::SERVER_VERSION,
-        extensions: oip::EXTENSIONS,
+        extensions: oip::extensions(&registry),
     })
 }
 
@@ -119,6 +120,76 @@ pub(super) async fn repository_unload(
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> ApiError {
     oip::refuse_load("unload", &name).into()
+}
+
+/// The body of `POST /v2/systemsharedmemory/region/{region}/register`, as Triton reads it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterRegion {
+    key: String,
+    #[serde(default)]
+    offset: u64,
+    byte_size: u64,
+}
+
+type RegionName = axum::extract::Path<String>;
+
+pub(super) async fn shared_memory_status_all(State(registry): State<AppState>) -> Response {
+    match registry.shared_memory().status(None) {
+        Ok(status) => Json(status).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+pub(super) async fn shared_memory_status(
+    State(registry): State<AppState>,
+    axum::extract::Path(region): RegionName,
+) -> Response {
+    match registry.shared_memory().status(Some(&region)) {
+        Ok(status) => Json(status).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+pub(super) async fn shared_memory_register(
+    State(registry): State<AppState>,
+    axum::extract::Path(region): RegionName,
+    body: Bytes,
+) -> Response {
+    let request: RegisterRegion = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return bad_request(format!(
+                "the body is not a shared memory registration ({{\"key\": ..., \"offset\": ..., \"byte_size\": ...}}): {}",
+                crate::text::clip_message(&error.to_string())
+            ))
+            .into_response()
+        }
+    };
+    let registered =
+        registry
+            .shared_memory()
+            .register(&region, &request.key, request.offset, request.byte_size);
+    done(registered)
+}
+
+pub(super) async fn shared_memory_unregister_all(State(registry): State<AppState>) -> Response {
+    done(registry.shared_memory().unregister(None))
+}
+
+pub(super) async fn shared_memory_unregister(
+    State(registry): State<AppState>,
+    axum::extract::Path(region): RegionName,
+) -> Response {
+    done(registry.shared_memory().unregister(Some(&region)))
+}
+
+/// 200 with an empty JSON object, or the error.
+fn done(result: Result<(), crate::serving::error::ServeError>) -> Response {
+    match result {
+        Ok(()) => Json(serde_json::json!({})).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
 }
 
 pub(super) async fn model_config(V2Model(model): V2Model) -> Response {
@@ -178,8 +249,36 @@ struct BinarySize {
     binary_data_size: usize,
 }
 
-fn keys(parameters: &Option<Map<String, Value>>) -> impl Iterator<Item = &str> {
-    parameters.iter().flat_map(|p| p.keys().map(String::as_str))
+/// The system shared memory extension's parameters of an input or output.
+fn shared_memory_span(
+    parameters: &Option<Map<String, Value>>,
+    owner: &str,
+) -> Result<Option<oip::SharedMemorySpan>, ApiError> {
+    let text = |value: &Value| value.as_str().map(str::to_string);
+    let region = parameter(
+        parameters,
+        "shared_memory_region",
+        owner,
+        text,
+        "a region name",
+    )?;
+    let offset = parameter(
+        parameters,
+        "shared_memory_offset",
+        owner,
+        Value::as_u64,
+        "a byte offset",
+    )?;
+    let byte_size = parameter(
+        parameters,
+        "shared_memory_byte_size",
+        owner,
+        Value::as_u64,
+        "a byte count",
+    )?;
+    Ok(oip::SharedMemorySpan::from_parameters(
+        owner, region, offset, byte_size,
+    )?)
 }
 
 fn bad_request(message: String) -> ApiError {
@@ -208,13 +307,14 @@ fn parameter<T>(
 /// The request id ([`choose_request_id`]) is recorded as soon as it is known, so that every log
 /// line of the request carries it.
 pub(super) async fn infer(
+    State(registry): State<AppState>,
     V2Model(model): V2Model,
     Extension(CallerRequestId(caller_id)): Extension<CallerRequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut request_id = None;
-    let result = answer(&model, &headers, body, |own_id| {
+    let result = answer(&registry, &model, &headers, body, |own_id| {
         let id = choose_request_id(own_id.as_deref(), caller_id.as_deref());
         tracing::Span::current().record("request_id", id.as_str());
         request_id = Some(id);
@@ -232,19 +332,21 @@ pub(super) async fn infer(
 }
 
 async fn answer(
+    registry: &Registry,
     model: &Model,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     identified: impl FnMut(Option<String>),
 ) -> Result<Response, ApiError> {
     let call = decode_infer(
+        registry,
         model.bundle(),
         headers.get(HEADER_LENGTH),
         body?,
         identified,
     )?;
     let outputs = model.infer(call.inputs).await?;
-    Ok(respond(model, call.id.as_deref(), &call.outputs, &outputs))
+    respond(registry, model, call.id.as_deref(), &call.outputs, &outputs)
 }
 
 /// An inference request decoded and checked against the model's declarations.
@@ -260,6 +362,7 @@ pub(crate) struct InferCall {
 /// declarations; `identified` learns the request's own id as soon as the JSON is read. Consumes
 /// the body, so that it is freed before the request waits for the model.
 pub(crate) fn decode_infer(
+    registry: &Registry,
     bundle: &Bundle,
     header_length: Option<&HeaderValue>,
     body: Bytes,
@@ -289,9 +392,9 @@ pub(crate) fn decode_infer(
     identified(request.id.clone());
     let mut binary = body.slice(json_length..);
     let mut inputs = RequestInputs::new(bundle);
+    let mut shared_memory_budget = registry.limits().max_body_bytes;
     for input in &request.inputs {
         let owner = format!("input '{}'", crate::text::clip(&input.name));
-        oip::refuse_unserved(&owner, keys(&input.parameters))?;
         let slot = inputs.slot(&input.name, &input.datatype, &input.shape)?;
         let size = parameter(
             &input.parameters,
@@ -300,13 +403,24 @@ pub(crate) fn decode_infer(
             Value::as_u64,
             "a byte count",
         )?;
-        let data = match (size, &input.data) {
-            (Some(_), Some(_)) => {
+        let shared_memory = shared_memory_span(&input.parameters, &owner)?;
+        let data = match (size, &input.data, shared_memory) {
+            (Some(_), Some(_), _) => {
                 return Err(bad_request(format!(
                     "{owner} has both 'data' and the 'binary_data_size' parameter; send one"
                 )))
             }
-            (Some(size), None) => {
+            (_, Some(_), Some(_)) | (Some(_), _, Some(_)) => {
+                return Err(bad_request(format!(
+                    "{owner} has its data in the request and in shared memory; send one"
+                )))
+            }
+            (None, None, Some(span)) => {
+                let bytes =
+                    oip::read_shared_memory(registry, &owner, &span, &mut shared_memory_budget)?;
+                inputs.decode_raw(&slot, &bytes)?
+            }
+            (Some(size), None, None) => {
                 let size = usize::try_from(size).unwrap_or(usize::MAX);
                 if size > binary.len() {
                     return Err(bad_request(format!(
@@ -316,11 +430,13 @@ pub(crate) fn decode_infer(
                 }
                 inputs.decode_raw(&slot, &binary.split_to(size))?
             }
-            (None, Some(data)) => TensorData::from_json_leaves(data.get(), slot.dtype, slot.count)
-                .map_err(|error| bad_request(format!("{owner}: {error}")))?,
-            (None, None) => {
+            (None, Some(data), None) => {
+                TensorData::from_json_leaves(data.get(), slot.dtype, slot.count)
+                    .map_err(|error| bad_request(format!("{owner}: {error}")))?
+            }
+            (None, None, None) => {
                 return Err(bad_request(format!(
-                    "{owner} has no data: give 'data', or the 'binary_data_size' parameter and the bytes after the JSON"
+                    "{owner} has no data: give 'data', or the 'binary_data_size' parameter and the bytes after the JSON, or a shared memory region"
                 )))
             }
         };
@@ -343,7 +459,6 @@ pub(crate) fn decode_infer(
     let mut requested = Vec::new();
     for output in request.outputs.iter().flatten() {
         let owner = format!("output '{}'", crate::text::clip(&output.name));
-        oip::refuse_unserved(&owner, keys(&output.parameters))?;
         let binary = parameter(
             &output.parameters,
             "binary_data",
@@ -358,10 +473,15 @@ pub(crate) fn decode_infer(
             Value::as_u64,
             "a class count",
         )?;
+        let shared_memory = shared_memory_span(&output.parameters, &owner)?;
+        if let Some(span) = &shared_memory {
+            oip::check_output_span(registry, &owner, span)?;
+        }
         requested.push(oip::RequestedOutput {
             name: output.name.as_str(),
             binary,
             classification,
+            shared_memory,
         });
     }
     let chosen = oip::choose_outputs(bundle, requested, binary_default)?;
@@ -372,13 +492,16 @@ pub(crate) fn decode_infer(
     })
 }
 
-/// The JSON response, followed by the binary outputs when any was asked for as binary data.
+/// The JSON response, followed by the binary outputs when any was asked for as binary data;
+/// an output asked for in shared memory is written there and answered without data, as Triton
+/// does.
 fn respond(
+    registry: &Registry,
     model: &Model,
     id: Option<&str>,
     chosen: &[OutputChoice],
     tensors: &[Tensor],
-) -> Response {
+) -> Result<Response, ApiError> {
     let specs = &model.bundle().config.outputs;
     let mut binary = Vec::new();
     let any_binary = chosen.iter().any(|choice| choice.binary);
@@ -386,11 +509,19 @@ fn respond(
         .iter()
         .map(|choice| oip::answer_tensor(model.bundle(), choice, &tensors[choice.index]))
         .collect();
+    for (choice, tensor) in chosen.iter().zip(&answers) {
+        if let Some(span) = &choice.shared_memory {
+            let owner = format!("output '{}'", specs[choice.index].name);
+            oip::write_shared_memory(registry, &owner, span, tensor)?;
+        }
+    }
     let outputs = chosen
         .iter()
         .zip(&answers)
         .map(|(choice, tensor)| {
-            let (parameters, data) = if choice.binary {
+            let (parameters, data) = if choice.shared_memory.is_some() {
+                (None, None)
+            } else if choice.binary {
                 let start = binary.len();
                 tensor.data().write_le_bytes(&mut binary);
                 let binary_data_size = binary.len() - start;
@@ -413,18 +544,14 @@ fn respond(
         id,
         outputs,
     };
-    let mut body = match serde_json::to_vec(&response) {
-        Ok(body) => body,
-        Err(error) => {
-            return ApiError::internal(format!("cannot encode the answer: {error}")).into_response()
-        }
-    };
+    let mut body = serde_json::to_vec(&response)
+        .map_err(|error| ApiError::internal(format!("cannot encode the answer: {error}")))?;
     if !any_binary {
-        return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
     let json_length = body.len();
     body.extend_from_slice(&binary);
-    (
+    Ok((
         [
             (
                 header::CONTENT_TYPE,
@@ -437,5 +564,5 @@ fn respond(
         ],
         body,
     )
-        .into_response()
+        .into_response())
 }

@@ -1,0 +1,179 @@
+"""Triton's system shared memory extension with tritonclient's own shared memory utilities
+(POSIX shm_open regions, tritonclient.utils.shared_memory): register, infer with inputs read
+from and outputs written to regions, status, unregister, over HTTP and gRPC, and what is refused:
+offsets past a region, unregistered regions, a server that does not allow it, a caller without
+the token."""
+
+import uuid
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+import tritonclient.utils.shared_memory as shm
+from tritonclient.utils import InferenceServerException, serialize_byte_tensor
+
+from conftest import REPO, Server, read_bundle
+
+IRIS = REPO / "models/iris-svc"
+TEXT = REPO / "models/support-tickets-tfidf"
+TOKEN = "shared-memory-token-for-the-tests-01"
+
+
+@pytest.fixture(scope="module")
+def sharing(tmp_path_factory):
+    tokens = tmp_path_factory.mktemp("auth") / "tokens"
+    tokens.write_text(TOKEN + "\n")
+    tokens.chmod(0o600)
+    server = Server([IRIS, TEXT], ["--allow-shared-memory", "--auth-token-file", str(tokens)])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def not_sharing():
+    server = Server([IRIS])
+    yield server
+    server.stop()
+
+
+HEADERS = {"authorization": f"Bearer {TOKEN}"}
+
+
+def client(server, protocol):
+    if protocol == "http":
+        return httpclient.InferenceServerClient(url=server.http)
+    return grpcclient.InferenceServerClient(url=server.grpc)
+
+
+def module(protocol):
+    return httpclient if protocol == "http" else grpcclient
+
+
+@pytest.fixture
+def regions():
+    """Regions made with tritonclient's utilities, destroyed after the test."""
+    made = []
+
+    def make(byte_size):
+        key = f"/predictor-test-{uuid.uuid4().hex}"
+        handle = shm.create_shared_memory_region(key.strip("/"), key, byte_size)
+        made.append(handle)
+        return key, handle
+
+    yield make
+    for handle in made:
+        shm.destroy_shared_memory_region(handle)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_inputs_and_outputs_in_shared_memory_give_the_sample(sharing, regions, protocol):
+    bundle = read_bundle(IRIS)
+    rows = np.array(bundle["sample"]["input"], dtype=np.float32)
+    expected = np.array(bundle["sample"]["output"], dtype=np.float32)
+    in_key, in_handle = regions(rows.nbytes)
+    out_key, out_handle = regions(expected.nbytes + 16)
+    shm.set_shared_memory_region(in_handle, [rows])
+    triton = client(sharing, protocol)
+    triton.unregister_system_shared_memory(headers=HEADERS)
+    triton.register_system_shared_memory("input-region", in_key, rows.nbytes, headers=HEADERS)
+    # The output region starts 16 bytes into its object: offsets are the server's to add.
+    triton.register_system_shared_memory("output-region", out_key, expected.nbytes, offset=16, headers=HEADERS)
+    status = triton.get_system_shared_memory_status(headers=HEADERS, **({"as_json": True} if protocol == "grpc" else {}))
+    names = sorted(status["regions"]) if protocol == "grpc" else sorted(r["name"] for r in status)
+    assert names == ["input-region", "output-region"]
+
+    tensor = module(protocol).InferInput("input", list(rows.shape), "FP32")
+    tensor.set_shared_memory("input-region", rows.nbytes)
+    output = module(protocol).InferRequestedOutput("probabilities")
+    output.set_shared_memory("output-region", expected.nbytes)
+    result = triton.infer("iris-svc", [tensor], outputs=[output], headers=HEADERS)
+    answer = result.get_output("probabilities")
+    shape = answer["shape"] if protocol == "http" else list(answer.shape)
+    assert [int(d) for d in shape] == [3, 3]
+    written = shm.get_contents_as_numpy(out_handle, np.float32, [expected.nbytes // 4 + 4])[4:].reshape(3, 3)
+    np.testing.assert_allclose(written, expected, atol=bundle["sample"]["tolerance"], rtol=0)
+
+    triton.unregister_system_shared_memory("input-region", headers=HEADERS)
+    status = triton.get_system_shared_memory_status(headers=HEADERS, **({"as_json": True} if protocol == "grpc" else {}))
+    names = sorted(status["regions"]) if protocol == "grpc" else sorted(r["name"] for r in status)
+    assert names == ["output-region"]
+    triton.unregister_system_shared_memory(headers=HEADERS)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_strings_travel_through_shared_memory_too(sharing, regions, protocol):
+    texts = np.array([[b"my package never arrived"]], dtype=np.object_)
+    serialized = serialize_byte_tensor(texts)
+    byte_size = len(serialized.item())
+    key, handle = regions(byte_size)
+    # As Triton's examples do: the serialized tensor (each element its length, then its bytes).
+    shm.set_shared_memory_region(handle, [serialized])
+    triton = client(sharing, protocol)
+    triton.register_system_shared_memory("text-region", key, byte_size, headers=HEADERS)
+    try:
+        tensor = module(protocol).InferInput("text", [1, 1], "BYTES")
+        tensor.set_shared_memory("text-region", byte_size)
+        result = triton.infer("support-tickets-tfidf", [tensor], headers=HEADERS)
+        label = result.as_numpy("output_label")[0]
+        assert (label.decode() if isinstance(label, bytes) else label) == "delivery"
+    finally:
+        triton.unregister_system_shared_memory("text-region", headers=HEADERS)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_offsets_and_sizes_are_checked_and_errors_are_clear(sharing, regions, protocol):
+    key, handle = regions(64)
+    triton = client(sharing, protocol)
+    with pytest.raises(InferenceServerException) as refused:
+        triton.register_system_shared_memory("too-big", key, 65, headers=HEADERS)
+    assert "holds 64 bytes" in refused.value.message()
+    triton.register_system_shared_memory("small", key, 32, offset=32, headers=HEADERS)
+    def iris_input(region, byte_size, offset=0):
+        tensor = module(protocol).InferInput("input", [1, 4], "FP32")
+        tensor.set_shared_memory(region, byte_size, offset=offset)
+        return tensor
+
+    try:
+        with pytest.raises(InferenceServerException) as refused:
+            triton.infer("iris-svc", [iris_input("small", 16, offset=24)], headers=HEADERS)
+        assert "16 bytes from offset 24 do not fit in shared memory region 'small' of 32 bytes" in refused.value.message()
+        with pytest.raises(InferenceServerException) as refused:
+            triton.infer("iris-svc", [iris_input("nowhere", 16)], headers=HEADERS)
+        assert "no system shared memory region 'nowhere' is registered" in refused.value.message()
+        # An output region too small for the answer.
+        tensor = iris_input("small", 16)
+        output = module(protocol).InferRequestedOutput("probabilities")
+        output.set_shared_memory("small", 8, offset=16)
+        with pytest.raises(InferenceServerException) as refused:
+            triton.infer("iris-svc", [tensor], outputs=[output], headers=HEADERS)
+        assert "the answer takes 12 bytes, more than the 8 bytes" in refused.value.message()
+    finally:
+        triton.unregister_system_shared_memory("small", headers=HEADERS)
+    for key in ["/../etc/passwd", "/no-such-object-here"]:
+        with pytest.raises(InferenceServerException):
+            triton.register_system_shared_memory("bad", key, 1, headers=HEADERS)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_the_token_applies_to_shared_memory(sharing, regions, protocol):
+    key, _ = regions(16)
+    with pytest.raises(InferenceServerException) as refused:
+        client(sharing, protocol).register_system_shared_memory("r", key, 16)
+    assert "token" in refused.value.message().lower()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_server_without_the_flag_refuses_shared_memory(not_sharing, regions, protocol):
+    key, _ = regions(16)
+    triton = client(not_sharing, protocol)
+    metadata = triton.get_server_metadata(**({"as_json": True} if protocol == "grpc" else {}))
+    assert "system_shared_memory" not in metadata["extensions"]
+    with pytest.raises(InferenceServerException) as refused:
+        triton.register_system_shared_memory("r", key, 16)
+    assert "--allow-shared-memory" in refused.value.message()
+    tensor = module(protocol).InferInput("input", [1, 4], "FP32")
+    tensor.set_shared_memory("r", 16)
+    with pytest.raises(InferenceServerException) as refused:
+        triton.infer("iris-svc", [tensor])
+    assert "--allow-shared-memory" in refused.value.message()
