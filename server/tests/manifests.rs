@@ -289,3 +289,27 @@ async fn the_serverless_runtime_serves_everything_on_its_one_port() {
     let ready = format!("/v2/models/{name}/ready");
     assert_eq!(status(&server, server.address, &ready).await, 200);
 }
+
+/// The series KEDA's trigger sums is one the server exposes, on the port the scrape annotations
+/// name, and it counts a request while it is answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_keda_trigger_sums_a_series_the_server_exposes() {
+    let bundle = &all_bundles()[0];
+    let documents = manifests(bundle, &["--keda-prometheus-url", "http://prometheus:9090"]);
+    let scaled = find(&documents, "ScaledObject");
+    let query = scaled["spec"]["triggers"][0]["metadata"]["query"]
+        .as_str()
+        .unwrap();
+    let series = query
+        .strip_prefix("sum(")
+        .and_then(|rest| rest.split('{').next())
+        .unwrap();
+    let server = Server::start(&[bundle]);
+    let metrics = server.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with(&format!("{series}{{"))),
+        "{series} not in\n{metrics}"
+    );
+}

@@ -33,6 +33,7 @@ IMAGE = "registry.example.com/predictor-test:1.0.0"
 # The variants of the manifests, by their extra arguments: plain, KServe and KServe Serverless (a
 # canary, scale to zero), each without and with bearer tokens from a Secret.
 TOKENS = ("--auth-token-secret", "predictor-tokens")
+KEDA = ("--keda-prometheus-url", "http://prometheus.monitoring.svc:9090")
 SERVERLESS = ("--kserve", "--serverless", "--canary-traffic-percent", "10", "--min-replicas", "0")
 VARIANTS = {
     "kubernetes": (),
@@ -41,8 +42,11 @@ VARIANTS = {
     "kserve-tokens": ("--kserve", *TOKENS),
     "kserve-serverless": SERVERLESS,
     "kserve-serverless-tokens": (*SERVERLESS, *TOKENS),
+    # Autoscaling on the requests in flight through KEDA, plain and with KServe's Standard mode.
+    "kubernetes-keda": KEDA,
+    "kserve-keda": ("--kserve", *KEDA),
 }
-KUBERNETES_VARIANTS = [name for name in VARIANTS if not name.startswith("kserve")]
+KUBERNETES_VARIANTS = [name for name in VARIANTS if not name.startswith("kserve") and "keda" not in name]
 KSERVE_VARIANTS = [name for name in VARIANTS if name.startswith("kserve")]
 SERVERLESS_VARIANTS = [name for name in VARIANTS if name.startswith("kserve-serverless")]
 
@@ -202,6 +206,48 @@ def test_serverless_manifests_keep_to_what_knative_accepts(bundle, variant):
     assert env["PREDICTOR_SINGLE_PORT"] == "true" and env["PREDICTOR_PORT"] == str(port["containerPort"])
     # Knative names revisions <name>-predictor-00001, a label value.
     assert len(service["metadata"]["name"] + "-predictor-00001") <= 63
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("bundle", BUNDLES, ids=ids)
+def test_keda_replaces_the_hpa_and_scales_the_deployment(bundle, version):
+    deployment, service, scaled = documents(bundle, "kubernetes-keda")
+    assert [deployment["kind"], service["kind"], scaled["kind"]] == ["Deployment", "Service", "ScaledObject"]
+    for document in (deployment, service):
+        kubernetes_validate.validate(document, version, strict=True)
+    target = scaled["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment", deployment["metadata"]["name"])
+    triggers = {t["type"]: t for t in scaled["spec"]["triggers"]}
+    assert set(triggers) == {"prometheus", "cpu"}
+    query = triggers["prometheus"]["metadata"]["query"]
+    # The pods' labels, as the scrape job of docs/kubernetes.md turns them into series labels.
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    for key in ("app.kubernetes.io/instance", "app.kubernetes.io/component"):
+        assert f'{key.replace(".", "_").replace("/", "_")}="{labels[key]}"' in query, query
+
+
+@cache
+def keda_models():
+    folder = subprocess.run([str(REPO / "scripts/keda-models")], capture_output=True, text=True, check=True).stdout.strip()
+    return Path(folder)
+
+
+def keda_problems(documents_json):
+    result = subprocess.run(
+        ["node", str(keda_models() / "validate.mjs")], input=documents_json, capture_output=True, text=True, check=False
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=ids)
+def test_scaled_objects_match_keda_api_types(bundle):
+    status, problems = keda_problems(generated(bundle, "kubernetes-keda", "json"))
+    assert status == 0, problems
+    # Not vacuous: the same check refuses a ScaledObject that KEDA would.
+    listed = json.loads(generated(bundle, "kubernetes-keda", "json"))
+    del listed["items"][2]["spec"]["scaleTargetRef"]
+    status, problems = keda_problems(json.dumps(listed))
+    assert status == 1 and "scaleTargetRef" in problems, problems
 
 
 def check_key(key):

@@ -65,9 +65,20 @@ pub struct Options {
     )]
     pub target_cpu_percent: u32,
     /// Requests in flight per replica beyond which the autoscaler adds replicas, with
-    /// --serverless (Knative's concurrency target).
+    /// --serverless (Knative's concurrency target) or --keda-prometheus-url (the KEDA trigger's
+    /// threshold).
     #[arg(long, env = "PREDICTOR_MANIFESTS_TARGET_IN_FLIGHT", default_value_t = TARGET_IN_FLIGHT_PER_REPLICA)]
     pub target_in_flight: u32,
+    /// Scale on load instead of CPU alone: a KEDA ScaledObject (with --kserve, KServe's KEDA
+    /// autoscaler) on the requests in flight that this Prometheus (its URL as KEDA reaches it)
+    /// scrapes from the pods, beside the CPU target; it replaces the HorizontalPodAutoscaler,
+    /// which would fight it over the replicas.
+    #[arg(
+        long,
+        env = "PREDICTOR_MANIFESTS_KEDA_PROMETHEUS_URL",
+        conflicts_with = "serverless"
+    )]
+    pub keda_prometheus_url: Option<String>,
     /// The server's drain timeout (as `serve --drain-timeout-seconds`, the same environment
     /// variable); the pod's termination grace period is derived from it.
     #[arg(long, env = "PREDICTOR_DRAIN_TIMEOUT_SECONDS", default_value_t = DRAIN_TIMEOUT_SECONDS)]
@@ -166,7 +177,11 @@ pub fn generate(
     Ok(if options.kserve {
         vec![plan.serving_runtime(), plan.inference_service()]
     } else {
-        vec![plan.deployment(), plan.service(), plan.autoscaler()]
+        let autoscaler = match &options.keda_prometheus_url {
+            Some(url) => plan.scaled_object(url),
+            None => plan.autoscaler(),
+        };
+        vec![plan.deployment(), plan.service(), autoscaler]
     })
 }
 
@@ -194,6 +209,14 @@ fn check(options: &Options) -> Result<(), String> {
             "--canary-traffic-percent: expected 0 to 100, found {}",
             options.canary_traffic_percent.unwrap_or_default()
         ));
+    }
+    if let Some(url) = &options.keda_prometheus_url {
+        let scheme = url.starts_with("http://") || url.starts_with("https://");
+        if !scheme || url.contains(char::is_whitespace) {
+            return Err(format!(
+                "--keda-prometheus-url: expected an http:// or https:// URL, found '{url}'"
+            ));
+        }
     }
     if options.target_in_flight == 0 {
         return Err("--target-in-flight: expected at least 1 request".into());
@@ -596,6 +619,49 @@ impl<'a> Plan<'a> {
         })
     }
 
+    /// What the pods' requests in flight add up to, in the Prometheus that scrapes them with
+    /// their `app.kubernetes.io/instance` and `/component` labels (docs/kubernetes.md's scrape
+    /// job): the load that the autoscalers divide by the replicas.
+    fn in_flight_query(&self) -> String {
+        format!(
+            "sum(predictor_requests_in_flight{{app_kubernetes_io_instance=\"{}\",app_kubernetes_io_component=\"{}\"}})",
+            self.name, self.selector["app.kubernetes.io/component"].as_str().unwrap_or_default()
+        )
+    }
+
+    /// KEDA's autoscaler for the Deployment: the requests in flight per replica (through
+    /// Prometheus) and the CPU, whichever asks for more replicas. KEDA makes and owns the
+    /// HorizontalPodAutoscaler itself.
+    fn scaled_object(&self, prometheus: &str) -> Value {
+        json!({
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": self.metadata(),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name},
+                "minReplicaCount": self.options.min_replicas,
+                "maxReplicaCount": self.options.max_replicas,
+                "triggers": [
+                    {
+                        "type": "prometheus",
+                        // The sum over the pods, divided by the replicas against the threshold.
+                        "metricType": "AverageValue",
+                        "metadata": {
+                            "serverAddress": prometheus,
+                            "query": self.in_flight_query(),
+                            "threshold": self.options.target_in_flight.to_string(),
+                        },
+                    },
+                    {
+                        "type": "cpu",
+                        "metricType": "Utilization",
+                        "metadata": {"value": self.options.target_cpu_percent.to_string()},
+                    },
+                ],
+            },
+        })
+    }
+
     fn autoscaler(&self) -> Value {
         json!({
             "apiVersion": "autoscaling/v2",
@@ -701,6 +767,40 @@ impl<'a> Plan<'a> {
                 // A Knative Service: revisions, traffic split, scale to zero; one port.
                 "serving.kserve.io/deploymentMode": "Serverless",
             });
+        } else if let Some(prometheus) = &self.options.keda_prometheus_url {
+            // KServe makes the KEDA ScaledObject from these, as the plain one above: the
+            // requests in flight (KServe's threshold is the target's value, per replica) and CPU.
+            predictor.extend(object(json!({
+                "minReplicas": self.options.min_replicas,
+                "maxReplicas": self.options.max_replicas,
+                "autoScaling": {"metrics": [
+                    {
+                        "type": "External",
+                        "external": {
+                            "metric": {
+                                "backend": "prometheus",
+                                "serverAddress": prometheus,
+                                "query": self.in_flight_query(),
+                            },
+                            "target": {"type": "Value", "value": self.options.target_in_flight.to_string()},
+                        },
+                    },
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": self.options.target_cpu_percent,
+                            },
+                        },
+                    },
+                ]},
+            })));
+            metadata["annotations"] = json!({
+                "serving.kserve.io/deploymentMode": "Standard",
+                "serving.kserve.io/autoscalerClass": "keda",
+            });
         } else {
             predictor.extend(object(json!({
                 "minReplicas": self.options.min_replicas,
@@ -789,6 +889,7 @@ tolerance = 1e-4
             max_replicas: 6,
             target_cpu_percent: 60,
             target_in_flight: 8,
+            keda_prometheus_url: None,
             drain_timeout_seconds: 20,
             auth_token_secret: None,
             format: Format::Yaml,
@@ -1051,6 +1152,52 @@ tolerance = 1e-4
         assert!(plain[1]["spec"]["predictor"]
             .get("canaryTrafficPercent")
             .is_none());
+    }
+
+    #[test]
+    fn keda_scales_the_deployment_on_requests_in_flight_and_cpu_instead_of_the_hpa() {
+        let with_keda = |kserve: bool| {
+            let mut options = options(kserve);
+            options.keda_prometheus_url = Some("http://prometheus.monitoring:9090".into());
+            generate(&bundle(""), 0, &options)
+        };
+        let documents = with_keda(false).unwrap();
+        assert_eq!(kinds(&documents), ["Deployment", "Service", "ScaledObject"]);
+        let scaled = &documents[2]["spec"];
+        assert_eq!(
+            scaled["scaleTargetRef"]["name"],
+            documents[0]["metadata"]["name"]
+        );
+        assert_eq!(
+            (&scaled["minReplicaCount"], &scaled["maxReplicaCount"]),
+            (&json!(2), &json!(6))
+        );
+        let (load, cpu) = (&scaled["triggers"][0], &scaled["triggers"][1]);
+        assert_eq!(load["type"], "prometheus");
+        assert_eq!(load["metadata"]["threshold"], "8");
+        assert_eq!(
+            load["metadata"]["query"],
+            "sum(predictor_requests_in_flight{app_kubernetes_io_instance=\"predictor-iris-svc-v2\",app_kubernetes_io_component=\"server\"})"
+        );
+        assert_eq!(cpu["metadata"]["value"], "60");
+        let kserve = with_keda(true).unwrap();
+        let service = &kserve[1];
+        assert_eq!(
+            service["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"],
+            "keda"
+        );
+        let predictor = &service["spec"]["predictor"];
+        assert!(predictor.get("scaleMetric").is_none());
+        let external = &predictor["autoScaling"]["metrics"][0]["external"];
+        assert!(external["metric"]["query"]
+            .as_str()
+            .unwrap()
+            .contains("app_kubernetes_io_component=\"inference-service\""));
+        let mut bad = options(false);
+        bad.keda_prometheus_url = Some("prometheus:9090".into());
+        assert!(generate(&bundle(""), 0, &bad)
+            .unwrap_err()
+            .contains("--keda-prometheus-url"));
     }
 
     #[test]
