@@ -4,8 +4,9 @@
 # port, a path or a resource: the server and the bundle say them.
 {
   /**
-    A folder with `kubernetes.yaml` (a Deployment, a Service and a HorizontalPodAutoscaler) and
-    `kserve.yaml` (this template's ServingRuntime and the bundle's InferenceService), which deploy
+    A folder with `kubernetes.yaml` (a Deployment, a Service and a HorizontalPodAutoscaler),
+    `kserve.yaml` (this template's ServingRuntime and the bundle's InferenceService) and
+    `kserve-serverless.yaml` (the same for KServe's Serverless mode, on one port), which deploy
     `image` serving `bundle`: `kubectl apply -f result/kubernetes.yaml`. The manifests name the
     image `imageName:imageTag`, as `docker load` names it; pushed elsewhere, give `name` to
     lib.mkImage (e.g. through mkPredictor's `imageArgs`) or `kubectl set image`.
@@ -49,9 +50,15 @@
         nativeBuildInputs = [ server ];
         meta.description = "Kubernetes and KServe manifests of predictor ${info.name} ${info.version}";
       }
-      ''
-        mkdir "$out"
-        predictor ${command} > "$out/kubernetes.yaml"
-        predictor ${command} --kserve > "$out/kserve.yaml"
-      '';
+      (
+        ''
+          mkdir "$out"
+          predictor ${command} > "$out/kubernetes.yaml"
+          predictor ${command} --kserve > "$out/kserve.yaml"
+        ''
+        # KEDA scales the Standard mode; Knative, which the Serverless mode runs on, scales itself.
+        + lib.optionalString (!lib.elem "--keda-prometheus-url" args) ''
+          predictor ${command} --kserve --serverless > "$out/kserve-serverless.yaml"
+        ''
+      );
 }

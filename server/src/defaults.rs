@@ -47,6 +47,10 @@ pub const HTTP2_KEEPALIVE_SECONDS: u64 = 20;
 /// (`--max-concurrent-streams`).
 pub const MAX_CONCURRENT_STREAMS: u32 = 100;
 
+/// Requests in flight per replica beyond which the generated autoscalers add replicas
+/// (`predictor manifests --target-in-flight`): an eighth of what one server admits at once.
+pub const TARGET_IN_FLIGHT_PER_REPLICA: u32 = 8;
+
 /// `count` as a NonZeroUsize, in a constant (where neither unwrap nor expect is allowed).
 const fn at_least_one(count: usize) -> NonZeroUsize {
     match NonZeroUsize::new(count) {

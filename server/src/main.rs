@@ -16,7 +16,7 @@ use predictor::logging::{self, LogFormat};
 use predictor::metrics::Metrics;
 use predictor::model::{self, LoadOptions};
 use predictor::runtime::OnnxRuntime;
-use predictor::server::{self, ListenOptions};
+use predictor::server::{self, ListenOptions, Ports};
 use predictor::serving::auth::Tokens;
 use predictor::serving::shared_memory::SharedMemory;
 use predictor::serving::{Limits, Registry};
@@ -97,6 +97,11 @@ struct ServeArgs {
     /// free one.
     #[arg(long, env = "PREDICTOR_METRICS_PORT", default_value_t = defaults::METRICS_PORT)]
     metrics_port: u16,
+    /// Serve gRPC and GET /metrics on the HTTP port (--port) too, told apart by protocol (gRPC:
+    /// HTTP/2 with an application/grpc content type), with every limit and gate as on their own
+    /// ports: for platforms that give a container one port (Knative, KServe Serverless).
+    #[arg(long, env = "PREDICTOR_SINGLE_PORT", conflicts_with_all = ["grpc_port", "metrics_port"])]
+    single_port: bool,
     #[command(flatten)]
     load: LoadArgs,
     /// Seconds that requests in flight may take to finish after SIGTERM or SIGINT; then (or on a
@@ -346,9 +351,15 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
         Arc::new(Registry::new(models, metrics, limits, tokens).with_shared_memory(shared_memory));
     let listeners = ListenOptions {
         address: args.address,
-        port: args.port,
-        grpc_port: args.grpc_port,
-        metrics_port: args.metrics_port,
+        ports: if args.single_port {
+            Ports::Single(args.port)
+        } else {
+            Ports::Separate {
+                http: args.port,
+                grpc: args.grpc_port,
+                metrics: args.metrics_port,
+            }
+        },
         drain_timeout: Duration::from_secs(args.drain_timeout_seconds),
         max_body_bytes: args.max_body_bytes,
         cors_origins: args

@@ -283,6 +283,14 @@ impl Metrics {
             "1, with the server's version and ONNX Runtime's",
             metrics.build_info.clone(),
         );
+        // Both protocols' requests in flight exist from the start, at 0: an autoscaler's query on
+        // them (KEDA's) then reads an idle server as 0, not as a series that is absent.
+        for protocol in ["http", "grpc"] {
+            metrics
+                .in_flight
+                .get_or_create(&ProtocolLabels { protocol })
+                .set(0);
+        }
         Metrics {
             registry,
             ..metrics

@@ -1,5 +1,6 @@
-//! `predictor serve` once its models are loaded: the three listeners (HTTP, gRPC, metrics), the
-//! signals, and a bounded drain. It returns, never exits, so that the caller flushes the logs.
+//! `predictor serve` once its models are loaded: the three listeners (HTTP, gRPC, metrics), or one
+//! for all three, the signals, and a bounded drain. It returns, never exits, so that the caller
+//! flushes the logs.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -13,15 +14,13 @@ use crate::serving::Registry;
 use crate::transport::grpc;
 use crate::transport::http::{self, HttpOptions};
 use crate::transport::listener::{self, ConnectionLimits, ConnectionPlaces, Protocols};
+use crate::transport::single_port::ByProtocol;
 
 /// Where and how the listeners listen: the deployment's settings.
 #[derive(Debug, Clone)]
 pub struct ListenOptions {
     pub address: IpAddr,
-    /// 0 picks a free port (the "listening" log line says which), as for the two others.
-    pub port: u16,
-    pub grpc_port: u16,
-    pub metrics_port: u16,
+    pub ports: Ports,
     /// How long requests in flight may finish after the first SIGTERM or SIGINT.
     pub drain_timeout: Duration,
     /// The largest request body or gRPC message, decompressed.
@@ -32,6 +31,15 @@ pub struct ListenOptions {
     pub connections: ConnectionLimits,
     /// Connections of the whole process (None: from the open-file limit).
     pub max_connections: Option<usize>,
+}
+
+/// The ports, each 0 for a free one (the "listening" log line says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    /// HTTP (seed API, v2 REST), gRPC and metrics, each on its own port: the default.
+    Separate { http: u16, grpc: u16, metrics: u16 },
+    /// All three on one port, routed by protocol (`--single-port`: Knative gives one port).
+    Single(u16),
 }
 
 /// Descriptors the process keeps for itself (models, logs, ONNX Runtime, the listeners).
@@ -89,16 +97,37 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
                 .await
                 .map_err(|error| format!("cannot listen on {address}: {error}"))
         };
-        let http_listener = bind(options.port).await?;
-        let grpc_listener = bind(options.grpc_port).await?;
-        let metrics_listener = bind(options.metrics_port).await?;
         let local = |listener: &TcpListener| listener.local_addr().map_err(|e| e.to_string());
-        tracing::info!(
-            address = %local(&http_listener)?,
-            grpc_address = %local(&grpc_listener)?,
-            metrics_address = %local(&metrics_listener)?,
-            "listening"
-        );
+        // One listener per port; on a single port the log line names it for all three, so that
+        // whoever reads the line finds each protocol where it is.
+        let listeners = match options.ports {
+            Ports::Separate {
+                http,
+                grpc,
+                metrics,
+            } => {
+                let listeners = [bind(http).await?, bind(grpc).await?, bind(metrics).await?];
+                tracing::info!(
+                    address = %local(&listeners[0])?,
+                    grpc_address = %local(&listeners[1])?,
+                    metrics_address = %local(&listeners[2])?,
+                    "listening"
+                );
+                Listeners::Separate(listeners)
+            }
+            Ports::Single(port) => {
+                let listener = bind(port).await?;
+                let address = local(&listener)?;
+                tracing::info!(
+                    address = %address,
+                    grpc_address = %address,
+                    metrics_address = %address,
+                    single_port = true,
+                    "listening"
+                );
+                Listeners::Single(listener)
+            }
+        };
         let stopping = CancellationToken::new();
         let drain_timeout = options.drain_timeout;
         // Draining has a bound: a stalled client or a second signal ends it. The listeners are
@@ -126,23 +155,39 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
             }
         };
         let places = connection_places(options.max_connections);
-        let listen = |name, service, listener| {
-            let (places, stopping) = (places.clone(), stopping.clone());
-            serve_on(name, service, listener, Protocols::Http1AndH2c, options, places, stopping)
-        };
-        let http = listen("HTTP", router, http_listener);
-        let metrics = listen("metrics", http::metrics_router(registry.clone()), metrics_listener);
-        let grpc = serve_on(
-            "gRPC",
-            grpc::service(registry.clone(), options.max_body_bytes),
-            grpc_listener,
-            Protocols::H2Only,
+        let on = |protocols| Serving {
+            protocols,
             options,
-            places.clone(),
-            stopping.clone(),
-        );
+            places: places.clone(),
+            stopping: stopping.clone(),
+        };
+        let metrics = http::metrics_router(registry.clone());
+        let grpc = grpc::service(registry.clone(), options.max_body_bytes);
+        let served = async {
+            match listeners {
+                Listeners::Separate([http_listener, grpc_listener, metrics_listener]) => {
+                    tokio::try_join!(
+                        on(Protocols::Http1AndH2c).serve("HTTP", router, http_listener),
+                        on(Protocols::H2Only).serve("gRPC", grpc, grpc_listener),
+                        on(Protocols::Http1AndH2c).serve("metrics", metrics, metrics_listener),
+                    )
+                    .map(|_| ())
+                }
+                Listeners::Single(listener) => {
+                    let service = ByProtocol {
+                        http: router,
+                        grpc,
+                        metrics,
+                    };
+                    // HTTP/1.1 and h2c: gRPC is HTTP/2, and REST callers may speak either.
+                    on(Protocols::Http1AndH2c)
+                        .serve("single-port", service, listener)
+                        .await
+                }
+            }
+        };
         tokio::select! {
-            served = async { tokio::try_join!(http, grpc, metrics).map(|_| ()) } => served,
+            served = served => served,
             forced = drained_or_forced => forced,
         }
     });
@@ -153,26 +198,39 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
     Ok(())
 }
 
-/// One listener, served until `stopping`; its failure named `name`.
-async fn serve_on(
-    name: &str,
-    service: impl listener::Service + Clone,
-    tcp: TcpListener,
+/// The bound listeners: HTTP, gRPC and metrics, or the one for all.
+enum Listeners {
+    Separate([TcpListener; 3]),
+    Single(TcpListener),
+}
+
+/// How a listener is served: its protocols, the shared connection places, and the stop.
+struct Serving<'a> {
     protocols: Protocols,
-    options: &ListenOptions,
+    options: &'a ListenOptions,
     places: ConnectionPlaces,
     stopping: CancellationToken,
-) -> Result<(), String> {
-    listener::serve(
-        service,
-        tcp,
-        protocols,
-        &options.connections,
-        places,
-        stopping,
-    )
-    .await
-    .map_err(|error| format!("{name} listener failed: {error}"))
+}
+
+impl Serving<'_> {
+    /// One listener, served until `stopping`; its failure named `name`.
+    async fn serve(
+        self,
+        name: &str,
+        service: impl listener::Service + Clone,
+        tcp: TcpListener,
+    ) -> Result<(), String> {
+        listener::serve(
+            service,
+            tcp,
+            self.protocols,
+            &self.options.connections,
+            self.places,
+            self.stopping,
+        )
+        .await
+        .map_err(|error| format!("{name} listener failed: {error}"))
+    }
 }
 
 /// SIGINT and SIGTERM, handled from the moment `listen` returns.

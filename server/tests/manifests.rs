@@ -248,3 +248,68 @@ fn yaml_is_the_default_and_a_broken_bundle_is_refused() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--image"));
 }
+
+/// KServe's Serverless runtime runs the server on its one container port (`--single-port`): the
+/// probes, the scrape and the API all answer there.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_serverless_runtime_serves_everything_on_its_one_port() {
+    let bundle = &all_bundles()[0];
+    let documents = manifests(bundle, &["--kserve", "--serverless"]);
+    let runtime = find(&documents, "ServingRuntime");
+    let container = &runtime["spec"]["containers"][0];
+    let ports = container["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 1, "Knative allows one port: {ports:?}");
+    let port = ports[0]["containerPort"].as_u64().unwrap();
+    let env = |name: &str| {
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].as_str().unwrap().to_string())
+    };
+    assert_eq!(env("PREDICTOR_SINGLE_PORT").as_deref(), Some("true"));
+    assert_eq!(env("PREDICTOR_PORT"), Some(port.to_string()));
+    assert_eq!(env("PREDICTOR_GRPC_PORT"), None);
+    assert_eq!(env("PREDICTOR_METRICS_PORT"), None);
+    let server = Server::start_with(&[bundle], &["--single-port"]);
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!(get["port"].as_u64(), Some(port), "{probe}");
+        let path = get["path"].as_str().unwrap();
+        assert_eq!(status(&server, server.address, path).await, 200, "{probe}");
+    }
+    let annotations = &runtime["spec"]["annotations"];
+    for key in ["prometheus.io/port", "prometheus.kserve.io/port"] {
+        assert_eq!(annotations[key], port.to_string(), "{key}");
+    }
+    let path = annotations["prometheus.io/path"].as_str().unwrap();
+    assert_eq!(status(&server, server.address, path).await, 200, "{path}");
+    let name = bundle.file_name().unwrap().to_str().unwrap();
+    let ready = format!("/v2/models/{name}/ready");
+    assert_eq!(status(&server, server.address, &ready).await, 200);
+}
+
+/// The series KEDA's trigger sums is one the server exposes, on the port the scrape annotations
+/// name, and it counts a request while it is answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_keda_trigger_sums_a_series_the_server_exposes() {
+    let bundle = &all_bundles()[0];
+    let documents = manifests(bundle, &["--keda-prometheus-url", "http://prometheus:9090"]);
+    let scaled = find(&documents, "ScaledObject");
+    let query = scaled["spec"]["triggers"][0]["metadata"]["query"]
+        .as_str()
+        .unwrap();
+    let series = query
+        .strip_prefix("sum(")
+        .and_then(|rest| rest.split('{').next())
+        .unwrap();
+    let server = Server::start(&[bundle]);
+    let metrics = server.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with(&format!("{series}{{"))),
+        "{series} not in\n{metrics}"
+    );
+}

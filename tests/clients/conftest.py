@@ -25,8 +25,10 @@ class Server:
 
     def __init__(self, bundles, flags=()):
         binary = os.environ.get("PREDICTOR_BINARY", str(REPO / "target/debug/predictor"))
+        # On a single port the gRPC and metrics ports are refused: only the one is given.
+        ports = ["--port", "0"] if "--single-port" in flags else ["--port", "0", "--grpc-port", "0", "--metrics-port", "0"]
         self.process = subprocess.Popen(
-            [binary, "serve", "--port", "0", "--grpc-port", "0", "--metrics-port", "0", "--log-format", "json", *flags, *map(str, bundles)],
+            [binary, "serve", *ports, "--log-format", "json", *flags, *map(str, bundles)],
             stderr=subprocess.PIPE,
             text=True,
         )

@@ -30,17 +30,25 @@ BUNDLES = sorted(p.parent for p in (REPO / "models").glob("*/predictor.toml")) +
 KUBERNETES_VERSIONS = ["1.30", "1.35"]
 KSERVE_SCHEMAS = Path(__file__).parent / "kserve"
 IMAGE = "registry.example.com/predictor-test:1.0.0"
-# The variants of the manifests, by their extra arguments: plain and KServe, each without and with
-# bearer tokens from a Secret.
+# The variants of the manifests, by their extra arguments: plain, KServe and KServe Serverless (a
+# canary, scale to zero), each without and with bearer tokens from a Secret.
 TOKENS = ("--auth-token-secret", "predictor-tokens")
+KEDA = ("--keda-prometheus-url", "http://prometheus.monitoring.svc:9090")
+SERVERLESS = ("--kserve", "--serverless", "--canary-traffic-percent", "10", "--min-replicas", "0")
 VARIANTS = {
     "kubernetes": (),
     "kubernetes-tokens": TOKENS,
     "kserve": ("--kserve",),
     "kserve-tokens": ("--kserve", *TOKENS),
+    "kserve-serverless": SERVERLESS,
+    "kserve-serverless-tokens": (*SERVERLESS, *TOKENS),
+    # Autoscaling on the requests in flight through KEDA, plain and with KServe's Standard mode.
+    "kubernetes-keda": KEDA,
+    "kserve-keda": ("--kserve", *KEDA),
 }
-KUBERNETES_VARIANTS = [name for name in VARIANTS if not name.startswith("kserve")]
+KUBERNETES_VARIANTS = [name for name in VARIANTS if not name.startswith("kserve") and "keda" not in name]
 KSERVE_VARIANTS = [name for name in VARIANTS if name.startswith("kserve")]
+SERVERLESS_VARIANTS = [name for name in VARIANTS if name.startswith("kserve-serverless")]
 
 # The API server's name and label rules (k8s.io/apimachinery/pkg/util/validation).
 DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -51,6 +59,16 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 # `isvc.<name>-predictor`, a label value of at most 63 characters.
 KSERVE_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 KSERVE_NAME_MAX = 63 - len("isvc.") - len("-predictor")
+# What Knative accepts of a pod and a container (knative.dev/serving pkg/apis/serving/fieldmask.go,
+# PodSpecMask and ContainerMask with the feature flags at their defaults): KServe's Serverless mode
+# hands the predictor's pod and container to a Knative Service, which refuses any other field.
+KNATIVE_POD_FIELDS = {"serviceAccountName", "containers", "volumes", "imagePullSecrets", "enableServiceLinks", "automountServiceAccountToken"}
+KNATIVE_CONTAINER_FIELDS = {
+    "name", "args", "command", "env", "workingDir", "envFrom", "image", "imagePullPolicy", "livenessProbe", "ports",
+    "readinessProbe", "resources", "securityContext", "terminationMessagePath", "terminationMessagePolicy", "volumeMounts",
+}
+# The predictor's own fields, which KServe turns into Knative's annotations and traffic split.
+KSERVE_COMPONENT_FIELDS = {"minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "containerConcurrency", "canaryTrafficPercent", "model"}
 
 
 def ids(bundle):
@@ -163,6 +181,75 @@ def test_kserve_manifests_match_the_crd_schemas(bundle, variant):
     assert {"v2", "grpc-v2"} <= set(runtime["spec"]["protocolVersions"])
 
 
+@pytest.mark.parametrize("variant", SERVERLESS_VARIANTS)
+@pytest.mark.parametrize("bundle", BUNDLES, ids=ids)
+def test_serverless_manifests_keep_to_what_knative_accepts(bundle, variant):
+    runtime, service = documents(bundle, variant)
+    assert service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    predictor = service["spec"]["predictor"]
+    assert set(predictor) <= KNATIVE_POD_FIELDS | KSERVE_COMPONENT_FIELDS, set(predictor) - KNATIVE_POD_FIELDS
+    assert predictor["automountServiceAccountToken"] is False  # Knative takes only false
+    assert predictor["minReplicas"] == 0 and predictor["canaryTrafficPercent"] == 10
+    (container,) = runtime["spec"]["containers"]
+    for fields in (container, predictor["model"]):
+        extra = set(fields) - KNATIVE_CONTAINER_FIELDS - {"modelFormat", "runtime", "protocolVersion"}
+        assert not extra, extra
+    # One port, named h2c so that Knative speaks HTTP/2 to it end to end (gRPC needs it); the
+    # probes and the scrape on it; the server told to serve everything there.
+    (port,) = container["ports"]
+    assert port["name"] == "h2c"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == port["containerPort"]
+    annotations = runtime["spec"]["annotations"]
+    assert annotations["prometheus.kserve.io/port"] == annotations["prometheus.io/port"] == str(port["containerPort"])
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["PREDICTOR_SINGLE_PORT"] == "true" and env["PREDICTOR_PORT"] == str(port["containerPort"])
+    # Knative names revisions <name>-predictor-00001, a label value.
+    assert len(service["metadata"]["name"] + "-predictor-00001") <= 63
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("bundle", BUNDLES, ids=ids)
+def test_keda_replaces_the_hpa_and_scales_the_deployment(bundle, version):
+    deployment, service, scaled = documents(bundle, "kubernetes-keda")
+    assert [deployment["kind"], service["kind"], scaled["kind"]] == ["Deployment", "Service", "ScaledObject"]
+    for document in (deployment, service):
+        kubernetes_validate.validate(document, version, strict=True)
+    target = scaled["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment", deployment["metadata"]["name"])
+    triggers = {t["type"]: t for t in scaled["spec"]["triggers"]}
+    assert set(triggers) == {"prometheus", "cpu"}
+    query = triggers["prometheus"]["metadata"]["query"]
+    # The pods' labels, as the scrape job of docs/kubernetes.md turns them into series labels.
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    for key in ("app.kubernetes.io/instance", "app.kubernetes.io/component"):
+        assert f'{key.replace(".", "_").replace("/", "_")}="{labels[key]}"' in query, query
+
+
+@cache
+def keda_models():
+    folder = subprocess.run([str(REPO / "scripts/keda-models")], capture_output=True, text=True, check=True).stdout.strip()
+    return Path(folder)
+
+
+def keda_problems(documents_json):
+    result = subprocess.run(
+        ["node", str(keda_models() / "validate.mjs")], input=documents_json, capture_output=True, text=True, check=False
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=ids)
+def test_scaled_objects_match_keda_api_types(bundle):
+    status, problems = keda_problems(generated(bundle, "kubernetes-keda", "json"))
+    assert status == 0, problems
+    # Not vacuous: the same check refuses a ScaledObject that KEDA would.
+    listed = json.loads(generated(bundle, "kubernetes-keda", "json"))
+    del listed["items"][2]["spec"]["scaleTargetRef"]
+    status, problems = keda_problems(json.dumps(listed))
+    assert status == 1 and "scaleTargetRef" in problems, problems
+
+
 def check_key(key):
     prefix, _, name = key.rpartition("/")
     assert QUALIFIED_NAME.match(name) and len(name) <= 63, key
@@ -217,6 +304,7 @@ def test_the_validators_refuse_what_the_api_server_would():
         (service, lambda d: d["spec"]["predictor"]["model"]["modelFormat"].pop("name")),
         (runtime, lambda d: d["spec"]["containers"][0]["ports"][0].update(containerPort="http")),
         (runtime, lambda d: d["spec"]["supportedModelFormats"][0].update(autoselect=True)),
+        (documents(bundle, "kserve-serverless")[1], lambda d: d["spec"]["predictor"].update(canaryTrafficPercent="ten")),
     ]:
         broken = copy.deepcopy(document)
         edit(broken)

@@ -1,7 +1,8 @@
 //! `predictor manifests`: what deploys one bundle's image on Kubernetes (a Deployment, a Service
 //! and a HorizontalPodAutoscaler) or on KServe (this template's ServingRuntime and the bundle's
-//! InferenceService), made from the bundle's own data and the server's own ports and paths
-//! ([`crate::defaults`]), so that nothing is written twice by hand.
+//! InferenceService, in KServe's Standard mode or, on one port, its Serverless mode), made from the
+//! bundle's own data and the server's own ports and paths ([`crate::defaults`]), so that nothing
+//! is written twice by hand.
 
 mod yaml;
 
@@ -13,10 +14,10 @@ use serde_json::{json, Map, Value};
 use crate::bundle::{Bundle, RuntimeHints, SCHEMA_VERSION};
 use crate::defaults::{
     self, DRAIN_TIMEOUT_SECONDS, GRPC_PORT, HTTP_PORT, LIVE_PATH, MAX_BODY_BYTES, METRICS_PATH,
-    METRICS_PORT, READY_PATH,
+    METRICS_PORT, READY_PATH, TARGET_IN_FLIGHT_PER_REPLICA,
 };
 
-/// `predictor manifests BUNDLE --image REF [--kserve]`.
+/// `predictor manifests BUNDLE --image REF [--kserve [--serverless]]`.
 #[derive(Args, Debug)]
 pub struct ManifestsArgs {
     /// The bundle folder (or its predictor.toml) that the image serves.
@@ -36,7 +37,21 @@ pub struct Options {
     /// HorizontalPodAutoscaler.
     #[arg(long, env = "PREDICTOR_MANIFESTS_KSERVE")]
     pub kserve: bool,
-    /// Fewest replicas the autoscaler keeps.
+    /// With --kserve: KServe's Serverless mode (Knative), the server on one port (serve
+    /// --single-port), scaled on requests in flight, down to zero with --min-replicas 0, and
+    /// canaries with --canary-traffic-percent.
+    #[arg(long, env = "PREDICTOR_MANIFESTS_SERVERLESS", requires = "kserve")]
+    pub serverless: bool,
+    /// With --serverless: the percent of the traffic that a changed InferenceService sends to its
+    /// new revision, the rest staying on the last one that was ready; without it (or 100) a change
+    /// takes all the traffic once ready (promotion), and 0 sends it all back (rollback).
+    #[arg(
+        long,
+        env = "PREDICTOR_MANIFESTS_CANARY_TRAFFIC_PERCENT",
+        requires = "serverless"
+    )]
+    pub canary_traffic_percent: Option<u32>,
+    /// Fewest replicas the autoscaler keeps (0, scale to zero, with --serverless only).
     #[arg(long, env = "PREDICTOR_MANIFESTS_MIN_REPLICAS", default_value_t = 1)]
     pub min_replicas: u32,
     /// Most replicas the autoscaler starts.
@@ -49,6 +64,21 @@ pub struct Options {
         default_value_t = 70
     )]
     pub target_cpu_percent: u32,
+    /// Requests in flight per replica beyond which the autoscaler adds replicas, with
+    /// --serverless (Knative's concurrency target) or --keda-prometheus-url (the KEDA trigger's
+    /// threshold).
+    #[arg(long, env = "PREDICTOR_MANIFESTS_TARGET_IN_FLIGHT", default_value_t = TARGET_IN_FLIGHT_PER_REPLICA)]
+    pub target_in_flight: u32,
+    /// Scale on load instead of CPU alone: a KEDA ScaledObject (with --kserve, KServe's KEDA
+    /// autoscaler) on the requests in flight that this Prometheus (its URL as KEDA reaches it)
+    /// scrapes from the pods, beside the CPU target; it replaces the HorizontalPodAutoscaler,
+    /// which would fight it over the replicas.
+    #[arg(
+        long,
+        env = "PREDICTOR_MANIFESTS_KEDA_PROMETHEUS_URL",
+        conflicts_with = "serverless"
+    )]
+    pub keda_prometheus_url: Option<String>,
     /// The server's drain timeout (as `serve --drain-timeout-seconds`, the same environment
     /// variable); the pod's termination grace period is derived from it.
     #[arg(long, env = "PREDICTOR_DRAIN_TIMEOUT_SECONDS", default_value_t = DRAIN_TIMEOUT_SECONDS)]
@@ -92,6 +122,11 @@ pub const PORTS: [(&str, u16); 3] = [
 ];
 /// This template's ServingRuntime, shared by every InferenceService of a predictor bundle.
 pub const SERVING_RUNTIME: &str = "predictor";
+/// Its twin for KServe's Serverless mode: the server on one port.
+pub const SERVERLESS_RUNTIME: &str = "predictor-serverless";
+/// The one container port of the Serverless mode, named for Knative: HTTP/2 without TLS end to
+/// end, which gRPC needs (REST arrives over it as well).
+pub const SERVERLESS_PORT_NAME: &str = "h2c";
 /// The model format of the ServingRuntime: a predictor bundle (versioned by its schema version).
 pub const MODEL_FORMAT: &str = "predictor-bundle";
 /// Where the tokens of `--auth-token-secret` are mounted, and their key in the Secret.
@@ -103,6 +138,8 @@ const USER: u32 = 65534;
 /// `isvc.<name>-predictor`, which must fit a label value of 63 too.
 const NAME_MAX: usize = 63;
 const KSERVE_NAME_MAX: usize = NAME_MAX - "isvc.".len() - "-predictor".len();
+/// Knative names each revision `<name>-predictor-00001`, a label value of 63 at most too.
+const SERVERLESS_NAME_MAX: usize = NAME_MAX - "-predictor-00001".len();
 
 /// Reads the bundle and prints its manifests.
 pub fn run(args: &ManifestsArgs) -> Result<(), String> {
@@ -140,7 +177,11 @@ pub fn generate(
     Ok(if options.kserve {
         vec![plan.serving_runtime(), plan.inference_service()]
     } else {
-        vec![plan.deployment(), plan.service(), plan.autoscaler()]
+        let autoscaler = match &options.keda_prometheus_url {
+            Some(url) => plan.scaled_object(url),
+            None => plan.autoscaler(),
+        };
+        vec![plan.deployment(), plan.service(), autoscaler]
     })
 }
 
@@ -151,11 +192,34 @@ fn check(options: &Options) -> Result<(), String> {
             options.image
         ));
     }
-    if options.min_replicas == 0 || options.min_replicas > options.max_replicas {
+    if (options.min_replicas == 0 && !options.serverless)
+        || options.max_replicas == 0
+        || options.min_replicas > options.max_replicas
+    {
         return Err(format!(
-            "--min-replicas {} and --max-replicas {}: expected 1 <= min <= max",
+            "--min-replicas {} and --max-replicas {}: expected 1 <= min <= max (min 0, scale to zero, with --serverless)",
             options.min_replicas, options.max_replicas
         ));
+    }
+    if options
+        .canary_traffic_percent
+        .is_some_and(|percent| percent > 100)
+    {
+        return Err(format!(
+            "--canary-traffic-percent: expected 0 to 100, found {}",
+            options.canary_traffic_percent.unwrap_or_default()
+        ));
+    }
+    if let Some(url) = &options.keda_prometheus_url {
+        let scheme = url.starts_with("http://") || url.starts_with("https://");
+        if !scheme || url.contains(char::is_whitespace) {
+            return Err(format!(
+                "--keda-prometheus-url: expected an http:// or https:// URL, found '{url}'"
+            ));
+        }
+    }
+    if options.target_in_flight == 0 {
+        return Err("--target-in-flight: expected at least 1 request".into());
     }
     if i32::try_from(options.max_replicas).is_err() {
         return Err(format!(
@@ -257,10 +321,10 @@ struct Plan<'a> {
 impl<'a> Plan<'a> {
     fn new(bundle: &Bundle, model_bytes: u64, options: &'a Options) -> Result<Plan<'a>, String> {
         let name = kubernetes_name(bundle.name());
-        let most = if options.kserve {
-            KSERVE_NAME_MAX
-        } else {
-            NAME_MAX
+        let most = match (options.kserve, options.serverless) {
+            (true, true) => SERVERLESS_NAME_MAX,
+            (true, false) => KSERVE_NAME_MAX,
+            _ => NAME_MAX,
         };
         if name.len() > most {
             return Err(format!(
@@ -324,17 +388,32 @@ impl<'a> Plan<'a> {
         let mut settings = object(json!({
             "automountServiceAccountToken": false,
             "enableServiceLinks": false,
-            "terminationGracePeriodSeconds": self.grace_seconds(),
-            "securityContext": {
-                "runAsNonRoot": true,
-                "runAsUser": USER,
-                "runAsGroup": USER,
-                // Mounted Secrets belong to this group: the tokens need not be readable by all.
-                "fsGroup": USER,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
         }));
+        // Knative refuses a pod's security context (unless its operator allows it) and its grace
+        // period (it derives that from the revision's timeout): the container's own security
+        // context carries the user instead, and the queue-proxy drains before the server's stop.
+        if !self.options.serverless {
+            settings.extend(object(json!({
+                "terminationGracePeriodSeconds": self.grace_seconds(),
+                "securityContext": {
+                    "runAsNonRoot": true,
+                    "runAsUser": USER,
+                    "runAsGroup": USER,
+                    // Mounted Secrets belong to this group: the tokens need not be readable by all.
+                    "fsGroup": USER,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+            })));
+        }
         if let Some(secret) = &self.options.auth_token_secret {
+            // 0440 with the group above: the server warns about a token file that every user
+            // can read. Without a pod security context (Serverless) the file is root's, and the
+            // server's user reads it only as "other" (the server then logs that warning).
+            let mode = if self.options.serverless {
+                0o444
+            } else {
+                0o440
+            };
             settings.insert(
                 "volumes".into(),
                 json!([{
@@ -342,8 +421,7 @@ impl<'a> Plan<'a> {
                     "secret": {
                         "secretName": secret,
                         "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}],
-                        // 0440: the server warns about a token file that every user can read.
-                        "defaultMode": 0o440,
+                        "defaultMode": mode,
                     },
                 }]),
             );
@@ -352,53 +430,94 @@ impl<'a> Plan<'a> {
     }
 
     /// The server's container, as this template runs it (no image or resources: those are the
-    /// bundle's). Probes and ports name the ports of [`PORTS`].
-    fn server_container(name: &str) -> Map<String, Value> {
+    /// bundle's). Probes and ports name the ports of [`PORTS`]; in Serverless mode the one port.
+    fn server_container(name: &str, serverless: bool) -> Map<String, Value> {
+        let probe_port = if serverless {
+            json!(HTTP_PORT)
+        } else {
+            json!("http")
+        };
         let probe = |path: &str, period: u32, failures: u32| {
             json!({
-                "httpGet": {"path": path, "port": "http"},
+                "httpGet": {"path": path, "port": probe_port},
                 "periodSeconds": period,
                 "timeoutSeconds": 2,
                 "failureThreshold": failures,
             })
         };
         let env = |name: &str, value: String| json!({"name": name, "value": value});
-        let container = json!({
-            "name": name,
-            "ports": PORTS.iter().map(|(name, port)| json!({
-                "name": name,
-                "containerPort": port,
-                "protocol": "TCP",
-            })).collect::<Vec<_>>(),
-            "env": [
-                // Reachable from the pod's network (the server's own default is 127.0.0.1).
-                env("PREDICTOR_ADDRESS", "0.0.0.0".into()),
+        let ports: Vec<Value> = if serverless {
+            vec![
+                json!({"name": SERVERLESS_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}),
+            ]
+        } else {
+            PORTS
+                .iter()
+                .map(|(name, port)| json!({"name": name, "containerPort": port, "protocol": "TCP"}))
+                .collect()
+        };
+        let listeners = if serverless {
+            vec![
+                env("PREDICTOR_PORT", HTTP_PORT.to_string()),
+                env("PREDICTOR_SINGLE_PORT", "true".into()),
+            ]
+        } else {
+            vec![
                 env("PREDICTOR_PORT", HTTP_PORT.to_string()),
                 env("PREDICTOR_GRPC_PORT", GRPC_PORT.to_string()),
                 env("PREDICTOR_METRICS_PORT", METRICS_PORT.to_string()),
-                env("PREDICTOR_LOG_FORMAT", "json".into()),
-                // What the memory limit was sized for (request_budget_mib).
-                env("PREDICTOR_MAX_BODY_BYTES", MAX_BODY_BYTES.to_string()),
-                env(
-                    "PREDICTOR_MAX_CONCURRENT_REQUESTS",
-                    defaults::MAX_CONCURRENT_REQUESTS.to_string(),
-                ),
-            ],
-            // The server listens only once every bundle has loaded and passed its sample:
-            // up to 5 minutes for that before liveness counts.
-            "startupProbe": probe(LIVE_PATH, 2, 150),
-            "livenessProbe": probe(LIVE_PATH, 10, 3),
-            // 400 from the moment shutdown begins, so the pod leaves the endpoints at once.
-            "readinessProbe": probe(READY_PATH, 5, 2),
-            "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
-            "securityContext": {
-                "allowPrivilegeEscalation": false,
-                "readOnlyRootFilesystem": true,
-                "runAsNonRoot": true,
-                "capabilities": {"drop": ["ALL"]},
-            },
+            ]
+        };
+        let mut environment = vec![
+            // Reachable from the pod's network (the server's own default is 127.0.0.1).
+            env("PREDICTOR_ADDRESS", "0.0.0.0".into()),
+        ];
+        environment.extend(listeners);
+        environment.extend([
+            env("PREDICTOR_LOG_FORMAT", "json".into()),
+            // What the memory limit was sized for (request_budget_mib).
+            env("PREDICTOR_MAX_BODY_BYTES", MAX_BODY_BYTES.to_string()),
+            env(
+                "PREDICTOR_MAX_CONCURRENT_REQUESTS",
+                defaults::MAX_CONCURRENT_REQUESTS.to_string(),
+            ),
+        ]);
+        let mut security = json!({
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+            "capabilities": {"drop": ["ALL"]},
         });
-        object(container)
+        let mut container = object(json!({
+            "name": name,
+            "ports": ports,
+            "env": environment,
+        }));
+        if serverless {
+            // Knative has no startup probe nor lifecycle hooks (it adds its own pre-stop drain):
+            // liveness waits as long as the startup probe would for the bundles to load, and
+            // readiness, which the queue-proxy runs, holds traffic back until then.
+            container.extend(object(json!({
+                "livenessProbe": probe(LIVE_PATH, 10, 30),
+                "readinessProbe": probe(READY_PATH, 5, 2),
+            })));
+            // The pod's security context is Knative's to refuse: the container's has the user.
+            security["runAsUser"] = json!(USER);
+            security["runAsGroup"] = json!(USER);
+            security["seccompProfile"] = json!({"type": "RuntimeDefault"});
+        } else {
+            container.extend(object(json!({
+                // The server listens only once every bundle has loaded and passed its sample:
+                // up to 5 minutes for that before liveness counts.
+                "startupProbe": probe(LIVE_PATH, 2, 150),
+                "livenessProbe": probe(LIVE_PATH, 10, 3),
+                // 400 from the moment shutdown begins, so the pod leaves the endpoints at once.
+                "readinessProbe": probe(READY_PATH, 5, 2),
+                "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
+            })));
+        }
+        container.insert("securityContext".into(), security);
+        container
     }
 
     /// The deployment's part of the container: its image, resources, drain timeout and tokens.
@@ -426,16 +545,25 @@ impl<'a> Plan<'a> {
         container
     }
 
-    fn scrape_annotations() -> Value {
+    /// Where Prometheus scrapes: the metrics port, or in Serverless mode the one port.
+    fn scrape_annotations(&self) -> Value {
         json!({
             "prometheus.io/scrape": "true",
-            "prometheus.io/port": METRICS_PORT.to_string(),
+            "prometheus.io/port": self.metrics_port().to_string(),
             "prometheus.io/path": METRICS_PATH,
         })
     }
 
+    fn metrics_port(&self) -> u16 {
+        if self.options.serverless {
+            HTTP_PORT
+        } else {
+            METRICS_PORT
+        }
+    }
+
     fn deployment(&self) -> Value {
-        let mut container = Self::server_container("predictor");
+        let mut container = Self::server_container("predictor", false);
         let mut bundle = self.bundle_container();
         append_env(&mut container, &mut bundle);
         container.extend(bundle);
@@ -457,7 +585,7 @@ impl<'a> Plan<'a> {
                 "template": {
                     "metadata": {
                         "labels": self.labels,
-                        "annotations": Self::scrape_annotations(),
+                        "annotations": self.scrape_annotations(),
                     },
                     "spec": pod,
                 },
@@ -491,6 +619,49 @@ impl<'a> Plan<'a> {
         })
     }
 
+    /// What the pods' requests in flight add up to, in the Prometheus that scrapes them with
+    /// their `app.kubernetes.io/instance` and `/component` labels (docs/kubernetes.md's scrape
+    /// job): the load that the autoscalers divide by the replicas.
+    fn in_flight_query(&self) -> String {
+        format!(
+            "sum(predictor_requests_in_flight{{app_kubernetes_io_instance=\"{}\",app_kubernetes_io_component=\"{}\"}})",
+            self.name, self.selector["app.kubernetes.io/component"].as_str().unwrap_or_default()
+        )
+    }
+
+    /// KEDA's autoscaler for the Deployment: the requests in flight per replica (through
+    /// Prometheus) and the CPU, whichever asks for more replicas. KEDA makes and owns the
+    /// HorizontalPodAutoscaler itself.
+    fn scaled_object(&self, prometheus: &str) -> Value {
+        json!({
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": self.metadata(),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name},
+                "minReplicaCount": self.options.min_replicas,
+                "maxReplicaCount": self.options.max_replicas,
+                "triggers": [
+                    {
+                        "type": "prometheus",
+                        // The sum over the pods, divided by the replicas against the threshold.
+                        "metricType": "AverageValue",
+                        "metadata": {
+                            "serverAddress": prometheus,
+                            "query": self.in_flight_query(),
+                            "threshold": self.options.target_in_flight.to_string(),
+                        },
+                    },
+                    {
+                        "type": "cpu",
+                        "metricType": "Utilization",
+                        "metadata": {"value": self.options.target_cpu_percent.to_string()},
+                    },
+                ],
+            },
+        })
+    }
+
     fn autoscaler(&self) -> Value {
         json!({
             "apiVersion": "autoscaling/v2",
@@ -518,36 +689,53 @@ impl<'a> Plan<'a> {
     /// image, which each InferenceService gives. It speaks the Open Inference Protocol v2 over
     /// REST and gRPC.
     fn serving_runtime(&self) -> Value {
-        let mut annotations = Self::scrape_annotations();
+        let mut annotations = self.scrape_annotations();
         // KServe's own keys for the metrics endpoint, as its Triton runtime declares them.
-        annotations["prometheus.kserve.io/port"] = json!(METRICS_PORT.to_string());
+        annotations["prometheus.kserve.io/port"] = json!(self.metrics_port().to_string());
         annotations["prometheus.kserve.io/path"] = json!(METRICS_PATH);
+        let serverless = self.options.serverless;
+        let name = self.runtime_name();
+        // Both runtimes serve the same format: only the Standard one is chosen for an
+        // InferenceService that names none, so that KServe never has two to choose from.
+        let format = if serverless {
+            json!({"name": MODEL_FORMAT, "version": SCHEMA_VERSION.to_string(), "autoSelect": false})
+        } else {
+            json!({
+                "name": MODEL_FORMAT,
+                "version": SCHEMA_VERSION.to_string(),
+                "autoSelect": true,
+                "priority": 1,
+            })
+        };
         json!({
             "apiVersion": "serving.kserve.io/v1alpha1",
             "kind": "ServingRuntime",
             "metadata": {
-                "name": SERVING_RUNTIME,
+                "name": name,
                 "labels": {
-                    "app.kubernetes.io/name": SERVING_RUNTIME,
+                    "app.kubernetes.io/name": name,
                     "app.kubernetes.io/version": env!("CARGO_PKG_VERSION"),
                     "app.kubernetes.io/part-of": "predictor",
                 },
             },
             "spec": {
                 "annotations": annotations,
-                "supportedModelFormats": [{
-                    "name": MODEL_FORMAT,
-                    "version": SCHEMA_VERSION.to_string(),
-                    "autoSelect": true,
-                    "priority": 1,
-                }],
+                "supportedModelFormats": [format],
                 "protocolVersions": ["v2", "grpc-v2"],
                 "multiModel": false,
                 // KServe merges each InferenceService's model container into the one of this
                 // name.
-                "containers": [Self::server_container("kserve-container")],
+                "containers": [Self::server_container("kserve-container", serverless)],
             },
         })
+    }
+
+    fn runtime_name(&self) -> &'static str {
+        if self.options.serverless {
+            SERVERLESS_RUNTIME
+        } else {
+            SERVING_RUNTIME
+        }
     }
 
     fn inference_service(&self) -> Value {
@@ -556,23 +744,78 @@ impl<'a> Plan<'a> {
             "modelFormat".into(),
             json!({"name": MODEL_FORMAT, "version": SCHEMA_VERSION.to_string()}),
         );
-        model.insert("runtime".into(), json!(SERVING_RUNTIME));
+        model.insert("runtime".into(), json!(self.runtime_name()));
         model.insert("protocolVersion".into(), json!("v2"));
         let mut predictor = self.pod_settings();
-        predictor.extend(object(json!({
-            "minReplicas": self.options.min_replicas,
-            "maxReplicas": self.options.max_replicas,
-            "scaleMetric": "cpu",
-            "scaleTarget": self.options.target_cpu_percent,
-            "model": model,
-        })));
         let mut metadata = self.metadata();
-        metadata["annotations"] = json!({
-            // A Deployment, a Service and an HPA, as the plain manifests: several ports (Knative
-            // allows one) and no Knative needed.
-            "serving.kserve.io/deploymentMode": "Standard",
-            "serving.kserve.io/autoscalerClass": "hpa",
-        });
+        if self.options.serverless {
+            predictor.extend(object(json!({
+                // Knative's autoscaler on requests in flight, as the server counts them; scale
+                // to zero when the minimum is 0 (the activator holds requests meanwhile).
+                "minReplicas": self.options.min_replicas,
+                "maxReplicas": self.options.max_replicas,
+                "scaleMetric": "concurrency",
+                "scaleTarget": self.options.target_in_flight,
+                // Never more at once than the server admits: the queue-proxy queues the rest
+                // instead of the server refusing them with 503.
+                "containerConcurrency": defaults::MAX_CONCURRENT_REQUESTS.get(),
+            })));
+            if let Some(percent) = self.options.canary_traffic_percent {
+                predictor.insert("canaryTrafficPercent".into(), json!(percent));
+            }
+            metadata["annotations"] = json!({
+                // A Knative Service: revisions, traffic split, scale to zero; one port.
+                "serving.kserve.io/deploymentMode": "Serverless",
+            });
+        } else if let Some(prometheus) = &self.options.keda_prometheus_url {
+            // KServe makes the KEDA ScaledObject from these, as the plain one above: the
+            // requests in flight (KServe's threshold is the target's value, per replica) and CPU.
+            predictor.extend(object(json!({
+                "minReplicas": self.options.min_replicas,
+                "maxReplicas": self.options.max_replicas,
+                "autoScaling": {"metrics": [
+                    {
+                        "type": "External",
+                        "external": {
+                            "metric": {
+                                "backend": "prometheus",
+                                "serverAddress": prometheus,
+                                "query": self.in_flight_query(),
+                            },
+                            "target": {"type": "Value", "value": self.options.target_in_flight.to_string()},
+                        },
+                    },
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": self.options.target_cpu_percent,
+                            },
+                        },
+                    },
+                ]},
+            })));
+            metadata["annotations"] = json!({
+                "serving.kserve.io/deploymentMode": "Standard",
+                "serving.kserve.io/autoscalerClass": "keda",
+            });
+        } else {
+            predictor.extend(object(json!({
+                "minReplicas": self.options.min_replicas,
+                "maxReplicas": self.options.max_replicas,
+                "scaleMetric": "cpu",
+                "scaleTarget": self.options.target_cpu_percent,
+            })));
+            metadata["annotations"] = json!({
+                // A Deployment, a Service and an HPA, as the plain manifests: several ports
+                // (Knative allows one) and no Knative needed.
+                "serving.kserve.io/deploymentMode": "Standard",
+                "serving.kserve.io/autoscalerClass": "hpa",
+            });
+        }
+        predictor.insert("model".into(), Value::Object(model));
         json!({
             "apiVersion": "serving.kserve.io/v1beta1",
             "kind": "InferenceService",
@@ -640,9 +883,13 @@ tolerance = 1e-4
         Options {
             image: "registry.example.com/predictor-iris:1.0.0".into(),
             kserve,
+            serverless: false,
+            canary_traffic_percent: None,
             min_replicas: 2,
             max_replicas: 6,
             target_cpu_percent: 60,
+            target_in_flight: 8,
+            keda_prometheus_url: None,
             drain_timeout_seconds: 20,
             auth_token_secret: None,
             format: Format::Yaml,
@@ -847,6 +1094,133 @@ tolerance = 1e-4
         assert_eq!(service["metadata"]["name"], "predictor-iris-svc-v2");
     }
 
+    fn serverless(edit: impl FnOnce(&mut Options)) -> Result<Vec<Value>, String> {
+        let mut options = options(true);
+        options.serverless = true;
+        edit(&mut options);
+        generate(&bundle(""), 0, &options)
+    }
+
+    #[test]
+    fn serverless_runs_on_one_port_with_what_knative_accepts() {
+        let documents = serverless(|o| o.canary_traffic_percent = Some(10)).unwrap();
+        let (runtime, service) = (&documents[0], &documents[1]);
+        assert_eq!(runtime["metadata"]["name"], SERVERLESS_RUNTIME);
+        let container = &runtime["spec"]["containers"][0];
+        assert_eq!(
+            container["ports"],
+            json!([{"name": "h2c", "containerPort": HTTP_PORT, "protocol": "TCP"}])
+        );
+        for probe in ["livenessProbe", "readinessProbe"] {
+            assert_eq!(container[probe]["httpGet"]["port"], HTTP_PORT, "{probe}");
+        }
+        // Fields Knative refuses.
+        assert!(container.get("startupProbe").is_none());
+        assert!(container.get("lifecycle").is_none());
+        assert_eq!(container["securityContext"]["runAsUser"], USER);
+        let env: Vec<&str> = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert!(env.contains(&"PREDICTOR_SINGLE_PORT"));
+        assert!(!env.contains(&"PREDICTOR_GRPC_PORT") && !env.contains(&"PREDICTOR_METRICS_PORT"));
+        assert_eq!(
+            runtime["spec"]["annotations"]["prometheus.kserve.io/port"],
+            HTTP_PORT.to_string()
+        );
+        // Only the Standard runtime is picked for an InferenceService that names none.
+        assert_eq!(
+            runtime["spec"]["supportedModelFormats"][0]["autoSelect"],
+            false
+        );
+        let predictor = &service["spec"]["predictor"];
+        assert_eq!(
+            service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"],
+            "Serverless"
+        );
+        assert_eq!(predictor["model"]["runtime"], SERVERLESS_RUNTIME);
+        assert_eq!(predictor["canaryTrafficPercent"], 10);
+        assert_eq!(predictor["scaleMetric"], "concurrency");
+        assert_eq!(predictor["scaleTarget"], 8);
+        assert_eq!(predictor["containerConcurrency"], 64);
+        assert!(predictor.get("securityContext").is_none());
+        assert!(predictor.get("terminationGracePeriodSeconds").is_none());
+        // No canary unless asked for: a change then takes the traffic once ready.
+        let plain = serverless(|_| {}).unwrap();
+        assert!(plain[1]["spec"]["predictor"]
+            .get("canaryTrafficPercent")
+            .is_none());
+    }
+
+    #[test]
+    fn keda_scales_the_deployment_on_requests_in_flight_and_cpu_instead_of_the_hpa() {
+        let with_keda = |kserve: bool| {
+            let mut options = options(kserve);
+            options.keda_prometheus_url = Some("http://prometheus.monitoring:9090".into());
+            generate(&bundle(""), 0, &options)
+        };
+        let documents = with_keda(false).unwrap();
+        assert_eq!(kinds(&documents), ["Deployment", "Service", "ScaledObject"]);
+        let scaled = &documents[2]["spec"];
+        assert_eq!(
+            scaled["scaleTargetRef"]["name"],
+            documents[0]["metadata"]["name"]
+        );
+        assert_eq!(
+            (&scaled["minReplicaCount"], &scaled["maxReplicaCount"]),
+            (&json!(2), &json!(6))
+        );
+        let (load, cpu) = (&scaled["triggers"][0], &scaled["triggers"][1]);
+        assert_eq!(load["type"], "prometheus");
+        assert_eq!(load["metadata"]["threshold"], "8");
+        assert_eq!(
+            load["metadata"]["query"],
+            "sum(predictor_requests_in_flight{app_kubernetes_io_instance=\"predictor-iris-svc-v2\",app_kubernetes_io_component=\"server\"})"
+        );
+        assert_eq!(cpu["metadata"]["value"], "60");
+        let kserve = with_keda(true).unwrap();
+        let service = &kserve[1];
+        assert_eq!(
+            service["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"],
+            "keda"
+        );
+        let predictor = &service["spec"]["predictor"];
+        assert!(predictor.get("scaleMetric").is_none());
+        let external = &predictor["autoScaling"]["metrics"][0]["external"];
+        assert!(external["metric"]["query"]
+            .as_str()
+            .unwrap()
+            .contains("app_kubernetes_io_component=\"inference-service\""));
+        let mut bad = options(false);
+        bad.keda_prometheus_url = Some("prometheus:9090".into());
+        assert!(generate(&bundle(""), 0, &bad)
+            .unwrap_err()
+            .contains("--keda-prometheus-url"));
+    }
+
+    #[test]
+    fn only_serverless_scales_to_zero_and_canaries_are_percentages() {
+        let zero = serverless(|o| o.min_replicas = 0).unwrap();
+        assert_eq!(zero[1]["spec"]["predictor"]["minReplicas"], 0);
+        let mut standard = options(true);
+        standard.min_replicas = 0;
+        assert!(generate(&bundle(""), 0, &standard)
+            .unwrap_err()
+            .contains("with --serverless"));
+        let message = serverless(|o| o.canary_traffic_percent = Some(101)).unwrap_err();
+        assert!(message.contains("--canary-traffic-percent"), "{message}");
+        assert!(serverless(|o| o.canary_traffic_percent = Some(0)).is_ok());
+        assert!(serverless(|o| o.max_replicas = 0).is_err());
+        // Knative's revision names leave 47 characters to the InferenceService's.
+        let long = edited(|c| c.name = "a".repeat(38));
+        let mut options = options(true);
+        options.serverless = true;
+        let message = generate(&long, 0, &options).unwrap_err();
+        assert!(message.contains("at most 47"), "{message}");
+    }
+
     #[test]
     fn tokens_come_from_a_secret_readable_by_the_server_only() {
         let mut with_tokens = options(false);
@@ -894,6 +1268,7 @@ tolerance = 1e-4
         };
         assert!(refused(|o| o.image = " ".into()).contains("--image"));
         assert!(refused(|o| o.min_replicas = 0).contains("1 <= min <= max"));
+        assert!(refused(|o| o.target_in_flight = 0).contains("--target-in-flight"));
         assert!(refused(|o| o.max_replicas = 1).contains("1 <= min <= max"));
         assert!(refused(|o| o.target_cpu_percent = 0).contains("--target-cpu-percent"));
         let message =

@@ -110,9 +110,15 @@ impl Server {
             }
             None => Command::new(BINARY),
         };
+        // On a single port the gRPC and metrics ports are refused: only the one is given.
+        let ports: &[&str] = if flags.contains(&"--single-port") {
+            &["--port", "0"]
+        } else {
+            &["--port", "0", "--grpc-port", "0", "--metrics-port", "0"]
+        };
         let mut child = command
             .args(["serve", "--log-format", "json"])
-            .args(["--port", "0", "--grpc-port", "0", "--metrics-port", "0"])
+            .args(ports)
             .args(flags)
             .args(bundles)
             .stdout(Stdio::null())

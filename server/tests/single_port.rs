@@ -1,0 +1,266 @@
+//! `serve --single-port` against the real binary: one port answers the seed API and v2 REST over
+//! HTTP/1.1 and h2c, v2 gRPC and the metrics scrape at once, each observed as on its own port;
+//! the bearer tokens and the concurrency limit hold on the gRPC path of that port.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use prost::Message;
+use serde_json::{json, Value};
+
+use common::{bundle, edited_copy, Server};
+use predictor::transport::grpc::proto::{
+    model_infer_request::InferInputTensor, ModelInferRequest, ModelInferResponse,
+};
+
+const TOKEN: &str = "s3cret-token-for-the-tests-0123";
+const IRIS: [f32; 4] = [5.1, 3.5, 1.4, 0.2];
+
+fn infer_json() -> Value {
+    json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS}]})
+}
+
+/// A gRPC message framed (a flag byte, a 4-byte length).
+fn frame(message: &impl Message) -> Bytes {
+    let message = message.encode_to_vec();
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    frame.into()
+}
+
+fn iris_request() -> ModelInferRequest {
+    ModelInferRequest {
+        model_name: "iris-svc".into(),
+        inputs: vec![InferInputTensor {
+            name: "input".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 4],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![IRIS.iter().flat_map(|v| v.to_le_bytes()).collect()],
+        ..Default::default()
+    }
+}
+
+/// One unary gRPC call of `method` over a new HTTP/2 connection to `address`: its grpc-status
+/// and the answer's message bytes (without the frame header).
+async fn grpc_call(
+    address: SocketAddr,
+    method: &str,
+    message: Bytes,
+    authorization: Option<&str>,
+) -> (String, Vec<u8>) {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let mut request = axum::http::Request::post(format!(
+        "http://{address}/inference.GRPCInferenceService/{method}"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers");
+    if let Some(authorization) = authorization {
+        request = request.header("authorization", authorization);
+    }
+    let (answer, mut body) = client
+        .send_request(request.body(()).unwrap(), false)
+        .unwrap();
+    body.send_data(message, true).unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(30), answer)
+        .await
+        .unwrap()
+        .unwrap();
+    if let Some(status) = answer.headers().get("grpc-status") {
+        return (status.to_str().unwrap().to_string(), Vec::new());
+    }
+    let mut body = answer.into_body();
+    let mut bytes = Vec::new();
+    while let Some(data) = body.data().await {
+        bytes.extend_from_slice(&data.unwrap());
+    }
+    let trailers = body.trailers().await.unwrap().unwrap();
+    let status = trailers["grpc-status"].to_str().unwrap().to_string();
+    (status, bytes.get(5..).unwrap_or_default().to_vec())
+}
+
+/// A REST request over h2c (HTTP/2 without TLS, no gRPC content type): its status and body.
+async fn h2c_post(address: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = axum::http::Request::post(format!("http://{address}{path}"))
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    let (answer, mut send) = client.send_request(request, false).unwrap();
+    send.send_data(serde_json::to_vec(body).unwrap().into(), true)
+        .unwrap();
+    let answer = answer.await.unwrap();
+    let status = answer.status().as_u16();
+    let mut body = answer.into_body();
+    let mut bytes = Vec::new();
+    while let Some(data) = body.data().await {
+        bytes.extend_from_slice(&data.unwrap());
+    }
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn requests_counted(metrics: &str, protocol: &str, endpoint: &str, status: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("predictor_requests_total{"))
+        .filter(|line| {
+            line.contains(&format!("protocol=\"{protocol}\""))
+                && line.contains(&format!("endpoint=\"{endpoint}\""))
+                && line.contains(&format!("status=\"{status}\""))
+        })
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn one_port_serves_the_seed_api_v2_rest_grpc_and_the_metrics_at_once() {
+    let server = Server::start_with(&[&bundle("iris-svc")], &["--single-port"]);
+    assert_eq!(
+        server.grpc_address, server.address,
+        "the log names one port"
+    );
+    assert_eq!(server.metrics_address, server.address);
+
+    let (status, seed) = server.get("/predict/test/label").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        seed,
+        json!({"prediction": ["setosa", "versicolor", "virginica"]})
+    );
+    let (status, rest) = server
+        .post_json("/v2/models/iris-svc/infer", &infer_json())
+        .await;
+    assert_eq!(status, 200, "{rest}");
+    assert_eq!(rest["outputs"][0]["data"], json!([0]));
+    let (status, h2c) = h2c_post(server.address, "/v2/models/iris-svc/infer", &infer_json()).await;
+    assert_eq!(status, 200, "{h2c}");
+    assert_eq!(h2c["outputs"], rest["outputs"]);
+
+    let (status, message) =
+        grpc_call(server.address, "ModelInfer", frame(&iris_request()), None).await;
+    assert_eq!(status, "0");
+    let answer = ModelInferResponse::decode(message.as_slice()).unwrap();
+    assert_eq!(answer.model_name, "iris-svc");
+    let label = answer
+        .outputs
+        .iter()
+        .position(|o| o.name == "label")
+        .unwrap();
+    assert_eq!(answer.raw_output_contents[label], 0i64.to_le_bytes());
+
+    // Each protocol is observed as on its own port; the scrape itself, as there, is not.
+    let metrics = server.metrics().await;
+    assert_eq!(
+        requests_counted(&metrics, "grpc", "ModelInfer", "OK"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        requests_counted(&metrics, "http", "/v2/models/{model}/infer", "200"),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        requests_counted(&metrics, "http", "/predict/test/label", "200"),
+        1.0,
+        "{metrics}"
+    );
+    assert!(!metrics.contains("endpoint=\"/metrics\""), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_the_concurrency_limit_hold_on_the_grpc_path_of_the_one_port() {
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tokens.path(), format!("{TOKEN}\n")).unwrap();
+    let server = Server::start_with(
+        &[&bundle("iris-svc")],
+        &[
+            "--single-port",
+            "--auth-token-file",
+            tokens.path().to_str().unwrap(),
+        ],
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    for wrong in [None, Some("Bearer not-the-token-0123456789")] {
+        let (status, _) =
+            grpc_call(server.address, "ModelInfer", frame(&iris_request()), wrong).await;
+        assert_eq!(status, "16", "UNAUTHENTICATED with {wrong:?}");
+    }
+    let (status, _) = grpc_call(
+        server.address,
+        "ModelInfer",
+        frame(&iris_request()),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(status, "0");
+    // The health methods stay open, as on the gRPC port.
+    let live = predictor::transport::grpc::proto::ServerLiveRequest {};
+    let (status, _) = grpc_call(server.address, "ServerLive", frame(&live), None).await;
+    assert_eq!(status, "0");
+    // REST on the same port needs it too; the scrape, as on the metrics port, does not.
+    let (status, _) = server
+        .post_json("/v2/models/iris-svc/infer", &infer_json())
+        .await;
+    assert_eq!(status, 401);
+    assert!(server.metrics().await.contains("predictor_requests_total"));
+
+    // Past --max-concurrent-requests a gRPC call is shed at once, REST and gRPC counted together.
+    let (_folder, slow) = edited_copy(|text| {
+        text.replace(
+            "[runtime]\nthreads = 1",
+            "[runtime]\nthreads = 1\nmax_batch_size = 64\nmax_queue_delay_ms = 3000",
+        )
+    });
+    let server = Server::start_with(
+        &[&slow],
+        &["--single-port", "--max-concurrent-requests", "1"],
+    );
+    let held = tokio::spawn({
+        let (client, url) = (
+            server.client.clone(),
+            server.url("/v2/models/iris-svc/infer"),
+        );
+        async move {
+            client
+                .post(url)
+                .json(&infer_json())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    tokio::task::block_in_place(|| {
+        server.wait_for_metric("predictor_requests_in_flight{protocol=\"http\"}", |n| {
+            n >= 1.0
+        })
+    });
+    let (status, _) = grpc_call(server.address, "ModelInfer", frame(&iris_request()), None).await;
+    assert_eq!(
+        status, "14",
+        "UNAVAILABLE while the REST request holds the one place"
+    );
+    assert_eq!(held.await.unwrap(), 200);
+}
+
+#[test]
+fn a_single_port_refuses_the_other_ports() {
+    for other in ["--grpc-port", "--metrics-port"] {
+        let output = common::predictor(&["serve", "--single-port", other, "9000", "models/x"]);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(message.contains("cannot be used with"), "{message}");
+    }
+}
