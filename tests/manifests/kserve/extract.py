@@ -1,9 +1,10 @@
-"""Writes the extract of KServe's CRDs that tests/manifests validates against: for each CRD given,
+"""Writes the extract of KServe's (and KEDA's) CRDs that tests/manifests validates against: for each CRD given,
 the openAPIV3Schema of its served version, without descriptions and status, and for the
 InferenceService only the `predictor` of its spec (the one component the manifests use). The
 schemas are otherwise KServe's own, unchanged. See README.md in this folder.
 
     python extract.py KSERVE/config/crd/full/serving.kserve.io_{inferenceservices,servingruntimes}.yaml
+    python extract.py --into ../keda KEDA/config/crd/bases/keda.sh_scaledobjects.yaml
 """
 
 import json
@@ -37,10 +38,14 @@ def extract(crd):
     return f"{kind.lower()}-{version['name']}.json", {"apiVersion": api_version, "kind": kind, "openAPIV3Schema": schema}
 
 
-def main(paths):
-    for path in paths:
+def main(arguments):
+    # --into DIR writes the extracts there (tests/manifests/keda for KEDA's); by default, here.
+    folder = Path(__file__).parent
+    if arguments[:1] == ["--into"]:
+        folder, arguments = Path(arguments[1]), arguments[2:]
+    for path in arguments:
         name, content = extract(yaml.safe_load(Path(path).read_text()))
-        target = Path(__file__).parent / name
+        target = folder / name
         target.write_text(json.dumps(content, indent=0, separators=(",", ":"), sort_keys=True) + "\n")
         print(f"{path} -> {target.name}")
 
