@@ -34,14 +34,14 @@ class Server:
     """`predictor serve` on the server core, logging as in production (an access line per request,
     to a file); times start-up to the first ready answer."""
 
-    def __init__(self, bundles, log):
+    def __init__(self, bundles, log, flags=()):
         started = time.monotonic()
         self.log = open(log, "w")
         self.process = pinned(
             SERVER_CPU,
             [release("predictor"), "serve", "--log-format", "json",
              "--port", "0", "--grpc-port", "0", "--metrics-port", "0",
-             "--max-queued-requests", "256", *map(str, bundles)],
+             "--max-queued-requests", "256", *flags, *map(str, bundles)],
             stderr=self.log,
         )
         self.address = None
@@ -191,6 +191,13 @@ def main():
     loaded_rss = server.rss_mib()
     server.stop()
 
+    # The prediction log's cost: the same scenario with every inference recorded, and 1 %.
+    for rate, name in (("1", "iris json b1 plog 100%"), ("0.01", "iris json b1 plog 1%")):
+        server = Server([iris], args.out / "server-iris-plog.log",
+                        ["--prediction-log-rate", rate, "--prediction-log-file", str(args.out / "predictions.jsonl")])
+        scenario(server, name, "/predict", json_body(iris_row), 32, 1, json_type)
+        server.stop()
+
     server = Server([mlp, mlp_batched], args.out / "server-mlp.log")
     for connections in (1, 32):
         scenario(server, "mlp json b1", "/models/mlp-512/predict", json_body(mlp_row), connections, 1, json_type)
@@ -232,6 +239,10 @@ def main():
     for name, value in h.items():
         print(f"  {name:<20} {value:>10.0f} req/s")
     print(f"\nstart-up to ready: {startup_ms:.1f} ms; RSS idle {idle_rss:.1f} MiB, after load {loaded_rss:.1f} MiB")
+    plain = row("iris json b1", 32)["requests_per_second"]
+    print("prediction log, iris json b1 c32 req/s against none: "
+          f"100 % {row('iris json b1 plog 100%', 32)['requests_per_second'] / plain:.2f}, "
+          f"1 % {row('iris json b1 plog 1%', 32)['requests_per_second'] / plain:.2f}")
     print("\ntargets (ratio >= 1 meets the target; for 'x >= k y' the ratio shown is x/y against k):")
     for name, ratio, needed in targets:
         verdict = "ok" if ratio >= needed else "MISSED"

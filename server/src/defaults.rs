@@ -62,3 +62,7 @@ const fn at_least_one(count: usize) -> NonZeroUsize {
 /// Where POSIX shared memory objects live (`shm_open`'s folder on Linux), for the system shared
 /// memory extension.
 pub const SHARED_MEMORY_DIR: &str = "/dev/shm";
+
+/// The longest prediction log line: under journald's default `LineMax` (48 KiB), which would
+/// split a longer line in two.
+pub const PREDICTION_LOG_MAX_RECORD_BYTES: usize = 16 * 1024;

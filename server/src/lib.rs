@@ -23,6 +23,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod ops;
+pub mod prediction_log;
 pub mod protocol;
 pub mod request_context;
 pub mod runtime;

@@ -4,7 +4,11 @@
 use std::io::IsTerminal;
 
 use clap::ValueEnum;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::Subscriber;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
@@ -58,7 +62,7 @@ pub fn init(
             .boxed(),
         _ => lines.boxed(),
     };
-    let layers = vec![lines];
+    let layers = vec![lines, RequestIds.boxed()];
     #[cfg(feature = "otlp")]
     let (layers, exporter) = {
         let mut layers = layers;
@@ -81,4 +85,64 @@ pub fn init(
         #[cfg(feature = "otlp")]
         exporter,
     })
+}
+
+/// A request span's `request_id`, kept where [`current_request_id`] finds it.
+struct RequestIdField(String);
+
+/// Keeps each span's `request_id` field (given when the span opens, or recorded later, as the
+/// v2 body's own id is) in the span's extensions.
+struct RequestIds;
+
+struct RequestIdVisitor(Option<String>);
+
+impl Visit for RequestIdVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "request_id" {
+            self.0 = Some(value.to_string());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "request_id" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RequestIds {
+    fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, context: Context<'_, S>) {
+        let mut visitor = RequestIdVisitor(None);
+        attributes.record(&mut visitor);
+        if let (Some(request_id), Some(span)) = (visitor.0, context.span(id)) {
+            span.extensions_mut().insert(RequestIdField(request_id));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, context: Context<'_, S>) {
+        let mut visitor = RequestIdVisitor(None);
+        values.record(&mut visitor);
+        if let (Some(request_id), Some(span)) = (visitor.0, context.span(id)) {
+            let mut extensions = span.extensions_mut();
+            extensions.remove::<RequestIdField>();
+            extensions.insert(RequestIdField(request_id));
+        }
+    }
+}
+
+/// The request id of the request span the caller runs in (for the prediction log); None
+/// outside a request, or before logging is set up.
+pub fn current_request_id() -> Option<String> {
+    tracing::Span::current()
+        .with_subscriber(|(id, dispatch)| {
+            let registry = dispatch.downcast_ref::<Registry>()?;
+            let span = registry.span(id)?;
+            // The request span itself, or the nearest enclosing one that has an id.
+            span.scope().find_map(|span| {
+                span.extensions()
+                    .get::<RequestIdField>()
+                    .map(|field| field.0.clone())
+            })
+        })
+        .flatten()
 }

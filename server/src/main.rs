@@ -15,6 +15,7 @@ use predictor::defaults;
 use predictor::logging::{self, LogFormat};
 use predictor::metrics::Metrics;
 use predictor::model::{self, LoadOptions};
+use predictor::prediction_log::{InputsPolicy, PredictionLog};
 use predictor::runtime::OnnxRuntime;
 use predictor::server::{self, ListenOptions, Ports};
 use predictor::serving::auth::Tokens;
@@ -161,6 +162,21 @@ struct ServeArgs {
     /// shared memory object the server's user can open.
     #[arg(long, env = "PREDICTOR_ALLOW_SHARED_MEMORY")]
     allow_shared_memory: bool,
+    /// The share of inferences recorded in the prediction log (0: none, 1: all): one JSON line
+    /// each, with request id, model, version, inputs, outputs and duration.
+    #[arg(long, env = "PREDICTOR_PREDICTION_LOG_RATE", default_value_t = 0.0)]
+    prediction_log_rate: f64,
+    /// Where the prediction log goes: `-`, standard output (the server's own log is on standard
+    /// error), or a file, appended to.
+    #[arg(long, env = "PREDICTOR_PREDICTION_LOG_FILE", default_value = "-")]
+    prediction_log_file: PathBuf,
+    /// What the prediction log keeps of the inputs: the tensors, or their datatype and shape.
+    #[arg(long, env = "PREDICTOR_PREDICTION_LOG_INPUTS", value_enum, default_value_t = InputsPolicy::Include)]
+    prediction_log_inputs: InputsPolicy,
+    /// The longest prediction log line; a longer record keeps the datatypes and shapes of its
+    /// tensors only, marked `"truncated": true`. Below journald's 48 KiB line limit by default.
+    #[arg(long, env = "PREDICTOR_PREDICTION_LOG_MAX_RECORD_BYTES", default_value_t = defaults::PREDICTION_LOG_MAX_RECORD_BYTES)]
+    prediction_log_max_record_bytes: usize,
     /// File of bearer tokens, one per line (`#` comments): every request but the health probes
     /// must then send `Authorization: Bearer <token>` (gRPC: `authorization` metadata). Not a
     /// token on the command line or in the environment, where other processes can read it.
@@ -196,6 +212,7 @@ impl From<&LoadArgs> for LoadOptions {
             threads: args.threads,
             max_queued_requests: args.max_queued_requests,
             max_rows_per_request: args.max_rows_per_request,
+            prediction_log: None,
         }
     }
 }
@@ -331,8 +348,10 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
     let runtime = runtime(library)?;
     let metrics = Arc::new(Metrics::new());
     metrics.set_build_info(runtime.version());
+    let mut load_options: LoadOptions = (&args.load).into();
+    load_options.prediction_log = prediction_log(args)?.map(Arc::new);
     let models =
-        model::load_all(&args.bundles, &runtime, &(&args.load).into(), &metrics).map_err(report)?;
+        model::load_all(&args.bundles, &runtime, &load_options, &metrics).map_err(report)?;
     for model in &models {
         tracing::info!(
             model = model.name(),
@@ -386,6 +405,40 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
 }
 
 /// A positive number of seconds, from the flag `flag`.
+/// The prediction log the flags ask for; None at rate 0.
+fn prediction_log(args: &ServeArgs) -> Result<Option<PredictionLog>, String> {
+    let rate = args.prediction_log_rate;
+    if !(0.0..=1.0).contains(&rate) {
+        return Err(format!(
+            "--prediction-log-rate {rate}: give a share from 0 (none) to 1 (every inference)"
+        ));
+    }
+    if rate == 0.0 {
+        return Ok(None);
+    }
+    let sink: Box<dyn std::io::Write + Send> = if args.prediction_log_file == Path::new("-") {
+        Box::new(std::io::stdout())
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&args.prediction_log_file)
+            .map_err(|error| {
+                format!(
+                    "--prediction-log-file {}: {error}",
+                    args.prediction_log_file.display()
+                )
+            })?;
+        Box::new(file)
+    };
+    Ok(Some(PredictionLog::new(
+        rate,
+        args.prediction_log_inputs,
+        args.prediction_log_max_record_bytes,
+        sink,
+    )))
+}
+
 fn seconds(value: u64, flag: &str) -> Result<Duration, String> {
     if value == 0 {
         return Err(format!("{flag} 0: give a positive number of seconds"));

@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     "logging",
     "request_context",
     "tensor",
+    "prediction_log",
     "bundle",
     "runtime",
     "ops",

@@ -5,6 +5,7 @@ pub mod worker;
 
 use std::num::NonZeroUsize;
 use std::path::Path;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,12 +18,13 @@ use crate::bundle::sample::{compare, json, perturbed, raw_json};
 use crate::bundle::{Bundle, BundleError, LabelRule, TensorSpec};
 use crate::defaults;
 use crate::metrics::{Metrics, ModelInfoLabels, ModelMetrics};
+use crate::prediction_log::{Inference, PredictionLog};
 use crate::runtime::{Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError};
 use crate::tensor::{shape_fits, DType, Tensor};
 use crate::text::ShapeText;
 
 /// How a model is run, set by the deployment (flags), not by the bundle.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoadOptions {
     /// Intra-op threads for every model, overriding the bundles' `runtime.threads`.
     pub threads: Option<NonZeroUsize>,
@@ -31,6 +33,8 @@ pub struct LoadOptions {
     /// Rows (first dimension) one request may send; more is refused before running, so that no
     /// one caller holds a model for long.
     pub max_rows_per_request: NonZeroUsize,
+    /// Where sampled inferences are recorded, if anywhere.
+    pub prediction_log: Option<Arc<PredictionLog>>,
 }
 
 impl Default for LoadOptions {
@@ -39,6 +43,7 @@ impl Default for LoadOptions {
             threads: None,
             max_queued_requests: defaults::MAX_QUEUED_REQUESTS,
             max_rows_per_request: defaults::MAX_ROWS_PER_REQUEST,
+            prediction_log: None,
         }
     }
 }
@@ -66,6 +71,7 @@ pub struct Model {
     threads: usize,
     max_rows_per_request: usize,
     metrics: ModelMetrics,
+    prediction_log: Option<Arc<PredictionLog>>,
 }
 
 /// A bundle matched to its graph: where each declared input and output sits in the graph.
@@ -187,6 +193,7 @@ impl Model {
             threads,
             max_rows_per_request: options.max_rows_per_request.get(),
             metrics: model_metrics,
+            prediction_log: options.prediction_log.clone(),
         })
     }
 
@@ -222,11 +229,47 @@ impl Model {
     /// declaration order.
     pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PredictError> {
         let started = Instant::now();
+        // A sampled inference keeps a copy of its inputs for the prediction log.
+        let logged = self
+            .prediction_log
+            .as_ref()
+            .filter(|log| log.sampled())
+            .map(|log| (log.clone(), inputs.to_vec()));
         let answer = self.infer_checked(inputs).await;
-        self.metrics
-            .statistics
-            .answered(answer.is_ok(), started.elapsed());
+        let duration = started.elapsed();
+        self.metrics.statistics.answered(answer.is_ok(), duration);
+        if let Some((log, inputs)) = logged {
+            self.log_prediction(&log, &inputs, &answer, duration);
+        }
         answer
+    }
+
+    fn log_prediction(
+        &self,
+        log: &PredictionLog,
+        inputs: &[Tensor],
+        answer: &Result<Vec<Tensor>, PredictError>,
+        duration: Duration,
+    ) {
+        let config = &self.bundle().config;
+        fn named<'a>(specs: &'a [TensorSpec], tensors: &'a [Tensor]) -> Vec<(&'a str, &'a Tensor)> {
+            specs
+                .iter()
+                .map(|spec| spec.name.as_str())
+                .zip(tensors)
+                .collect()
+        }
+        let outputs = match answer {
+            Ok(outputs) => Ok(named(&config.outputs, outputs)),
+            Err(problem) => Err(problem.to_string()),
+        };
+        log.write(&Inference {
+            model: self.name(),
+            version: &config.version,
+            inputs: named(&config.inputs, inputs),
+            outputs,
+            duration,
+        });
     }
 
     async fn infer_checked(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PredictError> {

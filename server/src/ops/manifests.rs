@@ -87,6 +87,20 @@ pub struct Options {
     /// tokens, one per line (`serve --auth-token-file`); none: no authentication.
     #[arg(long, env = "PREDICTOR_MANIFESTS_AUTH_TOKEN_SECRET")]
     pub auth_token_secret: Option<String>,
+    /// The share of inferences the pods record in their prediction log (`serve
+    /// --prediction-log-rate`, the same variable), on the container's standard output, apart
+    /// from the server's log on standard error: a log agent routes the two by stream.
+    #[arg(long, env = "PREDICTOR_PREDICTION_LOG_RATE")]
+    pub prediction_log_rate: Option<f64>,
+    /// With --prediction-log-rate: the inputs in the prediction log, or their shapes only
+    /// (`serve --prediction-log-inputs`).
+    #[arg(
+        long,
+        env = "PREDICTOR_PREDICTION_LOG_INPUTS",
+        value_enum,
+        requires = "prediction_log_rate"
+    )]
+    pub prediction_log_inputs: Option<crate::prediction_log::InputsPolicy>,
     /// yaml: a multi-document stream; json: one `List` object (kubectl applies both).
     #[arg(
         long,
@@ -217,6 +231,15 @@ fn check(options: &Options) -> Result<(), String> {
                 "--keda-prometheus-url: expected an http:// or https:// URL, found '{url}'"
             ));
         }
+    }
+    if options
+        .prediction_log_rate
+        .is_some_and(|rate| !(0.0..=1.0).contains(&rate))
+    {
+        return Err(format!(
+            "--prediction-log-rate {}: give a share from 0 to 1",
+            options.prediction_log_rate.unwrap_or_default()
+        ));
     }
     if options.target_in_flight == 0 {
         return Err("--target-in-flight: expected at least 1 request".into());
@@ -482,6 +505,7 @@ impl<'a> Plan<'a> {
                 defaults::MAX_CONCURRENT_REQUESTS.to_string(),
             ),
         ]);
+
         let mut security = json!({
             "allowPrivilegeEscalation": false,
             "readOnlyRootFilesystem": true,
@@ -530,6 +554,21 @@ impl<'a> Plan<'a> {
                 "value": self.options.drain_timeout_seconds.to_string(),
             }],
         }));
+        if let Some(Value::Array(env)) = container.get_mut("env") {
+            // The prediction log on standard output, the server's log on standard error.
+            if let Some(rate) = self.options.prediction_log_rate {
+                env.push(
+                    json!({"name": "PREDICTOR_PREDICTION_LOG_RATE", "value": rate.to_string()}),
+                );
+            }
+            if let Some(inputs) = self.options.prediction_log_inputs {
+                let policy = inputs
+                    .to_possible_value()
+                    .map(|value| value.get_name().to_string())
+                    .unwrap_or_default();
+                env.push(json!({"name": "PREDICTOR_PREDICTION_LOG_INPUTS", "value": policy}));
+            }
+        }
         if self.options.auth_token_secret.is_some() {
             if let Some(Value::Array(env)) = container.get_mut("env") {
                 env.push(json!({
@@ -892,8 +931,29 @@ tolerance = 1e-4
             keda_prometheus_url: None,
             drain_timeout_seconds: 20,
             auth_token_secret: None,
+            prediction_log_rate: None,
+            prediction_log_inputs: None,
             format: Format::Yaml,
         }
+    }
+
+    #[test]
+    fn the_prediction_log_is_set_on_the_bundles_container() {
+        let mut with_log = options(false);
+        with_log.prediction_log_rate = Some(0.01);
+        with_log.prediction_log_inputs = Some(crate::prediction_log::InputsPolicy::Redact);
+        for kserve in [false, true] {
+            with_log.kserve = kserve;
+            let documents = generate(&bundle(""), 1024, &with_log).unwrap();
+            let text = serde_json::to_string(&documents).unwrap();
+            assert!(
+                text.contains(r#"{"name":"PREDICTOR_PREDICTION_LOG_RATE","value":"0.01"}"#),
+                "{text}"
+            );
+            assert!(text.contains(r#"{"name":"PREDICTOR_PREDICTION_LOG_INPUTS","value":"redact"}"#));
+        }
+        with_log.prediction_log_rate = Some(1.5);
+        assert!(generate(&bundle(""), 1024, &with_log).is_err());
     }
 
     fn generated(runtime: &str, kserve: bool) -> Vec<Value> {

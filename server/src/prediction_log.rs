@@ -1,0 +1,266 @@
+//! The prediction log: a sampled record of inferences (request id, model, version, inputs,
+//! outputs, duration), one JSON object per line, on a stream of its own (standard output, or a
+//! file), apart from the server's own log on standard error, for drift monitoring and audits
+//! (KServe's inference logger does the same).
+//!
+//! Sampling is deterministic: with rate r, the n-th inference is written when ⌊n·r⌋ grows, so
+//! exactly r of them are, evenly spread, without a random draw per request.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::tensor::Tensor;
+
+/// What the log keeps of a request's inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputsPolicy {
+    /// The inputs themselves.
+    Include,
+    /// Their datatype and shape only.
+    Redact,
+}
+
+pub struct PredictionLog {
+    /// Sampling rate in millionths (1 000 000: every inference).
+    rate_ppm: u64,
+    seen: AtomicU64,
+    inputs: InputsPolicy,
+    max_record_bytes: usize,
+    sink: Mutex<Box<dyn Write + Send>>,
+}
+
+/// One inference, as the model saw it.
+pub struct Inference<'a> {
+    pub model: &'a str,
+    pub version: &'a str,
+    /// Declared name and tensor of each input, in declaration order.
+    pub inputs: Vec<(&'a str, &'a Tensor)>,
+    /// The outputs, or why there are none.
+    pub outputs: Result<Vec<(&'a str, &'a Tensor)>, String>,
+    pub duration: Duration,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    /// Tells these lines from the server's own log lines wherever they meet.
+    r#type: &'static str,
+    timestamp: String,
+    request_id: Option<String>,
+    model: &'a str,
+    version: &'a str,
+    duration_ms: f64,
+    /// Every tensor in full, or (redacted inputs, or a record over the size limit) described.
+    inputs: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outputs: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    /// Set when the tensors would have made the line longer than the limit: they are described.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
+}
+
+fn described(tensor: &Tensor) -> serde_json::Value {
+    serde_json::json!({"datatype": tensor.dtype().v2_name(), "shape": tensor.shape()})
+}
+
+fn full(tensor: &Tensor) -> serde_json::Value {
+    serde_json::json!({
+        "datatype": tensor.dtype().v2_name(),
+        "shape": tensor.shape(),
+        "data": serde_json::to_value(tensor).unwrap_or_default(),
+    })
+}
+
+fn table(
+    tensors: &[(&str, &Tensor)],
+    each: fn(&Tensor) -> serde_json::Value,
+) -> serde_json::Map<String, serde_json::Value> {
+    tensors
+        .iter()
+        .map(|(name, tensor)| (name.to_string(), each(tensor)))
+        .collect()
+}
+
+impl PredictionLog {
+    /// `rate` from 0 (nothing) to 1 (every inference); `sink` receives whole lines.
+    pub fn new(
+        rate: f64,
+        inputs: InputsPolicy,
+        max_record_bytes: usize,
+        sink: Box<dyn Write + Send>,
+    ) -> Self {
+        PredictionLog {
+            rate_ppm: (rate.clamp(0.0, 1.0) * 1e6).round() as u64,
+            seen: AtomicU64::new(0),
+            inputs,
+            max_record_bytes,
+            sink: Mutex::new(sink),
+        }
+    }
+
+    /// Whether this inference is one to write.
+    pub fn sampled(&self) -> bool {
+        let n = self.seen.fetch_add(1, Ordering::Relaxed);
+        let before = n.saturating_mul(self.rate_ppm) / 1_000_000;
+        let after = (n + 1).saturating_mul(self.rate_ppm) / 1_000_000;
+        after > before
+    }
+
+    /// Writes one line for `inference`, in the request span's context (for its request id).
+    /// A write that fails is reported in the server's log and dropped: the answer goes on.
+    pub fn write(&self, inference: &Inference<'_>) {
+        let line = self.line(inference);
+        let mut sink = self
+            .sink
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(error) = sink.write_all(&line).and_then(|()| sink.flush()) {
+            tracing::warn!(%error, "cannot write the prediction log");
+        }
+    }
+
+    fn line(&self, inference: &Inference<'_>) -> Vec<u8> {
+        let inputs_full = self.inputs == InputsPolicy::Include;
+        let record = |full_inputs: bool, full_outputs: bool| Line {
+            r#type: "prediction",
+            timestamp: timestamp(),
+            request_id: crate::logging::current_request_id(),
+            model: inference.model,
+            version: inference.version,
+            duration_ms: inference.duration.as_secs_f64() * 1e3,
+            inputs: table(
+                &inference.inputs,
+                if full_inputs { full } else { described },
+            ),
+            outputs: inference
+                .outputs
+                .as_ref()
+                .ok()
+                .map(|outputs| table(outputs, if full_outputs { full } else { described })),
+            error: inference.outputs.as_ref().err().map(String::as_str),
+            truncated: !full_outputs,
+        };
+        let encode = |line: &Line| {
+            let mut bytes = serde_json::to_vec(line).unwrap_or_default();
+            bytes.push(b'\n');
+            bytes
+        };
+        let whole = encode(&record(inputs_full, true));
+        if whole.len() <= self.max_record_bytes {
+            return whole;
+        }
+        encode(&record(false, false))
+    }
+}
+
+/// Now, as RFC 3339 UTC with microseconds (as the server's own log lines).
+fn timestamp() -> String {
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since.as_secs();
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_micros()
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::TensorData;
+
+    fn log(rate: f64) -> PredictionLog {
+        PredictionLog::new(
+            rate,
+            InputsPolicy::Include,
+            1 << 16,
+            Box::new(std::io::sink()),
+        )
+    }
+
+    #[test]
+    fn sampling_keeps_exactly_the_rate_evenly_spread() {
+        let every = log(1.0);
+        assert!((0..1000).all(|_| every.sampled()));
+        let some = log(0.01);
+        let picked: Vec<usize> = (0..1000).filter(|_| some.sampled()).collect();
+        assert_eq!(picked.len(), 10);
+        let none = log(0.0);
+        assert!((0..1000).all(|_| !none.sampled()));
+        // A quarter: every fourth, not a run of them.
+        let quarter = log(0.25);
+        let picked: Vec<usize> = (0..8).filter(|_| quarter.sampled()).collect();
+        assert_eq!(picked, vec![3, 7]);
+    }
+
+    #[test]
+    fn a_record_over_the_limit_keeps_its_shapes_only_and_redaction_hides_inputs() {
+        let input = Tensor::new(vec![1, 2], TensorData::Float32(vec![1.5, 2.5])).unwrap();
+        let output = Tensor::new(vec![1], TensorData::String(vec!["yes".into()])).unwrap();
+        let inference = Inference {
+            model: "m",
+            version: "1",
+            inputs: vec![("x", &input)],
+            outputs: Ok(vec![("y", &output)]),
+            duration: Duration::from_millis(2),
+        };
+        let parse = |log: &PredictionLog| -> serde_json::Value {
+            serde_json::from_slice(&log.line(&inference)).unwrap()
+        };
+        let whole = parse(&log(1.0));
+        assert_eq!(whole["type"], "prediction");
+        assert_eq!(
+            whole["inputs"]["x"]["data"],
+            serde_json::json!([[1.5, 2.5]])
+        );
+        assert_eq!(whole["outputs"]["y"]["data"], serde_json::json!(["yes"]));
+        assert!(whole.get("truncated").is_none());
+        let redacted = PredictionLog::new(
+            1.0,
+            InputsPolicy::Redact,
+            1 << 16,
+            Box::new(std::io::sink()),
+        );
+        let redacted = parse(&redacted);
+        assert!(redacted["inputs"]["x"].get("data").is_none());
+        assert_eq!(redacted["inputs"]["x"]["shape"], serde_json::json!([1, 2]));
+        assert_eq!(redacted["outputs"]["y"]["data"], serde_json::json!(["yes"]));
+        let small = PredictionLog::new(1.0, InputsPolicy::Include, 10, Box::new(std::io::sink()));
+        let small = parse(&small);
+        assert_eq!(small["truncated"], true);
+        assert!(small["outputs"]["y"].get("data").is_none());
+    }
+
+    #[test]
+    fn timestamps_are_rfc_3339() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_789), (2026, 12, 2));
+        let now = timestamp();
+        assert_eq!(now.len(), "2026-12-02T01:02:03.123456Z".len(), "{now}");
+    }
+}
