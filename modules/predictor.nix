@@ -30,6 +30,9 @@ let
     metrics-port = instance.metricsPort;
     log-format = instance.logFormat;
     drain-timeout-seconds = instance.drainTimeoutSeconds;
+    # Off (no flag) at rate 0; on, its lines go to stdout, the journal, beside the server's log.
+    prediction-log-rate = if instance.predictionLog.rate > 0 then instance.predictionLog.rate else null;
+    prediction-log-inputs = if instance.predictionLog.rate > 0 then instance.predictionLog.inputs else null;
   };
   toArgs =
     flags:
@@ -223,6 +226,28 @@ let
             a path outside the Nix store (for example from sops-nix or agenix), as the store is
             readable by everyone.
           '';
+        };
+
+        predictionLog = {
+          rate = mkOption {
+            type = types.numbers.between 0 1;
+            default = 0;
+            example = 0.01;
+            description = ''
+              Share of inferences recorded in the prediction log (`--prediction-log-rate`): one
+              JSON line each (`"type":"prediction"`, request id, model, version, inputs, outputs,
+              duration) in the journal beside the server's own lines; 0: none.
+              `predictionLog.shipping.command` sends them on, apart from the log.
+            '';
+          };
+          inputs = mkOption {
+            type = types.enum [
+              "include"
+              "redact"
+            ];
+            default = "include";
+            description = "`redact`: the log keeps the inputs' datatype and shape only (`--prediction-log-inputs`).";
+          };
         };
 
         extraFlags = mkOption {

@@ -232,6 +232,10 @@ mod tests {
         let parse = |log: &PredictionLog| -> serde_json::Value {
             serde_json::from_slice(&log.line(&inference)).unwrap()
         };
+        // The NixOS module's shippers tell the lines apart by this beginning (modules/logging.nix).
+        assert!(log(1.0)
+            .line(&inference)
+            .starts_with(br#"{"type":"prediction","#));
         let whole = parse(&log(1.0));
         assert_eq!(whole["type"], "prediction");
         assert_eq!(

@@ -95,7 +95,7 @@ pub enum LabelRule {
     ArgmaxLastAxis,
     /// Integer class indices: the label at each index.
     ClassIndex,
-    /// Class names given by the model itself (a string output of shape [rows]).
+    /// Class names given by the model itself (a string output of shape `[rows]`).
     Text,
 }
 
