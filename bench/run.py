@@ -59,6 +59,7 @@ class Server:
                 sys.exit("the server exited:\n" + Path(log).read_text())
             time.sleep(0.001)
         self.startup_ms = (time.monotonic() - started) * 1000
+        self.grpc_address = listening_address(log, "grpc_address")
 
     def rss_mib(self):
         with open(f"/proc/{self.process.pid}/status") as status:
@@ -77,11 +78,12 @@ class Server:
         self.log.close()
 
 
-def listening_address(log):
-    """The HTTP address from the server's "listening" log line, once written."""
+def listening_address(log, key="address"):
+    """The HTTP (or with `key` another) address from the server's "listening" log line, once
+    written."""
     for line in Path(log).read_text().splitlines():
         if '"listening"' in line:
-            return json.loads(line)["address"]
+            return json.loads(line)[key]
     return None
 
 
@@ -101,6 +103,23 @@ def oha(url, body, connections, seconds, headers=()):
     """Loads `url` with `body` from the load core; returns oha's JSON summary."""
     output = subprocess.run(oha_command(url, body, connections, seconds, headers), check=True, capture_output=True)
     return json.loads(output.stdout)
+
+
+def perf_analyzer(url, protocol, model, shape, concurrency, seconds):
+    """Triton's perf_analyzer from the load core, a time window of `seconds`: its throughput and
+    latency percentiles (from its CSV report), as a Triton user measures."""
+    report = Path(os.environ["BENCH_OUT"]) / "perf_analyzer.csv"
+    command = ["taskset", "-c", LOAD_CPU, os.environ["PERF_ANALYZER"], "-m", model, "-u", url, "-i", protocol,
+               "--shape", shape, "--concurrency-range", str(concurrency), "--measurement-interval",
+               str(int(seconds * 1000)), "--stability-percentage", "100", "--max-trials", "3", "-f", str(report)]
+    subprocess.run(command, check=True, capture_output=True, env={**os.environ, "LD_LIBRARY_PATH": os.environ["CUDART"]})
+    header, values = report.read_text().splitlines()[:2]
+    row = dict(zip(header.split(","), values.split(",")))
+    return {
+        "requests_per_second": float(row["Inferences/Second"]),
+        "p50_ms": float(row["p50 latency"]) / 1000,
+        "p99_ms": float(row["p99 latency"]) / 1000,
+    }
 
 
 def bench_runtime(bundle, rows, seconds):
@@ -198,6 +217,25 @@ def main():
         scenario(server, name, "/predict", json_body(iris_row), 32, 1, json_type)
         server.stop()
 
+    # The same tool over both protocols (perf_analyzer's REST is v2 with binary data).
+    server = Server([iris, mlp], args.out / "server-perf-analyzer.log")
+    for protocol in ("grpc", "http"):
+        url = server.grpc_address if protocol == "grpc" else server.address
+        for name, model, shape, connections, batch in (
+            ("iris b1", "iris-svc", "input:1,4", 1, 1),
+            ("iris b1", "iris-svc", "input:1,4", 32, 1),
+            ("mlp b32", "mlp-512", "input:32,512", 1, 32),
+        ):
+            cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+            result = perf_analyzer(url, protocol, model, shape, connections, seconds)
+            cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+            rows.append({
+                "scenario": f"pa {protocol} {name}", "connections": connections, "batch": batch,
+                "rows_per_second": result["requests_per_second"] * batch, "errors": 0, "server_cpu": cpu,
+                **result,
+            })
+    server.stop()
+
     server = Server([mlp, mlp_batched], args.out / "server-mlp.log")
     for connections in (1, 32):
         scenario(server, "mlp json b1", "/models/mlp-512/predict", json_body(mlp_row), connections, 1, json_type)
@@ -224,6 +262,10 @@ def main():
          (2 + 3 * batch_run_ms) / row("mlp json b1 batching", 32)["p99_ms"], 1.0),
         ("mlp b32 c1 json >= 0.8 L", row("mlp json b32", 1)["requests_per_second"] / limit(h["H mlp b32 json"], r_mlp32), 0.8),
         ("mlp b32 c1 binary >= 0.9 R", row("mlp binary b32", 1)["requests_per_second"] / r_mlp32, 0.9),
+        ("perf_analyzer: gRPC iris b1 c32 >= 0.9 x REST",
+         row("pa grpc iris b1", 32)["requests_per_second"] / row("pa http iris b1", 32)["requests_per_second"], 0.9),
+        ("perf_analyzer: gRPC mlp b32 >= 0.95 x REST binary",
+         row("pa grpc mlp b32", 1)["requests_per_second"] / row("pa http mlp b32", 1)["requests_per_second"], 0.95),
         ("start-up <= 300 ms", 300 / startup_ms, 1.0),
         ("RSS idle <= 40 MiB", 40 / idle_rss, 1.0),
         ("RSS after load <= 60 MiB", 60 / loaded_rss, 1.0),
@@ -267,7 +309,7 @@ def plot(rows, path):
     throughput.bar(labels, [r["rows_per_second"] for r in rows], color="tab:blue")
     throughput.set_ylabel("rows/s")
     throughput.set_yscale("log")
-    throughput.set_title("predictor on one core (oha on the other)")
+    throughput.set_title("predictor on one core (oha or perf_analyzer on the other)")
     latency.bar(labels, [r["p99_ms"] for r in rows], color="tab:orange")
     latency.set_ylabel("p99 latency (ms)")
     latency.set_yscale("log")
