@@ -152,7 +152,8 @@ for p in predictors:
         eventually(ready, 240)
     except Exception as problem:
         state = show(unit, "ActiveState", "SubState", "Result", "ExecMainCode", "ExecMainStatus", "NRestarts")
-        fail(unit, f"not ready (GET /v2/health/ready) within 240 s ({problem!r}); {state}; journal: {journal_tail(unit)}")
+        why = str(problem) if isinstance(problem, GaveUp) else f"not within 240 s: {problem!r}"
+        fail(unit, f"not ready (GET /v2/health/ready): {why}; {state}; journal: {journal_tail(unit)}")
         p["down"] = True
         continue
     ok(unit, "active, and ready on /v2/health/ready")
