@@ -5,13 +5,13 @@
   advisory-db,
 }:
 let
+  # The files of the sources, relative to the repository, in source-files.json: read here and by
+  # scripts/rehearse-sandbox, which runs these checks' commands on exactly these files.
+  sourceFiles = builtins.fromJSON (builtins.readFile ./source-files.json);
+  repositoryFiles = map (file: ../. + "/${file}");
   # The build only sees the workspace manifests and server/ (sources, protos, tests): editing a
   # model, a README or a Nix file does not rebuild the server.
-  workspaceFiles = [
-    ../Cargo.toml
-    ../Cargo.lock
-    ../server
-  ];
+  workspaceFiles = repositoryFiles sourceFiles.workspace;
   sourceWith =
     lib: extraFiles:
     lib.fileset.toSource {
@@ -21,13 +21,7 @@ let
   cargoSource = lib: sourceWith lib [ ];
   # The integration tests also read every bundle under models/, and replay the fuzz targets'
   # corpora (server/tests/fuzz_corpora.rs).
-  testSource =
-    lib:
-    sourceWith lib [
-      ../models
-      ../fuzz/corpus
-      ../fuzz/Cargo.toml
-    ];
+  testSource = lib: sourceWith lib (repositoryFiles sourceFiles.tests);
 
   /**
     crane's library for `pkgs`, with the fenix toolchain pinned by rust-toolchain.toml. For a

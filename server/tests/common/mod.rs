@@ -54,7 +54,10 @@ pub fn edited_copy_of(
     edit: impl Fn(String) -> String,
 ) -> (tempfile::TempDir, PathBuf) {
     let folder = tempfile::tempdir().unwrap();
-    std::fs::copy(source.join("model.onnx"), folder.path().join("model.onnx")).unwrap();
+    // The bytes, not the mode: tests change the copy, and the source may be read-only (the Nix
+    // store, and scripts/rehearse-sandbox), which fs::copy would carry over.
+    let model = std::fs::read(source.join("model.onnx")).unwrap();
+    std::fs::write(folder.path().join("model.onnx"), model).unwrap();
     let text = std::fs::read_to_string(source.join("predictor.toml")).unwrap();
     let edited = edit(text.clone());
     assert_ne!(edited, text, "the edit must change something");

@@ -1,0 +1,303 @@
+# The systemd rehearsal's checks, inside the VM (scripts/rehearse-systemd boots it): every predictor
+# unit of /rehearsal/facts.json (the units as the NixOS module writes them) is up under its
+# hardening, answers its bundles' samples, refuses callers without a token where it has a
+# credential, logs JSON lines with the request ids it was sent, and drains and exits 0 on
+# `systemctl stop`; every log shipper forwards those lines, and only JSON lines; systemd-analyze
+# security scores each unit. Every wait polls up to a generous deadline; nothing asserts a duration.
+# The verdict goes to /var/lib/rehearsal/result.json, which the host reads from the image.
+import json
+import os
+import re
+import subprocess
+import time
+import tomllib
+import urllib.error
+import urllib.request
+
+facts = json.load(open("/rehearsal/facts.json"))
+token = open("/rehearsal/token").read().strip()
+received = "/var/lib/rehearsal-collector/received.log"
+log, failures, exposure = [], [], {}
+passed = 0
+
+
+def say(message):
+    print("rehearsal: " + message, flush=True)
+    log.append(message)
+
+
+def ok(unit, what):
+    global passed
+    passed += 1
+    say(f"ok   {unit}: {what}")
+
+
+def fail(unit, what):
+    failures.append(f"{unit}: {what}")
+    say(f"FAIL {unit}: {what}")
+
+
+def run(*command):
+    return subprocess.run(command, capture_output=True, text=True).stdout
+
+
+def show(unit, *properties):
+    out = run("systemctl", "show", unit, *(f"--property={p}" for p in properties))
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def journal_tail(unit):
+    lines = run("journalctl", "--unit", unit, "--lines=12", "--no-pager", "--output=short-monotonic")
+    return " | ".join(lines.strip().splitlines()[-12:])
+
+
+class GaveUp(Exception):
+    """Waiting longer cannot help (the unit is dead)."""
+
+
+def eventually(check, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except GaveUp:
+            raise
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def http(method, url, body=None, headers=None):
+    request = urllib.request.Request(url, method=method, data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def flat(value):
+    return [x for item in value for x in flat(item)] if isinstance(value, list) else [value]
+
+
+def close(got, sample):
+    got, expected = flat(got), flat(sample["output"])
+    tolerance = sample.get("tolerance", 0)
+    return len(got) == len(expected) and all(
+        (g == e) if isinstance(e, str) or isinstance(g, str) else abs(g - e) <= tolerance
+        for g, e in zip(got, expected)
+    )
+
+
+def json_lines(text):
+    bad = []
+    for line in text.splitlines():
+        try:
+            json.loads(line)
+        except ValueError:
+            bad.append(line)
+    return bad
+
+
+# What each unit is, read from its own file: a predictor runs `predictor serve` (its port and bundles
+# are in ExecStart, its token file is a LoadCredential), a shipper runs a job script.
+bundles = {b["path"]: b for b in facts["bundles"]}
+scripts = {s["unit"]: s for s in facts["scripts"]}
+predictors, shippers = [], []
+for name, text in facts["units"].items():
+    exec_start = re.search(r"^ExecStart=(.*)$", text, re.M).group(1)
+    if '"serve"' in exec_start:
+        paths = [p for p in re.findall(r"/nix/store/[^\s\"]+", exec_start) if p in bundles]
+        predictors.append({
+            "unit": name,
+            "port": int(re.search(r'"--port" "(\d+)"', exec_start).group(1)),
+            "token": "LoadCredential=" in text,
+            "bundles": [
+                {"name": bundles[p]["name"], **tomllib.load(open(p + "/predictor.toml", "rb"))["sample"]}
+                for p in paths
+            ],
+        })
+    elif name in scripts:
+        shipped = re.search(r"_SYSTEMD_UNIT=(\S+)", scripts[name]["text"]).group(1)
+        shippers.append({"unit": name, "ships": shipped})
+
+say(run("systemctl", "--version").splitlines()[0])
+pid1 = run("journalctl", "--boot", "_PID=1", "--output=cat", "--no-pager")
+
+for p in predictors:
+    unit = p["unit"]
+    # systemd ignores, with a warning, a setting it does not know or cannot parse: the unit would
+    # run with less hardening than written.
+    warnings = [line for line in pid1.splitlines() if f"/{unit}:" in line]
+    if warnings:
+        fail(unit, "systemd did not take every setting of the unit file: " + " | ".join(warnings))
+    else:
+        ok(unit, "systemd took every setting of the unit file")
+
+    base = f"http://127.0.0.1:{p['port']}"
+
+    def ready():
+        # Started at boot, before these checks: inactive or failed is the end (Restart=on-failure
+        # shows as activating between attempts).
+        state = show(unit, "ActiveState", "SubState", "NRestarts")
+        if state["ActiveState"] in ("inactive", "failed"):
+            raise GaveUp(f"the unit is {state['ActiveState']}")
+        if state["SubState"] == "auto-restart" and int(state["NRestarts"]) >= 3:
+            raise GaveUp(f"the unit failed and was restarted {state['NRestarts']} times")
+        status, _ = http("GET", base + "/v2/health/ready")
+        assert status == 200, status
+
+    try:
+        eventually(ready, 240)
+    except Exception as problem:
+        state = show(unit, "ActiveState", "SubState", "Result", "ExecMainCode", "ExecMainStatus", "NRestarts")
+        why = str(problem) if isinstance(problem, GaveUp) else f"not within 240 s: {problem!r}"
+        fail(unit, f"not ready (GET /v2/health/ready): {why}; {state}; journal: {journal_tail(unit)}")
+        p["down"] = True
+        continue
+    ok(unit, "active, and ready on /v2/health/ready")
+
+    # The hardening is in force on the running process, not only written down.
+    state = show(unit, "MainPID", "DynamicUser", "MemoryDenyWriteExecute", "NoNewPrivileges",
+                 "RestrictAddressFamilies", "SystemCallFilter", "PrivateUsers", "ProtectSystem")
+    status = dict(
+        line.split(":", 1) for line in open(f"/proc/{state['MainPID']}/status").read().splitlines() if ":" in line
+    )
+    uid = status["Uid"].split()[0]
+    checks = {
+        "DynamicUser=yes": state.get("DynamicUser") == "yes" and uid != "0",
+        "MemoryDenyWriteExecute=yes": state.get("MemoryDenyWriteExecute") == "yes",
+        "NoNewPrivileges (NoNewPrivs: 1)": status.get("NoNewPrivs", "").strip() == "1",
+        "a seccomp filter (Seccomp: 2)": status.get("Seccomp", "").strip() == "2",
+        "RestrictAddressFamilies=AF_INET AF_INET6": state.get("RestrictAddressFamilies", "").split()
+        == ["AF_INET", "AF_INET6"],
+        "SystemCallFilter set": len(state.get("SystemCallFilter", "")) > 0,
+    }
+    missing = [what for what, held in checks.items() if not held]
+    if missing:
+        fail(unit, f"hardening not in force: {', '.join(missing)} ({state}, uid {uid})")
+    else:
+        ok(unit, f"runs as dynamic user {uid} with {', '.join(checks)}")
+
+    auth = {"authorization": f"Bearer {token}"} if p["token"] else {}
+    for b in p["bundles"]:
+        request_id = f"rehearsal-{unit}-{b['name']}"
+        url = f"{base}/models/{b['name']}/predict"
+        body = json.dumps({"data": b["input"]}).encode()
+        status, answer = http("POST", url, body, {"content-type": "application/json", "x-request-id": request_id, **auth})
+        if status == 200 and close(json.loads(answer)["prediction"], b):
+            ok(unit, f"POST /models/{b['name']}/predict answers its sample")
+        else:
+            fail(unit, f"POST {url}: {status} {answer[:300]!r}, expected {b['output']}")
+        status, answer = http("GET", url + "/test", None, {"x-request-id": request_id + "-test", **auth})
+        if status == 200 and close(json.loads(answer)["prediction"], b):
+            ok(unit, f"GET /models/{b['name']}/predict/test gives the sample's output")
+        else:
+            fail(unit, f"GET {url}/test: {status} {answer[:300]!r}, expected {b['output']}")
+        if p["token"]:
+            refused = [
+                http("POST", url, body, {"content-type": "application/json", **h})[0]
+                for h in ({}, {"authorization": "Bearer not-the-token"})
+            ]
+            if refused == [401, 401]:
+                ok(unit, "refuses callers without the token (401), through LoadCredential")
+            else:
+                fail(unit, f"without the token / with a wrong one: {refused}, expected [401, 401]")
+
+    command = ("journalctl", f"_SYSTEMD_UNIT={unit}", "--output=cat", "--quiet", "--no-pager")
+
+    def logged():
+        text = run(*command)
+        records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        ids = {r.get("span", {}).get("request_id") for r in records if r.get("message") == "request"}
+        wanted = {f"rehearsal-{unit}-{b['name']}" for b in p["bundles"]}
+        assert wanted <= ids, (wanted - ids)
+        return text
+
+    try:
+        text = eventually(logged, 60)
+        bad = json_lines(text)
+        if bad:
+            fail(unit, f"logged lines that are not JSON: {bad[:3]}")
+        else:
+            ok(unit, f"its journal is JSON lines ({len(text.splitlines())}), with the request ids sent")
+    except Exception as problem:
+        fail(unit, f"no access line with the request ids sent in its journal: {problem!r}")
+
+for s in shippers:
+    unit = s["unit"]
+    shipped_ids = [f"rehearsal-{s['ships']}-{b['name']}" for p in predictors if p["unit"] == s["ships"] for b in p["bundles"]]
+
+    def forwarded():
+        text = open(received).read()
+        assert all(i in text for i in shipped_ids), "not yet"
+        return text
+
+    try:
+        eventually(forwarded, 120)
+        ok(unit, f"forwarded {s['ships']}'s lines with the request ids to the log server")
+    except Exception:
+        state = show(unit, "ActiveState", "SubState", "Result", "NRestarts")
+        have = open(received).read() if os.path.exists(received) else "(nothing received)"
+        fail(unit, f"the log server did not get the request ids {shipped_ids} within 120 s; {state}; received: {have[-300:]!r}; journal: {journal_tail(unit)}")
+
+for unit in [p["unit"] for p in predictors] + [s["unit"] for s in shippers]:
+    out = run("systemd-analyze", "security", "--no-pager", unit)
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+ \w+)", out)
+    if match:
+        exposure[unit] = match.group(1)
+        ok(unit, f"systemd-analyze security: exposure {match.group(1)}")
+    else:
+        fail(unit, f"systemd-analyze security gave no score: {out[-300:]!r}")
+
+for p in predictors:
+    if p.get("down"):
+        continue
+    unit = p["unit"]
+    subprocess.run(["systemctl", "stop", unit], timeout=120)
+    state = show(unit, "ActiveState", "Result", "ExecMainCode", "ExecMainStatus")
+    lines = [json.loads(line).get("message") for line in run(
+        "journalctl", f"_SYSTEMD_UNIT={unit}", "--output=cat", "--quiet", "--no-pager").splitlines() if line.startswith("{")]
+    drained = any(m and m.startswith("shutting down") for m in lines) and "stopped" in lines
+    # ExecMainCode 1 is CLD_EXITED: the server exited by itself, not by systemd's SIGKILL.
+    if state == {"ActiveState": "inactive", "Result": "success", "ExecMainCode": "1", "ExecMainStatus": "0"} and drained:
+        ok(unit, "systemctl stop: it drained (\"shutting down\" ... \"stopped\") and exited 0")
+    else:
+        fail(unit, f"systemctl stop: {state}, shutdown lines {drained}; journal: {journal_tail(unit)}")
+
+for s in shippers:
+    unit = s["unit"]
+
+    def got_stop():
+        records = [json.loads(line) for line in open(received).read().splitlines()]
+        assert any(r.get("message") == "stopped" for r in records)
+
+    try:
+        eventually(got_stop, 60)
+        ok(unit, f"forwarded {s['ships']}'s last line (\"stopped\")")
+    except Exception as problem:
+        fail(unit, f"the log server did not get {s['ships']}'s \"stopped\" line: {problem!r}")
+    subprocess.run(["systemctl", "stop", unit], timeout=60)
+    state = show(unit, "ActiveState", "Result")
+    if state == {"ActiveState": "inactive", "Result": "success"}:
+        ok(unit, "systemctl stop: stopped cleanly")
+    else:
+        fail(unit, f"systemctl stop: {state}; journal: {journal_tail(unit)}")
+
+if shippers:
+    text = open(received).read() if os.path.exists(received) else ""
+    bad = json_lines(text)
+    if bad or not text:
+        fail("log server", f"received lines that are not JSON (or nothing): {bad[:3]}")
+    else:
+        ok("log server", f"received only JSON lines ({len(text.splitlines())})")
+
+os.makedirs("/var/lib/rehearsal", exist_ok=True)
+with open("/var/lib/rehearsal/result.json", "w") as f:
+    json.dump({"log": log, "failures": failures, "exposure": exposure, "passed": passed,
+               "systemd": log[0]}, f)
+    f.flush()
+    os.fsync(f.fileno())
+os.sync()
+say(f"done: {passed} passed, {len(failures)} failed")
