@@ -43,8 +43,13 @@ pub fn init(
     filter: &str,
     #[cfg(feature = "otlp")] otlp_endpoint: Option<&str>,
 ) -> Result<Logging, String> {
-    let filter =
-        EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter '{filter}': {e}"))?;
+    // The filter applies to the log's lines and exported spans, not to `RequestIds`: the
+    // prediction log needs each request's id whatever the log level.
+    let filter_text = filter;
+    let filter = || {
+        EnvFilter::try_new(filter_text)
+            .map_err(|e| format!("invalid log filter '{filter_text}': {e}"))
+    };
     let format = match format {
         LogFormat::Auto if std::io::stderr().is_terminal() => LogFormat::Text,
         LogFormat::Auto => LogFormat::Json,
@@ -59,17 +64,21 @@ pub fn init(
             .json()
             .flatten_event(true)
             .with_span_list(false)
+            .with_filter(filter()?)
             .boxed(),
-        _ => lines.boxed(),
+        _ => lines.with_filter(filter()?).boxed(),
     };
-    let layers = vec![lines, RequestIds.boxed()];
+    let request_ids = RequestIds.with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+        metadata.is_span() && metadata.name() == "request"
+    }));
+    let layers = vec![lines, request_ids.boxed()];
     #[cfg(feature = "otlp")]
     let (layers, exporter) = {
         let mut layers = layers;
         let exporter = match otlp_endpoint {
             Some(endpoint) => {
                 let (exporter, layer) = crate::telemetry::Exporter::start(endpoint)?;
-                layers.push(layer.boxed());
+                layers.push(layer.with_filter(filter()?).boxed());
                 Some(exporter)
             }
             None => None,
@@ -78,7 +87,6 @@ pub fn init(
     };
     tracing_subscriber::registry()
         .with(layers)
-        .with(filter)
         .try_init()
         .map_err(|e| e.to_string())?;
     Ok(Logging {

@@ -8,12 +8,14 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// What the log keeps of a request's inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,21 +26,46 @@ pub enum InputsPolicy {
     Redact,
 }
 
+/// Lines waiting for the writer thread; past them a line is dropped (and counted), so that a
+/// slow reader of the log never holds up an answer.
+const QUEUED_LINES: usize = 1024;
+
+/// The fewest JSON bytes one element takes (`0,`): a tensor whose elements cannot fit in a line
+/// is described without encoding it.
+const MIN_ELEMENT_BYTES: usize = 2;
+
 pub struct PredictionLog {
     /// Sampling rate in millionths (1 000 000: every inference).
     rate_ppm: u64,
     seen: AtomicU64,
     inputs: InputsPolicy,
     max_record_bytes: usize,
-    sink: Mutex<Box<dyn Write + Send>>,
+    lines: Option<SyncSender<Vec<u8>>>,
+    writer: Option<JoinHandle<()>>,
+    dropped: AtomicU64,
+}
+
+/// A tensor as the log keeps it: whole, or its datatype and shape.
+pub enum Kept {
+    Whole(Tensor),
+    Described { dtype: DType, shape: Vec<usize> },
+}
+
+impl Kept {
+    fn described(tensor: &Tensor) -> Kept {
+        Kept::Described {
+            dtype: tensor.dtype(),
+            shape: tensor.shape().to_vec(),
+        }
+    }
 }
 
 /// One inference, as the model saw it.
 pub struct Inference<'a> {
     pub model: &'a str,
     pub version: &'a str,
-    /// Declared name and tensor of each input, in declaration order.
-    pub inputs: Vec<(&'a str, &'a Tensor)>,
+    /// Declared name and kept form of each input, in declaration order.
+    pub inputs: Vec<(&'a str, &'a Kept)>,
     /// The outputs, or why there are none.
     pub outputs: Result<Vec<(&'a str, &'a Tensor)>, String>,
     pub duration: Duration,
@@ -46,17 +73,17 @@ pub struct Inference<'a> {
 
 #[derive(Serialize)]
 struct Line<'a> {
-    /// Tells these lines from the server's own log lines wherever they meet.
+    /// Tells these lines from the server's own log lines wherever they meet (it comes first:
+    /// the NixOS module's shippers match on it).
     r#type: &'static str,
     timestamp: String,
     request_id: Option<String>,
     model: &'a str,
     version: &'a str,
     duration_ms: f64,
-    /// Every tensor in full, or (redacted inputs, or a record over the size limit) described.
-    inputs: serde_json::Map<String, serde_json::Value>,
+    inputs: Named<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    outputs: Option<serde_json::Map<String, serde_json::Value>>,
+    outputs: Option<Named<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
     /// Set when the tensors would have made the line longer than the limit: they are described.
@@ -64,42 +91,75 @@ struct Line<'a> {
     truncated: bool,
 }
 
-fn described(tensor: &Tensor) -> serde_json::Value {
-    serde_json::json!({"datatype": tensor.dtype().v2_name(), "shape": tensor.shape()})
+/// A tensor in a line: its datatype and shape, and its data unless described.
+#[derive(Serialize)]
+struct Record<'a> {
+    datatype: &'static str,
+    shape: &'a [usize],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Tensor>,
 }
 
-fn full(tensor: &Tensor) -> serde_json::Value {
-    serde_json::json!({
-        "datatype": tensor.dtype().v2_name(),
-        "shape": tensor.shape(),
-        "data": serde_json::to_value(tensor).unwrap_or_default(),
-    })
+/// Tensors by name, in declaration order.
+struct Named<'a>(Vec<(&'a str, Record<'a>)>);
+
+impl Serialize for Named<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, record) in &self.0 {
+            map.serialize_entry(name, record)?;
+        }
+        map.end()
+    }
 }
 
-fn table(
-    tensors: &[(&str, &Tensor)],
-    each: fn(&Tensor) -> serde_json::Value,
-) -> serde_json::Map<String, serde_json::Value> {
-    tensors
-        .iter()
-        .map(|(name, tensor)| (name.to_string(), each(tensor)))
-        .collect()
+fn record(tensor: &Tensor, whole: bool) -> Record<'_> {
+    Record {
+        datatype: tensor.dtype().v2_name(),
+        shape: tensor.shape(),
+        data: whole.then_some(tensor),
+    }
+}
+
+fn kept_record(kept: &Kept, whole: bool) -> Record<'_> {
+    match kept {
+        Kept::Whole(tensor) => record(tensor, whole),
+        Kept::Described { dtype, shape } => Record {
+            datatype: dtype.v2_name(),
+            shape,
+            data: None,
+        },
+    }
 }
 
 impl PredictionLog {
-    /// `rate` from 0 (nothing) to 1 (every inference); `sink` receives whole lines.
+    /// `rate` from 0 (nothing) to 1 (every inference); `sink` receives whole lines, from a
+    /// thread of its own.
     pub fn new(
         rate: f64,
         inputs: InputsPolicy,
         max_record_bytes: usize,
-        sink: Box<dyn Write + Send>,
+        mut sink: Box<dyn Write + Send>,
     ) -> Self {
+        let (lines, queued) = sync_channel::<Vec<u8>>(QUEUED_LINES);
+        let writer = std::thread::Builder::new()
+            .name("prediction-log".into())
+            .spawn(move || {
+                for line in queued {
+                    if let Err(error) = sink.write_all(&line).and_then(|()| sink.flush()) {
+                        tracing::warn!(%error, "cannot write the prediction log");
+                    }
+                }
+            })
+            .ok();
         PredictionLog {
             rate_ppm: (rate.clamp(0.0, 1.0) * 1e6).round() as u64,
             seen: AtomicU64::new(0),
             inputs,
             max_record_bytes,
-            sink: Mutex::new(sink),
+            lines: Some(lines),
+            writer,
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -111,50 +171,101 @@ impl PredictionLog {
         after > before
     }
 
-    /// Writes one line for `inference`, in the request span's context (for its request id).
-    /// A write that fails is reported in the server's log and dropped: the answer goes on.
+    /// Whether `tensors` could fit in one line whole: when not, they are only described, and
+    /// nothing of their data is copied or encoded.
+    fn may_fit(&self, tensors: &[&Tensor]) -> bool {
+        let elements: usize = tensors.iter().map(|tensor| tensor.data().len()).sum();
+        elements.saturating_mul(MIN_ELEMENT_BYTES) <= self.max_record_bytes
+    }
+
+    /// What to keep of a sampled request's inputs until its answer: a copy only of inputs that
+    /// the policy includes and that may fit in a line.
+    pub fn keep(&self, inputs: &[Tensor]) -> Vec<Kept> {
+        let whole = self.inputs == InputsPolicy::Include
+            && self.may_fit(&inputs.iter().collect::<Vec<_>>());
+        inputs
+            .iter()
+            .map(|tensor| {
+                if whole {
+                    Kept::Whole(tensor.clone())
+                } else {
+                    Kept::described(tensor)
+                }
+            })
+            .collect()
+    }
+
+    /// Queues one line for `inference`, in the request span's context (for its request id).
+    /// When the writer is behind by [`QUEUED_LINES`], the line is dropped and counted.
     pub fn write(&self, inference: &Inference<'_>) {
-        let line = self.line(inference);
-        let mut sink = self
-            .sink
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Err(error) = sink.write_all(&line).and_then(|()| sink.flush()) {
-            tracing::warn!(%error, "cannot write the prediction log");
+        let Some(lines) = &self.lines else { return };
+        match lines.try_send(self.line(inference)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(
+                        dropped,
+                        "the prediction log's reader is behind: lines dropped so far"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
         }
     }
 
     fn line(&self, inference: &Inference<'_>) -> Vec<u8> {
-        let inputs_full = self.inputs == InputsPolicy::Include;
-        let record = |full_inputs: bool, full_outputs: bool| Line {
+        let outputs_fit = match &inference.outputs {
+            Ok(outputs) => self.may_fit(&outputs.iter().map(|(_, t)| *t).collect::<Vec<_>>()),
+            Err(_) => true,
+        };
+        let build = |whole: bool| Line {
             r#type: "prediction",
             timestamp: timestamp(),
             request_id: crate::logging::current_request_id(),
             model: inference.model,
             version: inference.version,
             duration_ms: inference.duration.as_secs_f64() * 1e3,
-            inputs: table(
-                &inference.inputs,
-                if full_inputs { full } else { described },
+            inputs: Named(
+                inference
+                    .inputs
+                    .iter()
+                    .map(|(name, kept)| (*name, kept_record(kept, whole)))
+                    .collect(),
             ),
-            outputs: inference
-                .outputs
-                .as_ref()
-                .ok()
-                .map(|outputs| table(outputs, if full_outputs { full } else { described })),
+            outputs: inference.outputs.as_ref().ok().map(|outputs| {
+                Named(
+                    outputs
+                        .iter()
+                        .map(|(name, tensor)| (*name, record(tensor, whole)))
+                        .collect(),
+                )
+            }),
             error: inference.outputs.as_ref().err().map(String::as_str),
-            truncated: !full_outputs,
+            truncated: !whole,
         };
         let encode = |line: &Line| {
             let mut bytes = serde_json::to_vec(line).unwrap_or_default();
             bytes.push(b'\n');
             bytes
         };
-        let whole = encode(&record(inputs_full, true));
-        if whole.len() <= self.max_record_bytes {
-            return whole;
+        if outputs_fit {
+            let whole = encode(&build(true));
+            if whole.len() <= self.max_record_bytes {
+                return whole;
+            }
         }
-        encode(&record(false, false))
+        encode(&build(false))
+    }
+}
+
+impl Drop for PredictionLog {
+    /// The lines still queued are written before the server exits.
+    fn drop(&mut self) {
+        self.lines.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 
@@ -222,10 +333,11 @@ mod tests {
     fn a_record_over_the_limit_keeps_its_shapes_only_and_redaction_hides_inputs() {
         let input = Tensor::new(vec![1, 2], TensorData::Float32(vec![1.5, 2.5])).unwrap();
         let output = Tensor::new(vec![1], TensorData::String(vec!["yes".into()])).unwrap();
+        let kept = Kept::Whole(input.clone());
         let inference = Inference {
             model: "m",
             version: "1",
-            inputs: vec![("x", &input)],
+            inputs: vec![("x", &kept)],
             outputs: Ok(vec![("y", &output)]),
             duration: Duration::from_millis(2),
         };
@@ -244,16 +356,20 @@ mod tests {
         );
         assert_eq!(whole["outputs"]["y"]["data"], serde_json::json!(["yes"]));
         assert!(whole.get("truncated").is_none());
-        let redacted = PredictionLog::new(
+        // Redacted, or too large to fit, inputs are described, and their data not even copied.
+        let redacting = PredictionLog::new(
             1.0,
             InputsPolicy::Redact,
             1 << 16,
             Box::new(std::io::sink()),
         );
-        let redacted = parse(&redacted);
-        assert!(redacted["inputs"]["x"].get("data").is_none());
-        assert_eq!(redacted["inputs"]["x"]["shape"], serde_json::json!([1, 2]));
-        assert_eq!(redacted["outputs"]["y"]["data"], serde_json::json!(["yes"]));
+        let kept = redacting.keep(std::slice::from_ref(&input));
+        assert!(matches!(kept[..], [Kept::Described { .. }]));
+        let huge = Tensor::new(vec![1, 40_000], TensorData::Float32(vec![0.0; 40_000])).unwrap();
+        assert!(matches!(
+            log(1.0).keep(&[huge])[..],
+            [Kept::Described { .. }]
+        ));
         let small = PredictionLog::new(1.0, InputsPolicy::Include, 10, Box::new(std::io::sink()));
         let small = parse(&small);
         assert_eq!(small["truncated"], true);

@@ -18,7 +18,7 @@ use crate::bundle::sample::{compare, json, perturbed, raw_json};
 use crate::bundle::{Bundle, BundleError, LabelRule, TensorSpec};
 use crate::defaults;
 use crate::metrics::{Metrics, ModelInfoLabels, ModelMetrics};
-use crate::prediction_log::{Inference, PredictionLog};
+use crate::prediction_log::{Inference, Kept, PredictionLog};
 use crate::runtime::{Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError};
 use crate::tensor::{shape_fits, DType, Tensor};
 use crate::text::ShapeText;
@@ -229,12 +229,12 @@ impl Model {
     /// declaration order.
     pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PredictError> {
         let started = Instant::now();
-        // A sampled inference keeps a copy of its inputs for the prediction log.
+        // A sampled inference keeps what the prediction log will show of its inputs.
         let logged = self
             .prediction_log
             .as_ref()
             .filter(|log| log.sampled())
-            .map(|log| (log.clone(), inputs.to_vec()));
+            .map(|log| (log.clone(), log.keep(&inputs)));
         let answer = self.infer_checked(inputs).await;
         let duration = started.elapsed();
         self.metrics.statistics.answered(answer.is_ok(), duration);
@@ -247,12 +247,12 @@ impl Model {
     fn log_prediction(
         &self,
         log: &PredictionLog,
-        inputs: &[Tensor],
+        inputs: &[Kept],
         answer: &Result<Vec<Tensor>, PredictError>,
         duration: Duration,
     ) {
         let config = &self.bundle().config;
-        fn named<'a>(specs: &'a [TensorSpec], tensors: &'a [Tensor]) -> Vec<(&'a str, &'a Tensor)> {
+        fn named<'a, T>(specs: &'a [TensorSpec], tensors: &'a [T]) -> Vec<(&'a str, &'a T)> {
             specs
                 .iter()
                 .map(|spec| spec.name.as_str())

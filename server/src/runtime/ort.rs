@@ -272,25 +272,26 @@ fn class_scores(name: &str, value: &DynValue) -> Result<(Vec<String>, Tensor), R
     let rows: Vec<Vec<(String, f32)>> = maps
         .iter()
         .map(|map: &DynMap| -> Result<_, ort::Error> {
-            let mut pairs: Vec<(String, f32)> = match map.dtype() {
+            // Each kind in its own order, as scikit-learn's `classes_` (and ONNX Runtime's
+            // maps): integers numerically, text by its bytes.
+            Ok(match map.dtype() {
                 ValueType::Map {
                     key: TensorElementType::String,
                     ..
-                } => map.try_extract_key_values::<String, f32>()?,
-                _ => map
-                    .try_extract_key_values::<i64, f32>()?
-                    .into_iter()
-                    .map(|(key, score)| (key.to_string(), score))
-                    .collect(),
-            };
-            // Integer classes in numeric order, as scikit-learn's `classes_`.
-            pairs.sort_by(
-                |(a, _), (b, _)| match (a.parse::<i64>(), b.parse::<i64>()) {
-                    (Ok(a), Ok(b)) => a.cmp(&b),
-                    _ => a.cmp(b),
-                },
-            );
-            Ok(pairs)
+                } => {
+                    let mut pairs = map.try_extract_key_values::<String, f32>()?;
+                    pairs.sort_by(|(a, _), (b, _)| a.cmp(b));
+                    pairs
+                }
+                _ => {
+                    let mut pairs = map.try_extract_key_values::<i64, f32>()?;
+                    pairs.sort_by_key(|&(key, _)| key);
+                    pairs
+                        .into_iter()
+                        .map(|(key, score)| (key.to_string(), score))
+                        .collect()
+                }
+            })
         })
         .collect::<Result<_, _>>()
         .map_err(failed)?;
@@ -306,8 +307,8 @@ fn class_scores(name: &str, value: &DynValue) -> Result<(Vec<String>, Tensor), R
             "output '{name}': row {row} has other classes than row 0"
         )));
     }
+    let shape = vec![rows.len(), keys.len()];
     let scores: Vec<f32> = rows.into_iter().flatten().map(|(_, score)| score).collect();
-    let shape = vec![scores.len() / keys.len().max(1), keys.len()];
     let tensor = Tensor::new(shape, TensorData::Float32(scores))
         .map_err(|e| RuntimeError::Inference(e.to_string()))?;
     Ok((keys, tensor))

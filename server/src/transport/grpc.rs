@@ -843,24 +843,28 @@ impl InferenceService {
         request: &mut ModelInferRequest,
     ) -> Result<(Vec<Tensor>, Vec<OutputChoice>), ServeError> {
         let raw = std::mem::take(&mut request.raw_input_contents);
-        if !raw.is_empty() && raw.len() != request.inputs.len() {
-            return Err(invalid(format!(
-                "raw_input_contents has {} entries for {} inputs; give one per input, in the order of inputs",
-                raw.len(),
-                request.inputs.len()
-            )));
-        }
+        // One raw entry per input, in order (empty for one whose data is elsewhere), or, as
+        // Triton reads them and tritonclient sends them with shared memory, one per input that
+        // has neither typed contents nor shared memory, in order.
+        let positional = raw.len() == request.inputs.len();
+        let mut next_raw = 0;
         let mut inputs = RequestInputs::new(bundle);
         let mut shared_memory_budget = registry.limits().max_body_bytes;
         for (index, input) in request.inputs.iter_mut().enumerate() {
             let owner = format!("input '{}'", crate::text::clip(&input.name));
             let slot = inputs.slot(&input.name, &input.datatype, &input.shape)?;
             let shared_memory = shared_memory_span(&input.parameters, &owner)?;
-            // An input in shared memory may have an empty raw entry, to keep the others' places.
-            let raw_bytes = raw
-                .get(index)
-                .filter(|bytes| !(shared_memory.is_some() && bytes.is_empty()));
-            let data = match (raw_bytes, input.contents.take(), shared_memory) {
+            let contents = input.contents.take();
+            let raw_bytes = if positional {
+                raw.get(index)
+                    .filter(|bytes| !(shared_memory.is_some() && bytes.is_empty()))
+            } else if contents.is_none() && shared_memory.is_none() {
+                next_raw += 1;
+                raw.get(next_raw - 1)
+            } else {
+                None
+            };
+            let data = match (raw_bytes, contents, shared_memory) {
                 (Some(_), Some(_), _) => {
                     return Err(invalid(format!(
                         "input '{}' has both contents and raw_input_contents; send one",
@@ -892,6 +896,13 @@ impl InferenceService {
                 }
             };
             inputs.fill(slot, data)?;
+        }
+        if !positional && next_raw < raw.len() {
+            return Err(invalid(format!(
+                "raw_input_contents has {} entries for {} inputs; give one per input, in the order of inputs",
+                raw.len(),
+                request.inputs.len()
+            )));
         }
         let mut requested = Vec::with_capacity(request.outputs.len());
         for output in &request.outputs {
