@@ -250,59 +250,77 @@ fn top_k(scores: &[f64], k: usize, labels: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn classification_returns_the_best_classes_as_sorting_the_probabilities_would() {
-    let server = Server::start(&[&bundle(ZIPMAP), &bundle("iris-svc")]);
+    let server = Server::start(&[&bundle(ZIPMAP), &bundle("iris-svc"), &bundle(TEXT)]);
     let labels = ["setosa", "versicolor", "virginica"];
-    let input = sample(&bundle(ZIPMAP))["input"].clone();
-    let flat: Vec<Value> = input
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| row.as_array().unwrap().clone())
-        .collect();
+    let rows = sample(&bundle(ZIPMAP))["input"].as_array().unwrap().clone();
+    // Models that do not batch: as Triton, the whole output is ranked as one (one row here).
     for (model, output) in [
         (ZIPMAP, "output_probability"),
         ("iris-svc", "probabilities"),
     ] {
-        let request = |k: u64| {
-            json!({
-                "inputs": [{"name": "input", "datatype": "FP32", "shape": [3, 4], "data": flat}],
-                "outputs": [{"name": output, "parameters": {"classification": k}}],
-            })
-        };
         let path = format!("/v2/models/{model}/infer");
-        // The probabilities themselves, sorted here by hand.
-        let (status, plain) = server
-            .post_json(
-                &path,
-                &json!({"inputs": request(1)["inputs"], "outputs": [{"name": output}]}),
-            )
-            .await;
-        assert_eq!(status, 200, "{plain}");
-        let scores: Vec<f64> = plain["outputs"][0]["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        for k in [1, 2, 5] {
-            let (status, body) = server.post_json(&path, &request(k)).await;
-            assert_eq!(status, 200, "{body}");
-            let answer = &body["outputs"][0];
-            let kept = (k as usize).min(3);
-            assert_eq!(answer["datatype"], "BYTES", "{model}");
-            assert_eq!(answer["shape"], json!([3, kept]), "{model}");
-            let expected: Vec<String> = scores
-                .chunks(3)
-                .flat_map(|row| top_k(row, kept, &labels))
+        for row in &rows {
+            let input =
+                json!([{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": row}]);
+            let (status, plain) = server
+                .post_json(
+                    &path,
+                    &json!({"inputs": input, "outputs": [{"name": output}]}),
+                )
+                .await;
+            assert_eq!(status, 200, "{plain}");
+            let scores: Vec<f64> = plain["outputs"][0]["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
                 .collect();
-            assert_eq!(answer["data"], json!(expected), "{model} k={k}");
+            for k in [1, 2, 5] {
+                let request = json!({"inputs": input, "outputs": [{"name": output, "parameters": {"classification": k}}]});
+                let (status, body) = server.post_json(&path, &request).await;
+                assert_eq!(status, 200, "{body}");
+                let answer = &body["outputs"][0];
+                let kept = (k as usize).min(3);
+                assert_eq!(answer["datatype"], "BYTES", "{model}");
+                assert_eq!(answer["shape"], json!([kept]), "{model}");
+                assert_eq!(
+                    answer["data"],
+                    json!(top_k(&scores, kept, &labels)),
+                    "{model} k={k}"
+                );
+            }
         }
     }
+    // A model that batches: each row ranked on its own, [rows, k], named by its class labels.
+    let texts: Vec<Value> = tickets().into_iter().map(Value::from).collect();
+    let inputs = json!([{"name": "text", "datatype": "BYTES", "shape": [3, 1], "data": texts}]);
+    let path = format!("/v2/models/{TEXT}/infer");
+    let (_, plain) = server
+        .post_json(
+            &path,
+            &json!({"inputs": inputs, "outputs": [{"name": "output_probability"}]}),
+        )
+        .await;
+    let scores: Vec<f64> = plain["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let request = json!({"inputs": inputs, "outputs": [{"name": "output_probability", "parameters": {"classification": 2}}]});
+    let (status, body) = server.post_json(&path, &request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"][0]["shape"], json!([3, 2]));
+    let names = ["billing", "delivery", "technical"];
+    let expected: Vec<String> = scores
+        .chunks(3)
+        .flat_map(|row| top_k(row, 2, &names))
+        .collect();
+    assert_eq!(body["outputs"][0]["data"], json!(expected));
     // Text has no scores to rank.
-    let server = Server::start(&[&bundle(TEXT)]);
     let (status, body) = server
         .post_json(
-            &format!("/v2/models/{TEXT}/infer"),
+            &path,
             &json!({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1, 1], "data": ["hi"]}],
                     "outputs": [{"name": "output_label", "parameters": {"classification": 2}}]}),
         )

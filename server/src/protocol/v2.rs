@@ -536,28 +536,32 @@ pub fn choose_outputs<'r>(
 }
 
 /// The tensor an output choice answers with: the output itself, or, with classification, its
-/// `k` best classes per row as BYTES `"score:index:label"` (`"score:index"` past the labels),
-/// best first, the score printed with six decimals as Triton prints it. Triton ranks a whole
-/// batch-1 tensor when the model does not batch; here every output's first dimension is its
-/// rows, so each row of a `[rows, classes]` output is ranked on its own, giving `[rows, k]`,
-/// and a one-dimensional output gives `[k]`.
+/// `k` best classes as BYTES `"score:index:label"` (`"score:index"` without a label), best
+/// first, the score printed as Triton's `std::to_string` prints it. As Triton: a model that
+/// batches has each row (the first dimension) ranked on its own, giving `[rows, k]`; one that
+/// does not has its whole output ranked as one, giving `[k]`. Labels are the bundle's, for its
+/// prediction output only (Triton's per-output label file).
 pub fn answer_tensor<'t>(
     bundle: &Bundle,
+    batched: bool,
     choice: &OutputChoice,
     tensor: &'t Tensor,
-) -> std::borrow::Cow<'t, Tensor> {
+) -> Result<std::borrow::Cow<'t, Tensor>, ServeError> {
     let Some(k) = choice.classification else {
-        return std::borrow::Cow::Borrowed(tensor);
+        return Ok(std::borrow::Cow::Borrowed(tensor));
     };
-    let labels = &bundle.config.labels;
+    let labels: &[String] = if choice.index == bundle.prediction {
+        &bundle.config.labels
+    } else {
+        &[]
+    };
+    let data = tensor.data();
     let (rows, classes) = match tensor.shape() {
-        [] => (1, 1),
-        [classes] => (1, *classes),
-        [rows, rest @ ..] => (*rows, rest.iter().product()),
+        [rows, rest @ ..] if batched => (*rows, rest.iter().product()),
+        _ => (1, data.len()),
     };
     let count = k.min(classes);
-    let data = tensor.data();
-    let mut ranked = Vec::with_capacity(rows * count);
+    let mut ranked = Vec::with_capacity(rows.saturating_mul(count));
     for row in 0..rows {
         let score = |class: usize| data.value_f64(row * classes + class);
         let mut order: Vec<usize> = (0..classes).collect();
@@ -577,21 +581,31 @@ pub fn answer_tensor<'t>(
             }
         }));
     }
-    let shape = if tensor.shape().len() >= 2 {
+    let shape = if batched && !tensor.shape().is_empty() {
         vec![rows, count]
     } else {
         vec![count]
     };
-    std::borrow::Cow::Owned(
-        Tensor::new(shape, TensorData::String(ranked)).unwrap_or_else(|_| tensor.clone()),
-    )
+    Tensor::new(shape, TensorData::String(ranked))
+        .map(std::borrow::Cow::Owned)
+        .map_err(|error| ServeError::internal(format!("classification: {error}")))
+}
+
+fn c_float(value: f64) -> String {
+    match value {
+        v if v.is_nan() => "nan".to_string(),
+        v if v.is_infinite() && v > 0.0 => "inf".to_string(),
+        v if v.is_infinite() => "-inf".to_string(),
+        v => format!("{v:.6}"),
+    }
 }
 
 /// An element as C's `%f` prints it (six decimals), as Triton's `std::to_string` does.
 fn score_text(data: &TensorData, index: usize) -> String {
     match data {
-        TensorData::Float32(values) => format!("{:.6}", values[index]),
-        TensorData::Float64(values) => format!("{:.6}", values[index]),
+        // NaN and infinity as C prints them.
+        TensorData::Float32(values) => c_float(f64::from(values[index])),
+        TensorData::Float64(values) => c_float(values[index]),
         // Integers print as themselves (`std::to_string` of an integer).
         other => other.value_text(index),
     }

@@ -937,7 +937,12 @@ impl InferenceService {
         let mut outputs = Vec::with_capacity(chosen.len());
         let mut raw_output_contents = Vec::with_capacity(chosen.len());
         for choice in chosen {
-            let tensor = oip::answer_tensor(model.bundle(), &choice, &tensors[choice.index]);
+            let tensor = oip::answer_tensor(
+                model.bundle(),
+                model.batching().is_some(),
+                &choice,
+                &tensors[choice.index],
+            )?;
             let name = &specs[choice.index].name;
             outputs.push(InferOutputTensor {
                 name: name.clone(),

@@ -507,8 +507,15 @@ fn respond(
     let any_binary = chosen.iter().any(|choice| choice.binary);
     let answers: Vec<_> = chosen
         .iter()
-        .map(|choice| oip::answer_tensor(model.bundle(), choice, &tensors[choice.index]))
-        .collect();
+        .map(|choice| {
+            oip::answer_tensor(
+                model.bundle(),
+                model.batching().is_some(),
+                choice,
+                &tensors[choice.index],
+            )
+        })
+        .collect::<Result<_, _>>()?;
     for (choice, tensor) in chosen.iter().zip(&answers) {
         if let Some(span) = &choice.shared_memory {
             let owner = format!("output '{}'", specs[choice.index].name);
