@@ -66,3 +66,9 @@ pub const SHARED_MEMORY_DIR: &str = "/dev/shm";
 /// The longest prediction log line: under journald's default `LineMax` (48 KiB), which would
 /// split a longer line in two.
 pub const PREDICTION_LOG_MAX_RECORD_BYTES: usize = 16 * 1024;
+
+/// BYTES (string) elements one request may send, every input together. Each costs about 100
+/// bytes of memory however short it is (the string, ONNX Runtime's copies of it), so without a
+/// bound a body of empty strings would cost 25 times its size; this many hold a batch of texts
+/// far beyond what a text model takes at once.
+pub const MAX_STRING_ELEMENTS: usize = 65_536;

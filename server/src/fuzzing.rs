@@ -292,7 +292,8 @@ fn flat_round_trip(tensor: &Tensor) {
 fn bytes_round_trip(tensor: &Tensor) {
     let mut bytes = Vec::new();
     tensor.data().write_le_bytes(&mut bytes);
-    let back = TensorData::from_le_bytes(tensor.dtype(), &bytes).expect("encoded bytes decode");
+    let back = TensorData::from_le_bytes(tensor.dtype(), &bytes, tensor.data().len())
+        .expect("encoded bytes decode");
     let mut again = Vec::new();
     back.write_le_bytes(&mut again);
     assert_eq!(bytes, again);

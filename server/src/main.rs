@@ -404,7 +404,6 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
     server::run(registry, &listeners)
 }
 
-/// A positive number of seconds, from the flag `flag`.
 /// The prediction log the flags ask for; None at rate 0.
 fn prediction_log(args: &ServeArgs) -> Result<Option<PredictionLog>, String> {
     let rate = args.prediction_log_rate;
@@ -439,6 +438,7 @@ fn prediction_log(args: &ServeArgs) -> Result<Option<PredictionLog>, String> {
     )))
 }
 
+/// A positive number of seconds, from the flag `flag`.
 fn seconds(value: u64, flag: &str) -> Result<Duration, String> {
     if value == 0 {
         return Err(format!("{flag} 0: give a positive number of seconds"));

@@ -171,6 +171,16 @@ async fn broken_strings_are_the_callers_mistake() {
     assert_eq!(status, 400);
     refused(&body, "NUL");
 
+    // More strings than one request may hold: refused from the shape, before any is decoded.
+    let (status, body) = server
+        .post_json(
+            &format!("/v2/models/{TEXT}/infer"),
+            &json!({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [70000, 1], "data": ["x"]}]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    refused(&body, "more than this server takes in one request (65536)");
+
     // Numbers for text, and text for numbers, named in the protocol's words.
     let (status, body) = server
         .post_json(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::bundle::{Bundle, TensorSpec};
+use crate::defaults;
 use crate::model::Model;
 use crate::serving::error::ServeError;
 use crate::serving::Registry;
@@ -204,6 +205,8 @@ pub fn model_config<'a>(model: &'a Model) -> ModelConfig<'a> {
 pub struct RequestInputs<'m> {
     bundle: &'m Bundle,
     tensors: Vec<Option<Tensor>>,
+    /// BYTES elements of the inputs so far, bounded by [`defaults::MAX_STRING_ELEMENTS`].
+    strings: usize,
 }
 
 /// Where one request input goes, and what its data must hold.
@@ -220,6 +223,7 @@ impl<'m> RequestInputs<'m> {
         RequestInputs {
             bundle,
             tensors: vec![None; bundle.config.inputs.len()],
+            strings: 0,
         }
     }
 
@@ -228,7 +232,12 @@ impl<'m> RequestInputs<'m> {
     }
 
     /// Checks an input's name, datatype and shape against the model's declaration.
-    pub fn slot(&self, name: &str, datatype: &str, shape: &[i64]) -> Result<InputSlot, ServeError> {
+    pub fn slot(
+        &mut self,
+        name: &str,
+        datatype: &str,
+        shape: &[i64],
+    ) -> Result<InputSlot, ServeError> {
         let specs = self.specs();
         let index = specs
             .iter()
@@ -256,7 +265,7 @@ impl<'m> RequestInputs<'m> {
         let spec = &specs[index];
         let expected = spec.dtype.v2_name();
         if datatype != expected {
-            let known = if DType::from_v2_name(datatype).is_some() || datatype == "BYTES" {
+            let known = if DType::from_v2_name(datatype).is_some() {
                 ""
             } else {
                 " (not a datatype of the protocol)"
@@ -285,6 +294,16 @@ impl<'m> RequestInputs<'m> {
                     received()
                 ))
             })?;
+        if spec.dtype == DType::String {
+            self.strings = self.strings.saturating_add(count);
+            if self.strings > defaults::MAX_STRING_ELEMENTS {
+                return Err(invalid(format!(
+                    "input '{name}': the request's BYTES inputs hold {} strings, more than this server takes in one request ({}); send fewer rows per request",
+                    self.strings,
+                    defaults::MAX_STRING_ELEMENTS
+                )));
+            }
+        }
         Ok(InputSlot {
             index,
             dtype: spec.dtype,
@@ -319,7 +338,7 @@ impl<'m> RequestInputs<'m> {
                 )));
             }
         }
-        TensorData::from_le_bytes(slot.dtype, bytes)
+        TensorData::from_le_bytes(slot.dtype, bytes, slot.count)
             .map_err(|problem| invalid(format!("input '{name}': {problem}")))
     }
 

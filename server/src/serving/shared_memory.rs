@@ -13,7 +13,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::error::{ErrorKind, ServeError};
+use super::error::ServeError;
 use crate::text::clip;
 
 /// One registered region: `byte_size` bytes from `offset` of the shared memory object `key`.
@@ -138,10 +138,9 @@ impl SharedMemory {
         }
         let mut regions = self.lock();
         if regions.len() >= MAX_REGIONS {
-            return Err(ServeError::new(
-                ErrorKind::Unavailable,
-                format!("{MAX_REGIONS} shared memory regions are registered, the most a server holds; unregister some first"),
-            ));
+            return Err(invalid(format!(
+                "{MAX_REGIONS} shared memory regions are registered, the most a server holds; unregister some first"
+            )));
         }
         if regions.contains_key(name) {
             return Err(invalid(format!(
@@ -290,6 +289,7 @@ fn not_registered(name: &str) -> ServeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serving::error::ErrorKind;
 
     fn object(bytes: &[u8]) -> (tempfile::TempDir, SharedMemory) {
         let folder = tempfile::tempdir().unwrap();

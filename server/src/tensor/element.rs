@@ -116,12 +116,22 @@ pub fn text_element(text: String) -> Result<String, String> {
     Ok(text)
 }
 
-/// Every element of `bytes`, back to back (for fixed-size types the caller has checked that the
-/// length is a whole number of elements, and gives their count as `capacity`).
-pub fn decode_le<T: Element>(mut bytes: &[u8], capacity: usize) -> Result<Vec<T>, String> {
-    let mut elements = Vec::with_capacity(capacity);
+/// Every element of `bytes`, back to back, at most `max` of them (for fixed-size types the
+/// caller has checked that the length is a whole number of elements, and gives their count as
+/// `capacity`).
+pub fn decode_le<T: Element>(
+    mut bytes: &[u8],
+    capacity: usize,
+    max: usize,
+) -> Result<Vec<T>, String> {
+    let mut elements = Vec::with_capacity(capacity.min(max));
     while !bytes.is_empty() {
         let index = elements.len();
+        if index == max {
+            return Err(format!(
+                "element {index} is past the {max} elements its shape holds"
+            ));
+        }
         let element =
             T::read_le(&mut bytes).map_err(|problem| format!("element {index} {problem}"))?;
         elements.push(element);

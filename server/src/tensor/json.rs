@@ -107,6 +107,11 @@ impl Decoder {
                 }
             }
             Nesting::Shape => {
+                // The shape is known only at the end: strings are bounded as they come.
+                if dtype == DType::String && self.leaves > crate::defaults::MAX_STRING_ELEMENTS {
+                    let limit = crate::defaults::MAX_STRING_ELEMENTS;
+                    return Err(self.fail(TensorError::TooManyStrings { limit }));
+                }
                 match self.leaf_depth {
                     None => self.leaf_depth = Some(depth),
                     Some(leaf_depth) if leaf_depth != depth => {

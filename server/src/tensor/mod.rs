@@ -162,7 +162,8 @@ macro_rules! define_dtypes {
             /// Decodes the binary encoding of the Open Inference Protocol: fixed-size elements
             /// little-endian, row-major, without padding (a bool is one byte, 0 or 1); strings
             /// each as a 4-byte little-endian length, then that many bytes of UTF-8.
-            pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> Result<TensorData, String> {
+            /// At most `max` elements are decoded: a string tensor stops there.
+            pub fn from_le_bytes(dtype: DType, bytes: &[u8], max: usize) -> Result<TensorData, String> {
                 let mut count = 0;
                 if let Some(size) = dtype.size() {
                     count = bytes.len() / size;
@@ -173,7 +174,7 @@ macro_rules! define_dtypes {
                         ));
                     }
                 }
-                Ok(with_dtype!(dtype, T => TensorData::from(element::decode_le::<T>(bytes, count)?)))
+                Ok(with_dtype!(dtype, T => TensorData::from(element::decode_le::<T>(bytes, count, max)?)))
             }
         }
 
@@ -390,6 +391,8 @@ pub enum TensorError {
         dtype: DType,
         value: String,
     },
+    #[error("more than {limit} strings in one request, the most this server takes; send fewer rows per request")]
+    TooManyStrings { limit: usize },
     #[error("the value at {} {problem}", Path(.at))]
     Refused { at: Vec<usize>, problem: String },
     /// Not JSON, or nested deeper than the parser follows.
@@ -720,7 +723,10 @@ mod protocol_tests {
             data.write_le_bytes(&mut bytes);
             let expected = dtype.size().map_or(4 + 4 + 4, |size| 2 * size);
             assert_eq!(bytes.len(), expected, "{dtype}");
-            assert_eq!(TensorData::from_le_bytes(dtype, &bytes).unwrap(), data);
+            assert_eq!(
+                TensorData::from_le_bytes(dtype, &bytes, usize::MAX).unwrap(),
+                data
+            );
         }
         assert_eq!(DType::from_v2_name("BYTES"), Some(DType::String));
     }
@@ -729,10 +735,11 @@ mod protocol_tests {
     fn strings_are_length_prefixed_utf8_without_nul() {
         let bytes = [&3u32.to_le_bytes()[..], b"abc", &0u32.to_le_bytes()].concat();
         assert_eq!(
-            TensorData::from_le_bytes(DType::String, &bytes).unwrap(),
+            TensorData::from_le_bytes(DType::String, &bytes, 2).unwrap(),
             TensorData::String(vec!["abc".into(), String::new()])
         );
-        let error = |bytes: &[u8]| TensorData::from_le_bytes(DType::String, bytes).unwrap_err();
+        let error =
+            |bytes: &[u8]| TensorData::from_le_bytes(DType::String, bytes, usize::MAX).unwrap_err();
         assert_eq!(
             error(&[&9u32.to_le_bytes()[..], b"abc"].concat()),
             "element 0 claims 9 bytes, but only 3 bytes of data follow"
@@ -749,9 +756,27 @@ mod protocol_tests {
             error(&[&3u32.to_le_bytes()[..], b"a\0b"].concat()),
             "element 0 holds a NUL character, which ONNX Runtime's strings cannot carry"
         );
+        let three = [&1u32.to_le_bytes()[..], b"a"].concat().repeat(3);
+        assert_eq!(
+            TensorData::from_le_bytes(DType::String, &three, 2).unwrap_err(),
+            "element 2 is past the 2 elements its shape holds"
+        );
         assert_eq!(
             TensorData::strings_from_bytes(vec![b"ok".to_vec(), b"\0".to_vec()]).unwrap_err(),
             "element 1 holds a NUL character, which ONNX Runtime's strings cannot carry"
+        );
+    }
+
+    #[test]
+    fn too_many_strings_are_refused_as_they_come() {
+        let many = format!(
+            "[{}\"\"]",
+            "\"\",".repeat(crate::defaults::MAX_STRING_ELEMENTS)
+        );
+        let error = Tensor::from_json_text(&many, DType::String).unwrap_err();
+        assert!(
+            matches!(error, TensorError::TooManyStrings { .. }),
+            "{error}"
         );
     }
 
@@ -793,10 +818,10 @@ mod protocol_tests {
 
     #[test]
     fn bytes_are_little_endian() {
-        let data = TensorData::from_le_bytes(DType::Int16, &[0x01, 0x02, 0xff, 0xff]).unwrap();
+        let data = TensorData::from_le_bytes(DType::Int16, &[0x01, 0x02, 0xff, 0xff], 2).unwrap();
         assert_eq!(data, TensorData::Int16(vec![0x0201, -1]));
-        assert!(TensorData::from_le_bytes(DType::Int32, &[0; 6]).is_err());
-        assert!(TensorData::from_le_bytes(DType::Bool, &[0, 1, 2]).is_err());
+        assert!(TensorData::from_le_bytes(DType::Int32, &[0; 6], 2).is_err());
+        assert!(TensorData::from_le_bytes(DType::Bool, &[0, 1, 2], 3).is_err());
     }
 
     #[test]
