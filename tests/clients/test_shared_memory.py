@@ -213,3 +213,18 @@ def test_one_input_in_shared_memory_beside_others_in_the_request(sharing, region
         np.testing.assert_array_equal(result.as_numpy("out_int16"), np.array(sample["in_int16"], dtype=np.int16))
     finally:
         triton.unregister_system_shared_memory("floats", headers=HEADERS)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_unserved_extensions_are_named(not_sharing, protocol):
+    """Triton's CUDA shared memory, trace and logging extensions, as tritonclient calls them:
+    refused with a message that names the extension and what to use instead."""
+    triton = client(not_sharing, protocol)
+    for call, named in (
+        (triton.get_cuda_shared_memory_status, "CUDA shared memory extension"),
+        (triton.get_trace_settings, "trace extension"),
+        (triton.get_log_settings, "logging extension"),
+    ):
+        with pytest.raises(InferenceServerException) as refused:
+            call()
+        assert named in refused.value.message(), refused.value.message()

@@ -30,6 +30,37 @@ const EXTENSIONS: &[&str] = &[
     "model_repository",
 ];
 
+/// Triton's extensions this server does not serve: the REST path prefix and gRPC method prefix
+/// of each, and what to say to a caller who tries one.
+const UNSERVED: &[(&str, &str, &str)] = &[
+    (
+        "/v2/cudasharedmemory",
+        "CudaSharedMemory",
+        "Triton's CUDA shared memory extension is not served: this server runs its models on the CPU (system shared memory is, with --allow-shared-memory)",
+    ),
+    (
+        "/v2/trace",
+        "Trace",
+        "Triton's trace extension is not served: request spans go to OpenTelemetry instead (a server built with the feature otlp, --otlp-endpoint)",
+    ),
+    (
+        "/v2/logging",
+        "Log",
+        "Triton's logging extension is not served: set the log with --log and --log-format when the server starts",
+    ),
+];
+
+/// What to tell a caller of a REST path (`/v2/trace/setting`) or gRPC method (`TraceSetting`)
+/// of an extension this server does not serve.
+pub fn unserved_extension(path_or_method: &str) -> Option<&'static str> {
+    UNSERVED
+        .iter()
+        .find(|(path, method, _)| {
+            path_or_method.starts_with(path) || path_or_method.starts_with(method)
+        })
+        .map(|(_, _, message)| *message)
+}
+
 /// The extensions this server serves, for `GET /v2` and gRPC `ServerMetadata`.
 pub fn extensions(registry: &Registry) -> Vec<&'static str> {
     EXTENSIONS

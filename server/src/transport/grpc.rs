@@ -155,6 +155,9 @@ where
             .iter()
             .find(|known| known.name == called && known.service == service);
         let endpoint = method.map_or("unknown", |method| method.name);
+        let unserved = (service == INFERENCE)
+            .then(|| oip::unserved_extension(called))
+            .flatten();
         let authenticated = self.registry.tokens().is_none_or(|tokens| {
             method.is_some_and(|method| method.open)
                 || tokens.accepts(
@@ -217,7 +220,7 @@ where
             };
             // tonic answers a method it does not have with an empty message: name what is served.
             if code == Code::Unimplemented && !headers.contains_key("grpc-message") {
-                headers.insert("grpc-message", unimplemented_message());
+                headers.insert("grpc-message", unimplemented_message(unserved));
             }
             // The service's answers carry their request id; one without it never reached it.
             if !headers.contains_key(REQUEST_ID) {
@@ -379,17 +382,22 @@ const METHODS: [Method; 19] = [
     },
 ];
 
-/// The message of UNIMPLEMENTED: the service and its methods, percent-encoded as grpc-message is.
-fn unimplemented_message() -> HeaderValue {
+/// The message of UNIMPLEMENTED: the extension it belongs to when it is one of Triton's, and
+/// the service's methods, percent-encoded as grpc-message is.
+fn unimplemented_message(unserved: Option<&str>) -> HeaderValue {
     let methods: Vec<&str> = METHODS
         .iter()
         .filter(|method| method.service == INFERENCE)
         .map(|method| method.name)
         .collect();
-    let message = format!(
+    let served = format!(
         "this server serves inference.GRPCInferenceService: {}",
         methods.join(", ")
     );
+    let message = match unserved {
+        Some(why) => format!("{why}; {served}"),
+        None => served,
+    };
     let encoded: String = message
         .bytes()
         .map(|byte| match byte {

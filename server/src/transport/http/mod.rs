@@ -171,7 +171,11 @@ pub fn metrics_router(registry: Arc<Registry>) -> Router {
 }
 
 async fn not_found(uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {}", uri.path()))
+    let path = uri.path();
+    match crate::protocol::v2::unserved_extension(path) {
+        Some(why) => ApiError::not_found(format!("no route for {path}: {why}")),
+        None => ApiError::not_found(format!("no route for {path}")),
+    }
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
