@@ -196,7 +196,7 @@ impl PredictionLog {
     }
 
     /// Queues one line for `inference`, in the request span's context (for its request id).
-    /// When the writer is behind by [`QUEUED_LINES`], the line is dropped and counted.
+    /// When the writer is behind by `QUEUED_LINES` lines, the line is dropped and counted.
     pub fn write(&self, inference: &Inference<'_>) {
         let Some(lines) = &self.lines else { return };
         match lines.try_send(self.line(inference)) {
