@@ -12,36 +12,17 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use prost::Message;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use common::{bundle, Server};
-use predictor::transport::grpc::proto::{model_infer_request::InferInputTensor, ModelInferRequest};
-
-const IRIS: [f32; 4] = [5.1, 3.5, 1.4, 0.2];
 
 fn iris_json() -> Value {
-    json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS}]})
+    common::iris_infer_json()
 }
 
-/// A ModelInfer message for one iris row, framed for gRPC (a flag byte, a 4-byte length).
+/// A ModelInfer message for one iris row, framed for gRPC.
 fn grpc_frame() -> Vec<u8> {
-    let message = ModelInferRequest {
-        model_name: "iris-svc".into(),
-        inputs: vec![InferInputTensor {
-            name: "input".into(),
-            datatype: "FP32".into(),
-            shape: vec![1, 4],
-            ..Default::default()
-        }],
-        raw_input_contents: vec![IRIS.iter().flat_map(|v| v.to_le_bytes()).collect()],
-        ..Default::default()
-    }
-    .encode_to_vec();
-    let mut frame = vec![0];
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&message);
-    frame
+    common::grpc_frame(&common::iris_infer_request())
 }
 
 /// Polls `check` until it holds, or panics with `what` after `seconds`.

@@ -12,38 +12,19 @@ use prost::Message;
 use serde_json::{json, Value};
 
 use common::{bundle, edited_copy, Server};
-use predictor::transport::grpc::proto::{
-    model_infer_request::InferInputTensor, ModelInferRequest, ModelInferResponse,
-};
+use predictor::transport::grpc::proto::{ModelInferRequest, ModelInferResponse};
 
 const TOKEN: &str = "s3cret-token-for-the-tests-0123";
-const IRIS: [f32; 4] = [5.1, 3.5, 1.4, 0.2];
-
 fn infer_json() -> Value {
-    json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS}]})
+    common::iris_infer_json()
 }
 
-/// A gRPC message framed (a flag byte, a 4-byte length).
 fn frame(message: &impl Message) -> Bytes {
-    let message = message.encode_to_vec();
-    let mut frame = vec![0];
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&message);
-    frame.into()
+    common::grpc_frame(message).into()
 }
 
 fn iris_request() -> ModelInferRequest {
-    ModelInferRequest {
-        model_name: "iris-svc".into(),
-        inputs: vec![InferInputTensor {
-            name: "input".into(),
-            datatype: "FP32".into(),
-            shape: vec![1, 4],
-            ..Default::default()
-        }],
-        raw_input_contents: vec![IRIS.iter().flat_map(|v| v.to_le_bytes()).collect()],
-        ..Default::default()
-    }
+    common::iris_infer_request()
 }
 
 /// One unary gRPC call of `method` over a new HTTP/2 connection to `address`: its grpc-status

@@ -8,12 +8,11 @@ import uuid
 
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException, serialize_byte_tensor
 
 from conftest import EVERY_DTYPE, REPO, Server, read_bundle
+from test_tritonclient import client, module
 
 IRIS = REPO / "models/iris-svc"
 TEXT = REPO / "models/support-tickets-tfidf"
@@ -38,16 +37,6 @@ def not_sharing():
 
 
 HEADERS = {"authorization": f"Bearer {TOKEN}"}
-
-
-def client(server, protocol):
-    if protocol == "http":
-        return httpclient.InferenceServerClient(url=server.http)
-    return grpcclient.InferenceServerClient(url=server.grpc)
-
-
-def module(protocol):
-    return httpclient if protocol == "http" else grpcclient
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ use crate::bundle::{Bundle, BundleError, LabelRule, TensorSpec};
 use crate::defaults;
 use crate::metrics::{Metrics, ModelInfoLabels, ModelMetrics};
 use crate::prediction_log::{Inference, Kept, PredictionLog};
-use crate::runtime::{Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError};
+use crate::runtime::{
+    class_maps_text, Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError,
+};
 use crate::tensor::{shape_fits, DType, Tensor};
 use crate::text::ShapeText;
 
@@ -577,13 +579,9 @@ fn match_graph(
 fn describe(kind: &GraphValueKind) -> String {
     match kind {
         GraphValueKind::Tensor { dtype, shape } => format!("{dtype} {}", ShapeText(shape)),
-        GraphValueKind::ClassScores { key } => class_scores_text(*key),
+        GraphValueKind::ClassScores { key } => class_maps_text(*key),
         GraphValueKind::Unsupported(type_name) => type_name.clone(),
     }
-}
-
-fn class_scores_text(key: DType) -> String {
-    format!("a sequence of maps from {} to FP32", key.v2_name())
 }
 
 fn check_spec(field: &str, spec: &TensorSpec, graph: &GraphValue, problems: &mut Vec<String>) {
@@ -595,7 +593,7 @@ fn check_spec(field: &str, spec: &TensorSpec, graph: &GraphValue, problems: &mut
                 problems.push(format!(
                     "{field}: the model's '{}' is {}, served as class scores: declare dtype = \"float32\" and shape = [-1, <classes>], not {} {}",
                     graph.name,
-                    class_scores_text(*key),
+                    class_maps_text(*key),
                     spec.dtype,
                     ShapeText(&spec.shape)
                 ));
@@ -606,7 +604,7 @@ fn check_spec(field: &str, spec: &TensorSpec, graph: &GraphValue, problems: &mut
             problems.push(format!(
                 "{field}: the model's '{}' is {}, which predictor serves as an output only",
                 graph.name,
-                class_scores_text(*key)
+                class_maps_text(*key)
             ));
             return;
         }

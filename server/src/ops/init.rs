@@ -5,7 +5,9 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::bundle::SCHEMA_VERSION;
-use crate::runtime::{Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError};
+use crate::runtime::{
+    class_maps_text, Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError,
+};
 use crate::tensor::{with_dtype, DType, Tensor, TensorData};
 use crate::text::ShapeText;
 
@@ -184,13 +186,15 @@ pub fn scaffold(
             let _ = writeln!(out, "name = {}", quote(name));
             let _ = writeln!(out, "dtype = \"{dtype}\"");
             let _ = writeln!(out, "shape = {}", ShapeText(shape));
-            if let Some(index) = signature.outputs.iter().position(|v| {
-                v.name == *name && matches!(v.kind, GraphValueKind::ClassScores { .. })
-            }) {
+            let class_maps = signature.outputs.iter().find_map(|v| match v.kind {
+                GraphValueKind::ClassScores { key } if v.name == *name => Some(key),
+                _ => None,
+            });
+            if let Some(key) = class_maps {
                 let _ = writeln!(
                     out,
                     "# The model gives {}: served as class scores [rows, classes], in class order.",
-                    describe_class_maps(&signature.outputs[index].kind)
+                    class_maps_text(key)
                 );
             }
         }
@@ -227,17 +231,6 @@ fn unsupported_input(model: &Path, value: &GraphValue, type_name: &str) -> InitE
         model: model.display().to_string(),
         name: value.name.clone(),
         type_name: type_name.to_string(),
-    }
-}
-
-fn class_maps_text(key: DType) -> String {
-    format!("a sequence of maps from {} to FP32", key.v2_name())
-}
-
-fn describe_class_maps(kind: &GraphValueKind) -> String {
-    match kind {
-        GraphValueKind::ClassScores { key } => class_maps_text(*key),
-        _ => String::new(),
     }
 }
 

@@ -48,6 +48,11 @@ pub enum GraphValueKind {
     Unsupported(String),
 }
 
+/// How messages name a sequence of class maps, in the protocol's words.
+pub fn class_maps_text(key: DType) -> String {
+    format!("a sequence of maps from {} to FP32", key.v2_name())
+}
+
 /// The inputs and outputs of a graph, in the graph's order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GraphSignature {

@@ -332,3 +332,38 @@ pub fn assert_close(actual: &serde_json::Value, expected: &serde_json::Value, to
         }
     }
 }
+
+/// One iris row, as the protocol tests send it.
+pub const IRIS_ROW: [f32; 4] = [5.1, 3.5, 1.4, 0.2];
+
+/// A v2 JSON inference body of [`IRIS_ROW`].
+pub fn iris_infer_json() -> serde_json::Value {
+    serde_json::json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROW}]})
+}
+
+/// A gRPC ModelInfer request of [`IRIS_ROW`] for iris-svc, as raw contents.
+pub fn iris_infer_request() -> predictor::transport::grpc::proto::ModelInferRequest {
+    use predictor::transport::grpc::proto::{
+        model_infer_request::InferInputTensor, ModelInferRequest,
+    };
+    ModelInferRequest {
+        model_name: "iris-svc".into(),
+        inputs: vec![InferInputTensor {
+            name: "input".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 4],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![IRIS_ROW.iter().flat_map(|v| v.to_le_bytes()).collect()],
+        ..Default::default()
+    }
+}
+
+/// A gRPC message framed as on the wire (a flag byte, a 4-byte big-endian length).
+pub fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
+    let message = message.encode_to_vec();
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    frame
+}
