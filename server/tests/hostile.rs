@@ -406,6 +406,31 @@ async fn every_error_answer_says_why() {
     assert_eq!(status, 415, "{body}");
     assert!(error_of(&body).contains("Content-Encoding"), "{body}");
 
+    // What hyper answers by itself, before a request exists, on the HTTP and the metrics port.
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+    let many_headers = format!("GET /health HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(101));
+    for (request, expected, says) in [
+        (
+            "GET /health HTTP/1.1\r\nHo st: x\r\n\r\n".to_string(),
+            400,
+            "malformed",
+        ),
+        (
+            "GET /he alth\x01 HTTP/1.1\r\n\r\n".to_string(),
+            400,
+            "malformed",
+        ),
+        (long_target, 414, "65534 bytes"),
+        (many_headers, 431, "100 headers"),
+    ] {
+        for address in [server.address, server.metrics_address] {
+            let (status, body) =
+                tokio::task::block_in_place(|| exchange(address, request.as_bytes()));
+            assert_eq!(status, expected, "{body}");
+            assert!(error_of(&body).contains(says), "{body}");
+        }
+    }
+
     let tcp = tokio::net::TcpStream::connect(server.grpc_address)
         .await
         .unwrap();

@@ -10,6 +10,9 @@
 //! regular place, and the attackers' connections are closed by the timeouts. Overflow places are
 //! capped too; past them a connection is closed at once (the open-file limit keeps headroom for
 //! the process's own files).
+//!
+//! The answers hyper writes by itself to bytes that are no HTTP/1 request get a JSON body on the
+//! way out (`parse_error_answers`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,6 +29,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use super::parse_error_answers::WithJsonParseErrors;
 
 /// The connection bounds, the same on every listener.
 #[derive(Debug, Clone)]
@@ -214,10 +219,10 @@ async fn serve_connection<S: Service + Clone>(
     stopping: CancellationToken,
 ) {
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Tracked {
+    let io = TokioIo::new(WithJsonParseErrors::new(Tracked {
         inner: stream,
         activity: activity.clone(),
-    });
+    }));
     let service = TowerToHyperService::new(InFlight {
         inner: service,
         activity: activity.clone(),

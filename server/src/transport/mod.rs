@@ -6,4 +6,5 @@ pub mod body;
 pub mod grpc;
 pub mod http;
 pub mod listener;
+mod parse_error_answers;
 pub mod single_port;
