@@ -26,6 +26,7 @@ let
   # The serve flags this module sets, by flag name: the one place that names them.
   serveFlags = instance: {
     inherit (instance) address port threads;
+    instances = instance.modelInstances;
     grpc-port = instance.grpcPort;
     metrics-port = instance.metricsPort;
     log-format = instance.logFormat;
@@ -201,8 +202,19 @@ let
           type = types.nullOr types.ints.positive;
           default = null;
           description = ''
-            ONNX Runtime intra-op threads per model (`--threads`); null: each bundle's
-            `runtime.threads`, else as many as the CPUs the unit may use.
+            ONNX Runtime intra-op threads of each model instance (`--threads`); null: each
+            bundle's `runtime.threads`, else the CPUs the unit may use divided by the instances
+            of all its models.
+          '';
+        };
+
+        modelInstances = mkOption {
+          type = types.nullOr types.ints.positive;
+          default = null;
+          description = ''
+            Sessions of each model served by this unit, each with its worker, sharing the model's
+            queue (`--instances`, Triton's instance groups); null: each bundle's
+            `runtime.instances`, else 1.
           '';
         };
 

@@ -195,9 +195,14 @@ struct CheckArgs {
 
 #[derive(Args)]
 struct LoadArgs {
-    /// ONNX Runtime intra-op threads per model, overriding each bundle's runtime.threads.
+    /// ONNX Runtime intra-op threads of each model instance, overriding each bundle's
+    /// runtime.threads [default: the CPUs the process may use, divided among all instances].
     #[arg(long, env = "PREDICTOR_THREADS")]
     threads: Option<NonZeroUsize>,
+    /// Instances of each model (sessions, each with its worker, sharing the model's queue),
+    /// overriding each bundle's runtime.instances [default: 1].
+    #[arg(long, env = "PREDICTOR_INSTANCES")]
+    instances: Option<NonZeroUsize>,
     /// Requests that may wait for a model before new ones get 503 with Retry-After.
     #[arg(long, env = "PREDICTOR_MAX_QUEUED_REQUESTS", default_value_t = defaults::MAX_QUEUED_REQUESTS)]
     max_queued_requests: NonZeroUsize,
@@ -210,6 +215,7 @@ impl From<&LoadArgs> for LoadOptions {
     fn from(args: &LoadArgs) -> Self {
         LoadOptions {
             threads: args.threads,
+            instances: args.instances,
             max_queued_requests: args.max_queued_requests,
             max_rows_per_request: args.max_rows_per_request,
             prediction_log: None,
@@ -358,6 +364,7 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
             version = %model.bundle().config.version,
             load_ms = model.load_time().as_millis() as u64,
             threads = model.threads(),
+            instances = model.instances(),
             "model ready"
         );
     }

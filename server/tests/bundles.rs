@@ -127,3 +127,65 @@ fn threads_default_to_the_cpus_the_process_may_use() {
     let pinned = Server::start_under(&["taskset", "-c", "0"], &[&path], &[]);
     assert_eq!(threads_of(&pinned), 1);
 }
+
+/// `runtime.instances`: several sessions of one model share its queue. The CPUs are divided among
+/// every instance served when no threads are set, the model configuration tells Triton's clients
+/// how many instances there are, and concurrent callers each get their own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_the_queue_and_divide_the_cpus() {
+    let (_folder, path) =
+        common::edited_copy(|text| text.replace("threads = 1\n", "instances = 2\n"));
+    let server = std::sync::Arc::new(Server::start(&[&path]));
+    let ready = server
+        .log_events()
+        .into_iter()
+        .find(|event| event["message"] == "model ready")
+        .unwrap();
+    let available = std::thread::available_parallelism().unwrap().get() as u64;
+    assert_eq!(ready["instances"], 2, "{ready}");
+    assert_eq!(ready["threads"], (available / 2).max(1), "{ready}");
+    let (status, config) = server.get("/v2/models/iris-svc/config").await;
+    assert_eq!(status, 200, "{config}");
+    assert_eq!(config["instance_group"][0]["count"], 2, "{config}");
+
+    let sample = sample(&path);
+    let callers: Vec<_> = (0..32)
+        .map(|_| {
+            let server = server.clone();
+            let request = serde_json::json!({ "data": sample["input"] });
+            tokio::spawn(async move { server.post_json("/predict", &request).await })
+        })
+        .collect();
+    for caller in callers {
+        let (status, body) = caller.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_close(&body["prediction"], &sample["output"], 1e-4);
+    }
+}
+
+/// `--instances` overrides the bundles', and with two models of two instances each, the CPUs
+/// are divided by four.
+#[test]
+fn the_instances_flag_overrides_the_bundles() {
+    let (_folder, path) = common::edited_copy(|text| text.replace("threads = 1\n", ""));
+    let server = Server::start_with(&[&path, &common::bundle("iris-mlp")], &["--instances", "2"]);
+    let available = std::thread::available_parallelism().unwrap().get() as u64;
+    let ready: Vec<_> = server
+        .log_events()
+        .into_iter()
+        .filter(|event| event["message"] == "model ready")
+        .collect();
+    assert_eq!(ready.len(), 2);
+    let svc = ready
+        .iter()
+        .find(|event| event["model"] == "iris-svc")
+        .unwrap();
+    assert_eq!(svc["instances"], 2, "{svc}");
+    assert_eq!(svc["threads"], (available / 4).max(1), "{svc}");
+    let mlp = ready
+        .iter()
+        .find(|event| event["model"] == "iris-mlp")
+        .unwrap();
+    assert_eq!(mlp["instances"], 2, "{mlp}");
+    assert_eq!(mlp["threads"], 1, "its bundle sets threads = 1: {mlp}");
+}

@@ -69,9 +69,15 @@ pub struct Sample {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeHints {
-    /// ONNX Runtime intra-op threads for this model (default: the CPUs the process may use).
+    /// ONNX Runtime intra-op threads of each instance (default: the CPUs the process may use,
+    /// divided among the instances of every model served).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// Instances of the model (default 1): each its own ONNX Runtime session and worker thread,
+    /// sharing the model's queue, as Triton's instance groups. Each holds its own copy of the
+    /// weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<usize>,
     /// Dynamic batching: the most rows one run takes from queued requests together (absent:
     /// every request runs alone). Needs a dynamic first dimension on every input and output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -380,6 +386,9 @@ fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, La
     if config.runtime.threads == Some(0) {
         problems.push("runtime.threads: expected at least 1, found 0".to_string());
     }
+    if config.runtime.instances == Some(0) {
+        problems.push("runtime.instances: expected at least 1, found 0".to_string());
+    }
     if config.runtime.memory_mib == Some(0) {
         problems.push("runtime.memory_mib: expected at least 1, found 0".to_string());
     }
@@ -621,10 +630,16 @@ tolerance = 1e-4
     #[test]
     fn reads_the_runtime_hints() {
         let bundle = parse(&format!(
-            "{IRIS}\n[runtime]\nthreads = 2\nmemory_mib = 256\n"
+            "{IRIS}\n[runtime]\nthreads = 2\ninstances = 3\nmemory_mib = 256\n"
         ))
         .unwrap();
         assert_eq!(bundle.config.runtime.threads, Some(2));
+        assert_eq!(bundle.config.runtime.instances, Some(3));
+        let message = problems(&format!("{IRIS}\n[runtime]\ninstances = 0\n"));
+        assert!(
+            message.contains("runtime.instances: expected at least 1, found 0"),
+            "{message}"
+        );
         assert_eq!(bundle.config.runtime.memory_mib, Some(256));
         assert_eq!(parse(IRIS).unwrap().config.runtime.memory_mib, None);
         let message = problems(&format!("{IRIS}\n[runtime]\nmemory_mib = 0\n"));

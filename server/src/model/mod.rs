@@ -28,8 +28,10 @@ use crate::text::ShapeText;
 /// How a model is run, set by the deployment (flags), not by the bundle.
 #[derive(Clone)]
 pub struct LoadOptions {
-    /// Intra-op threads for every model, overriding the bundles' `runtime.threads`.
+    /// Intra-op threads of every instance, overriding the bundles' `runtime.threads`.
     pub threads: Option<NonZeroUsize>,
+    /// Instances of every model, overriding the bundles' `runtime.instances`.
+    pub instances: Option<NonZeroUsize>,
     /// Requests that may wait for a model's worker before new ones are refused with 503.
     pub max_queued_requests: NonZeroUsize,
     /// Rows (first dimension) one request may send; more is refused before running, so that no
@@ -43,6 +45,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             threads: None,
+            instances: None,
             max_queued_requests: defaults::MAX_QUEUED_REQUESTS,
             max_rows_per_request: defaults::MAX_ROWS_PER_REQUEST,
             prediction_log: None,
@@ -71,6 +74,7 @@ pub struct Model {
     jobs: Queue,
     load_time: Duration,
     threads: usize,
+    instances: usize,
     max_rows_per_request: usize,
     metrics: ModelMetrics,
     prediction_log: Option<Arc<PredictionLog>>,
@@ -86,12 +90,15 @@ struct GraphBinding {
 }
 
 impl Model {
-    /// Opens `bundle`'s model, checks the bundle against the graph, runs the sample and compares
-    /// it with the expected output, then starts the worker thread.
+    /// Opens `bundle`'s model once per instance, checks the bundle against the graph, runs the
+    /// sample and compares it with the expected output, then starts the instances' workers.
+    /// `default_threads` is each instance's share of the CPUs, unless the flags or the bundle
+    /// say otherwise.
     pub fn load(
         bundle: Bundle,
         runtime: &OnnxRuntime,
         options: &LoadOptions,
+        default_threads: usize,
         metrics: &Metrics,
     ) -> Result<Model, BundleError> {
         let started = Instant::now();
@@ -115,21 +122,20 @@ impl Model {
                 )));
             }
         }
-        // By default all the CPUs the process may use (its affinity and cgroup quota, as the
-        // standard library reads them): ONNX Runtime's own default ignores both.
         let threads = options
             .threads
             .map(NonZeroUsize::get)
             .or(bundle.config.runtime.threads)
-            .unwrap_or_else(|| thread::available_parallelism().map_or(1, NonZeroUsize::get));
-        let backend = runtime
-            .open(&model_path, threads)
+            .unwrap_or(default_threads);
+        let backends = (0..instances_of(&bundle, options))
+            .map(|_| runtime.open(&model_path, threads))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|error| bundle.error(format!("model: {error}")))?;
         let model_sha256 =
             sha256_of(&model_path).map_err(|error| bundle.error(format!("model: {error}")))?;
         Model::start(
             bundle,
-            backend,
+            backends,
             model_sha256,
             threads,
             started,
@@ -138,17 +144,21 @@ impl Model {
         )
     }
 
-    /// Checks `bundle` against `backend`'s graph and sample, then starts the worker that owns
-    /// the backend. `started` is when loading began, for the load time.
-    pub(crate) fn start(
+    /// Checks `bundle` against the first backend's graph and sample (every backend is a session
+    /// of the same model), then starts a worker for each backend, an instance. `started` is when
+    /// loading began, for the load time.
+    pub(crate) fn start<B: Backend>(
         bundle: Bundle,
-        mut backend: impl Backend,
+        mut backends: Vec<B>,
         model_sha256: String,
         threads: usize,
         started: Instant,
         options: &LoadOptions,
         metrics: &Metrics,
     ) -> Result<Model, BundleError> {
+        let Some(backend) = backends.first_mut() else {
+            return Err(bundle.error("runtime.instances: expected at least 1, found 0"));
+        };
         let (graph_input_order, output_positions) = match_graph(&bundle, backend.signature())
             .map_err(|problems| BundleError {
                 file: bundle.file.clone(),
@@ -159,11 +169,12 @@ impl Model {
             graph_input_order,
             output_positions,
         };
-        binding.check_sample(&mut backend)?;
+        binding.check_sample(backend)?;
         let batching = binding.batching()?;
         if batching.is_some() {
-            binding.check_rows_independent(&mut backend)?;
+            binding.check_rows_independent(backend)?;
         }
+        let instances = backends.len();
         let load_time = started.elapsed();
         let model_metrics = metrics.model_loaded(
             ModelInfoLabels {
@@ -176,7 +187,7 @@ impl Model {
         );
         let jobs = worker::spawn(
             binding.bundle.name(),
-            backend,
+            backends,
             binding.output_positions.clone(),
             options.max_queued_requests,
             batching,
@@ -193,6 +204,7 @@ impl Model {
             jobs,
             load_time,
             threads,
+            instances,
             max_rows_per_request: options.max_rows_per_request.get(),
             metrics: model_metrics,
             prediction_log: options.prediction_log.clone(),
@@ -221,9 +233,14 @@ impl Model {
         self.jobs.is_running()
     }
 
-    /// ONNX Runtime's intra-op threads for this model.
+    /// ONNX Runtime's intra-op threads of each instance.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Its instances: sessions, each with its worker, sharing its queue.
+    pub fn instances(&self) -> usize {
+        self.instances
     }
 
     /// Runs the model on one tensor per declared input, in declaration order, whose dtypes and
@@ -665,7 +682,26 @@ fn sha256_of(path: &Path) -> std::io::Result<String> {
         .collect())
 }
 
+/// The instances of `bundle`'s model: the flag's, else the bundle's, else 1.
+fn instances_of(bundle: &Bundle, options: &LoadOptions) -> usize {
+    options
+        .instances
+        .map(NonZeroUsize::get)
+        .or(bundle.config.runtime.instances)
+        .unwrap_or(1)
+}
+
+/// Each instance's share of `cpus` when `instances` sessions run side by side: at least one
+/// thread, so that no instance waits for another's threads (ONNX Runtime's own default, every
+/// core for every session, oversubscribes the CPUs as soon as two sessions run at once).
+pub fn threads_per_instance(cpus: usize, instances: usize) -> usize {
+    (cpus / instances.max(1)).max(1)
+}
+
 /// Reads and loads every bundle; stops at nothing, so that all problems are reported at once.
+/// The CPUs the process may use (its affinity and cgroup quota, as the standard library reads
+/// them; ONNX Runtime's own default ignores both) are divided among the instances of all the
+/// models, for each one that sets no threads of its own.
 pub fn load_all(
     paths: &[impl AsRef<Path>],
     runtime: &OnnxRuntime,
@@ -674,10 +710,21 @@ pub fn load_all(
 ) -> Result<Vec<Model>, Vec<BundleError>> {
     let mut models = Vec::new();
     let mut errors = Vec::new();
+    let mut bundles = Vec::new();
     for path in paths {
-        match Bundle::read(path.as_ref())
-            .and_then(|bundle| Model::load(bundle, runtime, options, metrics))
-        {
+        match Bundle::read(path.as_ref()) {
+            Ok(bundle) => bundles.push(bundle),
+            Err(error) => errors.push(error),
+        }
+    }
+    let instances: usize = bundles
+        .iter()
+        .map(|bundle| instances_of(bundle, options))
+        .sum();
+    let cpus = thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let default_threads = threads_per_instance(cpus, instances);
+    for bundle in bundles {
+        match Model::load(bundle, runtime, options, default_threads, metrics) {
             Ok(model) => models.push(model),
             Err(error) => errors.push(error),
         }
@@ -695,5 +742,20 @@ pub fn load_all(
         Ok(models)
     } else {
         Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::threads_per_instance;
+
+    #[test]
+    fn the_cpus_are_divided_among_the_instances() {
+        assert_eq!(threads_per_instance(8, 1), 8);
+        assert_eq!(threads_per_instance(8, 3), 2);
+        assert_eq!(threads_per_instance(8, 8), 1);
+        // More instances than CPUs: each still has a thread.
+        assert_eq!(threads_per_instance(2, 5), 1);
+        assert_eq!(threads_per_instance(4, 0), 4);
     }
 }

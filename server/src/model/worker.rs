@@ -1,12 +1,12 @@
-//! The worker thread of a model: it owns the ONNX Runtime session and runs the queued requests in
-//! order, one at a time or, with dynamic batching, several joined along their first dimension,
-//! each caller getting back exactly its own rows.
+//! The worker threads of a model, one per instance: each owns an ONNX Runtime session and runs
+//! the model's queued requests in order, one at a time or, with dynamic batching, several joined
+//! along their first dimension, each caller getting back exactly its own rows.
 
 use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -114,30 +114,77 @@ impl Drop for RunningFlag {
     }
 }
 
-/// Starts the thread that owns `backend`; it returns the graph outputs at `outputs` for each job
-/// and ends when the queue is dropped.
-pub fn spawn(
+/// Starts one thread for each of `backends` (the model's instances, each its own session); they
+/// share one queue, a free instance taking the next job (or gathering the next batch) as
+/// Triton's instance groups do. Each returns the graph outputs at `outputs` for its jobs; they
+/// end when the queue is dropped.
+pub fn spawn<B: Backend + 'static>(
     name: &str,
-    mut backend: impl Backend,
+    backends: Vec<B>,
     outputs: Vec<usize>,
     capacity: NonZeroUsize,
     batching: Option<Batching>,
     metrics: ModelMetrics,
 ) -> std::io::Result<Queue> {
     let (sender, receiver) = mpsc::channel::<Job>();
+    // One instance at a time waits on the queue or gathers a batch from it; the others run.
+    let receiver = Arc::new(Mutex::new(receiver));
     let waiting = Arc::new(AtomicUsize::new(0));
     let running = Arc::new(AtomicBool::new(true));
-    let waiting_in_worker = waiting.clone();
-    let running_flag = RunningFlag {
-        running: running.clone(),
-        metrics: metrics.clone(),
-    };
-    thread::Builder::new()
-        .name(format!("model-{name}"))
-        .spawn(move || {
+    let instances = backends.len();
+    for (instance, backend) in backends.into_iter().enumerate() {
+        let thread_name = if instances == 1 {
+            format!("model-{name}")
+        } else {
+            format!("model-{name}-{instance}")
+        };
+        let work = Instance {
+            backend,
+            outputs: outputs.clone(),
+            batching,
+            receiver: receiver.clone(),
+            waiting: waiting.clone(),
+            metrics: metrics.clone(),
+        };
+        let running_flag = RunningFlag {
+            running: running.clone(),
+            metrics: metrics.clone(),
+        };
+        thread::Builder::new().name(thread_name).spawn(move || {
             let _running = running_flag;
-            let mut carried = None;
-            loop {
+            work.serve();
+        })?;
+    }
+    Ok(Queue {
+        sender,
+        capacity: capacity.get(),
+        waiting,
+        running,
+    })
+}
+
+/// One instance of a model: its session and its share of the model's queue.
+struct Instance<B> {
+    backend: B,
+    outputs: Vec<usize>,
+    batching: Option<Batching>,
+    receiver: Arc<Mutex<Receiver<Job>>>,
+    waiting: Arc<AtomicUsize>,
+    metrics: ModelMetrics,
+}
+
+impl<B: Backend> Instance<B> {
+    /// Runs the queue's jobs until the queue is dropped.
+    fn serve(mut self) {
+        let mut carried = None;
+        loop {
+            let (mut batch, next_carried) = {
+                // A poisoned lock only means another instance panicked while holding it; the
+                // queue itself is intact.
+                let receiver = self
+                    .receiver
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 let first = match carried.take() {
                     Some(job) => job,
                     None => match receiver.recv() {
@@ -146,25 +193,23 @@ pub fn spawn(
                     },
                 };
                 let mut batch = vec![first];
-                if let Some(batching) = batching {
-                    carried = gather(&receiver, &mut batch, batching);
-                }
-                // The jobs leave the queue now (a carried one still waits).
-                waiting_in_worker.fetch_sub(batch.len(), Ordering::SeqCst);
-                metrics.queue_depth.dec_by(batch.len() as i64);
-                // A caller that went away while its job waited needs no run.
-                batch.retain(|job| !job.reply.is_closed());
-                if !batch.is_empty() {
-                    run(&mut backend, &outputs, batch, &metrics);
-                }
+                let next_carried = match self.batching {
+                    Some(batching) => gather(&receiver, &mut batch, batching),
+                    None => None,
+                };
+                (batch, next_carried)
+            };
+            carried = next_carried;
+            // The jobs leave the queue now (a carried one still waits).
+            self.waiting.fetch_sub(batch.len(), Ordering::SeqCst);
+            self.metrics.queue_depth.dec_by(batch.len() as i64);
+            // A caller that went away while its job waited needs no run.
+            batch.retain(|job| !job.reply.is_closed());
+            if !batch.is_empty() {
+                run(&mut self.backend, &self.outputs, batch, &self.metrics);
             }
-        })?;
-    Ok(Queue {
-        sender,
-        capacity: capacity.get(),
-        waiting,
-        running,
-    })
+        }
+    }
 }
 
 /// Adds queued jobs to `batch` up to the row limit and the first job's deadline; returns a job
@@ -370,7 +415,7 @@ mod tests {
     fn start(backend: FakeBackend, capacity: usize, batching: Option<Batching>) -> Queue {
         spawn(
             "fake",
-            backend,
+            vec![backend],
             vec![0],
             NonZeroUsize::new(capacity).unwrap(),
             batching,
@@ -568,6 +613,58 @@ mod tests {
         let queue = start(FakeBackend::echo(), 1, None);
         assert!(queue.is_running());
         // The queue's end ends the thread; a second handle watches it.
+        let running = queue.running.clone();
+        drop(queue);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while running.load(Ordering::SeqCst) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!running.load(Ordering::SeqCst));
+    }
+
+    /// Two instances run two jobs at once: each run waits until the other has started, which
+    /// one instance alone would never see (its second job would wait for the first to end).
+    #[test]
+    fn instances_share_the_queue_and_run_at_once() {
+        let meeting = Arc::new(std::sync::Barrier::new(2));
+        let backends = vec![
+            FakeBackend::echo().meets(meeting.clone()),
+            FakeBackend::echo().meets(meeting),
+        ];
+        let queue = spawn(
+            "fake",
+            backends,
+            vec![0],
+            NonZeroUsize::new(8).unwrap(),
+            None,
+            metrics(),
+        )
+        .unwrap();
+        let first = send(&queue, rows(1.0, 1));
+        let second = send(&queue, rows(2.0, 1));
+        assert_eq!(values(&wait(first).unwrap()), vec![1.0]);
+        assert_eq!(values(&wait(second).unwrap()), vec![2.0]);
+    }
+
+    #[test]
+    fn the_instances_end_with_the_queue() {
+        let queue = spawn(
+            "fake",
+            vec![
+                FakeBackend::echo(),
+                FakeBackend::echo(),
+                FakeBackend::echo(),
+            ],
+            vec![0],
+            NonZeroUsize::new(8).unwrap(),
+            None,
+            metrics(),
+        )
+        .unwrap();
+        let answers: Vec<_> = (0..6).map(|i| send(&queue, rows(i as f32, 1))).collect();
+        for (i, answer) in answers.into_iter().enumerate() {
+            assert_eq!(values(&wait(answer).unwrap()), vec![i as f64]);
+        }
         let running = queue.running.clone();
         drop(queue);
         let deadline = Instant::now() + Duration::from_secs(30);

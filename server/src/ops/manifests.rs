@@ -305,12 +305,17 @@ fn label_value(field: &str, value: &str) -> Result<String, String> {
 }
 
 /// The memory one server of the bundle needs in steady use, in MiB (its request):
-/// `runtime.memory_mib`, else [`MEMORY_BASE_MIB`] + [`MEMORY_MODEL_FACTOR`] × the model file,
-/// rounded up.
+/// `runtime.memory_mib`, else [`MEMORY_BASE_MIB`] + [`MEMORY_MODEL_FACTOR`] × the model file
+/// for each instance (each session holds its own weights), rounded up.
 pub fn memory_mib(hints: &RuntimeHints, model_bytes: u64) -> u64 {
     const MIB: u64 = 1024 * 1024;
+    let instances = hints.instances.unwrap_or(1) as u64;
     hints.memory_mib.unwrap_or_else(|| {
-        MEMORY_BASE_MIB + (MEMORY_MODEL_FACTOR.saturating_mul(model_bytes)).div_ceil(MIB)
+        MEMORY_BASE_MIB
+            + (MEMORY_MODEL_FACTOR
+                .saturating_mul(model_bytes)
+                .saturating_mul(instances))
+            .div_ceil(MIB)
     })
 }
 
@@ -322,10 +327,10 @@ pub fn request_budget_mib() -> u64 {
     (defaults::MAX_CONCURRENT_REQUESTS.get() as u64 * MAX_BODY_BYTES as u64).div_ceil(MIB)
 }
 
-/// The CPUs of one server of the bundle: `runtime.threads`, else 1 (the server then runs one
-/// thread, as it uses as many as its CPU limit allows).
+/// The CPUs of one server of the bundle: `runtime.threads` for each of its `runtime.instances`,
+/// else one for each instance (the server divides the CPUs its limit allows among the instances).
 pub fn cpus(hints: &RuntimeHints) -> usize {
-    hints.threads.unwrap_or(1)
+    hints.threads.unwrap_or(1) * hints.instances.unwrap_or(1)
 }
 
 /// What every manifest of one bundle is made from.
@@ -1115,6 +1120,11 @@ tolerance = 1e-4
         let hinted = resources("[runtime]\nthreads = 3\nmemory_mib = 512");
         assert_eq!(hinted["requests"], json!({"cpu": "3", "memory": "512Mi"}));
         assert_eq!(hinted["limits"], json!({"cpu": "3", "memory": "1024Mi"}));
+        let instances = resources("[runtime]\nthreads = 3\ninstances = 2");
+        assert_eq!(
+            instances["requests"],
+            json!({"cpu": "6", "memory": "152Mi"})
+        );
         assert_eq!(memory_mib(&RuntimeHints::default(), 1), 129);
         assert_eq!(memory_mib(&RuntimeHints::default(), 0), 128);
     }

@@ -223,7 +223,7 @@ pub fn model_config<'a>(model: &'a Model) -> ModelConfig<'a> {
         instance_group: [InstanceGroup {
             name: "cpu",
             kind: "KIND_CPU",
-            count: 1,
+            count: model.instances() as u32,
         }],
         dynamic_batching: batching.map(|batching| DynamicBatching {
             max_queue_delay_microseconds: batching.max_delay.as_micros() as u64,

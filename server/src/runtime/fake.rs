@@ -2,7 +2,7 @@
 //! input and one output, and behaviour chosen by the values it is sent.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 
 use super::{Backend, GraphSignature, GraphValue, GraphValueKind, RuntimeError};
 use crate::tensor::{DType, Tensor, TensorData};
@@ -29,6 +29,8 @@ pub struct FakeBackend {
     stacking: bool,
     /// The first run waits for a message here.
     first_run_gate: Option<Receiver<()>>,
+    /// Every run waits here for the runs of other backends sharing it.
+    meeting: Option<Arc<Barrier>>,
     runs: Arc<Mutex<Vec<usize>>>,
 }
 
@@ -49,6 +51,7 @@ impl FakeBackend {
             },
             stacking: false,
             first_run_gate: None,
+            meeting: None,
             runs: Arc::default(),
         }
     }
@@ -71,6 +74,15 @@ impl FakeBackend {
         (backend, release)
     }
 
+    /// The same backend whose every run waits at `meeting` until as many runs, of the backends
+    /// sharing it, wait there too.
+    pub fn meets(self, meeting: Arc<Barrier>) -> Self {
+        FakeBackend {
+            meeting: Some(meeting),
+            ..self
+        }
+    }
+
     /// The rows of every run so far, in order.
     pub fn runs(&self) -> Arc<Mutex<Vec<usize>>> {
         self.runs.clone()
@@ -91,6 +103,9 @@ impl Backend for FakeBackend {
         self.runs.lock().unwrap().push(input.rows());
         if let Some(gate) = self.first_run_gate.take() {
             let _ = gate.recv();
+        }
+        if let Some(meeting) = &self.meeting {
+            meeting.wait();
         }
         let TensorData::Float32(values) = input.data() else {
             return Err(RuntimeError::RejectedInput("expected FP32".into()));

@@ -271,7 +271,7 @@ mod tests {
         let options = LoadOptions::default();
         let model = Model::start(
             bundle,
-            FakeBackend::echo(),
+            vec![FakeBackend::echo()],
             String::new(),
             1,
             Instant::now(),
