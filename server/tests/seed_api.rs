@@ -439,3 +439,65 @@ async fn labels_must_cover_the_classes_and_a_caller_never_gets_a_500_for_them() 
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["prediction"], json!(["setosa", null]));
 }
+
+/// Bodies past the size decoded off the reactor (`serving::decoding`) answer as small ones do:
+/// the same predictions on both APIs, and the same clear 400 for a bad one.
+#[tokio::test]
+async fn large_bodies_answer_as_small_ones() {
+    let server = Server::start(&[&bundle("iris-svc")]);
+    // 4096 rows (the default row limit), about 200 KB of JSON.
+    let precise = [5.100000001, 3.500000001, 1.400000001, 0.200000001];
+    let rows: Vec<[f64; 4]> = (0..4096).map(|_| precise).collect();
+    let body = serde_json::to_vec(&json!({ "data": rows })).unwrap();
+    assert!(body.len() > 128 * 1024, "{} bytes", body.len());
+    let (status, small) = server
+        .post_json("/predict", &json!({ "data": [precise] }))
+        .await;
+    assert_eq!(status, 200, "{small}");
+    let (status, large) = server
+        .post_raw("/predict", Some("application/json"), body)
+        .await;
+    assert_eq!(status, 200);
+    let prediction = large["prediction"].as_array().unwrap();
+    assert_eq!(prediction.len(), 4096);
+    assert!(prediction.iter().all(|row| *row == small["prediction"][0]));
+
+    let v2 = json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [4096, 4], "data": rows}]});
+    let (status, answer) = server.post_json("/v2/models/iris-svc/infer", &v2).await;
+    assert_eq!(status, 200, "{answer}");
+    let probabilities = answer["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|output| output["name"] == "probabilities")
+        .unwrap();
+    assert_eq!(probabilities["shape"], json!([4096, 3]));
+
+    let mut broken = serde_json::to_vec(&v2).unwrap();
+    broken.truncate(broken.len() - 3);
+    let (status, error) = server
+        .post_raw(
+            "/v2/models/iris-svc/infer",
+            Some("application/json"),
+            broken,
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error_of(&error).contains("not an inference request"),
+        "{error}"
+    );
+    let (status, error) = server
+        .post_raw(
+            "/predict",
+            Some("application/json"),
+            format!(
+                "{{\"data\": {}, \"extra\": 1}}",
+                serde_json::to_string(&rows).unwrap()
+            )
+            .into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(error_of(&error).contains("unknown field"), "{error}");
+}

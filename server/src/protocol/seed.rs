@@ -1,11 +1,14 @@
 //! The seed's REST API apart from HTTP: a request's `data` (rows, or a table of rows by input
 //! name) to the prediction output, or to each row's label.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::bundle::LabelRule;
 use crate::model::{Model, PredictError};
+use crate::serving::decoding::decode_sized;
 use crate::serving::error::ServeError;
 use crate::tensor::Tensor;
 
@@ -25,13 +28,14 @@ pub struct Prediction<T> {
 }
 
 /// Runs `model` on `data` and returns its prediction output.
-pub async fn predict(model: &Model, data: Box<RawValue>) -> Result<Tensor, ServeError> {
-    let inputs = model
-        .bundle()
-        .decode_inputs(&data, "data")
-        .map_err(PredictError::InvalidInput)?;
-    // The JSON text is several times the size of its tensors: free it before waiting.
-    drop(data);
+pub async fn predict(model: &Arc<Model>, data: Box<RawValue>) -> Result<Tensor, ServeError> {
+    let decoding = model.clone();
+    let inputs = decode_sized(data.get().len(), move || {
+        // The JSON text is several times the size of its tensors: freed here, before waiting.
+        decoding.bundle().decode_inputs(&data, "data")
+    })
+    .await
+    .map_err(PredictError::InvalidInput)?;
     let mut outputs = model.infer(inputs).await?;
     Ok(outputs.swap_remove(model.bundle().prediction))
 }
@@ -39,7 +43,7 @@ pub async fn predict(model: &Model, data: Box<RawValue>) -> Result<Tensor, Serve
 /// Like [`predict`], then each row's label (None past the declared labels); refused before
 /// running when the bundle declares no labels.
 pub async fn predict_labels(
-    model: &Model,
+    model: &Arc<Model>,
     data: Box<RawValue>,
 ) -> Result<Vec<Option<String>>, ServeError> {
     if model.bundle().label_rule == LabelRule::None {

@@ -2,6 +2,7 @@
 //! every listener applies; shared by the HTTP and gRPC listeners.
 
 pub mod auth;
+pub mod decoding;
 pub mod error;
 pub mod shared_memory;
 

@@ -33,6 +33,7 @@ pub use observe::{CallerRequestId, RequestId};
 use crate::metrics;
 use crate::model::Model;
 use crate::protocol::v2 as oip;
+use crate::serving::decoding::decode_sized;
 use crate::serving::Registry;
 
 /// Answers smaller than this go uncompressed even to callers that accept gzip or deflate.
@@ -86,20 +87,39 @@ async fn path_params(
 }
 
 /// `axum::Json` whose rejections (malformed JSON, wrong content type, too large) answer in the
-/// same `{"error": ...}` shape as every other error.
+/// same `{"error": ...}` shape as every other error. A large body is parsed off the reactor
+/// ([`decode_sized`]).
 pub struct ApiJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for ApiJson<T>
 where
+    T: serde::de::DeserializeOwned + Send + 'static,
     axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+        if !is_plain_json(request.headers()) {
+            // axum's own extractor: its rejection of the content type (or its parse, for a JSON
+            // type such as `application/x+json` that the check here leaves to it).
+            let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+            return Ok(ApiJson(value));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state).await?;
+        let axum::Json(value) =
+            decode_sized(bytes.len(), move || axum::Json::<T>::from_bytes(&bytes)).await?;
         Ok(ApiJson(value))
     }
+}
+
+/// Whether the request says its body is `application/json` (parameters aside).
+fn is_plain_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Every route of the server, as the route table (`routes.rs`) declares them.

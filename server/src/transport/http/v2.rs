@@ -20,6 +20,7 @@ use crate::bundle::Bundle;
 use crate::model::Model;
 use crate::protocol::v2::{self as oip, OutputChoice, RequestInputs};
 use crate::request_context::choose_request_id;
+use crate::serving::decoding::decode_sized;
 use crate::serving::Registry;
 use crate::tensor::{Flat, Tensor, TensorData};
 
@@ -332,19 +333,31 @@ pub(super) async fn infer(
 }
 
 async fn answer(
-    registry: &Registry,
-    model: &Model,
+    registry: &AppState,
+    model: &Arc<Model>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    identified: impl FnMut(Option<String>),
+    mut identified: impl FnMut(Option<String>),
 ) -> Result<Response, ApiError> {
-    let call = decode_infer(
-        registry,
-        model.bundle(),
-        headers.get(HEADER_LENGTH),
-        body?,
-        identified,
-    )?;
+    let body = body?;
+    let (decoding_registry, decoding_model) = (registry.clone(), model.clone());
+    let header_length = headers.get(HEADER_LENGTH).cloned();
+    let (own_id, decoded) = decode_sized(body.len(), move || {
+        let mut own_id = None;
+        let decoded = decode_infer(
+            &decoding_registry,
+            decoding_model.bundle(),
+            header_length.as_ref(),
+            body,
+            |id| own_id = Some(id),
+        );
+        (own_id, decoded)
+    })
+    .await;
+    if let Some(id) = own_id {
+        identified(id);
+    }
+    let call = decoded?;
     let outputs = model.infer(call.inputs).await?;
     respond(registry, model, call.id.as_deref(), &call.outputs, &outputs)
 }
