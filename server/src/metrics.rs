@@ -226,7 +226,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "predictor_request_duration",
-            "Time from a request's arrival to its answer",
+            "Time from a request's arrival until the last byte of its answer was handed to the connection",
             Unit::Seconds,
             metrics.request_duration.clone(),
         );
@@ -358,7 +358,8 @@ impl Metrics {
         in_flight.inc();
         RequestRecord {
             metrics: self,
-            route: Some(route),
+            route,
+            recorded: false,
             span,
             started: Instant::now(),
             in_flight,
@@ -379,10 +380,12 @@ impl Metrics {
 
 /// One request from its arrival: in flight until answered; then, or when dropped unanswered (its
 /// caller went away and the server dropped its work), the access log line in the request's span
-/// and the request counted and timed by model, protocol, endpoint and status.
+/// and the request counted by model, protocol, endpoint and status. Its duration is observed by
+/// the [`AnswerTimer`] it then gives, once the answer is written.
 pub struct RequestRecord<'m> {
     metrics: &'m Metrics,
-    route: Option<RouteLabels>,
+    route: RouteLabels,
+    recorded: bool,
     span: Span,
     started: Instant,
     in_flight: Gauge,
@@ -390,16 +393,19 @@ pub struct RequestRecord<'m> {
 }
 
 impl RequestRecord<'_> {
-    /// The request was answered with `status` (an HTTP code, or a gRPC code's name).
-    pub fn answered(mut self, status: &str) {
-        self.record(status);
+    /// The request was answered with `status` (an HTTP code, or a gRPC code's name); its
+    /// duration ends when the returned timer is dropped, which the transport does once the
+    /// answer's body has given its last byte to the connection: the encoding of a streamed body
+    /// and the compression of a large answer count too. Bytes the connection still holds then
+    /// (HTTP/2 flow control, the kernel's send buffer) are out of the server's sight.
+    pub fn answered(mut self, status: &str) -> AnswerTimer {
+        self.record(status)
     }
 
-    fn record(&mut self, status: &str) {
-        let Some(route) = self.route.take() else {
-            return;
-        };
+    fn record(&mut self, status: &str) -> AnswerTimer {
+        self.recorded = true;
         self.in_flight.dec();
+        let route = &self.route;
         let elapsed = self.started.elapsed();
         self.span.in_scope(|| {
             tracing::info!(
@@ -410,25 +416,42 @@ impl RequestRecord<'_> {
             );
         });
         let metrics = self.metrics;
-        metrics
-            .request_duration
-            .get_or_create(&route)
-            .observe(elapsed.as_secs_f64());
+        let timer = AnswerTimer {
+            histogram: metrics.request_duration.get_or_create(route).clone(),
+            started: self.started,
+        };
         metrics
             .requests
             .get_or_create(&RequestLabels {
-                model: route.model,
-                protocol: route.protocol,
-                endpoint: route.endpoint,
+                model: std::mem::take(&mut self.route.model),
+                protocol: self.route.protocol,
+                endpoint: std::mem::take(&mut self.route.endpoint),
                 status: status.to_string(),
             })
             .inc();
+        timer
     }
 }
 
 impl Drop for RequestRecord<'_> {
     fn drop(&mut self) {
-        let abandoned = self.abandoned;
-        self.record(abandoned);
+        if !self.recorded {
+            let abandoned = self.abandoned;
+            // No answer to write: the duration ends now.
+            drop(self.record(abandoned));
+        }
+    }
+}
+
+/// The end of a request's duration: when dropped, its time since the request's arrival goes
+/// to `predictor_request_duration_seconds`.
+pub struct AnswerTimer {
+    histogram: Histogram,
+    started: Instant,
+}
+
+impl Drop for AnswerTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
     }
 }

@@ -15,7 +15,7 @@ fn v2_request(id: Option<&str>) -> Value {
     request
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_counted_and_timed_by_model_endpoint_and_status() {
     let server = Server::start(&[&bundle("iris-svc")]);
     let infer = "/v2/models/iris-svc/infer";
@@ -28,6 +28,10 @@ async fn requests_are_counted_and_timed_by_model_endpoint_and_status() {
     assert_eq!(server.post_json(invented, &v2_request(None)).await.0, 404);
     assert_eq!(server.get("/openapi.json").await.0, 200);
 
+    // A request's duration ends once its answer is written, which may be just after the client
+    // has read it: wait for the last one.
+    let openapi_duration = "predictor_request_duration_seconds_count{model=\"\",protocol=\"http\",endpoint=\"/openapi.json\"}";
+    tokio::task::block_in_place(|| server.wait_for_metric(openapi_duration, |count| count >= 1.0));
     let metrics = server.metrics().await;
     let requests = |model: &str, endpoint: &str, status: u16| {
         sample(

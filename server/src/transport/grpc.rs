@@ -21,6 +21,7 @@ use crate::serving::error::{ErrorKind, ServeError};
 use crate::serving::Registry;
 use crate::tensor::{DType, Tensor, TensorData};
 use crate::transport::body;
+use crate::transport::timed_answer::{timed, TimerSlot, TIMER};
 
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
@@ -201,8 +202,11 @@ where
                 answer
             }
         });
+        let timer_slot = TimerSlot::default();
+        let answer = TIMER.scope(timer_slot.clone(), answer);
         Box::pin(async move {
             let mut response = answer.await?;
+            let mut timer = timer_slot.take();
             let headers = response.headers_mut();
             let code = headers
                 .get("grpc-status")
@@ -239,12 +243,17 @@ where
                     protocol: "grpc",
                     endpoint: endpoint.to_string(),
                 };
-                registry
-                    .metrics()
-                    .request_started(route, span, "CANCELLED")
-                    .answered(code_name(code));
+                timer = Some(
+                    registry
+                        .metrics()
+                        .request_started(route, span, "CANCELLED")
+                        .answered(code_name(code)),
+                );
             }
-            Ok(response)
+            Ok(match timer {
+                Some(timer) => response.map(|body| timed(body, timer)),
+                None => response,
+            })
         })
     }
 }
@@ -466,7 +475,9 @@ impl InferenceService {
             status(&error)
         });
         let code = result.as_ref().err().map_or(Code::Ok, Status::code);
-        record.answered(code_name(code));
+        let timer = record.answered(code_name(code));
+        // The gate ends the duration with the answer's body; outside a gate (a unit test), now.
+        let _ = TIMER.try_with(|slot| slot.put(timer));
         let mut answer = match result {
             Ok(message) => Ok(Response::new(message)),
             Err(status) => Err(status),

@@ -8,3 +8,4 @@ pub mod http;
 pub mod listener;
 mod parse_error_answers;
 pub mod single_port;
+pub mod timed_answer;

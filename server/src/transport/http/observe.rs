@@ -19,6 +19,7 @@ use crate::metrics::RouteLabels;
 use crate::request_context::{
     answer_traceparent, choose_request_id, join_trace, TraceParent, REQUEST_ID, TRACEPARENT,
 };
+use crate::transport::timed_answer::timed;
 
 /// The caller's own `x-request-id`, for handlers that may prefer another id (the Open Inference
 /// Protocol's `id`).
@@ -119,8 +120,8 @@ pub async fn observe(
     if let Some(InternalDetail(detail)) = response.extensions().get::<InternalDetail>() {
         span.in_scope(|| tracing::error!(%detail, "internal error"));
     }
-    record.answered(response.status().as_str());
-    response
+    let timer = record.answered(response.status().as_str());
+    response.map(|body| timed(body, timer))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
