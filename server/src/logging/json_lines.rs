@@ -1,0 +1,382 @@
+//! The JSON log: one object per event, in the shape of `tracing-subscriber`'s JSON formatter with
+//! flattened events (`timestamp`, `level`, the event's fields with `message` first, `target`,
+//! and its span's fields and name under `span`), written straight into one buffer per line. A
+//! span's fields are serialised once, when it opens or records one; `tracing-subscriber`'s
+//! formatter parsed them back and wrote them again for every line, which with the access line
+//! of every request was a quarter of the server's instructions on small models.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+/// Writes every event it sees as a JSON line to `writer`.
+pub struct JsonLines<W> {
+    writer: W,
+}
+
+impl<W> JsonLines<W> {
+    pub fn new(writer: W) -> Self {
+        JsonLines { writer }
+    }
+}
+
+/// A span's fields, each as `"name":value`, in the order first given.
+#[derive(Default)]
+struct SpanFields {
+    fields: Vec<(&'static str, String)>,
+    /// `{"field":value,...,"name":"span"}`, kept up to date.
+    rendered: String,
+}
+
+impl SpanFields {
+    fn record(&mut self, name: &'static str, value: String) {
+        match self.fields.iter_mut().find(|(known, _)| *known == name) {
+            Some((_, known)) => *known = value,
+            None => self.fields.push((name, value)),
+        }
+    }
+
+    fn render(&mut self, span_name: &str) {
+        let mut rendered = String::with_capacity(64 + self.fields.len() * 32);
+        rendered.push('{');
+        for (name, value) in &self.fields {
+            push_json_str(&mut rendered, name);
+            rendered.push(':');
+            rendered.push_str(value);
+            rendered.push(',');
+        }
+        rendered.push_str("\"name\":");
+        push_json_str(&mut rendered, span_name);
+        rendered.push('}');
+        self.rendered = rendered;
+    }
+}
+
+/// Collects fields as JSON values: into `SpanFields`, or an event's `message` and the rest.
+struct JsonVisitor<'a> {
+    sink: Sink<'a>,
+}
+
+enum Sink<'a> {
+    Span(&'a mut SpanFields),
+    Event {
+        message: &'a mut String,
+        rest: &'a mut String,
+    },
+}
+
+impl JsonVisitor<'_> {
+    fn value(&mut self, field: &Field, value: String) {
+        match &mut self.sink {
+            Sink::Span(fields) => fields.record(field.name(), value),
+            Sink::Event { message, rest } => {
+                if field.name() == "message" {
+                    **message = value;
+                } else {
+                    rest.push(',');
+                    push_json_str(rest, field.name());
+                    rest.push(':');
+                    rest.push_str(&value);
+                }
+            }
+        }
+    }
+
+    fn string(&mut self, field: &Field, text: &str) {
+        let mut value = String::with_capacity(text.len() + 2);
+        push_json_str(&mut value, text);
+        self.value(field, value);
+    }
+
+    fn number(&mut self, field: &Field, number: impl serde::Serialize) {
+        // Numbers (and a float that is not one, as null) as serde_json writes them.
+        let value = serde_json::to_string(&number).unwrap_or_else(|_| "null".to_string());
+        self.value(field, value);
+    }
+}
+
+impl Visit for JsonVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.number(field, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.number(field, value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.number(field, value);
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.number(field, value);
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.number(field, value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.value(field, value.to_string());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.string(field, value);
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.string(field, &value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.string(field, &format!("{value:?}"));
+    }
+}
+
+impl<S, W> Layer<S> for JsonLines<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, context: Context<'_, S>) {
+        let Some(span) = context.span(id) else {
+            return;
+        };
+        let mut fields = SpanFields::default();
+        attributes.record(&mut JsonVisitor {
+            sink: Sink::Span(&mut fields),
+        });
+        fields.render(span.name());
+        span.extensions_mut().insert(fields);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, context: Context<'_, S>) {
+        let Some(span) = context.span(id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        if let Some(fields) = extensions.get_mut::<SpanFields>() {
+            values.record(&mut JsonVisitor {
+                sink: Sink::Span(fields),
+            });
+            fields.render(span.name());
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, context: Context<'_, S>) {
+        let mut message = String::new();
+        let mut rest = String::new();
+        event.record(&mut JsonVisitor {
+            sink: Sink::Event {
+                message: &mut message,
+                rest: &mut rest,
+            },
+        });
+        let metadata = event.metadata();
+        let mut line = String::with_capacity(160 + message.len() + rest.len());
+        line.push_str("{\"timestamp\":\"");
+        push_timestamp(&mut line, SystemTime::now());
+        line.push_str("\",\"level\":\"");
+        line.push_str(metadata.level().as_str());
+        line.push('"');
+        if !message.is_empty() {
+            line.push_str(",\"message\":");
+            line.push_str(&message);
+        }
+        line.push_str(&rest);
+        line.push_str(",\"target\":");
+        push_json_str(&mut line, metadata.target());
+        if let Some(span) = context.event_span(event) {
+            if let Some(fields) = span.extensions().get::<SpanFields>() {
+                line.push_str(",\"span\":");
+                line.push_str(&fields.rendered);
+            }
+        }
+        line.push_str("}\n");
+        // One write per line, so that lines of different threads never interleave; a log that
+        // cannot be written has nowhere to say so.
+        let _ = self.writer.make_writer().write_all(line.as_bytes());
+    }
+}
+
+/// `text` as a JSON string, quoted and escaped.
+fn push_json_str(out: &mut String, text: &str) {
+    out.push('"');
+    for character in text.chars() {
+        match character {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            control if (control as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", control as u32);
+            }
+            other => out.push(other),
+        }
+    }
+    out.push('"');
+}
+
+/// `time` in UTC as RFC 3339 with microseconds, `2026-12-02T05:45:15.393717Z`, as
+/// `tracing-subscriber` writes it.
+fn push_timestamp(out: &mut String, time: SystemTime) {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since_epoch.as_secs();
+    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        since_epoch.subsec_micros()
+    );
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<serde_json::Value> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("{line}")))
+                .collect()
+        }
+    }
+
+    /// What the server logs: events outside and inside a request span, fields given when the
+    /// span opens, recorded later and never, text that needs escaping, every kind of value.
+    fn log_what_the_server_logs() {
+        tracing::info!(library = "/lib/libonnxruntime.so", "ONNX Runtime loaded");
+        let span = tracing::info_span!(
+            "request",
+            request_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            method = %"POST",
+            endpoint = %"/v2/models/{model}/infer",
+        );
+        span.record("request_id", "caller \"quoted\"\n\\ id");
+        span.in_scope(|| {
+            tracing::info!(
+                model = %"iris-svc",
+                status = "200",
+                duration_ms = 0.125,
+                rows = 3u64,
+                offset = -2i64,
+                cached = true,
+                "request"
+            );
+            tracing::warn!(error = %std::io::Error::other("broken\tpipe"), "cannot write");
+        });
+        tracing::error!(detail = ?vec![1, 2], "a debug value");
+    }
+
+    /// The lines hold the same JSON as `tracing-subscriber`'s formatter gives for the same
+    /// events, configured as the server had it, but for the timestamp.
+    #[test]
+    fn the_lines_are_those_of_tracing_subscribers_json_formatter() {
+        let ours = Captured::default();
+        tracing::subscriber::with_default(
+            tracing_subscriber::registry().with(JsonLines::new(ours.clone())),
+            log_what_the_server_logs,
+        );
+        let theirs = Captured::default();
+        tracing::subscriber::with_default(
+            tracing_subscriber::registry().with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_span_list(false)
+                    .with_writer(theirs.clone()),
+            ),
+            log_what_the_server_logs,
+        );
+        let (mut ours, mut theirs) = (ours.lines(), theirs.lines());
+        assert_eq!(ours.len(), 4);
+        for line in ours.iter_mut().chain(theirs.iter_mut()) {
+            let timestamp = line["timestamp"].as_str().unwrap().to_string();
+            assert_eq!(
+                timestamp.len(),
+                "2026-12-02T05:45:15.393717Z".len(),
+                "{timestamp}"
+            );
+            line["timestamp"] = serde_json::Value::Null;
+        }
+        assert_eq!(ours, theirs);
+        assert_eq!(ours[1]["span"]["request_id"], "caller \"quoted\"\n\\ id");
+    }
+
+    #[test]
+    fn timestamps_are_utc_rfc_3339_with_microseconds() {
+        for (seconds, micros, expected) in [
+            (0, 0, "1970-01-01T00:00:00.000000Z"),
+            (951_782_400, 7, "2000-02-29T00:00:00.000007Z"),
+            (1_796_190_315, 393_717, "2026-12-02T05:45:15.393717Z"),
+            (4_107_542_399, 999_999, "2100-02-28T23:59:59.999999Z"),
+        ] {
+            let mut out = String::new();
+            push_timestamp(
+                &mut out,
+                UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_micros(micros),
+            );
+            assert_eq!(out, expected);
+        }
+    }
+}
