@@ -22,6 +22,7 @@ use crate::serving::Registry;
 use crate::tensor::{DType, Tensor, TensorData};
 use crate::transport::body;
 use crate::transport::timed_answer::{timed, TimerSlot, TIMER};
+use crate::transport::COMPRESS_ABOVE_BYTES;
 
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
@@ -437,7 +438,7 @@ impl InferenceService {
     /// Runs one call inside a span that carries its request id (the request's own `id`, else the
     /// caller's `x-request-id` metadata, else generated) and trace id; then logs it, counts it,
     /// and returns the request id and the trace context in the answer's metadata.
-    async fn observed<T>(
+    async fn observed<T: prost::Message>(
         &self,
         method: &'static str,
         model: &str,
@@ -479,7 +480,14 @@ impl InferenceService {
         // The gate ends the duration with the answer's body; outside a gate (a unit test), now.
         let _ = TIMER.try_with(|slot| slot.put(timer));
         let mut answer = match result {
-            Ok(message) => Ok(Response::new(message)),
+            Ok(message) => {
+                let small = message.encoded_len() < COMPRESS_ABOVE_BYTES;
+                let mut response = Response::new(message);
+                if small {
+                    response.disable_compression();
+                }
+                Ok(response)
+            }
             Err(status) => Err(status),
         };
         let answer_metadata = match &mut answer {

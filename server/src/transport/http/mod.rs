@@ -35,9 +35,7 @@ use crate::model::Model;
 use crate::protocol::v2 as oip;
 use crate::serving::decoding::decode_sized;
 use crate::serving::Registry;
-
-/// Answers smaller than this go uncompressed even to callers that accept gzip or deflate.
-const COMPRESS_ABOVE_BYTES: u16 = 4096;
+use crate::transport::COMPRESS_ABOVE_BYTES;
 
 /// Deployment settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -140,7 +138,9 @@ pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
         .layer(
             CompressionLayer::new()
                 .quality(CompressionLevel::Fastest)
-                .compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE_BYTES))),
+                .compress_when(
+                    DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE_BYTES as u16)),
+                ),
         )
         .layer(middleware::from_fn_with_state(registry.clone(), gate::gate))
         // Outside the gate: a browser's preflight carries no token.
