@@ -35,12 +35,12 @@ class Server:
     """`predictor serve` on the server core, logging as in production (an access line per request,
     to a file); times start-up to the first ready answer."""
 
-    def __init__(self, bundles, log, flags=()):
+    def __init__(self, bundles, log, flags=(), binary=None):
         started = time.monotonic()
         self.log = open(log, "w")
         self.process = pinned(
             SERVER_CPU,
-            [release("predictor"), "serve", "--log-format", "json",
+            [binary or release("predictor"), "serve", "--log-format", "json",
              "--port", "0", "--grpc-port", "0", "--metrics-port", "0",
              "--max-queued-requests", "256", *flags, *map(str, bundles)],
             stderr=self.log,
@@ -150,6 +150,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--baseline", type=Path,
+                        help="another predictor binary (an earlier commit's release build): the iris "
+                             "scenarios run on both, alternately, for a before/after in one run")
     args = parser.parse_args()
     os.environ["BENCH_OUT"] = str(args.out)
     seconds = args.seconds
@@ -205,6 +208,17 @@ def main():
         cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
         add_row(name, result, connections, batch, cpu)
 
+    def pa_scenario(server, protocol, name, model, shape, connections, batch):
+        url = server.grpc_address if protocol == "grpc" else server.address
+        cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+        result = perf_analyzer(url, protocol, model, shape, connections, seconds)
+        cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+        rows.append({
+            "scenario": name, "connections": connections, "batch": batch,
+            "rows_per_second": result["requests_per_second"] * batch, "errors": 0, "server_cpu": cpu,
+            **result,
+        })
+
     def mixed(server, loads):
         """Several oha loads at once, each `(name, path, body, connections, batch, headers)`; the
         server's CPU is shared by all, so each row shows the whole."""
@@ -219,6 +233,9 @@ def main():
         for (name, _, _, connections, batch, _), result in results:
             add_row(name, result, connections, batch, cpu)
 
+    # The first start after a build reads the new binary from disk (about a second here): the
+    # start-up measured is the next one's.
+    Server([iris], args.out / "server-iris.log").stop()
     server = Server([iris], args.out / "server-iris.log")
     startup_ms, idle_rss = server.startup_ms, server.rss_mib()
     for connections in (1, 32):
@@ -228,6 +245,14 @@ def main():
              [*json_type, "accept-encoding: gzip, deflate"])
     loaded_rss = server.rss_mib()
     server.stop()
+
+    if args.baseline:
+        # Alternately, so that both see the same machine: baseline, this build, baseline.
+        for binary, build in ((args.baseline, "baseline"), (None, "again"), (args.baseline, "baseline")):
+            server = Server([iris], args.out / "server-iris-baseline.log", binary=binary)
+            scenario(server, f"iris json b1 {build}", "/predict", json_body(iris_row), 32, 1, json_type)
+            pa_scenario(server, "grpc", f"pa grpc iris b1 {build}", "iris-svc", "input:1,4", 32, 1)
+            server.stop()
 
     # The prediction log's cost: the same scenario with every inference recorded, and 1 %.
     for rate, name in (("1", "iris json b1 plog 100%"), ("0.01", "iris json b1 plog 1%")):
@@ -239,20 +264,12 @@ def main():
     # The same tool over both protocols (perf_analyzer's REST is v2 with binary data).
     server = Server([iris, mlp], args.out / "server-perf-analyzer.log")
     for protocol in ("grpc", "http"):
-        url = server.grpc_address if protocol == "grpc" else server.address
         for name, model, shape, connections, batch in (
             ("iris b1", "iris-svc", "input:1,4", 1, 1),
             ("iris b1", "iris-svc", "input:1,4", 32, 1),
             ("mlp b32", "mlp-512", "input:32,512", 1, 32),
         ):
-            cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
-            result = perf_analyzer(url, protocol, model, shape, connections, seconds)
-            cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
-            rows.append({
-                "scenario": f"pa {protocol} {name}", "connections": connections, "batch": batch,
-                "rows_per_second": result["requests_per_second"] * batch, "errors": 0, "server_cpu": cpu,
-                **result,
-            })
+            pa_scenario(server, protocol, f"pa {protocol} {name}", model, shape, connections, batch)
     server.stop()
 
     server = Server([mlp, mlp_batched], args.out / "server-mlp.log")
@@ -321,6 +338,14 @@ def main():
     alone, beside = row("iris json b1 alone", 8), row("iris json b1 mixed", 8)
     print(f"mixed: iris json b1 c8 p99 {alone['p99_ms']:.3f} ms alone, {beside['p99_ms']:.3f} ms beside mlp json b32 c4 "
           f"({beside['p99_ms'] / alone['p99_ms']:.1f} x)")
+    if args.baseline:
+        for scenario_name in ("iris json b1", "pa grpc iris b1"):
+            this = [r["requests_per_second"] for r in rows
+                    if r["scenario"] in (scenario_name, f"{scenario_name} again") and r["connections"] == 32]
+            before = [r["requests_per_second"] for r in rows if r["scenario"] == f"{scenario_name} baseline"]
+            this, before = sum(this) / len(this), sum(before) / len(before)
+            print(f"before/after, {scenario_name} c32: this build {this:.0f} req/s, baseline {before:.0f} req/s "
+                  f"({this / before:.2f} x)")
     print("\ntargets (ratio >= 1 meets the target; for 'x >= k y' the ratio shown is x/y against k):")
     for name, ratio, needed in targets:
         verdict = "ok" if ratio >= needed else "MISSED"

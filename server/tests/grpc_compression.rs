@@ -17,12 +17,7 @@ async fn infer(server: &Server, rows: usize) -> (Option<String>, bool) {
         .cycle()
         .take(rows * 16)
         .collect()];
-    let tcp = tokio::net::TcpStream::connect(server.grpc_address)
-        .await
-        .unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
+    let mut client = common::h2_connect(server.grpc_address).await;
     let call = axum::http::Request::post("http://x/inference.GRPCInferenceService/ModelInfer")
         .header("content-type", "application/grpc")
         .header("te", "trailers")

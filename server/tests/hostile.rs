@@ -278,10 +278,7 @@ async fn many_slow_streams_on_one_http2_connection_hold_no_inference_slot() {
             "application/grpc",
         ),
     ] {
-        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(connection);
-        let mut client = client.ready().await.unwrap();
+        let mut client = common::h2_connect(address).await;
         let mut held = Vec::new();
         let mut refused = 0;
         for _ in 0..40 {
@@ -317,10 +314,7 @@ async fn many_slow_streams_on_one_http2_connection_hold_no_inference_slot() {
 
 /// An ordinary ModelInfer over a new HTTP/2 connection; its grpc-status.
 async fn grpc_call(address: SocketAddr) -> String {
-    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
+    let mut client = common::h2_connect(address).await;
     let request = axum::http::Request::post("http://x/inference.GRPCInferenceService/ModelInfer")
         .header("content-type", "application/grpc")
         .header("te", "trailers")
@@ -431,12 +425,7 @@ async fn every_error_answer_says_why() {
         }
     }
 
-    let tcp = tokio::net::TcpStream::connect(server.grpc_address)
-        .await
-        .unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
+    let mut client = common::h2_connect(server.grpc_address).await;
     let request =
         axum::http::Request::post("http://x/inference.GRPCInferenceService/CudaSharedMemoryStatus")
             .header("content-type", "application/grpc")

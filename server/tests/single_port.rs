@@ -35,10 +35,7 @@ async fn grpc_call(
     message: Bytes,
     authorization: Option<&str>,
 ) -> (String, Vec<u8>) {
-    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
+    let mut client = common::h2_connect(address).await;
     let mut request = axum::http::Request::post(format!(
         "http://{address}/inference.GRPCInferenceService/{method}"
     ))
@@ -70,10 +67,7 @@ async fn grpc_call(
 
 /// A REST request over h2c (HTTP/2 without TLS, no gRPC content type): its status and body.
 async fn h2c_post(address: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
-    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
+    let mut client = common::h2_connect(address).await;
     let request = axum::http::Request::post(format!("http://{address}{path}"))
         .header("content-type", "application/json")
         .body(())

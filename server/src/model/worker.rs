@@ -612,7 +612,11 @@ mod tests {
     fn the_worker_says_when_it_has_stopped() {
         let queue = start(FakeBackend::echo(), 1, None);
         assert!(queue.is_running());
-        // The queue's end ends the thread; a second handle watches it.
+        assert_stops_with(queue);
+    }
+
+    /// The queue's end ends its workers' threads; a second handle watches them.
+    fn assert_stops_with(queue: Queue) {
         let running = queue.running.clone();
         drop(queue);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -665,12 +669,6 @@ mod tests {
         for (i, answer) in answers.into_iter().enumerate() {
             assert_eq!(values(&wait(answer).unwrap()), vec![i as f64]);
         }
-        let running = queue.running.clone();
-        drop(queue);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while running.load(Ordering::SeqCst) && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
-        }
-        assert!(!running.load(Ordering::SeqCst));
+        assert_stops_with(queue);
     }
 }

@@ -367,3 +367,12 @@ pub fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
     frame.extend_from_slice(&message);
     frame
 }
+
+/// A ready HTTP/2 client (prior knowledge, no TLS) on a new connection to `address`; the
+/// connection is driven by a task of its own.
+pub async fn h2_connect(address: SocketAddr) -> h2::client::SendRequest<axum::body::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    client.ready().await.unwrap()
+}
