@@ -221,7 +221,7 @@ impl PredictionLog {
         };
         let build = |whole: bool| Line {
             r#type: "prediction",
-            timestamp: timestamp(),
+            timestamp: crate::logging::utc_timestamp(SystemTime::now()),
             request_id: crate::logging::current_request_id(),
             model: inference.model,
             version: inference.version,
@@ -267,37 +267,6 @@ impl Drop for PredictionLog {
             let _ = writer.join();
         }
     }
-}
-
-/// Now, as RFC 3339 UTC with microseconds (as the server's own log lines).
-fn timestamp() -> String {
-    let since = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let seconds = since.as_secs();
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        since.subsec_micros()
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -374,13 +343,5 @@ mod tests {
         let small = parse(&small);
         assert_eq!(small["truncated"], true);
         assert!(small["outputs"]["y"].get("data").is_none());
-    }
-
-    #[test]
-    fn timestamps_are_rfc_3339() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_789), (2026, 12, 2));
-        let now = timestamp();
-        assert_eq!(now.len(), "2026-12-02T01:02:03.123456Z".len(), "{now}");
     }
 }

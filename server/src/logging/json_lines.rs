@@ -227,8 +227,8 @@ fn push_json_str(out: &mut String, text: &str) {
 }
 
 /// `time` in UTC as RFC 3339 with microseconds, `2026-12-02T05:45:15.393717Z`, as
-/// `tracing-subscriber` writes it.
-fn push_timestamp(out: &mut String, time: SystemTime) {
+/// `tracing-subscriber` writes it (and the prediction log, through [`super::utc_timestamp`]).
+pub(super) fn push_timestamp(out: &mut String, time: SystemTime) {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since_epoch.as_secs();
     let (days, of_day) = (seconds / 86_400, seconds % 86_400);
@@ -365,6 +365,10 @@ mod tests {
 
     #[test]
     fn timestamps_are_utc_rfc_3339_with_microseconds() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_789), (2026, 12, 2));
+        let now = crate::logging::utc_timestamp(SystemTime::now());
+        assert_eq!(now.len(), "2026-12-02T01:02:03.123456Z".len(), "{now}");
         for (seconds, micros, expected) in [
             (0, 0, "1970-01-01T00:00:00.000000Z"),
             (951_782_400, 7, "2000-02-29T00:00:00.000007Z"),

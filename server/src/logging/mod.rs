@@ -97,6 +97,13 @@ pub fn init(
     })
 }
 
+/// `time` in UTC as the log lines write it, RFC 3339 with microseconds.
+pub fn utc_timestamp(time: std::time::SystemTime) -> String {
+    let mut text = String::with_capacity(27);
+    json_lines::push_timestamp(&mut text, time);
+    text
+}
+
 /// A request span's `request_id`, kept where [`current_request_id`] finds it.
 struct RequestIdField(String);
 

@@ -13,6 +13,9 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Longer than any head hyper writes for a parse error (a status line, content-length, date).
+const MAX_HEAD_BYTES: usize = 512;
+
 /// The error message of each status hyper answers by itself.
 fn message_of(status: &[u8]) -> Option<&'static str> {
     Some(match status {
@@ -26,11 +29,15 @@ fn message_of(status: &[u8]) -> Option<&'static str> {
 /// `head` with a JSON error body, when it is one of hyper's own bodiless error answers: exactly
 /// one HTTP/1 answer head, a status of [`message_of`], `content-length: 0`, no content type.
 fn with_json_body(head: &[u8]) -> Option<Vec<u8>> {
+    // Every write of every connection comes here: the bytes of the status line decide, before
+    // anything looks at the rest (hyper's own answer heads are about a hundred bytes).
+    if head.len() > MAX_HEAD_BYTES
+        || !(head.starts_with(b"HTTP/1.1 ") || head.starts_with(b"HTTP/1.0 "))
+    {
+        return None;
+    }
+    let message = message_of(head.get(9..12)?)?;
     let text = std::str::from_utf8(head).ok()?;
-    let rest = text
-        .strip_prefix("HTTP/1.1 ")
-        .or_else(|| text.strip_prefix("HTTP/1.0 "))?;
-    let message = message_of(rest.get(..3)?.as_bytes())?;
     let fields = text.strip_suffix("\r\n\r\n")?;
     if fields.contains("\r\n\r\n") {
         return None; // more than one head: not what hyper writes for a parse error
@@ -206,6 +213,8 @@ mod tests {
             b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\nHTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n",
             // HTTP/2 frames
             b"\x00\x00\x12\x04\x00\x00\x00\x00\x00",
+            // a head cut short
+            b"HTTP/1.1 40",
         ] {
             assert!(
                 with_json_body(head).is_none(),
