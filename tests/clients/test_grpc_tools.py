@@ -27,15 +27,23 @@ def test_the_health_service_reports_the_server_and_each_model(server):
         with pytest.raises(grpc.RpcError) as raised:
             health.Check(health_pb2.HealthCheckRequest(service="no-such-model"), timeout=10)
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "no-such-model" in raised.value.details()
         watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         watch.cancel()
 
 
-def test_reflection_lists_the_services_and_describes_the_inference_service(server):
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+def test_reflection_lists_the_services_and_describes_the_inference_service(server, version):
+    """grpcurl asks v1 first, older tools v1alpha; both carry the same messages, so the v1alpha
+    classes grpcio-reflection ships serve for both."""
     with grpc.insecure_channel(server.grpc) as channel:
-        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-        answers = reflection.ServerReflectionInfo(iter([
+        reflection_info = channel.stream_stream(
+            f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        answers = reflection_info(iter([
             reflection_pb2.ServerReflectionRequest(list_services=""),
             reflection_pb2.ServerReflectionRequest(file_containing_symbol="inference.GRPCInferenceService"),
         ]), timeout=10)
@@ -106,8 +114,9 @@ def test_a_stream_answers_each_request_in_order_and_reports_errors_in_line(serve
 
 
 def test_health_turns_not_serving_the_moment_shutdown_begins():
-    """A Watch open on the health service sees NOT_SERVING as soon as SIGTERM arrives, while the
-    server still drains a request in flight (a stalled upload holds the drain open)."""
+    """Watches open on the health service (the server and a model) see NOT_SERVING as soon as
+    SIGTERM arrives, and so does Check, while the server still drains a request in flight (a
+    stalled upload holds the drain open)."""
     import signal
     import socket
     import time
@@ -125,13 +134,25 @@ def test_health_turns_not_serving_the_moment_shutdown_begins():
         ).read().decode():
             assert time.monotonic() < deadline, "the stalled upload never became a request in flight"
             time.sleep(0.05)
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
         with grpc.insecure_channel(server.grpc) as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
-            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            check = lambda service: health.Check(health_pb2.HealthCheckRequest(service=service), timeout=30).status
+            watches = {service: health.Watch(health_pb2.HealthCheckRequest(service=service), timeout=30)
+                       for service in ["", "iris-svc"]}
+            for service, watch in watches.items():
+                assert next(watch).status == serving, service
             server.process.send_signal(signal.SIGTERM)
-            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
-            watch.cancel()
+            for service, watch in watches.items():
+                assert next(watch).status == not_serving, service
+                watch.cancel()
+            # A new call now meets the drain (the connection's GOAWAY, the listener closed) or
+            # Check's own reading of the server's state: never SERVING.
+            for service in watches:
+                try:
+                    assert check(service) == not_serving, service
+                except grpc.RpcError as refused:
+                    assert refused.code() == grpc.StatusCode.UNAVAILABLE, refused
         # The drain goes on until the stalled caller leaves; then the server exits cleanly.
         assert server.process.poll() is None, "the server left before its drain"
         stalled.close()

@@ -7,7 +7,6 @@ pub mod error;
 pub mod shared_memory;
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,7 +95,9 @@ const UPLOAD_UNIT: usize = 1024;
 
 pub struct Registry {
     models: Vec<Arc<Model>>,
-    ready: AtomicBool,
+    /// True until shutdown begins; a channel so that those who must act at that moment (the gRPC
+    /// health service's watchers) can wait for it.
+    serving: tokio::sync::watch::Sender<bool>,
     metrics: Arc<Metrics>,
     limits: Limits,
     admission: Arc<Semaphore>,
@@ -116,7 +117,7 @@ impl Registry {
     ) -> Self {
         Registry {
             models: models.into_iter().map(Arc::new).collect(),
-            ready: AtomicBool::new(true),
+            serving: tokio::sync::watch::Sender::new(true),
             metrics,
             admission: Arc::new(Semaphore::new(limits.max_concurrent_requests.get())),
             uploads: Arc::new(Semaphore::new(
@@ -216,11 +217,17 @@ impl Registry {
 
     /// Whether shutdown has not begun.
     pub fn is_serving(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        *self.serving.borrow()
+    }
+
+    /// Returns once shutdown has begun (at once if it has).
+    pub async fn shutdown_begun(&self) {
+        // The sender lives as long as self, so the wait ends only by the value.
+        let _ = self.serving.subscribe().wait_for(|serving| !serving).await;
     }
 
     pub fn begin_shutdown(&self) {
-        self.ready.store(false, Ordering::SeqCst);
+        self.serving.send_replace(false);
         self.metrics
             .shutting_down(self.models.iter().map(|m| m.name().to_string()));
     }

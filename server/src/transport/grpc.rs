@@ -61,7 +61,11 @@ pub fn service(
     .accept_compressed(Deflate)
     .send_compressed(Gzip)
     .send_compressed(Deflate);
-    let (reporter, health) = tonic_health::server::health_reporter();
+    let reporter = tonic_health::server::HealthReporter::new();
+    let health = tonic_health::pb::health_server::HealthServer::new(Health {
+        registry: registry.clone(),
+        watched: tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+    });
     tokio::spawn(report_health(registry.clone(), reporter));
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -82,28 +86,79 @@ pub fn service(
     }
 }
 
-/// Keeps the health service's statuses those of the server and of each model, until the
-/// reporter's service is dropped. Readiness has no events to wait on: it is looked at twice a
-/// second.
+/// `grpc.health.v1.Health`: Check reads the registry itself, so that it says NOT_SERVING from
+/// the moment shutdown begins; Watch streams the statuses [`report_health`] keeps.
+struct Health {
+    registry: Arc<Registry>,
+    watched: tonic_health::server::HealthService,
+}
+
+impl Health {
+    /// The readiness of the server ("") or of one model, None for a name the server does not have.
+    fn is_ready(&self, service: &str) -> Option<bool> {
+        if service.is_empty() {
+            return Some(self.registry.is_ready());
+        }
+        let model = self.registry.find(service)?;
+        Some(self.registry.is_model_ready(model))
+    }
+}
+
+#[tonic::async_trait]
+impl tonic_health::pb::health_server::Health for Health {
+    async fn check(
+        &self,
+        request: Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<Response<tonic_health::pb::HealthCheckResponse>, Status> {
+        let service = &request.get_ref().service;
+        let ready = self.is_ready(service).ok_or_else(|| {
+            Status::not_found(format!(
+                "no service '{}'; this server has \"\" (the server) and its models {}",
+                crate::text::clip(service),
+                self.registry.names()
+            ))
+        })?;
+        Ok(Response::new(tonic_health::pb::HealthCheckResponse {
+            status: serving_status(ready) as i32,
+        }))
+    }
+
+    type WatchStream = tonic_health::server::WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        self.watched.watch(request).await
+    }
+}
+
+fn serving_status(ready: bool) -> tonic_health::ServingStatus {
+    if ready {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    }
+}
+
+/// Keeps the statuses the health service's watchers see those of the server and of each model:
+/// set at once when shutdown begins (after which they no longer change), and looked at twice a
+/// second for a model whose worker stopped, which has no event to wait on.
 async fn report_health(registry: Arc<Registry>, reporter: tonic_health::server::HealthReporter) {
-    use tonic_health::ServingStatus;
-    let status = |ready: bool| {
-        if ready {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        }
-    };
     loop {
-        reporter
-            .set_service_status("", status(registry.is_ready()))
-            .await;
         for model in registry.models() {
-            reporter
-                .set_service_status(model.name(), status(registry.is_model_ready(model)))
-                .await;
+            let status = serving_status(registry.is_model_ready(model));
+            reporter.set_service_status(model.name(), status).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let status = serving_status(registry.is_ready());
+        reporter.set_service_status("", status).await;
+        if !registry.is_serving() {
+            return;
+        }
+        tokio::select! {
+            () = registry.shutdown_begun() => {}
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
     }
 }
 
