@@ -217,3 +217,34 @@ def test_unserved_extensions_are_named(not_sharing, protocol):
         with pytest.raises(InferenceServerException) as refused:
             call()
         assert named in refused.value.message(), refused.value.message()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_the_server_lists_every_extension_it_serves_and_shared_memory_only_when_allowed(
+    sharing, not_sharing, protocol
+):
+    served = ["binary_tensor_data", "classification", "model_configuration", "statistics", "model_repository"]
+    for server, expected in ((not_sharing, served), (sharing, [*served, "system_shared_memory"])):
+        metadata = client(server, protocol).get_server_metadata(headers=HEADERS)
+        extensions = metadata["extensions"] if protocol == "http" else list(metadata.extensions)
+        assert sorted(extensions) == sorted(expected)
+
+
+@pytest.mark.parametrize("endpoint", ["generate", "generate_stream"])
+def test_the_generate_extension_is_named_where_it_is_refused(not_sharing, endpoint):
+    """Triton's generate extension (for text generation) has no gRPC method; over REST it is
+    refused with a message naming it and the infer route that serves these models."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://{not_sharing.http}/v2/models/iris-svc/{endpoint}",
+        data=json.dumps({"text_input": "hello"}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request)
+    assert refused.value.code == 404
+    message = json.load(refused.value)["error"]
+    assert "generate extension is not served" in message and "/infer" in message, message

@@ -50,9 +50,19 @@ const UNSERVED: &[(&str, &str, &str)] = &[
     ),
 ];
 
+const GENERATE_UNSERVED: &str = "Triton's generate extension is not served: it is for text generation; send the same inputs as tensors to /v2/models/{model}/infer";
+
 /// What to tell a caller of a REST path (`/v2/trace/setting`) or gRPC method (`TraceSetting`)
 /// of an extension this server does not serve.
 pub fn unserved_extension(path_or_method: &str) -> Option<&'static str> {
+    // Triton's generate extension sits under each model (`/v2/models/{m}[/versions/{v}]/generate`)
+    // and has no gRPC method.
+    let last_segment = path_or_method.rsplit('/').next().unwrap_or_default();
+    if path_or_method.starts_with("/v2/models/")
+        && matches!(last_segment, "generate" | "generate_stream")
+    {
+        return Some(GENERATE_UNSERVED);
+    }
     UNSERVED
         .iter()
         .find(|(path, method, _)| {
