@@ -299,6 +299,16 @@ def test_model_config_is_the_bundles_as_triton_writes_it(server, protocol, folde
         assert described == expected
         # A batched tensor of the batch dimension alone is dims [1] reshaped to [], as Triton has it.
         assert reshaped == [t["name"] for t in declared if batching > 1 and len(t["shape"]) == 1]
+    # Triton writes the queue delay in microseconds; no dynamic_batching where the model does not batch.
+    if batching > 1:
+        delay = bundle["runtime"].get("max_queue_delay_ms", 0) * 1000
+        assert int(config["dynamic_batching"].get("max_queue_delay_microseconds", 0)) == delay
+    else:
+        assert "dynamic_batching" not in config
+    # The bundle's one version, named as perf_analyzer names it, has the same config.
+    version = bundle["version"].split(".")[0]
+    versioned = triton.get_model_config(bundle["name"], version, **({"as_json": True} if protocol == "grpc" else {}))
+    assert (versioned["config"] if protocol == "grpc" else versioned) == config
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -324,6 +334,8 @@ def test_statistics_count_what_the_model_ran(server, protocol):
     assert after["name"] == bundle["name"]
     # Triton numbers versions: perf_analyzer matches the leading number (1 for 1.0.0).
     assert after["version"] == bundle["version"].split(".")[0]
+    [versioned] = triton.get_inference_statistics(bundle["name"], after["version"], **kwargs)["model_stats"]
+    assert success(versioned) == success(after)
     every = triton.get_inference_statistics(**kwargs)["model_stats"]
     assert {model["name"] for model in every} >= {read_bundle(folder)["name"] for folder in BUNDLES}
 
@@ -337,9 +349,10 @@ def test_the_repository_index_lists_the_models_and_loading_is_refused(server, pr
     states = {entry["name"]: entry["state"] for entry in index}
     for folder in BUNDLES:
         assert states[read_bundle(folder)["name"]] == "READY"
-    with pytest.raises(InferenceServerException) as raised:
-        triton.load_model(read_bundle(BUNDLES[0])["name"])
-    assert "fixed by its image or unit" in raised.value.message()
+    for change in (triton.load_model, triton.unload_model):
+        with pytest.raises(InferenceServerException) as raised:
+            change(read_bundle(BUNDLES[0])["name"])
+        assert "fixed by its image or unit" in raised.value.message()
 
 
 TEXT = "support-tickets-tfidf"

@@ -88,7 +88,8 @@ fn invalid(message: String) -> ServeError {
     ServeError::invalid(message)
 }
 
-/// The model `name`, in `version` when one is given: a bundle has exactly one version.
+/// The model `name`, in `version` when one is given: a bundle has exactly one version, named as
+/// the bundle writes it (`1.0.0`) or as the statistics report it to Triton's tools (`1`).
 pub fn find_model(
     registry: &Registry,
     name: &str,
@@ -99,9 +100,11 @@ pub fn find_model(
         .ok_or_else(|| ServeError::not_found(registry.unknown_model(name)))?;
     let served = &model.bundle().config.version;
     match version {
-        Some(asked) if !asked.is_empty() && asked != served => Err(ServeError::not_found(format!(
-            "model '{name}' has no version '{asked}'; this server has version '{served}'"
-        ))),
+        Some(asked) if !asked.is_empty() && asked != served && asked != triton_version(served) => {
+            Err(ServeError::not_found(format!(
+                "model '{name}' has no version '{asked}'; this server has version '{served}'"
+            )))
+        }
         _ => Ok(model.clone()),
     }
 }
