@@ -374,6 +374,64 @@ fn init_declares_the_zipmap_and_names_the_text_classes() {
     }
 }
 
+/// An output no protocol here carries (a sequence of tensors): `init` leaves it out and says so
+/// on the terminal with what to do; the file it writes passes `check` once its sample is filled
+/// in, and declaring the output by hand is refused, again with what to do.
+#[test]
+fn what_init_cannot_serve_it_says_on_the_terminal_with_what_to_do() {
+    let folder = tempfile::tempdir().unwrap();
+    let model = folder.path().join("model.onnx");
+    let fixture = common::fixture("sequence-output").join("model.onnx");
+    std::fs::write(&model, std::fs::read(fixture).unwrap()).unwrap();
+    let output = predictor(&["init", model.to_str().unwrap()]);
+    let notes = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{notes}");
+    assert!(
+        notes.contains("note: output 'parts' is left out: it is a sequence of FP32 tensors"),
+        "{notes}"
+    );
+    assert!(notes.contains("zipmap"), "what to do: {notes}");
+    let written = folder.path().join("predictor.toml");
+    let mut config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&written).unwrap()).unwrap();
+    let outputs = config["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 1, "{config}");
+    assert_eq!(outputs[0]["name"].as_str(), Some("copy"));
+
+    let rows = toml::Value::try_from(vec![vec![5.1, 3.5, 1.4, 0.2]]).unwrap();
+    let mut sample = toml::Table::new();
+    sample.insert("input".into(), rows.clone());
+    sample.insert("output".into(), rows);
+    sample.insert("tolerance".into(), toml::Value::Float(1e-6));
+    config.insert("sample".into(), toml::Value::Table(sample));
+    std::fs::write(&written, toml::to_string(&config).unwrap()).unwrap();
+    let accepted = predictor(&["check", folder.path().to_str().unwrap()]);
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+
+    let mut parts = toml::Table::new();
+    parts.insert("name".into(), "parts".into());
+    parts.insert("dtype".into(), "float32".into());
+    parts.insert("shape".into(), toml::Value::try_from(vec![-1, 4]).unwrap());
+    if let Some(toml::Value::Array(outputs)) = config.get_mut("outputs") {
+        outputs.push(toml::Value::Table(parts));
+    }
+    std::fs::write(&written, toml::to_string(&config).unwrap()).unwrap();
+    let refused = predictor(&["check", folder.path().to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains(
+            "the model's 'parts' is a sequence of FP32 tensors, which predictor cannot serve"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("leave it out"), "what to do: {message}");
+}
+
 #[test]
 fn a_zipmap_declared_otherwise_is_refused_in_the_protocols_words() {
     let (_folder, copy) = common::edited_copy_of(&bundle(ZIPMAP), |text| {

@@ -627,7 +627,7 @@ fn check_spec(field: &str, spec: &TensorSpec, graph: &GraphValue, problems: &mut
         }
         GraphValueKind::Unsupported(type_name) => {
             problems.push(format!(
-                "{field}: the model's '{}' is {type_name}, which predictor cannot serve",
+                "{field}: the model's '{}' is {type_name}, which predictor cannot serve; leave it out of predictor.toml (the model still computes it), or export it as a tensor",
                 graph.name
             ));
             return;

@@ -118,7 +118,7 @@ pub fn scaffold(
                 outputs.push((value.name.clone(), DType::Float32, vec![-1, count]));
             }
             GraphValueKind::Unsupported(type_name) => notes.push(format!(
-                "output '{}' is left out: it is {type_name}, which predictor cannot serve; export it as a tensor (or a sequence of maps from class to FP32, as scikit-learn's ZipMap) to serve it",
+                "output '{}' is left out: it is {type_name}, which predictor cannot serve; to serve it, export it as a tensor (skl2onnx: options={{id(model): {{\"zipmap\": False}}}} makes the probabilities one) or as a sequence of maps from class to FP32 (scikit-learn's ZipMap)",
                 value.name
             )),
         }

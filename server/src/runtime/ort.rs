@@ -243,6 +243,7 @@ fn protocol_type_name(value_type: &ValueType) -> String {
                 element(key),
                 element(value)
             ),
+            ValueType::Tensor { ty, .. } => format!("a sequence of {} tensors", element(ty)),
             other => format!("a sequence of {}", protocol_type_name(other)),
         },
         ValueType::Map { key, value } => {
