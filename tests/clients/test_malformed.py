@@ -203,10 +203,37 @@ def test_grpc_typed_contents_give_the_raw_answer(stub):
     assert probabilities.shape == (3,) and probabilities[0] > 0.9
 
 
+TEXT = "support-tickets-tfidf"
+TICKETS = [b"I was charged twice this month", b"my package never arrived"]
+
+
+def length_prefixed(strings):
+    return b"".join(struct.pack("<I", len(text)) + text for text in strings)
+
+
+def test_grpc_text_in_bytes_contents_or_raw_gives_the_class_names(stub):
+    """BYTES over gRPC either way: typed in contents.bytes_contents, or raw, each element a
+    4-byte little-endian length then its bytes; the answer is the same, in raw form."""
+    shape = (len(TICKETS), 1)
+    typed = stub.ModelInfer(grpc_request(grpc_input("text", "BYTES", shape, bytes_contents=TICKETS), model=TEXT))
+    raw = stub.ModelInfer(grpc_request(grpc_input("text", "BYTES", shape), raw=[length_prefixed(TICKETS)], model=TEXT))
+    assert typed.raw_output_contents == raw.raw_output_contents
+    label = [output.name for output in typed.outputs].index("output_label")
+    assert typed.raw_output_contents[label] == length_prefixed([b"billing", b"delivery"])
+
+
 @pytest.mark.parametrize(
     "request_message, message",
     [
         (grpc_request(grpc_input(), raw=[b"\0" * 12]), "takes 16 bytes, but 12 bytes were sent"),
+        (
+            grpc_request(grpc_input("text", "BYTES", (1, 1)), raw=[struct.pack("<I", 200) + b"refund please"], model=TEXT),
+            "claims 200 bytes, but only 13 bytes of data follow",
+        ),
+        (
+            grpc_request(grpc_input("text", "BYTES", (2, 1), bytes_contents=[b"one"]), model=TEXT),
+            "holds 2 values, but 1 were sent",
+        ),
         (grpc_request(grpc_input(), raw=[b"\0" * 16, b"\0" * 16]), "raw_input_contents has 2 entries for 1 inputs"),
         (grpc_request(grpc_input(fp32_contents=IRIS_ROW), raw=[b"\0" * 16]), "both contents and raw_input_contents"),
         (grpc_request(grpc_input()), "has no data"),
