@@ -1,6 +1,7 @@
 //! `serve --single-port` against the real binary: one port answers the seed API and v2 REST over
 //! HTTP/1.1 and h2c, v2 gRPC and the metrics scrape at once, each observed as on its own port;
-//! the bearer tokens and the concurrency limit hold on the gRPC path of that port.
+//! the bearer tokens, the concurrency and body limits hold on each path of that port, and each
+//! protocol is timed and logged as on its own.
 
 mod common;
 
@@ -228,6 +229,70 @@ async fn tokens_and_the_concurrency_limit_hold_on_the_grpc_path_of_the_one_port(
         "UNAVAILABLE while the REST request holds the one place"
     );
     assert_eq!(held.await.unwrap(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_limits_latency_metrics_and_access_lines_hold_on_the_one_port() {
+    let server = Server::start_with(
+        &[&bundle("iris-svc")],
+        &["--single-port", "--max-body-bytes", "4096"],
+    );
+    // Over the body limit on each path of the port: HTTP/1.1, h2c REST, gRPC.
+    let mut too_large = infer_json();
+    too_large["id"] = json!("x".repeat(8192));
+    let (status, body) = server
+        .post_json("/v2/models/iris-svc/infer", &too_large)
+        .await;
+    assert_eq!(status, 413, "{body}");
+    let (status, body) = h2c_post(server.address, "/v2/models/iris-svc/infer", &too_large).await;
+    assert_eq!(status, 413, "{body}");
+    let mut request = iris_request();
+    request.id = "x".repeat(8192);
+    let (status, _) = grpc_call(server.address, "ModelInfer", frame(&request), None).await;
+    assert_eq!(
+        status, "11",
+        "OUT_OF_RANGE past the limit, as on the gRPC port"
+    );
+
+    // One answered call of each protocol is timed and logged as on its own port.
+    let (status, _) = server
+        .post_json("/v2/models/iris-svc/infer", &infer_json())
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = grpc_call(server.address, "ModelInfer", frame(&iris_request()), None).await;
+    assert_eq!(status, "0");
+    for (protocol, endpoint) in [("http", "/v2/models/{model}/infer"), ("grpc", "ModelInfer")] {
+        let series = format!(
+            "predictor_request_duration_seconds_count{{model=\"iris-svc\",protocol=\"{protocol}\",endpoint=\"{endpoint}\"}}"
+        );
+        tokio::task::block_in_place(|| server.wait_for_metric(&series, |n| n >= 1.0));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let logged = server
+            .log_events()
+            .into_iter()
+            .filter(|event| event["message"] == "request")
+            .filter(|event| event["status"] == "200" || event["status"] == "OK")
+            .map(|event| {
+                (
+                    event["span"]["method"].clone(),
+                    event["span"]["endpoint"].clone(),
+                )
+            })
+            .collect::<Vec<_>>();
+        if logged.contains(&(json!("gRPC"), json!("ModelInfer")))
+            && logged.contains(&(json!("POST"), json!("/v2/models/{model}/infer")))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access line for each protocol: {:?}",
+            server.log_events()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[test]
