@@ -121,6 +121,31 @@ def test_a_record_over_the_limit_keeps_its_shapes(tmp_path):
         server.stop()
 
 
+def test_a_failed_inference_is_recorded_with_its_error_and_no_outputs(tmp_path):
+    """Past --max-rows-per-request the model refuses the request: the caller's 400 and the
+    line's error say the same, and the line keeps the inputs it was sent."""
+    import urllib.error
+
+    log = tmp_path / "predictions.jsonl"
+    server = Server(
+        [IRIS],
+        ["--prediction-log-rate", "1", "--max-rows-per-request", "2", "--prediction-log-file", str(log)],
+    )
+    try:
+        rows = read_bundle(IRIS)["sample"]["input"]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            seed_predict(server, rows, "too-many-rows")
+        assert refused.value.code == 400
+        told = json.load(refused.value)["error"]
+        [line] = records(log, 1)
+        assert line["request_id"] == "too-many-rows"
+        assert "outputs" not in line
+        assert line["error"] and line["error"] in told, (line["error"], told)
+        assert line["inputs"]["input"]["shape"] == [3, 4]
+    finally:
+        server.stop()
+
+
 def test_a_rate_outside_0_to_1_is_refused():
     with pytest.raises(RuntimeError, match="--prediction-log-rate 2"):
         Server([IRIS], ["--prediction-log-rate", "2"])
