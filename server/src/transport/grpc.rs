@@ -102,6 +102,14 @@ impl Health {
         let model = self.registry.find(service)?;
         Some(self.registry.is_model_ready(model))
     }
+
+    fn unknown_service(&self, service: &str) -> Status {
+        Status::not_found(format!(
+            "no service '{}'; this server has \"\" (the server) and its models {}",
+            crate::text::clip(service),
+            self.registry.names()
+        ))
+    }
 }
 
 #[tonic::async_trait]
@@ -111,13 +119,9 @@ impl tonic_health::pb::health_server::Health for Health {
         request: Request<tonic_health::pb::HealthCheckRequest>,
     ) -> Result<Response<tonic_health::pb::HealthCheckResponse>, Status> {
         let service = &request.get_ref().service;
-        let ready = self.is_ready(service).ok_or_else(|| {
-            Status::not_found(format!(
-                "no service '{}'; this server has \"\" (the server) and its models {}",
-                crate::text::clip(service),
-                self.registry.names()
-            ))
-        })?;
+        let ready = self
+            .is_ready(service)
+            .ok_or_else(|| self.unknown_service(service))?;
         Ok(Response::new(tonic_health::pb::HealthCheckResponse {
             status: serving_status(ready) as i32,
         }))
@@ -129,6 +133,9 @@ impl tonic_health::pb::health_server::Health for Health {
         &self,
         request: Request<tonic_health::pb::HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        if self.is_ready(&request.get_ref().service).is_none() {
+            return Err(self.unknown_service(&request.get_ref().service));
+        }
         self.watched.watch(request).await
     }
 }
@@ -143,15 +150,23 @@ fn serving_status(ready: bool) -> tonic_health::ServingStatus {
 
 /// Keeps the statuses the health service's watchers see those of the server and of each model:
 /// set at once when shutdown begins (after which they no longer change), and looked at twice a
-/// second for a model whose worker stopped, which has no event to wait on.
+/// second for a model whose worker stopped, which has no event to wait on. A status is set only
+/// when it changes: setting it wakes every watcher, and a Watch sends on changes only.
 async fn report_health(registry: Arc<Registry>, reporter: tonic_health::server::HealthReporter) {
+    let mut reported = std::collections::HashMap::new();
     loop {
-        for model in registry.models() {
-            let status = serving_status(registry.is_model_ready(model));
-            reporter.set_service_status(model.name(), status).await;
+        let statuses = registry
+            .models()
+            .iter()
+            .map(|model| (model.name(), registry.is_model_ready(model)))
+            .chain([("", registry.is_ready())]);
+        for (service, ready) in statuses {
+            if reported.insert(service, ready) != Some(ready) {
+                reporter
+                    .set_service_status(service, serving_status(ready))
+                    .await;
+            }
         }
-        let status = serving_status(registry.is_ready());
-        reporter.set_service_status("", status).await;
         if !registry.is_serving() {
             return;
         }
