@@ -230,7 +230,7 @@ def test_the_server_lists_every_extension_it_serves_and_shared_memory_only_when_
         assert sorted(extensions) == sorted(expected)
 
 
-@pytest.mark.parametrize("endpoint", ["generate", "generate_stream"])
+@pytest.mark.parametrize("endpoint", ["generate", "generate_stream", "versions/1/generate"])
 def test_the_generate_extension_is_named_where_it_is_refused(not_sharing, endpoint):
     """Triton's generate extension (for text generation) has no gRPC method; over REST it is
     refused with a message naming it and the infer route that serves these models."""

@@ -50,17 +50,21 @@ const UNSERVED: &[(&str, &str, &str)] = &[
     ),
 ];
 
-const GENERATE_UNSERVED: &str = "Triton's generate extension is not served: it is for text generation; send the same inputs as tensors to /v2/models/{model}/infer";
+const GENERATE_UNSERVED: &str = "Triton's generate extension is not served: it is for text generation; send the same inputs as tensors to the model's infer route, /v2/models/<name>/infer";
 
 /// What to tell a caller of a REST path (`/v2/trace/setting`) or gRPC method (`TraceSetting`)
 /// of an extension this server does not serve.
 pub fn unserved_extension(path_or_method: &str) -> Option<&'static str> {
     // Triton's generate extension sits under each model (`/v2/models/{m}[/versions/{v}]/generate`)
     // and has no gRPC method.
-    let last_segment = path_or_method.rsplit('/').next().unwrap_or_default();
-    if path_or_method.starts_with("/v2/models/")
-        && matches!(last_segment, "generate" | "generate_stream")
-    {
+    let generate = |last: &&str| matches!(*last, "generate" | "generate_stream");
+    let under_a_model = match path_or_method.split('/').collect::<Vec<_>>().as_slice() {
+        ["", "v2", "models", _, last] | ["", "v2", "models", _, "versions", _, last] => {
+            generate(last)
+        }
+        _ => false,
+    };
+    if under_a_model {
         return Some(GENERATE_UNSERVED);
     }
     UNSERVED
@@ -102,7 +106,8 @@ pub fn find_model(
     match version {
         Some(asked) if !asked.is_empty() && asked != served && asked != triton_version(served) => {
             Err(ServeError::not_found(format!(
-                "model '{name}' has no version '{asked}'; this server has version '{served}'"
+                "model '{name}' has no version '{asked}'; this server has version '{served}' (or '{}', as Triton numbers it)",
+            triton_version(served)
             )))
         }
         _ => Ok(model.clone()),
