@@ -30,8 +30,11 @@ pkgs.testers.runNixOSTest {
         "f ${config.services.predictor.instances.iris-svc.authTokenFile} 0400 root root - ${token}"
         "f ${fileOf config.services.grafana.settings.security.secret_key} 0400 grafana grafana - vm-test-only-not-a-secret"
       ];
-      # Its log lines into a file the test reads, instead of the example's log server.
+      # Its log lines into a file the test reads, instead of the example's log server (and its
+      # prediction lines into a file of their own, instead of the example's drift collector).
       services.predictor.instances.iris-svc.logShipping.command =
+        lib.mkForce ''tee -a "$STATE_DIRECTORY/shipped.jsonl" >/dev/null'';
+      services.predictor.instances.iris-svc.predictionLog.shipping.command =
         lib.mkForce ''tee -a "$STATE_DIRECTORY/shipped.jsonl" >/dev/null'';
 
       # Scrape and evaluate every second, so that the test waits for PredictorDown's own `for:`

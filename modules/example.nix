@@ -18,6 +18,12 @@ in
         authTokenFile = "/run/secrets/predictor-iris-svc-tokens";
         # Its JSON log lines, as they come, to a Vector or Logstash TCP input.
         logShipping.command = "${pkgs.netcat}/bin/nc logs.example.internal 5170";
+        # Every inference as a JSON line (inputs, outputs, duration), for drift monitoring, to a
+        # collector of its own; the log's command above then gets the other lines only.
+        predictionLog = {
+          rate = 1;
+          shipping.command = "${pkgs.netcat}/bin/nc drift.example.internal 5171";
+        };
       };
       # 8090, 8091, 8092: every instance needs ports of its own.
       digits-logreg = {

@@ -1,5 +1,5 @@
-# The unit files of the predictor units of a NixOS host (the instances and their log shippers),
-# written as NixOS writes them, and what each store path in them is: the input of
+# The unit files of the predictor units of a NixOS host (the instances, their log and prediction
+# log shippers), written as NixOS writes them, and what each store path in them is: the input of
 # scripts/rehearse-systemd. scripts/render-units evaluates this for nixosConfigurations.example.
 #
 # As nixpkgs' nixos/lib/systemd-lib.nix does it: serviceToUnit (Environment= lines first, each
@@ -19,7 +19,11 @@ let
   unitNames = lib.concatLists (
     lib.mapAttrsToList (
       name: _:
-      [ "predictor-${name}" ] ++ lib.optional (cfg.services ? "predictor-${name}-logs") "predictor-${name}-logs"
+      [ "predictor-${name}" ]
+      ++ lib.filter (unit: cfg.services ? ${unit}) [
+        "predictor-${name}-logs"
+        "predictor-${name}-predictions"
+      ]
     ) instances
   );
   services = lib.genAttrs unitNames (name: cfg.services.${name});

@@ -2,7 +2,8 @@
 # unit of /rehearsal/facts.json (the units as the NixOS module writes them) is up under its
 # hardening, answers its bundles' samples, refuses callers without a token where it has a
 # credential, logs JSON lines with the request ids it was sent, and drains and exits 0 on
-# `systemctl stop`; every log shipper forwards those lines, and only JSON lines; systemd-analyze
+# `systemctl stop`; every log shipper forwards those lines, and only JSON lines, and every prediction
+# log shipper the prediction lines of those requests, which the log's shipper then leaves out; systemd-analyze
 # security scores each unit. Every wait polls up to a generous deadline; nothing asserts a duration.
 # The verdict goes to /var/lib/rehearsal/result.json, which the host reads from the image.
 import json
@@ -16,7 +17,15 @@ import urllib.request
 
 facts = json.load(open("/rehearsal/facts.json"))
 token = open("/rehearsal/token").read().strip()
-received = "/var/lib/rehearsal-collector/received.log"
+
+
+def is_prediction(line):
+    """A prediction log line, read as JSON (not by the prefix the units' grep matches on)."""
+    try:
+        return json.loads(line).get("type") == "prediction"
+    except ValueError:
+        return False
+
 log, failures, exposure = [], [], {}
 passed = 0
 
@@ -119,8 +128,16 @@ for name, text in facts["units"].items():
             ],
         })
     elif name in scripts:
-        shipped = re.search(r"_SYSTEMD_UNIT=(\S+)", scripts[name]["text"]).group(1)
-        shippers.append({"unit": name, "ships": shipped})
+        text = scripts[name]["text"]
+        shipped = re.search(r"_SYSTEMD_UNIT=(\S+)", text).group(1)
+        port = re.search(r"/bin/nc \S+ (\d+)", text).group(1)
+        shippers.append({
+            "unit": name,
+            "ships": shipped,
+            "predictions": name.endswith("-predictions.service"),
+            # What the log server of its `nc HOST PORT` received (rehearse-systemd's collector).
+            "received": f"/var/lib/rehearsal-collector/received-{port}.log",
+        })
 
 say(run("systemctl", "--version").splitlines()[0])
 pid1 = run("journalctl", "--boot", "_PID=1", "--output=cat", "--no-pager")
@@ -225,22 +242,46 @@ for p in predictors:
     except Exception as problem:
         fail(unit, f"no access line with the request ids sent in its journal: {problem!r}")
 
+def received_lines(s):
+    return open(s["received"]).read().splitlines() if os.path.exists(s["received"]) else []
+
+
+# Which lines each shipper must pass on: with a prediction log shipper beside it, the log's shipper
+# gets the other lines only.
+splits = {s["ships"] for s in shippers if s["predictions"]}
 for s in shippers:
     unit = s["unit"]
     shipped_ids = [f"rehearsal-{s['ships']}-{b['name']}" for p in predictors if p["unit"] == s["ships"] for b in p["bundles"]]
+    what = "prediction lines" if s["predictions"] else "lines"
 
     def forwarded():
-        text = open(received).read()
-        assert all(i in text for i in shipped_ids), "not yet"
-        return text
+        lines = received_lines(s)
+        if s["predictions"]:
+            ids = {json.loads(line).get("request_id") for line in lines if is_prediction(line)}
+        else:
+            ids = {i for i in shipped_ids if any(i in line for line in lines)}
+        assert set(shipped_ids) <= ids, "not yet"
+        return lines
 
     try:
-        eventually(forwarded, 120)
-        ok(unit, f"forwarded {s['ships']}'s lines with the request ids to the log server")
+        lines = eventually(forwarded, 120)
+        ok(unit, f"forwarded {s['ships']}'s {what} with the request ids to its log server")
+        if s["predictions"]:
+            others = [line for line in lines if not is_prediction(line)]
+            if others:
+                fail(unit, f"forwarded lines that are not prediction lines: {others[:3]}")
+            else:
+                ok(unit, f"forwarded prediction lines only ({len(lines)})")
+        elif s["ships"] in splits:
+            predictions = [line for line in lines if is_prediction(line)]
+            if predictions:
+                fail(unit, f"forwarded prediction lines, which have a shipper of their own: {predictions[:2]}")
+            else:
+                ok(unit, "left the prediction lines to their own shipper")
     except Exception:
         state = show(unit, "ActiveState", "SubState", "Result", "NRestarts")
-        have = open(received).read() if os.path.exists(received) else "(nothing received)"
-        fail(unit, f"the log server did not get the request ids {shipped_ids} within 120 s; {state}; received: {have[-300:]!r}; journal: {journal_tail(unit)}")
+        have = "\n".join(received_lines(s)) or "(nothing received)"
+        fail(unit, f"its log server did not get the request ids {shipped_ids} within 120 s; {state}; received: {have[-300:]!r}; journal: {journal_tail(unit)}")
 
 for unit in [p["unit"] for p in predictors] + [s["unit"] for s in shippers]:
     out = run("systemd-analyze", "security", "--no-pager", unit)
@@ -270,14 +311,15 @@ for s in shippers:
     unit = s["unit"]
 
     def got_stop():
-        records = [json.loads(line) for line in open(received).read().splitlines()]
+        records = [json.loads(line) for line in received_lines(s)]
         assert any(r.get("message") == "stopped" for r in records)
 
-    try:
-        eventually(got_stop, 60)
-        ok(unit, f"forwarded {s['ships']}'s last line (\"stopped\")")
-    except Exception as problem:
-        fail(unit, f"the log server did not get {s['ships']}'s \"stopped\" line: {problem!r}")
+    if not s["predictions"]:
+        try:
+            eventually(got_stop, 60)
+            ok(unit, f"forwarded {s['ships']}'s last line (\"stopped\")")
+        except Exception as problem:
+            fail(unit, f"the log server did not get {s['ships']}'s \"stopped\" line: {problem!r}")
     subprocess.run(["systemctl", "stop", unit], timeout=60)
     state = show(unit, "ActiveState", "Result")
     if state == {"ActiveState": "inactive", "Result": "success"}:
@@ -285,13 +327,13 @@ for s in shippers:
     else:
         fail(unit, f"systemctl stop: {state}; journal: {journal_tail(unit)}")
 
-if shippers:
-    text = open(received).read() if os.path.exists(received) else ""
+for s in shippers:
+    text = "\n".join(received_lines(s))
     bad = json_lines(text)
     if bad or not text:
-        fail("log server", f"received lines that are not JSON (or nothing): {bad[:3]}")
+        fail(s["unit"], f"its log server received lines that are not JSON (or nothing): {bad[:3]}")
     else:
-        ok("log server", f"received only JSON lines ({len(text.splitlines())})")
+        ok(s["unit"], f"its log server received only JSON lines ({len(text.splitlines())})")
 
 os.makedirs("/var/lib/rehearsal", exist_ok=True)
 with open("/var/lib/rehearsal/result.json", "w") as f:
