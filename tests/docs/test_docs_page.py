@@ -1,5 +1,6 @@
 """The API page (/docs, Swagger UI served from the binary) in a real headless Chromium: it loads,
-lists the routes of /openapi.json, and "Try it out" on POST /predict gets the sample's answer.
+lists the routes of /openapi.json, and "Try it out" on POST /predict and on v2 infer gets the
+sample's answer.
 The screenshot is kept in .cache/docs-page.png, a test artifact."""
 
 import json
@@ -32,8 +33,29 @@ def server():
     server.stop()
 
 
-def test_the_api_page_lists_the_routes_and_tries_predict(server):
-    bundle = read_bundle(REPO / "models/iris-svc")
+def try_it(page, operation_id, body, parameters=None):
+    """Swagger UI's "Try it out" on one operation: chooses the path parameters (the page offers the
+    served models as a list) and fills the body, executes, and returns the answer shown."""
+    operation = page.locator(f"#operations-{operation_id}")
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    for name, value in (parameters or {}).items():
+        operation.locator(f'tr[data-param-name="{name}"] select').select_option(value)
+    operation.locator("textarea.body-param__text").fill(json.dumps(body))
+    operation.get_by_role("button", name="Execute").click()
+    answer = operation.locator(".responses-table.live-responses-table .response-col_description pre")
+    answer.first.wait_for(timeout=30_000)
+    return json.loads(answer.first.inner_text())
+
+
+def assert_sample(rows, sample):
+    assert len(rows) == len(sample["output"]), rows
+    for row, expected in zip(rows, sample["output"]):
+        assert all(abs(a - b) <= sample["tolerance"] for a, b in zip(row, expected)), rows
+
+
+def test_the_api_page_lists_the_routes_and_tries_predict_and_v2_infer(server):
+    sample = read_bundle(REPO / "models/iris-svc")["sample"]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 2400})
@@ -42,18 +64,18 @@ def test_the_api_page_lists_the_routes_and_tries_predict(server):
         paths = page.locator(".opblock-summary-path").all_inner_texts()
         listed = {path.replace("\u200b", "").strip() for path in paths}
         assert {"/predict", "/v2/models/{model}/infer", "/v2/health/ready"} <= listed, listed
-        operation = page.locator("#operations-Seed_API-predictOfTheOnlyModel")
-        operation.locator(".opblock-summary").click()
-        operation.get_by_role("button", name="Try it out").click()
-        body = operation.locator("textarea.body-param__text")
-        body.fill(json.dumps({"data": bundle["sample"]["input"]}))
-        operation.get_by_role("button", name="Execute").click()
-        answer = operation.locator(".responses-table.live-responses-table .response-col_description pre")
-        answer.first.wait_for(timeout=30_000)
-        text = answer.first.inner_text()
-        prediction = json.loads(text)["prediction"]
-        for row, expected in zip(prediction, bundle["sample"]["output"]):
-            assert all(abs(a - b) <= bundle["sample"]["tolerance"] for a, b in zip(row, expected)), text
+
+        answer = try_it(page, "Seed_API-predictOfTheOnlyModel", {"data": sample["input"]})
+        assert_sample(answer["prediction"], sample)
         (REPO / ".cache").mkdir(exist_ok=True)
         page.screenshot(path=str(REPO / ".cache/docs-page.png"), full_page=False)
+
+        rows = len(sample["input"])
+        request = {"inputs": [{"name": "input", "shape": [rows, 4], "datatype": "FP32",
+                               "data": [value for row in sample["input"] for value in row]}]}
+        answer = try_it(page, "Open_Inference_Protocol_v2-modelInfer", request, {"model": "iris-svc"})
+        [probabilities] = [output for output in answer["outputs"] if output["name"] == "probabilities"]
+        assert probabilities["shape"] == [rows, 3], answer
+        data = probabilities["data"]
+        assert_sample([data[row * 3:(row + 1) * 3] for row in range(rows)], sample)
         browser.close()
