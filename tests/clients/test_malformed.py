@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc.service_pb2 as pb
 import tritonclient.grpc.service_pb2_grpc as pb_grpc
+from tritonclient.utils import serialize_byte_tensor
 
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 
@@ -208,7 +209,8 @@ TICKETS = [b"I was charged twice this month", b"my package never arrived"]
 
 
 def length_prefixed(strings):
-    return b"".join(struct.pack("<I", len(text)) + text for text in strings)
+    """The binary form of BYTES, as tritonclient encodes it."""
+    return serialize_byte_tensor(np.array(strings, dtype=np.object_)).item()
 
 
 def test_grpc_text_in_bytes_contents_or_raw_gives_the_class_names(stub):

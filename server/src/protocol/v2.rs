@@ -57,15 +57,12 @@ const GENERATE_UNSERVED: &str = "Triton's generate extension is not served: it i
 pub fn unserved_extension(path_or_method: &str) -> Option<&'static str> {
     // Triton's generate extension sits under each model (`/v2/models/{m}[/versions/{v}]/generate`)
     // and has no gRPC method.
-    let generate = |last: &&str| matches!(*last, "generate" | "generate_stream");
-    let under_a_model = match path_or_method.split('/').collect::<Vec<_>>().as_slice() {
-        ["", "v2", "models", _, last] | ["", "v2", "models", _, "versions", _, last] => {
-            generate(last)
+    if let ["", "v2", "models", _, last] | ["", "v2", "models", _, "versions", _, last] =
+        path_or_method.split('/').collect::<Vec<_>>().as_slice()
+    {
+        if matches!(*last, "generate" | "generate_stream") {
+            return Some(GENERATE_UNSERVED);
         }
-        _ => false,
-    };
-    if under_a_model {
-        return Some(GENERATE_UNSERVED);
     }
     UNSERVED
         .iter()
@@ -103,11 +100,11 @@ pub fn find_model(
         .find(name)
         .ok_or_else(|| ServeError::not_found(registry.unknown_model(name)))?;
     let served = &model.bundle().config.version;
+    let numbered = triton_version(served);
     match version {
-        Some(asked) if !asked.is_empty() && asked != served && asked != triton_version(served) => {
+        Some(asked) if !asked.is_empty() && asked != served && asked != numbered => {
             Err(ServeError::not_found(format!(
-                "model '{name}' has no version '{asked}'; this server has version '{served}' (or '{}', as Triton numbers it)",
-            triton_version(served)
+                "model '{name}' has no version '{asked}'; this server has version '{served}' (or '{numbered}', as Triton numbers it)"
             )))
         }
         _ => Ok(model.clone()),
