@@ -8,6 +8,7 @@ target as a ratio, and writes results.json and a plot (PNG) next to it. Run by b
 """
 
 import argparse
+import atexit
 import hashlib
 import json
 import os
@@ -28,7 +29,11 @@ def release(name):
 
 
 def pinned(cpu, command, **kwargs):
-    return subprocess.Popen(["taskset", "-c", cpu, *command], **kwargs)
+    """A server started on `cpu`; killed when the benchmark exits, a failed one too (Popen.kill
+    does nothing to a process already waited for)."""
+    process = subprocess.Popen(["taskset", "-c", cpu, *command], **kwargs)
+    atexit.register(process.kill)
+    return process
 
 
 class Server:

@@ -214,20 +214,22 @@ fn push_json_str(out: &mut String, text: &str) {
     out.push('"');
     let mut copied = 0;
     for (at, byte) in text.bytes().enumerate() {
-        let escaped = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            control if control < 0x20 => "",
+        // Some short escape, or None for the other control bytes' \u form.
+        let short = match byte {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x00..=0x1f => None,
             _ => continue,
         };
         out.push_str(&text[copied..at]);
-        if escaped.is_empty() {
-            let _ = write!(out, "\\u{:04x}", byte);
-        } else {
-            out.push_str(escaped);
+        match short {
+            Some(escape) => out.push_str(escape),
+            None => {
+                let _ = write!(out, "\\u{byte:04x}");
+            }
         }
         copied = at + 1;
     }
