@@ -23,6 +23,9 @@ use predictor::serving::shared_memory::SharedMemory;
 use predictor::serving::{Limits, Registry};
 use predictor::transport::listener::ConnectionLimits;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "predictor",
