@@ -193,7 +193,6 @@ def binary_body(rows):
 def measure_limits(iris, mlp, seconds):
     """R, ONNX Runtime's own runs per second, and H, a trivial server's requests per second, on the
     server's core: `({name: bench_runtime's figures}, {name: req/s})`."""
-    iris_row, mlp_row, mlp_32, json_type = IRIS_ROW, MLP_ROW, MLP_32, JSON_TYPE
     limits = {
         "R iris b1": least_stolen(lambda: bench_runtime(iris, 1, 3))[0],
         "R mlp b1": least_stolen(lambda: bench_runtime(mlp, 1, 3))[0],
@@ -203,9 +202,9 @@ def measure_limits(iris, mlp, seconds):
     time.sleep(0.5)
     h = {}
     for name, body, path, headers in (
-        ("H iris b1 json", json_body(iris_row), "/predict", json_type),
-        ("H mlp b1 json", json_body(mlp_row), "/predict", json_type),
-        ("H mlp b32 json", json_body(mlp_32), "/predict", json_type),
+        ("H iris b1 json", json_body(IRIS_ROW), "/predict", JSON_TYPE),
+        ("H mlp b1 json", json_body(MLP_ROW), "/predict", JSON_TYPE),
+        ("H mlp b32 json", json_body(MLP_32), "/predict", JSON_TYPE),
     ):
         h[name] = least_stolen(lambda: oha(f"http://127.0.0.1:18790{path}", body, 32 if "b1" in name else 1, seconds,
                                            headers))[0]["summary"]["requestsPerSec"]
@@ -213,7 +212,7 @@ def measure_limits(iris, mlp, seconds):
     trivial.wait()
     trivial = pinned(SERVER_CPU, [release("examples/bench_trivial_server"), str(mlp), "18791"])
     time.sleep(0.5)
-    body, length = binary_body(mlp_32)
+    body, length = binary_body(MLP_32)
     h["H mlp b32 binary"] = least_stolen(lambda: oha("http://127.0.0.1:18791/v2/binary", body, 1, seconds,
                                                      [f"inference-header-content-length: {length}"]))[0]["summary"]["requestsPerSec"]
     trivial.terminate()
@@ -233,7 +232,6 @@ def main():
     seconds = args.seconds
     iris = REPO / "models/iris-svc"
     mlp, mlp_batched = args.out / "models/mlp-512", args.out / "models/mlp-512-batched"
-    iris_row, mlp_row, mlp_32, json_type = IRIS_ROW, MLP_ROW, MLP_32, JSON_TYPE
 
     # The limits, on the same cores, at the start and at the end of the run: the ratios take their
     # mean, and the two show how far the machine itself drifted meanwhile.
@@ -294,10 +292,10 @@ def main():
     server = Server([iris], args.out / "server-iris.log")
     startup_ms, idle_rss = server.startup_ms, server.rss_mib()
     for connections in (1, 32):
-        scenario(server, "iris json b1", "/predict", json_body(iris_row), connections, 1, json_type)
+        scenario(server, "iris json b1", "/predict", json_body(IRIS_ROW), connections, 1, JSON_TYPE)
     # As python requests and curl --compressed call: accepting gzip (small answers stay plain).
-    scenario(server, "iris json b1 gzip ok", "/predict", json_body(iris_row), 32, 1,
-             [*json_type, "accept-encoding: gzip, deflate"])
+    scenario(server, "iris json b1 gzip ok", "/predict", json_body(IRIS_ROW), 32, 1,
+             [*JSON_TYPE, "accept-encoding: gzip, deflate"])
     loaded_rss = server.rss_mib()
     server.stop()
 
@@ -305,7 +303,7 @@ def main():
         # Alternately, so that both see the same machine: baseline, this build, baseline.
         for binary, build in ((args.baseline, "baseline"), (None, "again"), (args.baseline, "baseline")):
             server = Server([iris], args.out / "server-iris-baseline.log", binary=binary)
-            scenario(server, f"iris json b1 {build}", "/predict", json_body(iris_row), 32, 1, json_type)
+            scenario(server, f"iris json b1 {build}", "/predict", json_body(IRIS_ROW), 32, 1, JSON_TYPE)
             pa_scenario(server, "grpc", f"pa grpc iris b1 {build}", "iris-svc", "input:1,4", 32, 1)
             server.stop()
 
@@ -313,7 +311,7 @@ def main():
     for rate, name in (("1", "iris json b1 plog 100%"), ("0.01", "iris json b1 plog 1%")):
         server = Server([iris], args.out / "server-iris-plog.log",
                         ["--prediction-log-rate", rate, "--prediction-log-file", str(args.out / "predictions.jsonl")])
-        scenario(server, name, "/predict", json_body(iris_row), 32, 1, json_type)
+        scenario(server, name, "/predict", json_body(IRIS_ROW), 32, 1, JSON_TYPE)
         server.stop()
 
     # The same tool over both protocols (perf_analyzer's REST is v2 with binary data).
@@ -329,10 +327,10 @@ def main():
 
     server = Server([mlp, mlp_batched], args.out / "server-mlp.log")
     for connections in (1, 32):
-        scenario(server, "mlp json b1", "/models/mlp-512/predict", json_body(mlp_row), connections, 1, json_type)
-    scenario(server, "mlp json b1 batching", "/models/mlp-512-batched/predict", json_body(mlp_row), 32, 1, json_type)
-    scenario(server, "mlp json b32", "/models/mlp-512/predict", json_body(mlp_32), 1, 32, json_type)
-    body, length = binary_body(mlp_32)
+        scenario(server, "mlp json b1", "/models/mlp-512/predict", json_body(MLP_ROW), connections, 1, JSON_TYPE)
+    scenario(server, "mlp json b1 batching", "/models/mlp-512-batched/predict", json_body(MLP_ROW), 32, 1, JSON_TYPE)
+    scenario(server, "mlp json b32", "/models/mlp-512/predict", json_body(MLP_32), 1, 32, JSON_TYPE)
+    body, length = binary_body(MLP_32)
     for connections in (1, 4):
         scenario(server, "mlp binary b32", "/v2/models/mlp-512/infer", body, connections, 32,
                  [f"inference-header-content-length: {length}"])
@@ -341,10 +339,10 @@ def main():
     # Mixed: small iris requests beside large mlp batches on one server; iris's p99 alone and
     # beside the mlp load.
     server = Server([iris, mlp], args.out / "server-mixed.log")
-    iris_load = ("iris json b1 alone", "/models/iris-svc/predict", json_body(iris_row), 8, 1, json_type)
+    iris_load = ("iris json b1 alone", "/models/iris-svc/predict", json_body(IRIS_ROW), 8, 1, JSON_TYPE)
     mixed(server, [iris_load])
     mixed(server, [("iris json b1 mixed", *iris_load[1:]),
-                   ("mlp json b32 mixed", "/models/mlp-512/predict", json_body(mlp_32), 4, 32, json_type)])
+                   ("mlp json b32 mixed", "/models/mlp-512/predict", json_body(MLP_32), 4, 32, JSON_TYPE)])
     server.stop()
     limits_at_end = measure_limits(iris, mlp, seconds)
     limits = {name: {key: (figures[key] + limits_at_end[0][name][key]) / 2 for key in figures}
