@@ -3,7 +3,7 @@ Kubernetes ones against the Kubernetes API's own schemas (kubernetes-validate, s
 field fails, as `kubectl apply` refuses it), the KServe ones against KServe's CRD schemas
 (kserve/README.md), names and labels against the API server's rules, and the YAML against the JSON
 it was written from. The probes and ports are checked against the running server by
-server/tests/manifests.rs."""
+server/tests/integration/manifests.rs."""
 
 import copy
 import json

@@ -2,7 +2,7 @@
 //! exits 0; a stalled client cannot hold it past the drain timeout, and a second signal stops it
 //! at once.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::TcpStream;

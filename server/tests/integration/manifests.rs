@@ -2,7 +2,7 @@
 //! to the port it names on a server started from every bundle, answers 200; so does the metrics
 //! endpoint the scrape annotations name; KServe's runtime runs the very same container.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;

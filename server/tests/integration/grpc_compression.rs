@@ -2,7 +2,7 @@
 //! perf_analyzer announce) only when they are large: a small answer's deflate stream cost more
 //! than the rest of its request (a fifth of the server's CPU in perf_analyzer's iris scenario).
 
-mod common;
+use crate::common;
 
 use common::{bundle, grpc_frame, iris_infer_request, Server, IRIS_ROW};
 

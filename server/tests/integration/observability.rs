@@ -1,7 +1,7 @@
 //! What a request leaves behind: its metrics (scraped from the metrics port), its request id and
 //! trace context in the answer, and its access log line with the same ids.
 
-mod common;
+use crate::common;
 
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! The limits every request meets (rows per request, concurrent requests, a deadline) and the
 //! optional bearer tokens, against the real binary over real sockets.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::Arc;

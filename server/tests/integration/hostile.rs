@@ -5,7 +5,7 @@
 //! getting its answers, the attacker gets the documented answer, and memory stays within bound.
 //! Every wait polls for the state it needs, with a generous deadline.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

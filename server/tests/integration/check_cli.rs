@@ -1,7 +1,7 @@
 //! `predictor check` refuses broken bundles with a message naming the file, the field and the
 //! mismatch; `predictor serve` refuses them too, before listening.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! the bearer tokens, the concurrency and body limits hold on each path of that port, and each
 //! protocol is timed and logged as on its own.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

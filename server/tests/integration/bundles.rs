@@ -1,7 +1,7 @@
 //! Every bundle under models/ must pass `predictor check` and answer its sample over HTTP, so a
 //! template change that breaks any predictor fails the tests.
 
-mod common;
+use crate::common;
 
 use common::{all_bundles, assert_close, predictor, sample, Server};
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! Dynamic batching (`runtime.max_batch_size`, `runtime.max_queue_delay_ms`): concurrent requests
 //! share runs, and each caller gets exactly its own rows, as it would alone.
 
-mod common;
+use crate::common;
 
 use serde_json::{json, Value};
 

@@ -2,7 +2,7 @@
 //! checks run. It passes on a healthy server answering its samples, and fails with a message
 //! naming the problem otherwise.
 
-mod common;
+use crate::common;
 
 use common::{all_bundles, bundle, edited_copy, predictor, Server};
 

@@ -1,7 +1,7 @@
 //! The seed's REST API against the real binary: every endpoint, several models, and a clear 4xx
 //! for every kind of bad input.
 
-mod common;
+use crate::common;
 
 use common::{bundle, edited_copy, Server};
 use serde_json::{json, Value};

@@ -2,7 +2,7 @@
 //! probabilities as a sequence of maps (ZipMap), and Triton's classification extension on them,
 //! against the real binary, the real ONNX Runtime and the bundles under models/.
 
-mod common;
+use crate::common;
 
 use common::{bundle, predictor, sample, Server};
 use serde_json::{json, Value};
