@@ -276,21 +276,20 @@ fn run(backend: &mut impl Backend, outputs: &[usize], batch: Vec<Job>, metrics: 
     }
 }
 
-/// One answer per job, in job order.
-fn answer(
-    backend: &mut impl Backend,
+/// One answer per job, in job order. Triton's statistics count the runs that answered, as
+/// Triton counts successful inferences only: a failed run, or a joint run whose rows are run again
+/// alone, adds nothing to them.
+fn answer<B: Backend>(
+    backend: &mut B,
     outputs: &[usize],
     inputs_by_job: Vec<Vec<Tensor>>,
     metrics: &ModelMetrics,
 ) -> Vec<Result<Vec<Tensor>, RuntimeError>> {
-    let mut timed_run = |inputs: Vec<Tensor>, rows: usize| {
-        let started = Instant::now();
-        let outcome = backend.run(inputs, outputs);
-        metrics
-            .inference_duration
-            .observe(started.elapsed().as_secs_f64());
-        metrics.batch_rows.observe(rows as f64);
-        metrics.statistics.ran(rows, started.elapsed());
+    let alone = |backend: &mut B, inputs: Vec<Tensor>, rows: usize| {
+        let (outcome, elapsed) = timed_run(backend, outputs, inputs, rows, metrics);
+        if outcome.is_ok() {
+            metrics.statistics.ran(rows, elapsed);
+        }
         outcome
     };
     let rows_of = |inputs: &[Tensor]| inputs.first().map_or(1, Tensor::rows);
@@ -299,23 +298,46 @@ fn answer(
             .into_iter()
             .map(|inputs| {
                 let rows = rows_of(&inputs);
-                timed_run(inputs, rows)
+                alone(backend, inputs, rows)
             })
             .collect();
     }
     let rows: Vec<usize> = inputs_by_job.iter().map(|inputs| rows_of(inputs)).collect();
+    let total = rows.iter().sum();
     // The joint run takes a copy: should it fail, every job still has its own inputs.
     let joint = join_inputs(inputs_by_job.clone())
         .ok_or_else(|| RuntimeError::Inference("the jobs' inputs do not join".into()))
-        .and_then(|joined| timed_run(joined, rows.iter().sum()));
-    match joint.and_then(|outputs| split_outputs(outputs, &rows)) {
-        Ok(per_job) => per_job.into_iter().map(Ok).collect(),
+        .and_then(|joined| {
+            let (outcome, elapsed) = timed_run(backend, outputs, joined, total, metrics);
+            outcome.and_then(|outputs| split_outputs(outputs, &rows).map(|split| (split, elapsed)))
+        });
+    match joint {
+        Ok((per_job, elapsed)) => {
+            metrics.statistics.ran(total, elapsed);
+            per_job.into_iter().map(Ok).collect()
+        }
         Err(_) => inputs_by_job
             .into_iter()
             .zip(rows)
-            .map(|(inputs, rows)| timed_run(inputs, rows))
+            .map(|(inputs, rows)| alone(backend, inputs, rows))
             .collect(),
     }
+}
+
+/// One run of `rows` rows, observed in the run duration and batch size histograms.
+fn timed_run(
+    backend: &mut impl Backend,
+    outputs: &[usize],
+    inputs: Vec<Tensor>,
+    rows: usize,
+    metrics: &ModelMetrics,
+) -> (Result<Vec<Tensor>, RuntimeError>, Duration) {
+    let started = Instant::now();
+    let outcome = backend.run(inputs, outputs);
+    let elapsed = started.elapsed();
+    metrics.inference_duration.observe(elapsed.as_secs_f64());
+    metrics.batch_rows.observe(rows as f64);
+    (outcome, elapsed)
 }
 
 /// One tensor per input, the jobs' rows joined in job order; None should they not join (gather
@@ -413,13 +435,22 @@ mod tests {
     const LONG: Duration = Duration::from_secs(60);
 
     fn start(backend: FakeBackend, capacity: usize, batching: Option<Batching>) -> Queue {
+        start_with(backend, capacity, batching, metrics())
+    }
+
+    fn start_with(
+        backend: FakeBackend,
+        capacity: usize,
+        batching: Option<Batching>,
+        metrics: ModelMetrics,
+    ) -> Queue {
         spawn(
             "fake",
             vec![backend],
             vec![0],
             NonZeroUsize::new(capacity).unwrap(),
             batching,
-            metrics(),
+            metrics,
         )
         .unwrap()
     }
@@ -543,13 +574,16 @@ mod tests {
     fn when_a_joint_run_fails_each_job_runs_again_alone() {
         let (backend, release) = FakeBackend::echo().first_run_waits();
         let runs = backend.runs();
-        let queue = start(
+        let metrics = metrics();
+        let statistics = metrics.statistics.clone();
+        let queue = start_with(
             backend,
             8,
             Some(Batching {
                 max_rows: 8,
                 max_delay: LONG,
             }),
+            metrics,
         );
         let blocker = send(&queue, rows(0.0, 1));
         let good = send(&queue, rows(1.0, 2));
@@ -561,6 +595,10 @@ mod tests {
         assert!(matches!(wait(bad), Err(RuntimeError::RejectedInput(_))));
         // The joint run of 4 rows failed (it held the bad row); then each alone.
         assert_eq!(*runs.lock().unwrap(), vec![4, 1, 2, 1]);
+        // Triton's statistics count what was answered: the blocker's run (1 row) and the good
+        // job's (2 rows), not the failed joint run nor the bad job's.
+        assert_eq!(statistics.inference_count.load(Ordering::Relaxed), 3);
+        assert_eq!(statistics.execution_count.load(Ordering::Relaxed), 2);
     }
 
     #[test]
