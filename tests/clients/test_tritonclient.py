@@ -411,3 +411,50 @@ def test_classification_gives_the_top_classes_of_the_probabilities(server, encod
         best = np.argsort(-row, kind="stable")[:2]
         expected = [f"{row[i]:.6f}:{i}:{bundle['labels'][i]}" for i in best]
         assert [text(c) for c in classes] == expected
+
+
+@pytest.fixture(scope="module")
+def token_server():
+    from conftest import Server
+
+    server = Server([REPO / "server/tests/fixtures/token-pair"])
+    yield server
+    server.stop()
+
+
+def token_inputs(encoding, ids, mask):
+    return [
+        infer_input(encoding, "input_ids", np.array(ids, dtype=np.int64)),
+        infer_input(encoding, "attention_mask", np.array(mask, dtype=np.int64)),
+    ]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_run_that_fails_on_the_callers_data_is_the_callers_mistake(token_server, encoding):
+    """Data that passes every check of the bundle but that the graph cannot run (an odd sequence
+    where the model reshapes tokens into pairs; two token inputs of different lengths): a 400 /
+    INVALID_ARGUMENT with ONNX Runtime's message, one WARN line a request and no ERROR line, and
+    no 5xx in the metrics; the model still answers good requests."""
+    triton = client(token_server, encoding.split("-")[0])
+    answer = triton.infer("token-pair", token_inputs(encoding, [[1, 2, 3, 4]], [[1, 1, 1, 0]]))
+    assert answer.as_numpy("masked").tolist() == [[1, 2, 3, 0]]
+    assert answer.as_numpy("pairs").tolist() == [[[1, 2], [3, 0]]]
+    expected = "StatusCode.INVALID_ARGUMENT" if encoding == "grpc" else "400"
+    refusals = [
+        ([[1, 2, 3]], [[1, 1, 1]], "cannot be reshaped to the requested shape"),
+        ([[1, 2, 3, 4]], [[1, 1, 1, 0, 1]], "Attempting to broadcast an axis by a dimension other than 1"),
+    ]
+    warned_before = sum('"the model refused the request\'s data"' in line for line in token_server.log)
+    for ids, mask, message in refusals:
+        with pytest.raises(InferenceServerException) as raised:
+            triton.infer("token-pair", token_inputs(encoding, ids, mask))
+        assert raised.value.status() == expected
+        assert message in raised.value.message()
+    assert triton.infer("token-pair", token_inputs(encoding, [[5, 6]], [[1, 1]])).as_numpy("masked").tolist() == [[5, 6]]
+    warned = sum('"the model refused the request\'s data"' in line for line in token_server.log)
+    assert warned - warned_before == len(refusals), "".join(token_server.log)
+    assert not [line for line in token_server.log if '"level":"ERROR"' in line]
+    with urllib.request.urlopen(f"http://{token_server.metrics}/metrics") as response:
+        metrics = response.read().decode()
+    requests = [line for line in metrics.splitlines() if line.startswith("predictor_requests_total{")]
+    assert not [line for line in requests if 'status="5' in line or 'status="INTERNAL"' in line], requests

@@ -325,7 +325,12 @@ impl Model {
             .await
             .map_err(|_| PredictError::Unavailable(self.name().to_string()))?
             .map_err(|error| match error {
-                RuntimeError::RejectedInput(message) => PredictError::InvalidInput(message),
+                RuntimeError::RejectedInput(message) => {
+                    // The caller's 400, but worth an operator's look: data that passed every
+                    // check of the bundle, which the bundle could declare more precisely.
+                    tracing::warn!(error = %message, "the model refused the request's data");
+                    PredictError::InvalidInput(message)
+                }
                 other => PredictError::Runtime(other),
             })?;
         self.binding.check_outputs(&outputs)?;

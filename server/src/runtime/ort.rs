@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::Session;
+use ort::session::{RunOptions, Session};
 use ort::value::{
     DynMap, DynValue, IntoTensorElementType, PrimitiveTensorElementType, TensorElementType,
     ValueType,
@@ -79,7 +79,7 @@ impl OnnxRuntime {
         ort::info()
     }
 
-    /// ONNX Runtime's version (`1.22.1`), as the library itself says.
+    /// ONNX Runtime's version (`1.24.4`), as the library itself says.
     pub fn version(&self) -> &str {
         &self.version
     }
@@ -114,10 +114,18 @@ impl OnnxRuntime {
             outputs: describe(session.outputs()),
         };
         let class_keys = vec![None; signature.outputs.len()];
+        // A failed run is the server's to report, once, with ONNX Runtime's message (as the
+        // caller's 400 or as an internal error): ONNX Runtime's own ERROR line for the failing
+        // node would be a second report, and an ERROR for what may be a caller's mistake.
+        let mut run_options = RunOptions::new().map_err(|e| model_error(e.to_string()))?;
+        run_options
+            .set_log_level(ort::logging::LogLevel::Fatal)
+            .map_err(|e| model_error(e.to_string()))?;
         Ok(OrtBackend {
             session,
             signature,
             class_keys,
+            run_options,
         })
     }
 }
@@ -139,6 +147,7 @@ pub struct OrtBackend {
     signature: GraphSignature,
     /// For each output that is a sequence of class maps, the classes of its last run.
     class_keys: Vec<Option<Vec<String>>>,
+    run_options: RunOptions,
 }
 
 impl Backend for OrtBackend {
@@ -159,10 +168,10 @@ impl Backend for OrtBackend {
             .map(|(input, tensor)| Ok((input.name.as_str(), to_ort(tensor)?)))
             .collect::<Result<Vec<_>, ort::Error>>()
             .map_err(|e| RuntimeError::Inference(e.to_string()))?;
-        let values = self.session.run(values).map_err(|e| match e.code() {
-            ort::ErrorCode::InvalidArgument => RuntimeError::RejectedInput(e.to_string()),
-            _ => RuntimeError::Inference(e.to_string()),
-        })?;
+        let values = self
+            .session
+            .run_with_options(values, &self.run_options)
+            .map_err(run_error)?;
         // Only the wanted outputs are converted: the others may be of kinds predictor does not
         // serve, and copying them would be wasted work.
         outputs
@@ -183,6 +192,29 @@ impl Backend for OrtBackend {
                 from_ort(name, value)
             })
             .collect()
+    }
+}
+
+/// Whose fault a failed run is. The model ran its sample when it was loaded, so a run that fails
+/// on inputs that passed every check of the bundle failed on the caller's data (a reshape the data
+/// cannot take, lengths a node cannot broadcast), which ONNX Runtime reports as an invalid
+/// argument, a runtime exception or a generic failure: the caller's to fix. The server's own
+/// faults stay internal: memory that could not be allocated (ONNX Runtime says so only in its
+/// message), and the engine's or an execution provider's failures.
+fn run_error(error: ort::Error) -> RuntimeError {
+    let message = error.to_string();
+    let out_of_memory = ["bad_alloc", "Failed to allocate memory", "out of memory"]
+        .iter()
+        .any(|words| message.contains(words));
+    match error.code() {
+        ort::ErrorCode::InvalidArgument
+        | ort::ErrorCode::RuntimeException
+        | ort::ErrorCode::GenericFailure
+            if !out_of_memory =>
+        {
+            RuntimeError::RejectedInput(message)
+        }
+        _ => RuntimeError::Inference(message),
     }
 }
 
