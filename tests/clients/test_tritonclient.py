@@ -429,32 +429,52 @@ def token_inputs(encoding, ids, mask):
     ]
 
 
+def refused_by_model(server):
+    return sum('"the model refused the request\'s data"' in line for line in server.log)
+
+
+def assert_no_server_error(server):
+    """No ERROR line in the server's log, and no 5xx (nor gRPC INTERNAL) in its metrics."""
+    assert not [line for line in server.log if '"level":"ERROR"' in line]
+    with urllib.request.urlopen(f"http://{server.metrics}/metrics") as response:
+        metrics = response.read().decode()
+    requests = [line for line in metrics.splitlines() if line.startswith("predictor_requests_total{")]
+    assert not [line for line in requests if 'status="5' in line or 'status="INTERNAL"' in line], requests
+
+
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_a_run_that_fails_on_the_callers_data_is_the_callers_mistake(token_server, encoding):
     """Data that passes every check of the bundle but that the graph cannot run (an odd sequence
-    where the model reshapes tokens into pairs; two token inputs of different lengths): a 400 /
-    INVALID_ARGUMENT with ONNX Runtime's message, one WARN line a request and no ERROR line, and
-    no 5xx in the metrics; the model still answers good requests."""
+    where the model reshapes tokens into pairs): a 400 / INVALID_ARGUMENT with ONNX Runtime's
+    message, one WARN line and no ERROR line, and no 5xx in the metrics; the model still answers
+    good requests."""
     triton = client(token_server, encoding.split("-")[0])
     answer = triton.infer("token-pair", token_inputs(encoding, [[1, 2, 3, 4]], [[1, 1, 1, 0]]))
     assert answer.as_numpy("masked").tolist() == [[1, 2, 3, 0]]
     assert answer.as_numpy("pairs").tolist() == [[[1, 2], [3, 0]]]
-    expected = "StatusCode.INVALID_ARGUMENT" if encoding == "grpc" else "400"
-    refusals = [
-        ([[1, 2, 3]], [[1, 1, 1]], "cannot be reshaped to the requested shape"),
-        ([[1, 2, 3, 4]], [[1, 1, 1, 0, 1]], "Attempting to broadcast an axis by a dimension other than 1"),
-    ]
-    warned_before = sum('"the model refused the request\'s data"' in line for line in token_server.log)
-    for ids, mask, message in refusals:
-        with pytest.raises(InferenceServerException) as raised:
-            triton.infer("token-pair", token_inputs(encoding, ids, mask))
-        assert raised.value.status() == expected
-        assert message in raised.value.message()
+    warned_before = refused_by_model(token_server)
+    with pytest.raises(InferenceServerException) as raised:
+        triton.infer("token-pair", token_inputs(encoding, [[1, 2, 3]], [[1, 1, 1]]))
+    assert raised.value.status() == ("StatusCode.INVALID_ARGUMENT" if encoding == "grpc" else "400")
+    assert "The input tensor cannot be reshaped to the requested shape" in raised.value.message()
     assert triton.infer("token-pair", token_inputs(encoding, [[5, 6]], [[1, 1]])).as_numpy("masked").tolist() == [[5, 6]]
-    warned = sum('"the model refused the request\'s data"' in line for line in token_server.log)
-    assert warned - warned_before == len(refusals), "".join(token_server.log)
-    assert not [line for line in token_server.log if '"level":"ERROR"' in line]
-    with urllib.request.urlopen(f"http://{token_server.metrics}/metrics") as response:
-        metrics = response.read().decode()
-    requests = [line for line in metrics.splitlines() if line.startswith("predictor_requests_total{")]
-    assert not [line for line in requests if 'status="5' in line or 'status="INTERNAL"' in line], requests
+    assert refused_by_model(token_server) - warned_before == 1, "".join(token_server.log)
+    assert_no_server_error(token_server)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_inputs_that_disagree_on_a_dimension_the_graph_shares_are_refused_naming_it(token_server, encoding):
+    """input_ids [1, 4] with attention_mask [1, 5]: the graph names both sequences 'sequence', so
+    the request is refused before it reaches the model, naming both inputs and the dimension (it
+    was a 500 with ONNX Runtime's broadcast error)."""
+    triton = client(token_server, encoding.split("-")[0])
+    warned_before = refused_by_model(token_server)
+    with pytest.raises(InferenceServerException) as raised:
+        triton.infer("token-pair", token_inputs(encoding, [[1, 2, 3, 4]], [[1, 1, 1, 0, 1]]))
+    assert raised.value.status() == ("StatusCode.INVALID_ARGUMENT" if encoding == "grpc" else "400")
+    assert (
+        "inputs 'input_ids' and 'attention_mask' disagree on the dimension the model names 'sequence': "
+        "'input_ids' has 4 (axis 1), 'attention_mask' has 5 (axis 1)"
+    ) in raised.value.message()
+    assert refused_by_model(token_server) == warned_before, "refused before the model: no WARN of the run"
+    assert_no_server_error(token_server)

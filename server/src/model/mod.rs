@@ -1,6 +1,7 @@
 //! A served model: a bundle checked against its ONNX graph and its sample, and the worker thread
 //! that owns its ONNX Runtime session, so that inference never runs on the async reactor.
 
+pub mod dimensions;
 pub mod worker;
 
 use std::num::NonZeroUsize;
@@ -13,6 +14,7 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 use tracing::Span;
 
+use self::dimensions::SharedDimension;
 use self::worker::{Batching, Job, Queue, Refused};
 use crate::bundle::sample::{compare, json, perturbed, raw_json};
 use crate::bundle::{Bundle, BundleError, LabelRule, TensorSpec};
@@ -87,6 +89,8 @@ struct GraphBinding {
     graph_input_order: Vec<usize>,
     /// For each declared output, its index among the graph outputs (what the worker asks for).
     output_positions: Vec<usize>,
+    /// The graph's symbolic dimensions that inputs share, which every request must agree on.
+    shared_dimensions: Vec<SharedDimension>,
 }
 
 impl Model {
@@ -164,10 +168,15 @@ impl Model {
                 file: bundle.file.clone(),
                 problems,
             })?;
+        let mut dimension_names = vec![Vec::new(); bundle.config.inputs.len()];
+        for (graph_input, &declared) in backend.signature().inputs.iter().zip(&graph_input_order) {
+            dimension_names[declared] = graph_input.dimension_names.clone();
+        }
         let binding = GraphBinding {
             bundle,
             graph_input_order,
             output_positions,
+            shared_dimensions: dimensions::shared(&dimension_names),
         };
         binding.check_sample(backend)?;
         let batching = binding.batching()?;
@@ -296,6 +305,12 @@ impl Model {
             .bundle()
             .request_rows(&inputs)
             .map_err(PredictError::InvalidInput)?;
+        dimensions::check(
+            &self.binding.shared_dimensions,
+            &self.bundle().config.inputs,
+            &inputs,
+        )
+        .map_err(PredictError::InvalidInput)?;
         if rows > self.max_rows_per_request {
             return Err(PredictError::InvalidInput(format!(
                 "the request has {rows} rows; this server takes at most {} per request (--max-rows-per-request): split it",

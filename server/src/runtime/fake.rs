@@ -43,6 +43,7 @@ impl FakeBackend {
                 dtype: DType::Float32,
                 shape: vec![-1, -1],
             },
+            dimension_names: vec![String::new(); 2],
         };
         FakeBackend {
             signature: GraphSignature {

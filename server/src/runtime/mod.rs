@@ -33,6 +33,10 @@ pub enum RuntimeError {
 pub struct GraphValue {
     pub name: String,
     pub kind: GraphValueKind,
+    /// For a tensor, the graph's symbolic name of each dimension (`batch`, `sequence`), "" where
+    /// it has none (a fixed size, or an unnamed dynamic one). Inputs that share a name must agree
+    /// on its size. Empty for anything but a tensor.
+    pub dimension_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

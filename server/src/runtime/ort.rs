@@ -106,6 +106,12 @@ impl OnnxRuntime {
                 .map(|outlet| GraphValue {
                     name: outlet.name().to_string(),
                     kind: graph_value_kind(outlet.dtype()),
+                    dimension_names: match outlet.dtype() {
+                        ValueType::Tensor {
+                            dimension_symbols, ..
+                        } => dimension_symbols.to_vec(),
+                        _ => Vec::new(),
+                    },
                 })
                 .collect()
         };
