@@ -311,8 +311,13 @@ impl<'de> Deserialize<'de> for UniqueKeys {
 }
 
 fn decode_one(spec: &TensorSpec, text: &str, field: &str) -> Result<Tensor, String> {
-    let tensor =
-        Tensor::from_json_text(text, spec.dtype).map_err(|error| format!("{field}: {error}"))?;
+    // A scalar input (shape []) takes a bare value, every other input nested arrays.
+    let decoded = if spec.shape.is_empty() {
+        Tensor::from_json_scalar(text, spec.dtype)
+    } else {
+        Tensor::from_json_text(text, spec.dtype)
+    };
+    let tensor = decoded.map_err(|error| format!("{field}: {error}"))?;
     if !crate::tensor::shape_fits(&spec.shape, tensor.shape()) {
         return Err(format!(
             "{field}: input '{}' expects shape {}, received shape {}",
@@ -508,11 +513,6 @@ fn check_specs(field: &str, specs: &[TensorSpec], problems: &mut Vec<String>) {
                 spec.name
             ));
         }
-        if spec.shape.is_empty() {
-            problems.push(format!(
-                "{field}[{index}].shape: expected at least one dimension (the rows)"
-            ));
-        }
         for (axis, &dim) in spec.shape.iter().enumerate() {
             if dim != -1 && dim <= 0 {
                 problems.push(format!(
@@ -705,6 +705,33 @@ tolerance = 1e-4
             error(json!({"input": [[1, 2, 3, 4]], "mask": [1]})),
             "data.mask: expected bool at [0], received a number"
         );
+    }
+
+    #[test]
+    fn a_scalar_input_takes_a_bare_value() {
+        // A voice activity model's sample rate: a rank-0 int64 beside the rows.
+        let text = IRIS.replace(
+            "[[outputs]]\nname = \"label\"",
+            "[[inputs]]\nname = \"sr\"\ndtype = \"int64\"\nshape = []\n\n[[outputs]]\nname = \"label\"",
+        );
+        let bundle = parse(&text).unwrap();
+        let inputs = bundle
+            .decode_inputs(&raw(json!({"sr": 16000, "input": [[1, 2, 3, 4]]})), "data")
+            .unwrap();
+        assert_eq!(inputs[1].shape(), &[] as &[usize]);
+        assert_eq!(inputs[1].data().value_f64(0), 16000.0);
+        let error = |value| bundle.decode_inputs(&raw(value), "data").unwrap_err();
+        assert_eq!(
+            error(json!({"input": [[1, 2, 3, 4]], "sr": [16000]})),
+            "data.sr: expected one int64 value (a scalar, shape []), received an array"
+        );
+        assert_eq!(
+            error(json!({"input": [[1, 2, 3, 4]], "sr": 1.5})),
+            "data.sr: expected int64 at the top level, received 1.5"
+        );
+        // Only a declared scalar takes a bare value.
+        assert!(error(json!({"input": 4, "sr": 16000}))
+            .contains("data.input: expected a nested array of float32 values, received a number"));
     }
 
     #[test]

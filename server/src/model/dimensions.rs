@@ -15,11 +15,14 @@ pub struct SharedDimension {
 }
 
 /// The dimensions named at two or more places; `names[input]` are the names of the axes of the
-/// declared input `input` ("" for an axis the graph leaves unnamed).
+/// declared input `input` ("" for an axis the graph leaves unnamed). A name without a letter or
+/// digit is no name: Paddle2ONNX writes `?` for every dimension it does not know (an image's
+/// height and width both), which says nothing of their sizes.
 pub fn shared(names: &[Vec<String>]) -> Vec<SharedDimension> {
+    let is_name = |name: &String| name.chars().any(char::is_alphanumeric);
     let mut found: Vec<SharedDimension> = Vec::new();
     for (input, axes) in names.iter().enumerate() {
-        for (axis, name) in axes.iter().enumerate().filter(|(_, name)| !name.is_empty()) {
+        for (axis, name) in axes.iter().enumerate().filter(|(_, name)| is_name(name)) {
             match found.iter_mut().find(|dimension| &dimension.name == name) {
                 Some(dimension) => dimension.places.push((input, axis)),
                 None => found.push(SharedDimension {
@@ -110,6 +113,12 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_placeholder_is_no_name() {
+        // PaddleOCR's classifier, exported by Paddle2ONNX: x [-1, 3, ?, ?].
+        assert_eq!(shared(&names(&[&["", "", "?", "?"]])), vec![]);
     }
 
     #[test]

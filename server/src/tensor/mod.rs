@@ -371,6 +371,11 @@ pub enum TensorError {
         dtype: DType,
         received: &'static str,
     },
+    #[error("expected one {dtype} value (a scalar, shape []), received {received}")]
+    NotAScalar {
+        dtype: DType,
+        received: &'static str,
+    },
     #[error("expected a non-empty array, received an empty array at {}", Path(.at))]
     Empty { at: Vec<usize> },
     #[error("ragged array: expected {expected} values at {} like the first one, received {received}", Path(.at))]
@@ -542,6 +547,29 @@ impl Tensor {
     /// The shape is read from the first element at each depth; every other element must agree.
     pub fn from_json_text(text: &str, dtype: DType) -> Result<Tensor, TensorError> {
         json::decode_shaped(text, dtype)
+    }
+
+    /// A scalar (shape `[]`) from one bare JSON value, as the seed API and samples give an input
+    /// declared with `shape = []` (a sample rate). An array or an object is refused before it is
+    /// parsed: only a single value is read into memory.
+    pub fn from_json_scalar(text: &str, dtype: DType) -> Result<Tensor, TensorError> {
+        let received = match text.trim_start().as_bytes().first() {
+            Some(b'[') => Some("an array"),
+            Some(b'{') => Some("an object"),
+            _ => None,
+        };
+        if let Some(received) = received {
+            return Err(TensorError::NotAScalar { dtype, received });
+        }
+        let value: Value =
+            serde_json::from_str(text).map_err(|error| TensorError::Json(error.to_string()))?;
+        let mut data = TensorData::with_capacity(dtype, 1);
+        data.push_json(&value)
+            .map_err(|error| error.at(&[], dtype))?;
+        Ok(Tensor {
+            shape: Vec::new(),
+            data,
+        })
     }
 
     /// [`Tensor::from_json_text`] for a value already parsed (a sample from predictor.toml).
