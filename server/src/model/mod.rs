@@ -113,19 +113,9 @@ impl Model {
                 model_path.display()
             )));
         }
-        // The bundle is the unit that is checked, hashed and shipped: a symbolic link must not
-        // take the model from elsewhere.
-        let resolved = std::fs::canonicalize(&model_path);
-        let folder = std::fs::canonicalize(bundle.dir());
-        if let (Ok(resolved), Ok(folder)) = (&resolved, &folder) {
-            if !resolved.starts_with(folder) {
-                return Err(bundle.error(format!(
-                    "model: {} resolves to {}, outside the bundle folder; copy the model into the bundle",
-                    model_path.display(),
-                    resolved.display()
-                )));
-            }
-        }
+        // The model may be a symbolic link to a regular file anywhere (a model cache keeps its
+        // files so): its sha256, logged and in the metrics' model info, names what is served, and
+        // the Nix bundle copies the file itself.
         let threads = options
             .threads
             .map(NonZeroUsize::get)
