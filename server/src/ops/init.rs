@@ -123,21 +123,10 @@ pub fn scaffold(
             )),
         }
     }
-    // Class scores are the usual prediction; fall back to the first float, then the first output.
-    let prediction = class_maps
+    let class_scores = class_maps
         .first()
-        .and_then(|&index| {
-            outputs
-                .iter()
-                .find(|(n, _, _)| *n == signature.outputs[index].name)
-        })
-        .or_else(|| {
-            outputs
-                .iter()
-                .find(|(n, d, _)| d.is_float() && n.to_ascii_lowercase().contains("prob"))
-        })
-        .or_else(|| outputs.iter().find(|(_, d, _)| d.is_float()))
-        .or_else(|| outputs.first())
+        .map(|&index| signature.outputs[index].name.as_str());
+    let prediction = likely_prediction(&outputs, class_scores)
         .ok_or_else(|| InitError::NoOutput(model.display().to_string()))?;
     // Text classes are labels only when the prediction is the class scores they name.
     let labels = class_names.filter(|_| {
@@ -222,8 +211,44 @@ pub fn scaffold(
     let _ = writeln!(out, "output = []");
     let _ = writeln!(out, "tolerance = 1e-4");
     let _ = writeln!(out, "\n[runtime]");
-    let _ = writeln!(out, "threads = 1");
+    let _ = writeln!(
+        out,
+        "# Optional hints, which serve's flags override. Without `threads`, each instance of the"
+    );
+    let _ = writeln!(
+        out,
+        "# model gets a share of the CPUs the server may use; `max_batch_size` batches requests."
+    );
+    let _ = writeln!(out, "# threads = 1");
+    let _ = writeln!(out, "# max_batch_size = 32");
     Ok(Scaffold { text, notes })
+}
+
+/// The output a caller most likely wants from `/predict`: the class scores (`class_scores`, a
+/// class map's name) first, then floats named as probabilities, then one float row per request
+/// (a sentence encoder's pooled `[rows, 384]` rather than its token-level `[rows, tokens, 384]`),
+/// then any float, then the first output.
+fn likely_prediction<'a>(
+    outputs: &'a [Declared],
+    class_scores: Option<&str>,
+) -> Option<&'a Declared> {
+    let float = |(_, dtype, _): &&Declared| dtype.is_float();
+    class_scores
+        .and_then(|wanted| outputs.iter().find(|(name, _, _)| name == wanted))
+        .or_else(|| {
+            outputs
+                .iter()
+                .filter(float)
+                .find(|(name, _, _)| name.to_ascii_lowercase().contains("prob"))
+        })
+        .or_else(|| {
+            outputs
+                .iter()
+                .filter(float)
+                .find(|(_, _, shape)| shape.len() == 2)
+        })
+        .or_else(|| outputs.iter().find(float))
+        .or_else(|| outputs.first())
 }
 
 fn unsupported_input(model: &Path, value: &GraphValue, type_name: &str) -> InitError {
@@ -277,6 +302,41 @@ mod tests {
     fn zeros_follow_the_shape_with_one_row() {
         assert_eq!(zeros(DType::Float32, &[-1, 3]), "[[0.0, 0.0, 0.0]]");
         assert_eq!(zeros(DType::Int64, &[2, -1]), "[[0], [0]]");
+    }
+
+    #[test]
+    fn a_pooled_output_is_the_prediction_before_a_token_level_one() {
+        let declared = |name: &str, dtype, shape: &[i64]| (name.to_string(), dtype, shape.to_vec());
+        let encoder = [
+            declared("token_embeddings", DType::Float32, &[-1, -1, 384]),
+            declared("sentence_embedding", DType::Float32, &[-1, 384]),
+        ];
+        assert_eq!(
+            likely_prediction(&encoder, None).unwrap().0,
+            "sentence_embedding"
+        );
+        let classifier = [
+            declared("label", DType::Int64, &[-1]),
+            declared("logits", DType::Float32, &[-1, 3]),
+            declared("probabilities", DType::Float32, &[-1, 3]),
+        ];
+        assert_eq!(
+            likely_prediction(&classifier, None).unwrap().0,
+            "probabilities"
+        );
+        assert_eq!(
+            likely_prediction(&classifier, Some("label")).unwrap().0,
+            "label"
+        );
+        let tokens_only = [declared(
+            "last_hidden_state",
+            DType::Float32,
+            &[-1, -1, 384],
+        )];
+        assert_eq!(
+            likely_prediction(&tokens_only, None).unwrap().0,
+            "last_hidden_state"
+        );
     }
 
     #[test]

@@ -82,6 +82,11 @@ fn init_then_filled_sample_passes_check_for_every_bundle() {
         );
         let written = folder.path().join("predictor.toml");
         let text = std::fs::read_to_string(&written).unwrap();
+        // The threads are the server's to share out unless the author pins them.
+        assert!(
+            !text.lines().any(|line| line.starts_with("threads")),
+            "{text}"
+        );
 
         // As written, the sample has no expected output: check must refuse it and say why.
         let refused = predictor(&["check", folder.path().to_str().unwrap()]);
