@@ -43,9 +43,28 @@ pub fn raw_json(value: &Value) -> Result<Box<RawValue>, String> {
     serde_json::value::to_raw_value(value).map_err(|error| error.to_string())
 }
 
-pub fn json(tensor: &Tensor) -> String {
-    serde_json::to_string(tensor).unwrap_or_default()
+/// A tensor as JSON for a message, cut after [`MESSAGE_JSON_CHARACTERS`] characters with what was
+/// left out: a transformer's token-level output of [1, 5, 384] took a line of 17,620 characters.
+pub fn abridged_json(tensor: &Tensor) -> String {
+    let text = serde_json::to_string(tensor).unwrap_or_default();
+    if text.len() <= MESSAGE_JSON_CHARACTERS {
+        return text;
+    }
+    let mut cut = MESSAGE_JSON_CHARACTERS;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}... ({} characters more; {} values of shape {} in all)",
+        &text[..cut],
+        text.len() - cut,
+        tensor.data().len(),
+        ShapeText(tensor.shape())
+    )
 }
+
+/// The most of a tensor's JSON that a message shows.
+const MESSAGE_JSON_CHARACTERS: usize = 400;
 
 /// Compares element by element; the message names the first element beyond `tolerance`.
 /// `predictor check` uses it on the sample at load, `predictor probe` on a served answer.
@@ -120,6 +139,19 @@ mod tests {
         assert_eq!(
             error,
             "output 'p' deviates at [0][1]: expected 0.25, got 0.35 (tolerance 0.001)"
+        );
+    }
+
+    #[test]
+    fn a_long_tensor_is_abridged_in_messages() {
+        let short = floats(vec![1, 3], vec![0.5, 0.25, 0.25]);
+        assert_eq!(super::abridged_json(&short), "[[0.5,0.25,0.25]]");
+        let tokens = floats(vec![1, 5, 384], vec![0.123_456_78; 5 * 384]);
+        let text = super::abridged_json(&tokens);
+        assert!(text.len() < 500, "{} characters", text.len());
+        assert!(
+            text.ends_with("characters more; 1920 values of shape [1, 5, 384] in all)"),
+            "{text}"
         );
     }
 

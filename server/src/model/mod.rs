@@ -16,7 +16,7 @@ use tracing::Span;
 
 use self::dimensions::SharedDimension;
 use self::worker::{Batching, Job, Queue, Refused};
-use crate::bundle::sample::{compare, json, perturbed, raw_json};
+use crate::bundle::sample::{abridged_json, compare, perturbed, raw_json};
 use crate::bundle::{Bundle, BundleError, LabelRule, TensorSpec};
 use crate::defaults;
 use crate::metrics::{Metrics, ModelInfoLabels, ModelMetrics};
@@ -521,7 +521,7 @@ impl GraphBinding {
         compare(&expected, &actual, sample.tolerance, &spec.name).map_err(|problem| {
             self.bundle.error(format!(
                 "sample.output: {problem}; the model returned {}",
-                json(&actual)
+                abridged_json(&actual)
             ))
         })?;
         self.check_class_names(backend)?;
