@@ -330,9 +330,10 @@ impl Model {
             .await
             .map_err(|_| PredictError::Unavailable(self.name().to_string()))?
             .map_err(|error| match error {
-                RuntimeError::RejectedInput(message) => {
+                rejected @ RuntimeError::RejectedInput(_) => {
                     // The caller's 400, but worth an operator's look: data that passed every
                     // check of the bundle, which the bundle could declare more precisely.
+                    let message = rejected.to_string();
                     tracing::warn!(error = %message, "the model refused the request's data");
                     PredictError::InvalidInput(message)
                 }

