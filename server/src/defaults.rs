@@ -30,6 +30,9 @@ pub const REQUEST_TIMEOUT_SECONDS: u64 = 30;
 pub const MAX_QUEUED_REQUESTS: NonZeroUsize = at_least_one(64);
 /// Rows (the first dimension) one request may send (`--max-rows-per-request`).
 pub const MAX_ROWS_PER_REQUEST: NonZeroUsize = at_least_one(4096);
+/// The largest size of a dynamic dimension other than the rows, where the bundle declares no
+/// `max_shape`: a sequence of tokens, an image's height or width. Past it a request is refused.
+pub const MAX_DYNAMIC_SIZE: usize = 1024;
 /// Seconds an inference request's body may take to arrive (`--body-read-timeout-seconds`).
 pub const BODY_READ_TIMEOUT_SECONDS: u64 = 30;
 /// Bytes of inference request bodies still arriving, all together (`--max-upload-bytes`).

@@ -325,6 +325,15 @@ fn check(library: &Path, args: &CheckArgs) -> Result<(), String> {
             model.bundle().config.version,
             model.bundle().file.display()
         );
+        let defaulted = model.bundle().default_bounds();
+        if !defaulted.is_empty() {
+            println!(
+                "note: {}: no max_shape bounds {}: the default bound, {}, applies (declare max_shape in predictor.toml for another)",
+                model.name(),
+                defaulted.join(", "),
+                predictor::defaults::MAX_DYNAMIC_SIZE
+            );
+        }
     }
     Ok(())
 }

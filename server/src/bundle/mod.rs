@@ -51,6 +51,41 @@ pub struct TensorSpec {
     pub name: String,
     pub dtype: DType,
     pub shape: Vec<i64>,
+    /// For an input, the largest size of each dynamic dimension (the fixed sizes repeated): what
+    /// the bundle promises to take, and so the memory it may need. Optional; see [`TensorSpec::bound`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_shape: Option<Vec<i64>>,
+}
+
+impl TensorSpec {
+    /// The largest size a request may give `axis`: none for a fixed size (the shape says it) or
+    /// for undeclared rows (`--max-rows-per-request` bounds those); `max_shape`'s where declared;
+    /// otherwise [`defaults::MAX_DYNAMIC_SIZE`].
+    pub fn bound(&self, axis: usize) -> Option<Bound> {
+        if self.shape.get(axis) != Some(&-1) {
+            return None;
+        }
+        match &self.max_shape {
+            Some(max) => usize::try_from(*max.get(axis)?).ok().map(Bound::Declared),
+            None if axis == 0 => None,
+            None => Some(Bound::Default(crate::defaults::MAX_DYNAMIC_SIZE)),
+        }
+    }
+}
+
+/// The largest size of a dynamic dimension, and where it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Declared(usize),
+    Default(usize),
+}
+
+impl Bound {
+    pub fn size(self) -> usize {
+        match self {
+            Bound::Declared(size) | Bound::Default(size) => size,
+        }
+    }
 }
 
 /// A known input and the prediction the model must give for it, checked at every load.
@@ -230,6 +265,43 @@ impl Bundle {
             || inputs.iter().map(Tensor::rows).max().unwrap_or(0),
             |(_, rows)| rows,
         ))
+    }
+
+    /// Refuses inputs (in declaration order, their shapes checked against the declarations) with
+    /// a dynamic dimension past its bound, naming the input, the axis and where the bound comes
+    /// from.
+    pub fn check_bounds(&self, inputs: &[Tensor]) -> Result<(), String> {
+        for (spec, tensor) in self.config.inputs.iter().zip(inputs) {
+            for (axis, &size) in tensor.shape().iter().enumerate() {
+                let Some(bound) = spec.bound(axis).filter(|bound| size > bound.size()) else {
+                    continue;
+                };
+                let origin = match bound {
+                    Bound::Declared(_) => "its max_shape in predictor.toml".to_string(),
+                    Bound::Default(_) => "the default for a dynamic dimension; the bundle can declare another in max_shape".to_string(),
+                };
+                return Err(format!(
+                    "input '{}' has {size} at axis {axis}, past its bound of {} ({origin}): send less at once",
+                    spec.name,
+                    bound.size()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The dynamic dimensions of the inputs bounded by the default, not by the bundle: what
+    /// `predictor check` tells the author, as "input 'x' axis 2".
+    pub fn default_bounds(&self) -> Vec<String> {
+        self.config
+            .inputs
+            .iter()
+            .flat_map(|spec| {
+                (0..spec.shape.len())
+                    .filter(|&axis| matches!(spec.bound(axis), Some(Bound::Default(_))))
+                    .map(|axis| format!("input '{}' axis {axis}", spec.name))
+            })
+            .collect()
     }
 
     /// Decodes a request's inputs (the seed API's `data`, or `[sample] input`) into one tensor per
@@ -520,6 +592,33 @@ fn check_specs(field: &str, specs: &[TensorSpec], problems: &mut Vec<String>) {
                 ));
             }
         }
+        if let Some(max) = &spec.max_shape {
+            if field != "inputs" {
+                problems.push(format!(
+                    "{field}[{index}].max_shape: only inputs take bounds; an output's sizes follow from them"
+                ));
+            } else if max.len() != spec.shape.len() {
+                problems.push(format!(
+                    "{field}[{index}].max_shape: {} sizes for a shape of {} dimensions {}",
+                    max.len(),
+                    spec.shape.len(),
+                    ShapeText(&spec.shape)
+                ));
+            } else {
+                for (axis, (&bound, &dim)) in max.iter().zip(&spec.shape).enumerate() {
+                    if (dim == -1 && bound <= 0) || (dim != -1 && bound != dim) {
+                        problems.push(format!(
+                            "{field}[{index}].max_shape[{axis}]: expected {}, found {bound}",
+                            if dim == -1 {
+                                "a size > 0 for a dynamic dimension".to_string()
+                            } else {
+                                format!("the fixed size {dim}")
+                            }
+                        ));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -732,6 +831,64 @@ tolerance = 1e-4
         // Only a declared scalar takes a bare value.
         assert!(error(json!({"input": 4, "sr": 16000}))
             .contains("data.input: expected a nested array of float32 values, received a number"));
+    }
+
+    #[test]
+    fn dynamic_dimensions_are_bounded_by_max_shape_or_the_default() {
+        // Token ids: rows and a sequence, both dynamic.
+        let tokens = IRIS.replace("shape = [-1, 4]", "shape = [-1, -1]");
+        let undeclared = parse(&tokens).unwrap();
+        assert_eq!(undeclared.default_bounds(), vec!["input 'input' axis 1"]);
+        let tensor = |rows: usize, sequence: usize| {
+            Tensor::new(
+                vec![rows, sequence],
+                crate::tensor::TensorData::Float32(vec![0.0; rows * sequence]),
+            )
+            .unwrap()
+        };
+        // Rows are --max-rows-per-request's to bound; the sequence takes the default.
+        assert_eq!(undeclared.check_bounds(&[tensor(5000, 1024)]), Ok(()));
+        assert_eq!(
+            undeclared.check_bounds(&[tensor(1, 1025)]).unwrap_err(),
+            "input 'input' has 1025 at axis 1, past its bound of 1024 (the default for a dynamic dimension; the bundle can declare another in max_shape): send less at once"
+        );
+        let declared = parse(&tokens.replace(
+            "shape = [-1, -1]\n",
+            "shape = [-1, -1]\nmax_shape = [64, 256]\n",
+        ))
+        .unwrap();
+        assert!(declared.default_bounds().is_empty());
+        assert_eq!(declared.check_bounds(&[tensor(64, 256)]), Ok(()));
+        assert_eq!(
+            declared.check_bounds(&[tensor(65, 1)]).unwrap_err(),
+            "input 'input' has 65 at axis 0, past its bound of 64 (its max_shape in predictor.toml): send less at once"
+        );
+        assert!(declared
+            .check_bounds(&[tensor(1, 257)])
+            .unwrap_err()
+            .starts_with("input 'input' has 257 at axis 1, past its bound of 256"));
+    }
+
+    #[test]
+    fn max_shape_must_fit_the_shape() {
+        let with = |max: &str| {
+            problems(&IRIS.replace(
+                "shape = [-1, 4]\n",
+                &format!("shape = [-1, 4]\nmax_shape = {max}\n"),
+            ))
+        };
+        assert!(with("[8]")
+            .contains("inputs[0].max_shape: 1 sizes for a shape of 2 dimensions [-1, 4]"));
+        assert!(
+            with("[8, 5]").contains("inputs[0].max_shape[1]: expected the fixed size 4, found 5")
+        );
+        assert!(with("[0, 4]").contains(
+            "inputs[0].max_shape[0]: expected a size > 0 for a dynamic dimension, found 0"
+        ));
+        assert!(problems(
+            &IRIS.replace("shape = [-1, 3]\n", "shape = [-1, 3]\nmax_shape = [8, 3]\n")
+        )
+        .contains("outputs[1].max_shape: only inputs take bounds"));
     }
 
     #[test]

@@ -82,6 +82,7 @@ mod tests {
             name: name.into(),
             dtype: DType::Int64,
             shape: vec![-1, -1],
+            max_shape: None,
         }
     }
 

@@ -301,6 +301,9 @@ impl Model {
             &inputs,
         )
         .map_err(PredictError::InvalidInput)?;
+        self.bundle()
+            .check_bounds(&inputs)
+            .map_err(PredictError::InvalidInput)?;
         if rows > self.max_rows_per_request {
             return Err(PredictError::InvalidInput(format!(
                 "the request has {rows} rows; this server takes at most {} per request (--max-rows-per-request): split it",
