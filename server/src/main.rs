@@ -21,6 +21,7 @@ use predictor::server::{self, ListenOptions, Ports};
 use predictor::serving::auth::Tokens;
 use predictor::serving::shared_memory::SharedMemory;
 use predictor::serving::{Limits, Registry};
+use predictor::text::ShapeText;
 use predictor::transport::listener::ConnectionLimits;
 
 #[global_allocator]
@@ -222,6 +223,7 @@ impl From<&LoadArgs> for LoadOptions {
             max_queued_requests: args.max_queued_requests,
             max_rows_per_request: args.max_rows_per_request,
             prediction_log: None,
+            measure_largest_request: false,
         }
     }
 }
@@ -311,13 +313,12 @@ fn report(errors: Vec<BundleError>) -> String {
 
 fn check(library: &Path, args: &CheckArgs) -> Result<(), String> {
     let runtime = runtime(library)?;
-    let models = model::load_all(
-        &args.bundles,
-        &runtime,
-        &(&args.load).into(),
-        &Metrics::new(),
-    )
-    .map_err(report)?;
+    let options = model::LoadOptions {
+        measure_largest_request: true,
+        ..(&args.load).into()
+    };
+    let models =
+        model::load_all(&args.bundles, &runtime, &options, &Metrics::new()).map_err(report)?;
     for model in models {
         println!(
             "ok: {} {} ({}): graph and sample match",
@@ -325,13 +326,30 @@ fn check(library: &Path, args: &CheckArgs) -> Result<(), String> {
             model.bundle().config.version,
             model.bundle().file.display()
         );
+        if let Some(largest) = model.largest_request() {
+            let shapes: Vec<String> = model
+                .bundle()
+                .config
+                .inputs
+                .iter()
+                .zip(&largest.shapes)
+                .map(|(spec, shape)| format!("'{}' {}", spec.name, ShapeText(shape)))
+                .collect();
+            println!(
+                "memory: {}: the largest request the bounds allow ({}) peaked at {} MiB; runtime.memory_mib = {} would hold it",
+                model.name(),
+                shapes.join(", "),
+                largest.peak_mib,
+                largest.suggested_memory_mib()
+            );
+        }
         let defaulted = model.bundle().default_bounds();
         if !defaulted.is_empty() {
             println!(
                 "note: {}: no max_shape bounds {}: the default bound, {}, applies (declare max_shape in predictor.toml for another)",
                 model.name(),
                 defaulted.join(", "),
-                predictor::defaults::MAX_DYNAMIC_SIZE
+                defaults::MAX_DYNAMIC_SIZE
             );
         }
     }

@@ -9,6 +9,7 @@ and linked into each bundle folder, as a model cache links its files."""
 import concurrent.futures
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -122,13 +123,29 @@ def test_init_writes_what_the_bundle_declares_and_check_passes_it(models, bundle
     checked = predictor("check", bundles[name])
     assert checked.returncode == 0, checked.stderr
     assert "graph and sample match" in checked.stdout
-    defaulted = {
-        "silero-vad": "note: silero-vad: no max_shape bounds input 'input' axis 1, input 'state' axis 1: the default bound, 1024, applies",
-    }
-    if name in defaulted:
-        assert defaulted[name] in checked.stdout, checked.stdout
-    else:
-        assert "note:" not in checked.stdout, checked.stdout
+    assert "note:" not in checked.stdout, "every dynamic dimension has a declared bound"
+    peak = re.search(rf"memory: {name}: the largest request the bounds allow \((.*)\) peaked at (\d+) MiB", checked.stdout)
+    assert peak, checked.stdout
+    assert int(peak.group(2)) > 0
+
+
+def test_check_runs_the_largest_request_the_bounds_allow(bundles, tmp_path):
+    """Without its max_shape, Silero's largest request by the default bounds (1024 streams of 1024
+    samples) is one the model cannot run: check fails and says so. With them, a declared
+    runtime.memory_mib below the measured peak fails too."""
+    folder = tmp_path / "silero-vad"
+    shutil.copytree(bundles["silero-vad"], folder, symlinks=True)
+    config = folder / "predictor.toml"
+    declared = config.read_text()
+    config.write_text(re.sub(r"max_shape = .*\n", "", declared))
+    checked = predictor("check", folder)
+    assert checked.returncode == 1
+    assert "the largest request the bounds allow ('input' [1024, 1024], 'state' [2, 1024, 128], 'sr' []) failed" in checked.stderr, checked.stderr
+    assert "declare the bounds the model takes in the inputs' max_shape" in checked.stderr
+    config.write_text(declared + "\n[runtime]\nmemory_mib = 1\n")
+    checked = predictor("check", folder)
+    assert checked.returncode == 1
+    assert "runtime.memory_mib: 1 MiB, but the largest request the bounds allow" in checked.stderr, checked.stderr
 
 
 def as_json(array):

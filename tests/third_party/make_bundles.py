@@ -70,7 +70,8 @@ BUNDLES = {
     ),
     "silero-vad": (
         "Silero VAD at 16 kHz (silero-vad): the probability of speech in 512 samples.",
-        [("input", "float32", [-1, -1]), ("state", "float32", [2, -1, 128]), ("sr", "int64", [])],
+        # 512 samples a chunk at 16 kHz is what the model takes; up to 64 streams at once.
+        [("input", "float32", [-1, -1], [64, 512]), ("state", "float32", [2, -1, 128], [2, 64, 128]), ("sr", "int64", [])],
         [("output", "float32", [-1, 1]), ("stateN", "float32", [-1, -1, -1])],
         "output",
         {"input": tone(512), "state": np.zeros((2, 1, 128), dtype=np.float32), "sr": np.array(16000, dtype=np.int64)},

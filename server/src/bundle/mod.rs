@@ -60,7 +60,7 @@ pub struct TensorSpec {
 impl TensorSpec {
     /// The largest size a request may give `axis`: none for a fixed size (the shape says it) or
     /// for undeclared rows (`--max-rows-per-request` bounds those); `max_shape`'s where declared;
-    /// otherwise [`defaults::MAX_DYNAMIC_SIZE`].
+    /// otherwise [`crate::defaults::MAX_DYNAMIC_SIZE`].
     pub fn bound(&self, axis: usize) -> Option<Bound> {
         if self.shape.get(axis) != Some(&-1) {
             return None;

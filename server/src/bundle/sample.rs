@@ -43,7 +43,7 @@ pub fn raw_json(value: &Value) -> Result<Box<RawValue>, String> {
     serde_json::value::to_raw_value(value).map_err(|error| error.to_string())
 }
 
-/// A tensor as JSON for a message, cut after [`MESSAGE_JSON_CHARACTERS`] characters with what was
+/// A tensor as JSON for a message, cut after 400 characters (`MESSAGE_JSON_CHARACTERS`) with what was
 /// left out: a transformer's token-level output of [1, 5, 384] took a line of 17,620 characters.
 pub fn abridged_json(tensor: &Tensor) -> String {
     let text = serde_json::to_string(tensor).unwrap_or_default();

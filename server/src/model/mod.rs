@@ -2,6 +2,7 @@
 //! that owns its ONNX Runtime session, so that inference never runs on the async reactor.
 
 pub mod dimensions;
+mod process_memory;
 pub mod worker;
 
 use std::num::NonZeroUsize;
@@ -41,6 +42,25 @@ pub struct LoadOptions {
     pub max_rows_per_request: NonZeroUsize,
     /// Where sampled inferences are recorded, if anywhere.
     pub prediction_log: Option<Arc<PredictionLog>>,
+    /// Runs the largest request the bundle's bounds allow at load and measures the memory it
+    /// takes (`predictor check`, not `serve`).
+    pub measure_largest_request: bool,
+}
+
+/// The largest request a bundle's bounds allow, run at load by `predictor check`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LargestRequest {
+    /// The shape of each input, in declaration order.
+    pub shapes: Vec<Vec<usize>>,
+    /// The process' peak resident memory during the run, the loaded model included.
+    pub peak_mib: u64,
+}
+
+impl LargestRequest {
+    /// `runtime.memory_mib` with room to spare: a quarter more than the peak, in steps of 64 MiB.
+    pub fn suggested_memory_mib(&self) -> u64 {
+        (self.peak_mib + self.peak_mib / 4).div_ceil(64) * 64
+    }
 }
 
 impl Default for LoadOptions {
@@ -51,6 +71,7 @@ impl Default for LoadOptions {
             max_queued_requests: defaults::MAX_QUEUED_REQUESTS,
             max_rows_per_request: defaults::MAX_ROWS_PER_REQUEST,
             prediction_log: None,
+            measure_largest_request: false,
         }
     }
 }
@@ -80,6 +101,7 @@ pub struct Model {
     max_rows_per_request: usize,
     metrics: ModelMetrics,
     prediction_log: Option<Arc<PredictionLog>>,
+    largest_request: Option<LargestRequest>,
 }
 
 /// A bundle matched to its graph: where each declared input and output sits in the graph.
@@ -173,6 +195,11 @@ impl Model {
         if batching.is_some() {
             binding.check_rows_independent(backend)?;
         }
+        let largest_request = if options.measure_largest_request {
+            Some(binding.measure_largest_request(backend, options.max_rows_per_request.get())?)
+        } else {
+            None
+        };
         let instances = backends.len();
         let load_time = started.elapsed();
         let model_metrics = metrics.model_loaded(
@@ -207,6 +234,7 @@ impl Model {
             max_rows_per_request: options.max_rows_per_request.get(),
             metrics: model_metrics,
             prediction_log: options.prediction_log.clone(),
+            largest_request,
         })
     }
 
@@ -348,6 +376,11 @@ impl Model {
 }
 
 impl Model {
+    /// The largest request the bundle's bounds allow and its peak memory, when measured at load.
+    pub fn largest_request(&self) -> Option<&LargestRequest> {
+        self.largest_request.as_ref()
+    }
+
     /// Triton's statistics of this model since it was loaded.
     pub fn statistics(&self) -> &crate::metrics::ModelStatistics {
         &self.metrics.statistics
@@ -355,6 +388,83 @@ impl Model {
 }
 
 impl GraphBinding {
+    /// Runs the largest request the bounds allow (each dynamic size at its bound, the rows at
+    /// `max_rows` where the bundle declares none, a shared dimension at the least of its places'
+    /// bounds; zeros, a scalar at the sample's value) and measures the process' peak memory
+    /// during the run. Refuses the bundle when that run fails, or when `runtime.memory_mib` is
+    /// below the peak: a pod given that much would be killed by the largest request it takes.
+    fn measure_largest_request(
+        &self,
+        backend: &mut impl Backend,
+        max_rows: usize,
+    ) -> Result<LargestRequest, BundleError> {
+        let specs = &self.bundle.config.inputs;
+        let mut shapes: Vec<Vec<usize>> = specs
+            .iter()
+            .map(|spec| {
+                (0..spec.shape.len())
+                    .map(|axis| match spec.bound(axis) {
+                        Some(bound) => bound.size(),
+                        None => usize::try_from(spec.shape[axis]).unwrap_or(max_rows),
+                    })
+                    .collect()
+            })
+            .collect();
+        for dimension in &self.shared_dimensions {
+            let least = dimension
+                .places
+                .iter()
+                .filter_map(|&(input, axis)| shapes.get(input)?.get(axis).copied())
+                .min();
+            for &(input, axis) in &dimension.places {
+                if let (Some(size), Some(least)) =
+                    (shapes.get_mut(input).and_then(|s| s.get_mut(axis)), least)
+                {
+                    *size = least;
+                }
+            }
+        }
+        let sample = self
+            .bundle
+            .decode_inputs(&self.bundle.sample_input, "sample.input")
+            .map_err(|problem| self.bundle.error(problem))?;
+        let inputs = specs
+            .iter()
+            .zip(&shapes)
+            .zip(sample)
+            .map(|((spec, shape), sampled)| {
+                if shape.is_empty() {
+                    sampled
+                } else {
+                    Tensor::zeros(spec.dtype, shape.clone())
+                }
+            })
+            .collect();
+        let described = shapes
+            .iter()
+            .zip(specs)
+            .map(|(shape, spec)| format!("'{}' {}", spec.name, ShapeText(shape)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        process_memory::reset_peak();
+        backend
+            .run(self.to_graph_order(inputs), &self.output_positions)
+            .map_err(|error| {
+                self.bundle.error(format!(
+                    "the largest request the bounds allow ({described}) failed: {error}; declare the bounds the model takes in the inputs' max_shape"
+                ))
+            })?;
+        let peak_mib = process_memory::peak_mib().unwrap_or(0);
+        if let Some(declared) = self.bundle.config.runtime.memory_mib {
+            if declared < peak_mib {
+                return Err(self.bundle.error(format!(
+                    "runtime.memory_mib: {declared} MiB, but the largest request the bounds allow ({described}) took {peak_mib} MiB: declare at least that much, or lower the bounds (max_shape)"
+                )));
+            }
+        }
+        Ok(LargestRequest { shapes, peak_mib })
+    }
+
     /// The bundle's dynamic batching, checked against its declarations: requests are joined along
     /// the first dimension, so every input and output must have a dynamic one.
     fn batching(&self) -> Result<Option<Batching>, BundleError> {

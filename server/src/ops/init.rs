@@ -8,7 +8,7 @@ use crate::bundle::SCHEMA_VERSION;
 use crate::runtime::{
     class_maps_text, Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError,
 };
-use crate::tensor::{with_dtype, DType, Tensor, TensorData};
+use crate::tensor::{DType, Tensor};
 use crate::text::ShapeText;
 
 #[derive(Debug, thiserror::Error)]
@@ -263,14 +263,12 @@ fn unsupported_input(model: &Path, value: &GraphValue, type_name: &str) -> InitE
 fn zero_inputs(inputs: &[Declared]) -> Vec<Tensor> {
     inputs
         .iter()
-        .filter_map(|(_, dtype, shape)| {
-            let dims: Vec<usize> = shape
+        .map(|(_, dtype, shape)| {
+            let dims = shape
                 .iter()
                 .map(|&d| usize::try_from(d).unwrap_or(1).max(1))
                 .collect();
-            let count = dims.iter().product();
-            let data = with_dtype!(*dtype, T => TensorData::from(vec![T::default(); count]));
-            Tensor::new(dims, data).ok()
+            Tensor::zeros(*dtype, dims)
         })
         .collect()
 }

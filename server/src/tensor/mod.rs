@@ -549,6 +549,13 @@ impl Tensor {
         json::decode_shaped(text, dtype)
     }
 
+    /// A tensor of `shape` whose every element is its dtype's zero (false, the empty string).
+    pub fn zeros(dtype: DType, shape: Vec<usize>) -> Tensor {
+        let count = shape.iter().product();
+        let data = with_dtype!(dtype, T => TensorData::from(vec![T::default(); count]));
+        Tensor { shape, data }
+    }
+
     /// A scalar (shape `[]`) from one bare JSON value, as the seed API and samples give an input
     /// declared with `shape = []` (a sample rate). An array or an object is refused before it is
     /// parsed: only a single value is read into memory.

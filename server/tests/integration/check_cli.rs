@@ -5,7 +5,7 @@ use crate::common;
 
 use std::path::Path;
 
-use common::{bundle, edited_copy as broken_copy, predictor};
+use common::{bundle, edited_copy as broken_copy, fixture, predictor};
 
 fn refused(args: &[&str]) -> String {
     let output = predictor(args);
@@ -226,6 +226,22 @@ fn a_model_file_may_be_a_link_to_a_regular_file_but_not_to_nothing() {
     std::fs::remove_file(path.join("linked.onnx")).unwrap();
     std::os::unix::fs::symlink(path.join("nothing.onnx"), path.join("linked.onnx")).unwrap();
     check_refuses(&path, &["model: file", "does not exist"]);
+}
+
+#[test]
+fn check_measures_the_largest_request_and_names_the_bounds_it_took_by_default() {
+    let output = predictor(&["check", fixture("token-pair").to_str().unwrap()]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    // The rows at --max-rows-per-request, the sequence at the default bound.
+    assert!(
+        stdout.contains("memory: token-pair: the largest request the bounds allow ('input_ids' [4096, 1024], 'attention_mask' [4096, 1024]) peaked at "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("note: token-pair: no max_shape bounds input 'input_ids' axis 1, input 'attention_mask' axis 1: the default bound, 1024, applies"),
+        "{stdout}"
+    );
 }
 
 #[test]
