@@ -282,7 +282,7 @@ fn main() -> ExitCode {
             std::time::Duration::from_secs(args.timeout_seconds),
             &args.bundles,
         ),
-        Command::Manifests(args) => predictor::ops::manifests::run(args),
+        Command::Manifests(args) => manifests(&cli.onnxruntime, args),
     };
     logging.finish();
     match result {
@@ -354,6 +354,35 @@ fn check(library: &Path, args: &CheckArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `predictor manifests`: a bundle that declares no `runtime.memory_mib` gets the memory its
+/// largest request was measured to need, as `check` measures it, so that no request its bounds
+/// allow can get its pod killed for memory.
+fn manifests(
+    library: &Path,
+    args: &predictor::ops::manifests::ManifestsArgs,
+) -> Result<(), String> {
+    let bundle = predictor::bundle::Bundle::read(&args.bundle).map_err(|e| e.to_string())?;
+    let measured = match bundle.config.runtime.memory_mib {
+        Some(_) => None,
+        None => {
+            let runtime = runtime(library).map_err(|error| {
+                format!("{error}\n(predictor manifests runs the bundle's largest request to size its memory; or declare runtime.memory_mib)")
+            })?;
+            let options = LoadOptions {
+                measure_largest_request: true,
+                ..LoadOptions::default()
+            };
+            let models = model::load_all(&[&args.bundle], &runtime, &options, &Metrics::new())
+                .map_err(report)?;
+            models
+                .first()
+                .and_then(model::Model::largest_request)
+                .map(model::LargestRequest::suggested_memory_mib)
+        }
+    };
+    predictor::ops::manifests::run(args, measured)
 }
 
 fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {

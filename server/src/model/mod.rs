@@ -52,14 +52,21 @@ pub struct LoadOptions {
 pub struct LargestRequest {
     /// The shape of each input, in declaration order.
     pub shapes: Vec<Vec<usize>>,
+    /// The process' resident memory just before the run: the server with its models loaded.
+    pub resident_before_mib: u64,
     /// The process' peak resident memory during the run, the loaded model included.
     pub peak_mib: u64,
+    /// The model's instances, each of which may run such a request at once.
+    pub instances: usize,
 }
 
 impl LargestRequest {
-    /// `runtime.memory_mib` with room to spare: a quarter more than the peak, in steps of 64 MiB.
+    /// `runtime.memory_mib` that holds every instance running the largest request at once, with
+    /// a quarter more to spare, in steps of 64 MiB.
     pub fn suggested_memory_mib(&self) -> u64 {
-        (self.peak_mib + self.peak_mib / 4).div_ceil(64) * 64
+        let run = self.peak_mib.saturating_sub(self.resident_before_mib);
+        let needed = self.resident_before_mib + run * self.instances as u64;
+        (needed + needed / 4).div_ceil(64) * 64
     }
 }
 
@@ -172,6 +179,7 @@ impl Model {
         options: &LoadOptions,
         metrics: &Metrics,
     ) -> Result<Model, BundleError> {
+        let instances = backends.len();
         let Some(backend) = backends.first_mut() else {
             return Err(bundle.error("runtime.instances: expected at least 1, found 0"));
         };
@@ -196,11 +204,14 @@ impl Model {
             binding.check_rows_independent(backend)?;
         }
         let largest_request = if options.measure_largest_request {
-            Some(binding.measure_largest_request(backend, options.max_rows_per_request.get())?)
+            Some(binding.measure_largest_request(
+                backend,
+                options.max_rows_per_request.get(),
+                instances,
+            )?)
         } else {
             None
         };
-        let instances = backends.len();
         let load_time = started.elapsed();
         let model_metrics = metrics.model_loaded(
             ModelInfoLabels {
@@ -397,6 +408,7 @@ impl GraphBinding {
         &self,
         backend: &mut impl Backend,
         max_rows: usize,
+        instances: usize,
     ) -> Result<LargestRequest, BundleError> {
         let specs = &self.bundle.config.inputs;
         let mut shapes: Vec<Vec<usize>> = specs
@@ -446,6 +458,7 @@ impl GraphBinding {
             .map(|(shape, spec)| format!("'{}' {}", spec.name, ShapeText(shape)))
             .collect::<Vec<_>>()
             .join(", ");
+        let resident_before_mib = process_memory::resident_mib().unwrap_or(0);
         process_memory::reset_peak();
         backend
             .run(self.to_graph_order(inputs), &self.output_positions)
@@ -454,15 +467,21 @@ impl GraphBinding {
                     "the largest request the bounds allow ({described}) failed: {error}; declare the bounds the model takes in the inputs' max_shape"
                 ))
             })?;
-        let peak_mib = process_memory::peak_mib().unwrap_or(0);
+        let largest = LargestRequest {
+            shapes,
+            resident_before_mib,
+            peak_mib: process_memory::peak_mib().unwrap_or(0),
+            instances,
+        };
         if let Some(declared) = self.bundle.config.runtime.memory_mib {
-            if declared < peak_mib {
+            if declared < largest.peak_mib {
                 return Err(self.bundle.error(format!(
-                    "runtime.memory_mib: {declared} MiB, but the largest request the bounds allow ({described}) took {peak_mib} MiB: declare at least that much, or lower the bounds (max_shape)"
+                    "runtime.memory_mib: {declared} MiB, but the largest request the bounds allow ({described}) took {} MiB: declare at least that much, or lower the bounds (max_shape)",
+                    largest.peak_mib
                 )));
             }
         }
-        Ok(LargestRequest { shapes, peak_mib })
+        Ok(largest)
     }
 
     /// The bundle's dynamic batching, checked against its declarations: requests are joined along

@@ -9,10 +9,19 @@ pub fn reset_peak() {
 
 /// The peak resident memory since the process started or [`reset_peak`], in MiB (rounded up).
 pub fn peak_mib() -> Option<u64> {
+    status_mib("VmHWM:")
+}
+
+/// The resident memory now, in MiB (rounded up).
+pub fn resident_mib() -> Option<u64> {
+    status_mib("VmRSS:")
+}
+
+fn status_mib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kib: u64 = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .find_map(|line| line.strip_prefix(field))?
         .split_whitespace()
         .next()?
         .parse()

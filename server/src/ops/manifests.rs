@@ -156,8 +156,13 @@ const KSERVE_NAME_MAX: usize = NAME_MAX - "isvc.".len() - "-predictor".len();
 const SERVERLESS_NAME_MAX: usize = NAME_MAX - "-predictor-00001".len();
 
 /// Reads the bundle and prints its manifests.
-pub fn run(args: &ManifestsArgs) -> Result<(), String> {
-    let bundle = Bundle::read(&args.bundle).map_err(|error| error.to_string())?;
+/// Prints the manifests of `args.bundle`. `measured_memory_mib`, the memory the bundle's largest
+/// request was measured to need (by the caller, which can load the model), stands in for an
+/// undeclared `runtime.memory_mib`.
+pub fn run(args: &ManifestsArgs, measured_memory_mib: Option<u64>) -> Result<(), String> {
+    let mut bundle = Bundle::read(&args.bundle).map_err(|error| error.to_string())?;
+    let runtime = &mut bundle.config.runtime;
+    runtime.memory_mib = runtime.memory_mib.or(measured_memory_mib);
     let model = bundle.model_path();
     let model_bytes = std::fs::metadata(&model)
         .map_err(|error| format!("{}: {error}", model.display()))?
@@ -306,7 +311,9 @@ fn label_value(field: &str, value: &str) -> Result<String, String> {
 
 /// The memory one server of the bundle needs in steady use, in MiB (its request):
 /// `runtime.memory_mib`, else [`MEMORY_BASE_MIB`] + [`MEMORY_MODEL_FACTOR`] × the model file
-/// for each instance (each session holds its own weights), rounded up.
+/// for each instance (each session holds its own weights), rounded up. `predictor manifests`
+/// measures a bundle without `runtime.memory_mib` first ([`run`]'s `measured_memory_mib`): the
+/// estimate is left for callers that cannot load the model.
 pub fn memory_mib(hints: &RuntimeHints, model_bytes: u64) -> u64 {
     const MIB: u64 = 1024 * 1024;
     let instances = hints.instances.unwrap_or(1) as u64;

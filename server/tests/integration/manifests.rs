@@ -313,3 +313,38 @@ async fn the_keda_trigger_sums_a_series_the_server_exposes() {
         "{series} not in\n{metrics}"
     );
 }
+
+/// A bundle without `runtime.memory_mib` gets the memory its largest request was measured to
+/// need, not an estimate from the model file's size (which gave this 354-byte model 129 MiB):
+/// the pod's request covers the peak that `predictor check` measures for that request.
+#[test]
+fn the_memory_of_a_bundle_without_memory_mib_is_measured() {
+    let bundle = common::fixture("token-pair");
+    let checked = predictor(&["check", bundle.to_str().unwrap()]);
+    assert!(checked.status.success(), "{checked:?}");
+    let stdout = String::from_utf8(checked.stdout).unwrap();
+    let peak: u64 = stdout
+        .split(" peaked at ")
+        .nth(1)
+        .and_then(|rest| rest.split(" MiB").next())
+        .and_then(|mib| mib.parse().ok())
+        .unwrap_or_else(|| panic!("no peak in {stdout}"));
+    let documents = manifests(&bundle, &[]);
+    let resources =
+        &find(&documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"];
+    let mib = |value: &Value| -> u64 {
+        value
+            .as_str()
+            .unwrap()
+            .strip_suffix("Mi")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let request = mib(&resources["requests"]["memory"]);
+    assert!(
+        request >= peak && request > 129,
+        "request {request} MiB for a peak of {peak} MiB"
+    );
+    assert!(mib(&resources["limits"]["memory"]) > request);
+}
