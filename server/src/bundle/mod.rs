@@ -55,6 +55,11 @@ pub struct TensorSpec {
     /// the bundle promises to take, and so the memory it may need. Optional; see [`TensorSpec::bound`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_shape: Option<Vec<i64>>,
+    /// For an input, a name for each dimension ("" for none), as the graph's symbolic names are:
+    /// inputs that share a name must agree on its size. Optional: the graph's own names apply, and
+    /// these add names where the graph has none (they may not contradict it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimension_names: Option<Vec<String>>,
 }
 
 impl TensorSpec {
@@ -589,6 +594,20 @@ fn check_specs(field: &str, specs: &[TensorSpec], problems: &mut Vec<String>) {
             if dim != -1 && dim <= 0 {
                 problems.push(format!(
                     "{field}[{index}].shape[{axis}]: expected -1 (dynamic) or a size > 0, found {dim}"
+                ));
+            }
+        }
+        if let Some(names) = &spec.dimension_names {
+            if field != "inputs" {
+                problems.push(format!(
+                    "{field}[{index}].dimension_names: only inputs' dimensions are checked against each other"
+                ));
+            } else if names.len() != spec.shape.len() {
+                problems.push(format!(
+                    "{field}[{index}].dimension_names: {} names for a shape of {} dimensions {}",
+                    names.len(),
+                    spec.shape.len(),
+                    ShapeText(&spec.shape)
                 ));
             }
         }

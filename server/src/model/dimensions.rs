@@ -15,11 +15,8 @@ pub struct SharedDimension {
 }
 
 /// The dimensions named at two or more places; `names[input]` are the names of the axes of the
-/// declared input `input` ("" for an axis the graph leaves unnamed). A name without a letter or
-/// digit is no name: Paddle2ONNX writes `?` for every dimension it does not know (an image's
-/// height and width both), which says nothing of their sizes.
+/// declared input `input` ("" for an axis left unnamed; a name without a letter or digit is none).
 pub fn shared(names: &[Vec<String>]) -> Vec<SharedDimension> {
-    let is_name = |name: &String| name.chars().any(char::is_alphanumeric);
     let mut found: Vec<SharedDimension> = Vec::new();
     for (input, axes) in names.iter().enumerate() {
         for (axis, name) in axes.iter().enumerate().filter(|(_, name)| is_name(name)) {
@@ -34,6 +31,32 @@ pub fn shared(names: &[Vec<String>]) -> Vec<SharedDimension> {
     }
     found.retain(|dimension| dimension.places.len() > 1);
     found
+}
+
+/// The names of one input's dimensions: the graph's, and where the graph has none, those the
+/// bundle declares (`dimension_names`); a declared name that contradicts the graph's is refused,
+/// naming both.
+pub fn names_of(graph: &[String], declared: Option<&[String]>) -> Result<Vec<String>, String> {
+    let Some(declared) = declared else {
+        return Ok(graph.to_vec());
+    };
+    declared
+        .iter()
+        .enumerate()
+        .map(|(axis, name)| match graph.get(axis).filter(|graph| is_name(graph)) {
+            Some(graph) if !name.is_empty() && name != graph => Err(format!(
+                "dimension_names[{axis}]: the model names that dimension '{graph}', predictor.toml '{name}'"
+            )),
+            Some(graph) => Ok(graph.clone()),
+            None => Ok(name.clone()),
+        })
+        .collect()
+}
+
+/// Whether the graph's word for a dimension is a name: Paddle2ONNX writes `?` for every dimension
+/// it does not know (an image's height and width both), which says nothing of their sizes.
+fn is_name(name: &str) -> bool {
+    name.chars().any(char::is_alphanumeric)
 }
 
 /// Refuses `inputs` (in declaration order, their ranks already checked against `specs`) that
@@ -83,6 +106,7 @@ mod tests {
             dtype: DType::Int64,
             shape: vec![-1, -1],
             max_shape: None,
+            dimension_names: None,
         }
     }
 
@@ -113,6 +137,21 @@ mod tests {
                     places: vec![(0, 1), (1, 1)]
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn predictor_toml_names_what_the_graph_leaves_unnamed_and_never_contradicts_it() {
+        let owned = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let graph = owned(&["batch", "", "?"]);
+        assert_eq!(names_of(&graph, None).unwrap(), graph);
+        assert_eq!(
+            names_of(&graph, Some(&owned(&["", "sequence", "width"]))).unwrap(),
+            owned(&["batch", "sequence", "width"])
+        );
+        assert_eq!(
+            names_of(&graph, Some(&owned(&["rows", "", ""]))).unwrap_err(),
+            "dimension_names[0]: the model names that dimension 'batch', predictor.toml 'rows'"
         );
     }
 

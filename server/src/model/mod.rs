@@ -190,7 +190,12 @@ impl Model {
             })?;
         let mut dimension_names = vec![Vec::new(); bundle.config.inputs.len()];
         for (graph_input, &declared) in backend.signature().inputs.iter().zip(&graph_input_order) {
-            dimension_names[declared] = graph_input.dimension_names.clone();
+            let spec = &bundle.config.inputs[declared];
+            dimension_names[declared] = dimensions::names_of(
+                &graph_input.dimension_names,
+                spec.dimension_names.as_deref(),
+            )
+            .map_err(|problem| bundle.error(format!("inputs[{declared}].{problem}")))?;
         }
         let binding = GraphBinding {
             bundle,

@@ -5,7 +5,7 @@ use crate::common;
 
 use std::path::Path;
 
-use common::{bundle, edited_copy as broken_copy, fixture, predictor};
+use common::{bundle, edited_copy as broken_copy, edited_copy_of, fixture, predictor};
 
 fn refused(args: &[&str]) -> String {
     let output = predictor(args);
@@ -241,6 +241,41 @@ fn check_measures_the_largest_request_and_names_the_bounds_it_took_by_default() 
     assert!(
         stdout.contains("note: token-pair: no max_shape bounds input 'input_ids' axis 1, input 'attention_mask' axis 1: the default bound, 1024, applies"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn declared_dimension_names_may_add_to_the_graphs_but_not_contradict_them() {
+    let (_keep, contradicting) = edited_copy_of(&fixture("token-pair"), |text| {
+        text.replacen(
+            "shape = [-1, -1]\n",
+            "shape = [-1, -1]\ndimension_names = [\"\", \"tokens\"]\n",
+            1,
+        )
+    });
+    check_refuses(
+        &contradicting,
+        &["inputs[0].dimension_names[1]: the model names that dimension 'sequence', predictor.toml 'tokens'"],
+    );
+    let (_keep, agreeing) = edited_copy_of(&fixture("token-pair"), |text| {
+        text.replacen(
+            "shape = [-1, -1]\n",
+            "shape = [-1, -1]\ndimension_names = [\"batch\", \"\"]\n",
+            1,
+        )
+    });
+    let output = predictor(&["check", agreeing.to_str().unwrap()]);
+    assert!(output.status.success(), "{output:?}");
+    check_refuses(
+        &edited_copy_of(&fixture("token-pair"), |text| {
+            text.replacen(
+                "shape = [-1, -1]\n",
+                "shape = [-1, -1]\ndimension_names = [\"batch\"]\n",
+                1,
+            )
+        })
+        .1,
+        &["inputs[0].dimension_names: 1 names for a shape of 2 dimensions [-1, -1]"],
     );
 }
 
