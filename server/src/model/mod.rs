@@ -47,7 +47,8 @@ pub struct LoadOptions {
     pub measure_largest_request: bool,
 }
 
-/// The largest request a bundle's bounds allow, run at load by `predictor check`.
+/// The largest request a bundle's bounds allow, run at load by `predictor check` and by
+/// `predictor manifests` (for a bundle without `runtime.memory_mib`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LargestRequest {
     /// The shape of each input, in declaration order.
@@ -143,8 +144,7 @@ impl Model {
             )));
         }
         // The model may be a symbolic link to a regular file anywhere (a model cache keeps its
-        // files so): its sha256, logged and in the metrics' model info, names what is served, and
-        // the Nix bundle copies the file itself.
+        // files so): its sha256, logged and in the metrics' model info, names what is served.
         let threads = options
             .threads
             .map(NonZeroUsize::get)
