@@ -21,7 +21,6 @@ use predictor::server::{self, ListenOptions, Ports};
 use predictor::serving::auth::Tokens;
 use predictor::serving::shared_memory::SharedMemory;
 use predictor::serving::{Limits, Registry};
-use predictor::text::ShapeText;
 use predictor::transport::listener::ConnectionLimits;
 
 #[global_allocator]
@@ -327,18 +326,10 @@ fn check(library: &Path, args: &CheckArgs) -> Result<(), String> {
             model.bundle().file.display()
         );
         if let Some(largest) = model.largest_request() {
-            let shapes: Vec<String> = model
-                .bundle()
-                .config
-                .inputs
-                .iter()
-                .zip(&largest.shapes)
-                .map(|(spec, shape)| format!("'{}' {}", spec.name, ShapeText(shape)))
-                .collect();
             println!(
                 "memory: {}: the largest request the bounds allow ({}) peaked at {} MiB; runtime.memory_mib = {} would hold it",
                 model.name(),
-                shapes.join(", "),
+                largest.inputs,
                 largest.peak_mib,
                 largest.suggested_memory_mib()
             );

@@ -51,8 +51,8 @@ pub struct LoadOptions {
 /// `predictor manifests` (for a bundle without `runtime.memory_mib`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LargestRequest {
-    /// The shape of each input, in declaration order.
-    pub shapes: Vec<Vec<usize>>,
+    /// Each input's name and shape, in declaration order, as messages show them.
+    pub inputs: String,
     /// The process' resident memory just before the run: the server with its models loaded.
     pub resident_before_mib: u64,
     /// The process' peak resident memory during the run, the loaded model included.
@@ -457,7 +457,7 @@ impl GraphBinding {
                 }
             })
             .collect();
-        let described = shapes
+        let inputs_text = shapes
             .iter()
             .zip(specs)
             .map(|(shape, spec)| format!("'{}' {}", spec.name, ShapeText(shape)))
@@ -469,11 +469,11 @@ impl GraphBinding {
             .run(self.to_graph_order(inputs), &self.output_positions)
             .map_err(|error| {
                 self.bundle.error(format!(
-                    "the largest request the bounds allow ({described}) failed: {error}; declare the bounds the model takes in the inputs' max_shape"
+                    "the largest request the bounds allow ({inputs_text}) failed: {error}; declare the bounds the model takes in the inputs' max_shape"
                 ))
             })?;
         let largest = LargestRequest {
-            shapes,
+            inputs: inputs_text,
             resident_before_mib,
             peak_mib: process_memory::peak_mib().unwrap_or(0),
             instances,
@@ -481,8 +481,8 @@ impl GraphBinding {
         if let Some(declared) = self.bundle.config.runtime.memory_mib {
             if declared < largest.peak_mib {
                 return Err(self.bundle.error(format!(
-                    "runtime.memory_mib: {declared} MiB, but the largest request the bounds allow ({described}) took {} MiB: declare at least that much, or lower the bounds (max_shape)",
-                    largest.peak_mib
+                    "runtime.memory_mib: {declared} MiB, but the largest request the bounds allow ({}) took {} MiB: declare at least that much, or lower the bounds (max_shape)",
+                    largest.inputs, largest.peak_mib
                 )));
             }
         }
