@@ -22,6 +22,7 @@ use prost::Message;
 use crate::bundle::Bundle;
 use crate::model::PredictError;
 use crate::protocol::seed::PredictRequest;
+use crate::protocol::v2::infer::{validate, ValidRequest};
 use crate::protocol::v2::OutputChoice;
 use crate::serving::error::ErrorKind;
 use crate::serving::Registry;
@@ -173,8 +174,12 @@ pub fn grpc_infer(message: &[u8]) -> bool {
     let mut accepted = false;
     for bundle in bundles() {
         let mut request = request.clone();
-        match InferenceService::decode_infer(registry(), bundle, &mut request) {
-            Ok((inputs, outputs)) => {
+        let decoded = InferenceService::decode_request(&mut request)
+            .and_then(|request| validate(registry(), bundle, request));
+        match decoded {
+            Ok(ValidRequest {
+                inputs, outputs, ..
+            }) => {
                 fits(bundle, &inputs);
                 chosen(bundle, &outputs);
                 inputs.iter().for_each(bytes_round_trip);

@@ -11,15 +11,15 @@ use tonic::{Code, Request, Response, Status};
 use tracing::field::Empty;
 use tracing::Instrument;
 
-use crate::bundle::Bundle;
 use crate::metrics::RouteLabels;
-use crate::protocol::v2::{self as oip, OutputChoice, RequestInputs};
+use crate::protocol::v2::infer::{self, InferRequest, InputData, InputRequest, Placement};
+use crate::protocol::v2::{self as oip, TypedContents};
 use crate::request_context::{
     answer_traceparent, choose_request_id, join_trace, TraceParent, REQUEST_ID, TRACEPARENT,
 };
 use crate::serving::error::{ErrorKind, ServeError};
 use crate::serving::Registry;
-use crate::tensor::{DType, Tensor, TensorData};
+
 use crate::transport::body;
 use crate::transport::timed_answer::{timed, TimerSlot, TIMER};
 use crate::transport::COMPRESS_ABOVE_BYTES;
@@ -932,36 +932,31 @@ impl InferenceService {
         })
     }
 
-    /// Decodes a ModelInfer request against `model`'s declarations: one tensor per declared
-    /// input, in declaration order, and the outputs asked for. Takes the tensor data out of it.
-    pub(crate) fn decode_infer(
-        registry: &Registry,
-        bundle: &Bundle,
+    /// A ModelInfer message as the protocol's request, its tensor data taken out of it.
+    pub(crate) fn decode_request(
         request: &mut ModelInferRequest,
-    ) -> Result<(Vec<Tensor>, Vec<OutputChoice>), ServeError> {
-        let raw = std::mem::take(&mut request.raw_input_contents);
+    ) -> Result<InferRequest, ServeError> {
+        let mut raw = std::mem::take(&mut request.raw_input_contents);
+        let given = raw.len();
         // One raw entry per input, in order (empty for one whose data is elsewhere), or, as
         // Triton reads them and tritonclient sends them with shared memory, one per input that
         // has neither typed contents nor shared memory, in order.
         let positional = raw.len() == request.inputs.len();
         let mut next_raw = 0;
-        let mut inputs = RequestInputs::new(bundle);
-        let mut shared_memory_budget = registry.limits().max_body_bytes;
+        let mut inputs = Vec::with_capacity(request.inputs.len());
         for (index, input) in request.inputs.iter_mut().enumerate() {
-            let owner = format!("input '{}'", crate::text::clip(&input.name));
-            let slot = inputs.slot(&input.name, &input.datatype, &input.shape)?;
-            let shared_memory = shared_memory_span(&input.parameters, &owner)?;
+            let owner = || format!("input '{}'", crate::text::clip(&input.name));
+            let shared_memory = shared_memory_span(&input.parameters, &owner())?;
             let contents = input.contents.take();
-            let raw_bytes = if positional {
-                raw.get(index)
-                    .filter(|bytes| !(shared_memory.is_some() && bytes.is_empty()))
+            let raw_index = if positional {
+                Some(index).filter(|&index| !(shared_memory.is_some() && raw[index].is_empty()))
             } else if contents.is_none() && shared_memory.is_none() {
                 next_raw += 1;
-                raw.get(next_raw - 1)
+                Some(next_raw - 1).filter(|&index| index < raw.len())
             } else {
                 None
             };
-            let data = match (raw_bytes, contents, shared_memory) {
+            let data = match (raw_index, contents, shared_memory) {
                 (Some(_), Some(_), _) => {
                     return Err(invalid(format!(
                         "input '{}' has both contents and raw_input_contents; send one",
@@ -970,21 +965,15 @@ impl InferenceService {
                 }
                 (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => {
                     return Err(invalid(format!(
-                        "{owner} has its data in the request and in shared memory; send one"
+                        "{} has its data in the request and in shared memory; send one",
+                        owner()
                     )))
                 }
-                (None, None, Some(span)) => {
-                    let bytes = oip::read_shared_memory(
-                        registry,
-                        &owner,
-                        &span,
-                        &mut shared_memory_budget,
-                    )?;
-                    inputs.decode_raw(&slot, &bytes)?
+                (None, None, Some(span)) => InputData::SharedMemory(span),
+                (Some(index), None, None) => {
+                    InputData::Raw(std::mem::take(&mut raw[index]).into())
                 }
-                (Some(bytes), None, None) => inputs.decode_raw(&slot, bytes)?,
-                (None, Some(contents), None) => typed_contents(contents, slot.dtype)
-                    .map_err(|problem| invalid(format!("{owner}: {problem}")))?,
+                (None, Some(contents), None) => InputData::Typed(typed(contents)),
                 (None, None, None) => {
                     return Err(invalid(format!(
                         "input '{}' has no data: give its contents or raw_input_contents, or a shared memory region",
@@ -992,31 +981,35 @@ impl InferenceService {
                     )))
                 }
             };
-            inputs.fill(slot, data)?;
+            inputs.push(InputRequest {
+                name: std::mem::take(&mut input.name),
+                datatype: std::mem::take(&mut input.datatype),
+                shape: std::mem::take(&mut input.shape),
+                data,
+            });
         }
-        if !positional && next_raw < raw.len() {
+        if !positional && next_raw < given {
             return Err(invalid(format!(
-                "raw_input_contents has {} entries for {} inputs; give one per input, in the order of inputs",
-                raw.len(),
+                "raw_input_contents has {given} entries for {} inputs; give one per input, in the order of inputs",
                 request.inputs.len()
             )));
         }
-        let mut requested = Vec::with_capacity(request.outputs.len());
-        for output in &request.outputs {
+        let mut outputs = Vec::with_capacity(request.outputs.len());
+        for output in &mut request.outputs {
             let owner = format!("output '{}'", crate::text::clip(&output.name));
-            let shared_memory = shared_memory_span(&output.parameters, &owner)?;
-            if let Some(span) = &shared_memory {
-                oip::check_output_span(registry, &owner, span)?;
-            }
-            requested.push(oip::RequestedOutput {
-                name: output.name.as_str(),
-                binary: None,
+            outputs.push(oip::RequestedOutput {
+                shared_memory: shared_memory_span(&output.parameters, &owner)?,
                 classification: count_parameter(&output.parameters, "classification", &owner)?,
-                shared_memory,
+                name: std::mem::take(&mut output.name),
+                binary: None,
             });
         }
-        let chosen = oip::choose_outputs(bundle, requested, true)?;
-        Ok((inputs.finish()?, chosen))
+        Ok(InferRequest {
+            id: Some(std::mem::take(&mut request.id)),
+            inputs,
+            outputs,
+            binary_default: true,
+        })
     }
 
     async fn infer(
@@ -1028,21 +1021,15 @@ impl InferenceService {
             &request.model_name,
             Some(&request.model_version),
         )?;
-        let (inputs, chosen) = Self::decode_infer(&self.registry, model.bundle(), &mut request)?;
-        let tensors = model.infer(inputs).await?;
-        let specs = &model.bundle().config.outputs;
-        let mut outputs = Vec::with_capacity(chosen.len());
-        let mut raw_output_contents = Vec::with_capacity(chosen.len());
-        for choice in chosen {
-            let tensor = oip::answer_tensor(
-                model.bundle(),
-                model.batching().is_some(),
-                &choice,
-                &tensors[choice.index],
-            )?;
-            let name = &specs[choice.index].name;
+        let request = Self::decode_request(&mut request)?;
+        let valid = infer::validate(&self.registry, model.bundle(), request)?;
+        let answer = infer::answer(&self.registry, &model, valid).await?;
+        let mut outputs = Vec::with_capacity(answer.outputs.len());
+        let mut raw_output_contents = Vec::with_capacity(answer.outputs.len());
+        for output in answer.outputs {
+            let tensor = &output.tensor;
             outputs.push(InferOutputTensor {
-                name: name.clone(),
+                name: output.name.to_string(),
                 datatype: tensor.dtype().v2_name().to_string(),
                 shape: tensor.shape().iter().map(|&d| d as i64).collect(),
                 parameters: Default::default(),
@@ -1050,25 +1037,33 @@ impl InferenceService {
             });
             // An output in shared memory keeps its place with an empty entry, as Triton's does.
             let mut bytes = Vec::new();
-            match &choice.shared_memory {
-                Some(span) => oip::write_shared_memory(
-                    &self.registry,
-                    &format!("output '{name}'"),
-                    span,
-                    &tensor,
-                )?,
-                None => tensor.data().write_le_bytes(&mut bytes),
+            if output.placement != Placement::SharedMemory {
+                tensor.data().write_le_bytes(&mut bytes);
             }
             raw_output_contents.push(bytes);
         }
         Ok(ModelInferResponse {
-            model_name: model.name().to_string(),
-            model_version: model.bundle().config.version.clone(),
-            id: request.id,
+            model_name: answer.model_name.to_string(),
+            model_version: answer.model_version.to_string(),
+            id: answer.id.unwrap_or_default(),
             parameters: Default::default(),
             outputs,
             raw_output_contents,
         })
+    }
+}
+
+/// The typed contents of a message, moved into the protocol's form.
+fn typed(contents: InferTensorContents) -> TypedContents {
+    TypedContents {
+        bool_contents: contents.bool_contents,
+        int_contents: contents.int_contents,
+        int64_contents: contents.int64_contents,
+        uint_contents: contents.uint_contents,
+        uint64_contents: contents.uint64_contents,
+        fp32_contents: contents.fp32_contents,
+        fp64_contents: contents.fp64_contents,
+        bytes_contents: contents.bytes_contents,
     }
 }
 
@@ -1211,97 +1206,6 @@ fn model_config_message(config: &oip::ModelConfig) -> ModelConfig {
             })
         }),
     }
-}
-
-/// Typed contents in the field the protocol gives `dtype` (INT8 to INT32 share `int_contents`,
-/// each value checked against the narrower type); values in any other field are refused rather
-/// than ignored.
-fn typed_contents(mut contents: InferTensorContents, dtype: DType) -> Result<TensorData, String> {
-    fn narrow<W: Copy + std::fmt::Display, T: TryFrom<W>>(
-        values: Vec<W>,
-        dtype: DType,
-    ) -> Result<Vec<T>, String> {
-        values
-            .into_iter()
-            .enumerate()
-            .map(|(index, value)| {
-                T::try_from(value)
-                    .map_err(|_| format!("value {value} at [{index}] is out of range for {dtype}"))
-            })
-            .collect()
-    }
-    use std::mem::take;
-    let c = &mut contents;
-    let (data, field) =
-        match dtype {
-            DType::Float16 => return Err(
-                "FP16 values go in raw_input_contents: the protocol has no typed field for them"
-                    .to_string(),
-            ),
-            DType::Bool => (
-                TensorData::Bool(take(&mut c.bool_contents)),
-                "bool_contents",
-            ),
-            DType::Int8 => (
-                TensorData::Int8(narrow(take(&mut c.int_contents), dtype)?),
-                "int_contents",
-            ),
-            DType::Int16 => (
-                TensorData::Int16(narrow(take(&mut c.int_contents), dtype)?),
-                "int_contents",
-            ),
-            DType::Int32 => (TensorData::Int32(take(&mut c.int_contents)), "int_contents"),
-            DType::Int64 => (
-                TensorData::Int64(take(&mut c.int64_contents)),
-                "int64_contents",
-            ),
-            DType::Uint8 => (
-                TensorData::Uint8(narrow(take(&mut c.uint_contents), dtype)?),
-                "uint_contents",
-            ),
-            DType::Uint16 => (
-                TensorData::Uint16(narrow(take(&mut c.uint_contents), dtype)?),
-                "uint_contents",
-            ),
-            DType::Uint32 => (
-                TensorData::Uint32(take(&mut c.uint_contents)),
-                "uint_contents",
-            ),
-            DType::Uint64 => (
-                TensorData::Uint64(take(&mut c.uint64_contents)),
-                "uint64_contents",
-            ),
-            DType::Float32 => (
-                TensorData::Float32(take(&mut c.fp32_contents)),
-                "fp32_contents",
-            ),
-            DType::Float64 => (
-                TensorData::Float64(take(&mut c.fp64_contents)),
-                "fp64_contents",
-            ),
-            DType::String => (
-                TensorData::strings_from_bytes(take(&mut c.bytes_contents))?,
-                "bytes_contents",
-            ),
-        };
-    // What is left must be empty: values in a field of another datatype are a mistake.
-    let others = [
-        ("bool_contents", c.bool_contents.len()),
-        ("int_contents", c.int_contents.len()),
-        ("int64_contents", c.int64_contents.len()),
-        ("uint_contents", c.uint_contents.len()),
-        ("uint64_contents", c.uint64_contents.len()),
-        ("fp32_contents", c.fp32_contents.len()),
-        ("fp64_contents", c.fp64_contents.len()),
-        ("bytes_contents", c.bytes_contents.len()),
-    ];
-    if let Some((other, _)) = others.iter().find(|(_, len)| *len > 0) {
-        return Err(format!(
-            "{} values go in contents.{field}, but contents.{other} has values",
-            dtype.v2_name()
-        ));
-    }
-    Ok(data)
 }
 
 #[cfg(test)]

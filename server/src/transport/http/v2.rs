@@ -18,11 +18,14 @@ use serde_json::{Map, Value};
 use super::{path_params, ApiError, AppState, CallerRequestId, RequestId};
 use crate::bundle::Bundle;
 use crate::model::Model;
-use crate::protocol::v2::{self as oip, OutputChoice, RequestInputs};
+use crate::protocol::v2::infer::{
+    self, Answer, InferRequest, InputData, InputRequest, Placement, ValidRequest,
+};
+use crate::protocol::v2::{self as oip};
 use crate::request_context::choose_request_id;
 use crate::serving::decoding::decode_sized;
 use crate::serving::Registry;
-use crate::tensor::{Flat, Tensor, TensorData};
+use crate::tensor::Flat;
 
 /// The header giving the length of the JSON part of a body that carries binary tensors.
 const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -201,8 +204,9 @@ pub(super) async fn model_metadata(V2Model(model): V2Model) -> Response {
     Json(oip::model_metadata(&model)).into_response()
 }
 
+/// The JSON of an inference request, as REST sends it.
 #[derive(Deserialize)]
-struct InferRequest {
+struct WireRequest {
     id: Option<String>,
     parameters: Option<Map<String, Value>>,
     inputs: Vec<RequestInput>,
@@ -357,30 +361,31 @@ async fn answer(
     if let Some(id) = own_id {
         identified(id);
     }
-    let call = decoded?;
-    let outputs = model.infer(call.inputs).await?;
-    respond(registry, model, call.id.as_deref(), &call.outputs, &outputs)
-}
-
-/// An inference request decoded and checked against the model's declarations.
-pub(crate) struct InferCall {
-    pub id: Option<String>,
-    /// One tensor per declared input, in declaration order.
-    pub inputs: Vec<Tensor>,
-    pub outputs: Vec<OutputChoice>,
+    let answer = infer::answer(registry, model, decoded?).await?;
+    encode(answer)
 }
 
 /// Decodes an inference body (JSON, then the binary data when `header_length`, the
-/// Inference-Header-Content-Length header, says where the JSON ends) against `bundle`'s
-/// declarations; `identified` learns the request's own id as soon as the JSON is read. Consumes
-/// the body, so that it is freed before the request waits for the model.
+/// Inference-Header-Content-Length header, says where the JSON ends) and validates it against
+/// `bundle`'s declarations; `identified` learns the request's own id as soon as the JSON is read.
+/// Consumes the body, so that it is freed before the request waits for the model.
 pub(crate) fn decode_infer(
     registry: &Registry,
     bundle: &Bundle,
     header_length: Option<&HeaderValue>,
     body: Bytes,
     mut identified: impl FnMut(Option<String>),
-) -> Result<InferCall, ApiError> {
+) -> Result<ValidRequest, ApiError> {
+    let request = decode_request(header_length, body, &mut identified)?;
+    Ok(infer::validate(registry, bundle, request)?)
+}
+
+/// The body as the protocol's request: where each input's data is, and what each output asks.
+fn decode_request(
+    header_length: Option<&HeaderValue>,
+    body: Bytes,
+    identified: &mut impl FnMut(Option<String>),
+) -> Result<InferRequest, ApiError> {
     let json_length = match header_length {
         None => body.len(),
         Some(value) => value
@@ -396,7 +401,7 @@ pub(crate) fn decode_infer(
                 ))
             })?,
     };
-    let request: InferRequest = serde_json::from_slice(&body[..json_length]).map_err(|error| {
+    let request: WireRequest = serde_json::from_slice(&body[..json_length]).map_err(|error| {
         bad_request(format!(
             "the body is not an inference request of the protocol: {}",
             crate::text::clip_message(&error.to_string())
@@ -404,56 +409,56 @@ pub(crate) fn decode_infer(
     })?;
     identified(request.id.clone());
     let mut binary = body.slice(json_length..);
-    let mut inputs = RequestInputs::new(bundle);
-    let mut shared_memory_budget = registry.limits().max_body_bytes;
-    for input in &request.inputs {
-        let owner = format!("input '{}'", crate::text::clip(&input.name));
-        let slot = inputs.slot(&input.name, &input.datatype, &input.shape)?;
+    let mut inputs = Vec::with_capacity(request.inputs.len());
+    for input in request.inputs {
+        let owner = || format!("input '{}'", crate::text::clip(&input.name));
         let size = parameter(
             &input.parameters,
             "binary_data_size",
-            &owner,
+            &owner(),
             Value::as_u64,
             "a byte count",
         )?;
-        let shared_memory = shared_memory_span(&input.parameters, &owner)?;
-        let data = match (size, &input.data, shared_memory) {
+        let shared_memory = shared_memory_span(&input.parameters, &owner())?;
+        let data = match (size, input.data, shared_memory) {
             (Some(_), Some(_), _) => {
                 return Err(bad_request(format!(
-                    "{owner} has both 'data' and the 'binary_data_size' parameter; send one"
+                    "{} has both 'data' and the 'binary_data_size' parameter; send one",
+                    owner()
                 )))
             }
             (_, Some(_), Some(_)) | (Some(_), _, Some(_)) => {
                 return Err(bad_request(format!(
-                    "{owner} has its data in the request and in shared memory; send one"
+                    "{} has its data in the request and in shared memory; send one",
+                    owner()
                 )))
             }
-            (None, None, Some(span)) => {
-                let bytes =
-                    oip::read_shared_memory(registry, &owner, &span, &mut shared_memory_budget)?;
-                inputs.decode_raw(&slot, &bytes)?
-            }
+            (None, None, Some(span)) => InputData::SharedMemory(span),
             (Some(size), None, None) => {
                 let size = usize::try_from(size).unwrap_or(usize::MAX);
                 if size > binary.len() {
                     return Err(bad_request(format!(
-                        "{owner} announces {size} bytes of binary data, but only {} bytes follow the JSON header (is the Inference-Header-Content-Length header set?)",
+                        "{} announces {size} bytes of binary data, but only {} bytes follow the JSON header (is the Inference-Header-Content-Length header set?)",
+                        owner(),
                         binary.len()
                     )));
                 }
-                inputs.decode_raw(&slot, &binary.split_to(size))?
+                InputData::Raw(binary.split_to(size))
             }
-            (None, Some(data), None) => {
-                TensorData::from_json_leaves(data.get(), slot.dtype, slot.count)
-                    .map_err(|error| bad_request(format!("{owner}: {error}")))?
-            }
+            (None, Some(data), None) => InputData::Json(data),
             (None, None, None) => {
                 return Err(bad_request(format!(
-                    "{owner} has no data: give 'data', or the 'binary_data_size' parameter and the bytes after the JSON, or a shared memory region"
+                    "{} has no data: give 'data', or the 'binary_data_size' parameter and the bytes after the JSON, or a shared memory region",
+                    owner()
                 )))
             }
         };
-        inputs.fill(slot, data)?;
+        inputs.push(InputRequest {
+            name: input.name,
+            datatype: input.datatype,
+            shape: input.shape,
+            data,
+        });
     }
     if !binary.is_empty() {
         return Err(bad_request(format!(
@@ -469,8 +474,8 @@ pub(crate) fn decode_infer(
         "true or false",
     )?
     .unwrap_or(false);
-    let mut requested = Vec::new();
-    for output in request.outputs.iter().flatten() {
+    let mut outputs = Vec::new();
+    for output in request.outputs.into_iter().flatten() {
         let owner = format!("output '{}'", crate::text::clip(&output.name));
         let binary = parameter(
             &output.parameters,
@@ -487,70 +492,42 @@ pub(crate) fn decode_infer(
             "a class count",
         )?;
         let shared_memory = shared_memory_span(&output.parameters, &owner)?;
-        if let Some(span) = &shared_memory {
-            oip::check_output_span(registry, &owner, span)?;
-        }
-        requested.push(oip::RequestedOutput {
-            name: output.name.as_str(),
+        outputs.push(oip::RequestedOutput {
+            name: output.name,
             binary,
             classification,
             shared_memory,
         });
     }
-    let chosen = oip::choose_outputs(bundle, requested, binary_default)?;
-    Ok(InferCall {
+    Ok(InferRequest {
         id: request.id,
-        inputs: inputs.finish()?,
-        outputs: chosen,
+        inputs,
+        outputs,
+        binary_default,
     })
 }
 
 /// The JSON response, followed by the binary outputs when any was asked for as binary data;
-/// an output asked for in shared memory is written there and answered without data, as Triton
-/// does.
-fn respond(
-    registry: &Registry,
-    model: &Model,
-    id: Option<&str>,
-    chosen: &[OutputChoice],
-    tensors: &[Tensor],
-) -> Result<Response, ApiError> {
-    let specs = &model.bundle().config.outputs;
+/// an output written to shared memory is answered without data, as Triton does.
+fn encode(answer: Answer<'_>) -> Result<Response, ApiError> {
     let mut binary = Vec::new();
-    let any_binary = chosen.iter().any(|choice| choice.binary);
-    let answers: Vec<_> = chosen
+    let outputs = answer
+        .outputs
         .iter()
-        .map(|choice| {
-            oip::answer_tensor(
-                model.bundle(),
-                model.batching().is_some(),
-                choice,
-                &tensors[choice.index],
-            )
-        })
-        .collect::<Result<_, _>>()?;
-    for (choice, tensor) in chosen.iter().zip(&answers) {
-        if let Some(span) = &choice.shared_memory {
-            let owner = format!("output '{}'", specs[choice.index].name);
-            oip::write_shared_memory(registry, &owner, span, tensor)?;
-        }
-    }
-    let outputs = chosen
-        .iter()
-        .zip(&answers)
-        .map(|(choice, tensor)| {
-            let (parameters, data) = if choice.shared_memory.is_some() {
-                (None, None)
-            } else if choice.binary {
-                let start = binary.len();
-                tensor.data().write_le_bytes(&mut binary);
-                let binary_data_size = binary.len() - start;
-                (Some(BinarySize { binary_data_size }), None)
-            } else {
-                (None, Some(Flat(tensor.data())))
+        .map(|output| {
+            let tensor = &output.tensor;
+            let (parameters, data) = match output.placement {
+                Placement::SharedMemory => (None, None),
+                Placement::Binary => {
+                    let start = binary.len();
+                    tensor.data().write_le_bytes(&mut binary);
+                    let binary_data_size = binary.len() - start;
+                    (Some(BinarySize { binary_data_size }), None)
+                }
+                Placement::InAnswer => (None, Some(Flat(tensor.data()))),
             };
             ResponseOutput {
-                name: &specs[choice.index].name,
+                name: output.name,
                 datatype: tensor.dtype().v2_name(),
                 shape: tensor.shape(),
                 parameters,
@@ -558,10 +535,14 @@ fn respond(
             }
         })
         .collect();
+    let any_binary = answer
+        .outputs
+        .iter()
+        .any(|output| output.placement == Placement::Binary);
     let response = InferResponse {
-        model_name: model.name(),
-        model_version: &model.bundle().config.version,
-        id,
+        model_name: answer.model_name,
+        model_version: answer.model_version,
+        id: answer.id.as_deref(),
         outputs,
     };
     let mut body = serde_json::to_vec(&response)
