@@ -20,9 +20,9 @@ use crate::request_context::{
 use crate::serving::error::{ErrorKind, ServeError};
 use crate::serving::Registry;
 
-use crate::transport::body;
 use crate::transport::timed_answer::{timed, TimerSlot, TIMER};
 use crate::transport::COMPRESS_ABOVE_BYTES;
+use crate::transport::{body, routes};
 
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
@@ -219,19 +219,17 @@ where
             .get(REQUEST_ID)
             .and_then(|value| value.to_str().ok())
             .map(str::to_string);
-        // Only the service's own methods become label values; any other path is "unknown".
-        let (service, called) = request.uri().path()[1..]
+        // Only the services' own methods become label values; any other path is "unknown".
+        let route = routes::grpc(request.uri().path());
+        let endpoint = route
+            .and_then(|route| route.grpc)
+            .map_or("unknown", |method| method.name);
+        let unserved = request.uri().path()[1..]
             .split_once('/')
-            .unwrap_or_default();
-        let method = METHODS
-            .iter()
-            .find(|known| known.name == called && known.service == service);
-        let endpoint = method.map_or("unknown", |method| method.name);
-        let unserved = (service == INFERENCE)
-            .then(|| oip::unserved_extension(called))
-            .flatten();
+            .filter(|(service, _)| *service == routes::INFERENCE)
+            .and_then(|(_, called)| oip::unserved_extension(called));
         let authenticated = self.registry.tokens().is_none_or(|tokens| {
-            method.is_some_and(|method| method.open)
+            route.is_some_and(|route| route.open)
                 || tokens.accepts(
                     request
                         .headers()
@@ -239,7 +237,7 @@ where
                         .map(HeaderValue::as_bytes),
                 )
         });
-        let inference = method.is_some_and(|method| method.inference);
+        let inference = route.is_some_and(|route| route.inference);
         let registry = self.registry.clone();
         // The inner service is a router, always ready: a clone serves this call.
         let mut inner = self.inner.clone();
@@ -329,147 +327,10 @@ where
     }
 }
 
-/// A method of the service: open without a token (the health probes), and whether it runs a
-/// model (admitted among the requests in flight before its message is decoded). The gate and the
-/// metric labels read this table, and a unit test holds it to the generated service.
-struct Method {
-    service: &'static str,
-    name: &'static str,
-    open: bool,
-    inference: bool,
-}
-
-const INFERENCE: &str = "inference.GRPCInferenceService";
-
-const METHODS: [Method; 19] = [
-    Method {
-        service: INFERENCE,
-        name: "ServerLive",
-        open: true,
-        inference: false,
-    },
-    Method {
-        service: INFERENCE,
-        name: "ServerReady",
-        open: true,
-        inference: false,
-    },
-    Method {
-        service: INFERENCE,
-        name: "ModelReady",
-        open: true,
-        inference: false,
-    },
-    Method {
-        service: INFERENCE,
-        name: "ServerMetadata",
-        open: false,
-        inference: false,
-    },
-    Method {
-        service: INFERENCE,
-        name: "ModelMetadata",
-        open: false,
-        inference: false,
-    },
-    Method {
-        service: INFERENCE,
-        name: "ModelInfer",
-        open: false,
-        inference: true,
-    },
-    Method {
-        service: INFERENCE,
-        name: "ModelConfig",
-        open: false,
-        inference: false,
-    },
-    // Each message of the stream is admitted on its own, by the handler: the stream is not read
-    // whole first.
-    Method {
-        service: INFERENCE,
-        name: "ModelStreamInfer",
-        open: false,
-        inference: false,
-    },
-    Method {
-        service: INFERENCE,
-        name: "ModelStatistics",
-        open: false,
-        inference: false,
-    },
-    Method {
-        service: INFERENCE,
-        name: "RepositoryIndex",
-        open: false,
-        inference: false,
-    },
-    Method {
-        service: INFERENCE,
-        name: "RepositoryModelLoad",
-        open: false,
-        inference: false,
-    },
-    Method {
-        service: INFERENCE,
-        name: "RepositoryModelUnload",
-        open: false,
-        inference: false,
-    },
-    Method {
-        service: INFERENCE,
-        name: "SystemSharedMemoryStatus",
-        open: false,
-        inference: false,
-    },
-    Method {
-        service: INFERENCE,
-        name: "SystemSharedMemoryRegister",
-        open: false,
-        inference: false,
-    },
-    Method {
-        service: INFERENCE,
-        name: "SystemSharedMemoryUnregister",
-        open: false,
-        inference: false,
-    },
-    // The probes of Kubernetes and grpc_health_probe, open as REST's health routes are.
-    Method {
-        service: "grpc.health.v1.Health",
-        name: "Check",
-        open: true,
-        inference: false,
-    },
-    Method {
-        service: "grpc.health.v1.Health",
-        name: "Watch",
-        open: true,
-        inference: false,
-    },
-    // The API description, open as REST's /openapi.json is.
-    Method {
-        service: "grpc.reflection.v1.ServerReflection",
-        name: "ServerReflectionInfo",
-        open: true,
-        inference: false,
-    },
-    Method {
-        service: "grpc.reflection.v1alpha.ServerReflection",
-        name: "ServerReflectionInfo",
-        open: true,
-        inference: false,
-    },
-];
-
 /// The message of UNIMPLEMENTED: the extension it belongs to when it is one of Triton's, and
 /// the service's methods, percent-encoded as grpc-message is.
 fn unimplemented_message(unserved: Option<&str>) -> HeaderValue {
-    let methods: Vec<&str> = METHODS
-        .iter()
-        .filter(|method| method.service == INFERENCE)
-        .map(|method| method.name)
-        .collect();
+    let methods: Vec<&str> = routes::inference_methods().collect();
     let served = format!(
         "this server serves inference.GRPCInferenceService: {}",
         methods.join(", ")
@@ -1211,24 +1072,6 @@ fn model_config_message(config: &oip::ModelConfig) -> ModelConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The table names exactly the service's methods, as the generated code routes them.
-    #[test]
-    fn the_method_table_is_the_services() {
-        let proto = include_str!("../../proto/inference.proto");
-        let declared: Vec<&str> = proto
-            .lines()
-            .filter_map(|line| line.trim().strip_prefix("rpc "))
-            .filter_map(|rest| rest.split('(').next())
-            .map(str::trim)
-            .collect();
-        let tabled: Vec<&str> = METHODS
-            .iter()
-            .filter(|method| method.service == INFERENCE)
-            .map(|method| method.name)
-            .collect();
-        assert_eq!(tabled, declared);
-    }
 
     #[tokio::test]
     async fn readiness_turns_false_as_soon_as_shutdown_begins() {

@@ -12,5 +12,6 @@ pub mod grpc;
 pub mod http;
 pub mod listener;
 mod parse_error_answers;
+pub mod routes;
 pub mod single_port;
 pub mod timed_answer;

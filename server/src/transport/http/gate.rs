@@ -9,10 +9,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::routes::{self, Route};
 use super::{ApiError, AppState};
 use crate::serving::auth::CHALLENGE;
 use crate::transport::body;
+use crate::transport::routes::{self, Route};
 
 /// One middleware (each layer costs a clone of the routes per request): the credentials, then
 /// for a request that runs a model, its place and deadline.

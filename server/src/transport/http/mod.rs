@@ -5,7 +5,6 @@ mod error;
 mod gate;
 mod observe;
 mod openapi;
-mod routes;
 mod seed;
 mod v2;
 
@@ -18,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, RawPathPara
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::Router;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::compression::{CompressionLayer, CompressionLevel};
@@ -35,6 +34,7 @@ use crate::model::Model;
 use crate::protocol::v2 as oip;
 use crate::serving::decoding::decode_sized;
 use crate::serving::Registry;
+use crate::transport::routes::{self, Route, Verb};
 use crate::transport::COMPRESS_ABOVE_BYTES;
 
 /// Deployment settings of the HTTP layer.
@@ -120,11 +120,12 @@ fn is_plain_json(headers: &axum::http::HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Every route of the server, as the route table (`routes.rs`) declares them.
+/// Every HTTP route of the server, as the table of calls ([`routes`]) declares them.
 pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
-    routes::all()
-        .fold(Router::new(), |router, route| {
-            router.route(route.path, route.handler())
+    routes::http()
+        .filter_map(|route| Some((route.path, handler(route)?)))
+        .fold(Router::new(), |router, (path, handler)| {
+            router.route(path, handler)
         })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -150,6 +151,56 @@ pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
             observe::observe,
         ))
         .with_state(registry)
+}
+
+/// The handler of an HTTP route of the table ([`routes`]), by its operation id (a seed route at
+/// the root shares its handler with the same route under `/models/{model}`); None for a call
+/// only gRPC makes. A unit test holds every HTTP route to a handler.
+fn handler(route: &Route) -> Option<MethodRouter<AppState>> {
+    let filter = match route.verb {
+        Verb::Get => MethodFilter::GET,
+        Verb::Post => MethodFilter::POST,
+        Verb::GrpcOnly => return None,
+    };
+    let id = route.operation_id;
+    Some(match id.strip_suffix("OfTheOnlyModel").unwrap_or(id) {
+        "health" => on(filter, seed::health),
+        "listModels" => on(filter, seed::list_models),
+        "modelHealth" => on(filter, seed::model_health),
+        "serverMetadata" => on(filter, v2::server_metadata),
+        "serverLive" => on(filter, v2::live),
+        "serverReady" => on(filter, v2::ready),
+        "modelMetadata" => on(filter, v2::model_metadata),
+        "modelReady" => on(filter, v2::model_ready),
+        "modelInfer" => on(filter, v2::infer),
+        "allModelStatistics" => on(filter, v2::all_statistics),
+        "modelStatistics" => on(filter, v2::model_statistics),
+        "modelStatisticsVersion" => on(filter, v2::model_statistics),
+        "repositoryIndex" => on(filter, v2::repository_index),
+        "repositoryModelLoad" => on(filter, v2::repository_load),
+        "repositoryModelUnload" => on(filter, v2::repository_unload),
+        "modelConfig" => on(filter, v2::model_config),
+        "modelConfigVersion" => on(filter, v2::model_config),
+        "modelMetadataVersion" => on(filter, v2::model_metadata),
+        "modelReadyVersion" => on(filter, v2::model_ready),
+        "modelInferVersion" => on(filter, v2::infer),
+        "systemSharedMemoryStatus" => on(filter, v2::shared_memory_status_all),
+        "systemSharedMemoryRegionStatus" => on(filter, v2::shared_memory_status),
+        "systemSharedMemoryRegister" => on(filter, v2::shared_memory_register),
+        "systemSharedMemoryUnregisterAll" => on(filter, v2::shared_memory_unregister_all),
+        "systemSharedMemoryUnregister" => on(filter, v2::shared_memory_unregister),
+        "docs" => on(filter, docs::page),
+        "docsScript" => on(filter, docs::bundle),
+        "docsStyle" => on(filter, docs::style),
+        "openapi" => on(filter, openapi::serve),
+        "metadata" => on(filter, seed::metadata),
+        "predict" => on(filter, seed::predict),
+        "predictLabel" => on(filter, seed::predict_label),
+        "predictTest" => on(filter, seed::predict_test),
+        "predictTestLabel" => on(filter, seed::predict_test_label),
+        "labels" => on(filter, seed::labels),
+        _ => return None,
+    })
 }
 
 /// Cross-origin access for the pages of `origins` (an API page hosted elsewhere); none with no
@@ -212,6 +263,17 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+
+    #[test]
+    fn every_http_route_of_the_table_has_its_handler() {
+        for route in routes::http() {
+            assert!(
+                handler(route).is_some(),
+                "{} has no handler",
+                route.operation_id
+            );
+        }
+    }
 
     #[tokio::test]
     async fn pages_of_the_allowed_origins_only_may_call_the_api() {

@@ -12,13 +12,13 @@ use tracing::field::Empty;
 use tracing::Instrument;
 
 use super::error::InternalDetail;
-use super::routes;
 use super::ApiError;
 use super::AppState;
 use crate::metrics::RouteLabels;
 use crate::request_context::{
     answer_traceparent, choose_request_id, join_trace, TraceParent, REQUEST_ID, TRACEPARENT,
 };
+use crate::transport::routes;
 use crate::transport::timed_answer::timed;
 
 /// The caller's own `x-request-id`, for handlers that may prefer another id (the Open Inference

@@ -9,10 +9,10 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use super::routes::{self, Answer, Route};
 use super::AppState;
 use crate::protocol::v2::SERVER_VERSION;
 use crate::serving::Registry;
+use crate::transport::routes::{self, Answer, Route};
 
 const COMPONENTS: &str = include_str!("openapi-components.json");
 
@@ -33,7 +33,7 @@ pub fn document(registry: &Registry) -> Value {
     parameters["model"]["schema"]["enum"] = json!(names);
     parameters["version"]["schema"]["enum"] = json!(versions);
     let mut paths = Map::new();
-    for route in routes::all().filter(|route| route.documented) {
+    for route in routes::http().filter(|route| route.documented) {
         let mut operation = operation(route);
         if registry.tokens().is_some() && !route.open {
             operation["security"] = json!([{"bearer": []}]);
@@ -155,9 +155,9 @@ mod tests {
                 );
             }
         }
-        assert_eq!(documented, routes::all().filter(|r| r.documented).count());
+        assert_eq!(documented, routes::http().filter(|r| r.documented).count());
         // The undocumented ones (the API page and its files) are routed too.
-        for route in routes::all().filter(|r| !r.documented) {
+        for route in routes::http().filter(|r| !r.documented) {
             let request = Request::get(route.path).body(Body::empty()).unwrap();
             let response = app.clone().oneshot(request).await.unwrap();
             assert_eq!(response.status(), 200, "{}", route.path);
@@ -169,7 +169,7 @@ mod tests {
     fn the_components_parse_and_every_schema_a_route_names_exists() {
         let components: Value = serde_json::from_str(COMPONENTS).unwrap();
         let schemas = components["components"]["schemas"].as_object().unwrap();
-        for route in routes::all() {
+        for route in routes::http() {
             for name in route.takes.into_iter().chain(match route.answers {
                 Answer::Json(name) | Answer::Yes(name) | Answer::YesOrNo(name) => Some(name),
                 Answer::Document => None,
@@ -181,7 +181,11 @@ mod tests {
                 );
             }
         }
-        let ids: std::collections::HashSet<_> = routes::all().map(|r| r.operation_id).collect();
-        assert_eq!(ids.len(), routes::all().count(), "operation ids are unique");
+        let ids: std::collections::HashSet<_> = routes::http().map(|r| r.operation_id).collect();
+        assert_eq!(
+            ids.len(),
+            routes::http().count(),
+            "operation ids are unique"
+        );
     }
 }
