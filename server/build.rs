@@ -10,8 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("inference_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
+    // The service's own codec: a message that does not decode is the caller's INVALID_ARGUMENT.
     tonic_prost_build::configure()
         .build_client(false)
+        .codec_path("crate::transport::grpc::CallersCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -20,9 +20,10 @@ use crate::request_context::{
 use crate::serving::error::{ErrorKind, ServeError};
 use crate::serving::Registry;
 
+use crate::transport::gate::{self, Refusal};
+use crate::transport::routes;
 use crate::transport::timed_answer::{timed, TimerSlot, TIMER};
 use crate::transport::COMPRESS_ABOVE_BYTES;
-use crate::transport::{body, routes};
 
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
@@ -34,6 +35,55 @@ use proto::infer_parameter::ParameterChoice;
 use proto::model_infer_response::InferOutputTensor;
 use proto::model_metadata_response::TensorMetadata;
 use proto::*;
+
+/// The inference service's codec: prost's, but a message that does not decode is refused with
+/// INVALID_ARGUMENT, the caller's mistake, where prost's codec says INTERNAL (gRPC's 500).
+pub struct CallersCodec<T, U>(tonic_prost::ProstCodec<T, U>);
+
+impl<T, U> Default for CallersCodec<T, U> {
+    fn default() -> Self {
+        CallersCodec(tonic_prost::ProstCodec::default())
+    }
+}
+
+impl<T, U> tonic::codec::Codec for CallersCodec<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = tonic_prost::ProstEncoder<T>;
+    type Decoder = CallersDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        self.0.encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        CallersDecoder(self.0.decoder())
+    }
+}
+
+pub struct CallersDecoder<U>(tonic_prost::ProstDecoder<U>);
+
+impl<U: prost::Message + Default> tonic::codec::Decoder for CallersDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Self::Item>, Self::Error> {
+        self.0
+            .decode(buf)
+            .map_err(|status| Status::invalid_argument(status.message()))
+    }
+
+    fn buffer_settings(&self) -> tonic::codec::BufferSettings {
+        self.0.buffer_settings()
+    }
+}
 
 pub struct InferenceService {
     registry: Arc<Registry>,
@@ -177,14 +227,12 @@ async fn report_health(registry: Arc<Registry>, reporter: tonic_health::server::
     }
 }
 
-/// What a call passes before its message is decoded, as over REST (http::gate): a valid bearer
-/// token when the server has tokens (else UNAUTHENTICATED; the health methods stay open), and for
-/// ModelInfer a place among the requests in flight (else UNAVAILABLE at once), held until it is
-/// answered. These refusals, and the calls the gRPC library answers before the service sees them
-/// (a message that does not decode, one over the size limit, an unknown method), each get a
-/// request id, and are logged and counted like the others (without a model); a message that does
-/// not decode, which tonic answers with INTERNAL (gRPC's 500), is made INVALID_ARGUMENT: it is the
-/// caller's mistake.
+/// What a call passes before its message is decoded, as over REST ([`gate::pass`]): a valid
+/// bearer token when the server has tokens (else UNAUTHENTICATED; the health methods stay open),
+/// and for ModelInfer a place among the requests in flight (else UNAVAILABLE at once), held until
+/// it is answered. These refusals, and the calls the gRPC library answers before the service sees
+/// them (a message that does not decode, one over the size limit, an unknown method), each get a
+/// request id, and are logged and counted like the others (without a model).
 #[derive(Clone)]
 struct Gate<S> {
     inner: S,
@@ -228,46 +276,28 @@ where
             .split_once('/')
             .filter(|(service, _)| *service == routes::INFERENCE)
             .and_then(|(_, called)| oip::unserved_extension(called));
-        let authenticated = self.registry.tokens().is_none_or(|tokens| {
-            route.is_some_and(|route| route.open)
-                || tokens.accepts(
-                    request
-                        .headers()
-                        .get(axum::http::header::AUTHORIZATION)
-                        .map(HeaderValue::as_bytes),
-                )
-        });
-        let inference = route.is_some_and(|route| route.inference);
         let registry = self.registry.clone();
         // The inner service is a router, always ready: a clone serves this call.
         let mut inner = self.inner.clone();
-        // Checked in this order: who calls, then (for an inference) its message, read before
-        // the call takes a place among those in flight, then whether there is room for it.
         let answer: Self::Future = Box::pin({
             let registry = registry.clone();
             async move {
-                if !authenticated {
-                    let refusal = Status::unauthenticated(
-                        "this server needs a bearer token: send `authorization: Bearer <token>` metadata",
-                    );
-                    return Ok(refusal.into_http());
-                }
-                if !inference {
-                    return inner.call(request).await;
-                }
                 let (parts, body) = request.into_parts();
                 // The message's 5-byte frame header comes on top of the message limit.
                 let limit = registry.limits().max_body_bytes.saturating_add(5);
-                let body = match body::read(&registry, &parts.headers, body, limit).await {
-                    Ok(body) => body,
-                    Err(refusal) => return Ok(status(&refusal).into_http()),
+                let passed = match gate::pass(&registry, route, &parts.headers, body, limit).await {
+                    Ok(passed) => passed,
+                    Err(Refusal::Unauthenticated { .. }) => {
+                        let refusal = Status::unauthenticated(
+                            "this server needs a bearer token: send `authorization: Bearer <token>` metadata",
+                        );
+                        return Ok(refusal.into_http());
+                    }
+                    Err(Refusal::Refused(error)) => return Ok(status(&error).into_http()),
                 };
-                let Some(place) = registry.admit() else {
-                    return Ok(Status::unavailable(registry.limits().shed_message()).into_http());
-                };
-                let request = axum::extract::Request::from_parts(parts, body.into());
+                let request = axum::extract::Request::from_parts(parts, passed.body);
                 let answer = inner.call(request).await;
-                drop(place);
+                drop(passed.place);
                 answer
             }
         });
@@ -281,16 +311,6 @@ where
                 .get("grpc-status")
                 .and_then(|code| code.to_str().ok()?.parse::<i32>().ok())
                 .map_or(Code::Unknown, Code::from);
-            let undecodable = headers
-                .get("grpc-message")
-                .and_then(|message| message.to_str().ok())
-                .is_some_and(|message| message.contains("decode%20Protobuf%20message"));
-            let code = if code == Code::Internal && undecodable {
-                headers.insert("grpc-status", HeaderValue::from_static("3"));
-                Code::InvalidArgument
-            } else {
-                code
-            };
             // tonic answers a method it does not have with an empty message: name what is served.
             if code == Code::Unimplemented && !headers.contains_key("grpc-message") {
                 headers.insert("grpc-message", unimplemented_message(unserved));

@@ -8,6 +8,7 @@
 pub const COMPRESS_ABOVE_BYTES: usize = 4096;
 
 pub mod body;
+pub mod gate;
 pub mod grpc;
 pub mod http;
 pub mod listener;
