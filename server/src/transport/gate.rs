@@ -2,7 +2,7 @@
 //! valid bearer token when the server has tokens, unless its route is open), then, for an
 //! inference, its body, read whole ([`body::read`]) so that a slow sender holds no place, then a
 //! place among the requests in flight, held until it is answered. The policy is the call's route
-//! ([`routes`]); each transport turns a [`Refusal`] into its own status.
+//! ([`crate::transport::routes`]); each transport turns a [`Refusal`] into its own status.
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue};
