@@ -17,11 +17,11 @@ use predictor::metrics::Metrics;
 use predictor::model::{self, LoadOptions};
 use predictor::prediction_log::{InputsPolicy, PredictionLog};
 use predictor::runtime::OnnxRuntime;
+use predictor::server::listener::ConnectionLimits;
 use predictor::server::{self, ListenOptions, Ports};
 use predictor::serving::auth::Tokens;
 use predictor::serving::shared_memory::SharedMemory;
 use predictor::serving::{Limits, Registry};
-use predictor::transport::listener::ConnectionLimits;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

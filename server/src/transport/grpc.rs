@@ -92,7 +92,7 @@ pub struct InferenceService {
 /// The descriptors of the inference service, for server reflection.
 const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("inference_descriptor");
 
-/// The gRPC services behind their gate, for [`crate::transport::listener::serve`]: the inference
+/// The gRPC services behind their gate, for the listeners: the inference
 /// service (messages as large as `max_message_bytes`, the REST body limit; gzip and deflate both
 /// ways), `grpc.health.v1.Health` (the server as "" and each model by name; NOT_SERVING from the
 /// moment either is not ready), and server reflection (v1 and v1alpha). Call inside the runtime:
@@ -100,7 +100,7 @@ const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("inferenc
 pub fn service(
     registry: Arc<Registry>,
     max_message_bytes: usize,
-) -> impl crate::transport::listener::Service + Clone {
+) -> impl crate::transport::Service + Clone {
     use tonic::codec::CompressionEncoding::{Deflate, Gzip};
     let inference = GrpcInferenceServiceServer::new(InferenceService {
         registry: registry.clone(),

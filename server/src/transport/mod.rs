@@ -1,5 +1,6 @@
 //! The wire: HTTP ([`http`], axum: the seed API, v2 REST, OpenAPI) and gRPC ([`grpc`], tonic: the
-//! v2 service), each on its port or together on one ([`single_port`]). Each maps the serving
+//! v2 service), with the table of calls both serve ([`routes`]) and their one gate ([`gate`]). The
+//! listeners that carry them are the server's ([`crate::server`]). Each maps the serving
 //! layer's errors to its own statuses, once.
 
 /// Answers smaller than this go uncompressed even to callers that accept gzip or deflate, over
@@ -11,8 +12,29 @@ pub mod body;
 pub mod gate;
 pub mod grpc;
 pub mod http;
-pub mod listener;
-mod parse_error_answers;
 pub mod routes;
-pub mod single_port;
 pub mod timed_answer;
+
+/// What a listener serves: an axum router, or a tower service with the same request and
+/// answer types (the gRPC service behind its gate).
+pub trait Service:
+    tower::Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Send
+    + 'static
+{
+}
+
+impl<S> Service for S where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Send
+        + 'static
+{
+}

@@ -17,7 +17,7 @@ use axum::response::Response;
 use tower::ServiceExt;
 
 use crate::defaults::METRICS_PATH;
-use crate::transport::listener::Service;
+use crate::transport::Service;
 
 /// The three services of separate ports behind one listener.
 #[derive(Clone)]

@@ -2,6 +2,10 @@
 //! for all three, the signals, and a bounded drain. It returns, never exits, so that the caller
 //! flushes the logs.
 
+pub mod listener;
+mod parse_error_answers;
+pub mod single_port;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::serving::Registry;
 use crate::transport::grpc;
 use crate::transport::http::{self, HttpOptions};
-use crate::transport::listener::{self, ConnectionLimits, ConnectionPlaces, Protocols};
-use crate::transport::single_port::ByProtocol;
+use listener::{ConnectionLimits, ConnectionPlaces, Protocols};
+use single_port::ByProtocol;
 
 /// Where and how the listeners listen: the deployment's settings.
 #[derive(Debug, Clone)]
@@ -217,7 +221,7 @@ impl Serving<'_> {
     async fn serve(
         self,
         name: &str,
-        service: impl listener::Service + Clone,
+        service: impl crate::transport::Service + Clone,
         tcp: TcpListener,
     ) -> Result<(), String> {
         listener::serve(

@@ -28,6 +28,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+use crate::transport::Service;
 use tokio_util::task::TaskTracker;
 
 use super::parse_error_answers::WithJsonParseErrors;
@@ -143,30 +145,6 @@ where
     connections.close();
     connections.wait().await;
     Ok(())
-}
-
-/// What a listener serves: an axum router, or a tower service with the same request and
-/// answer types (the gRPC service behind its gate).
-pub trait Service:
-    tower::Service<
-        axum::extract::Request,
-        Response = axum::response::Response,
-        Error = std::convert::Infallible,
-        Future: Send + 'static,
-    > + Send
-    + 'static
-{
-}
-
-impl<S> Service for S where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-            Future: Send + 'static,
-        > + Send
-        + 'static
-{
 }
 
 /// Accepted connections send at once (TCP_NODELAY): with Nagle's algorithm an answer written in
