@@ -8,19 +8,17 @@ use std::sync::Arc;
 use axum::http::HeaderValue;
 use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status};
-use tracing::field::Empty;
 use tracing::Instrument;
 
 use crate::metrics::RouteLabels;
 use crate::protocol::v2::infer::{self, InferRequest, InputData, InputRequest, Placement};
 use crate::protocol::v2::{self as oip, TypedContents};
-use crate::request_context::{
-    answer_traceparent, choose_request_id, join_trace, TraceParent, REQUEST_ID, TRACEPARENT,
-};
+use crate::request_context::{choose_request_id, REQUEST_ID, TRACEPARENT};
 use crate::serving::error::{ErrorKind, ServeError};
 use crate::serving::Registry;
 
 use crate::transport::gate::{self, Refusal};
+use crate::transport::observe::Observation;
 use crate::transport::routes;
 use crate::transport::timed_answer::{timed, TimerSlot, TIMER};
 use crate::transport::COMPRESS_ABOVE_BYTES;
@@ -321,23 +319,20 @@ where
                 if let Ok(value) = HeaderValue::from_str(&request_id) {
                     headers.insert(REQUEST_ID, value);
                 }
-                let span = tracing::info_span!(
-                    "request",
-                    request_id = request_id.as_str(),
-                    method = "gRPC",
-                    endpoint,
-                );
-                let route = RouteLabels {
+                let labels = RouteLabels {
                     model: String::new(),
                     protocol: "grpc",
                     endpoint: endpoint.to_string(),
                 };
-                timer = Some(
-                    registry
-                        .metrics()
-                        .request_started(route, span, "CANCELLED")
-                        .answered(code_name(code)),
+                let observation = Observation::start(
+                    &registry,
+                    "gRPC",
+                    labels,
+                    Some(&request_id),
+                    None,
+                    "CANCELLED",
                 );
+                timer = Some(observation.answered(code_name(code)));
             }
             Ok(match timer {
                 Some(timer) => response.map(|body| timed(body, timer)),
@@ -399,35 +394,32 @@ impl InferenceService {
     ) -> Result<Response<T>, Status> {
         let text = |key: &str| metadata.get(key).and_then(|value| value.to_str().ok());
         let request_id = choose_request_id(Some(own_id), text(REQUEST_ID));
-        let trace = text(TRACEPARENT).and_then(TraceParent::parse);
-        let span = tracing::info_span!(
-            "request",
-            request_id = request_id.as_str(),
-            trace_id = Empty,
-            method = "gRPC",
-            endpoint = method,
-        );
-        if let Some(trace) = &trace {
-            join_trace(&span, trace);
-        }
-        let route = RouteLabels {
+        let labels = RouteLabels {
             model: self.registry.model_label(model),
             protocol: "grpc",
             endpoint: method.to_string(),
         };
         // A call its client cancels is dropped before its answer: counted as CANCELLED.
-        let record = self
-            .registry
-            .metrics()
-            .request_started(route, span.clone(), "CANCELLED");
-        let result = call.instrument(span.clone()).await.map_err(|error| {
-            if let Some(detail) = error.internal_detail() {
-                span.in_scope(|| tracing::error!(%detail, "internal error"));
-            }
-            status(&error)
-        });
+        let observation = Observation::start(
+            &self.registry,
+            "gRPC",
+            labels,
+            Some(&request_id),
+            text(TRACEPARENT),
+            "CANCELLED",
+        );
+        let result = call
+            .instrument(observation.span().clone())
+            .await
+            .map_err(|error| {
+                if let Some(detail) = error.internal_detail() {
+                    observation.internal_error(detail);
+                }
+                status(&error)
+            });
         let code = result.as_ref().err().map_or(Code::Ok, Status::code);
-        let timer = record.answered(code_name(code));
+        let traceparent = observation.answer_traceparent();
+        let timer = observation.answered(code_name(code));
         // The gate ends the duration with the answer's body; outside a gate (a unit test), now.
         let _ = TIMER.try_with(|slot| slot.put(timer));
         let mut answer = match result {
@@ -448,7 +440,6 @@ impl InferenceService {
         if let Ok(value) = request_id.parse::<MetadataValue<Ascii>>() {
             answer_metadata.insert(REQUEST_ID, value);
         }
-        let traceparent = answer_traceparent(&span, trace.as_ref());
         if let Some(value) = traceparent.and_then(|t| t.parse::<MetadataValue<Ascii>>().ok()) {
             answer_metadata.insert(TRACEPARENT, value);
         }

@@ -12,6 +12,7 @@ pub mod body;
 pub mod gate;
 pub mod grpc;
 pub mod http;
+pub mod observe;
 pub mod routes;
 pub mod timed_answer;
 

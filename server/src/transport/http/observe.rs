@@ -1,6 +1,7 @@
-//! What every HTTP request leaves behind: a span with its request id and trace id around all its
-//! log lines, one access log line, its metrics, and the `x-request-id` and `traceparent` headers
-//! of the answer.
+//! The HTTP side of the observation ([`crate::transport::observe`]): the route's labels (the
+//! model named in the path), the request id (the v2 inference handler may choose the request's
+//! own `id`), the `x-request-id` and `traceparent` headers of the answer, and a JSON body for the
+//! error answers the layers below the handlers write without one.
 
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
@@ -8,16 +9,14 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::response::Response;
-use tracing::field::Empty;
 use tracing::Instrument;
 
 use super::error::InternalDetail;
 use super::ApiError;
 use super::AppState;
 use crate::metrics::RouteLabels;
-use crate::request_context::{
-    answer_traceparent, choose_request_id, join_trace, TraceParent, REQUEST_ID, TRACEPARENT,
-};
+use crate::request_context::{choose_request_id, REQUEST_ID, TRACEPARENT};
+use crate::transport::observe::Observation;
 use crate::transport::routes;
 use crate::transport::timed_answer::timed;
 
@@ -59,39 +58,30 @@ pub async fn observe(
         _ => String::new(),
     };
     let caller_id = header(request.headers(), REQUEST_ID).map(str::to_string);
-    let trace = header(request.headers(), TRACEPARENT).and_then(TraceParent::parse);
-    let span = tracing::info_span!(
-        "request",
-        request_id = Empty,
-        trace_id = Empty,
-        method = %request.method(),
-        endpoint = %endpoint,
-    );
-    if let Some(trace) = &trace {
-        join_trace(&span, trace);
-    }
     // The v2 inference handler prefers the request's own `id` and records the id itself.
     let handler_decides = route.is_some_and(|route| route.handler_chooses_request_id());
-    let mut request_id = None;
-    if !handler_decides {
-        let id = choose_request_id(None, caller_id.as_deref());
-        span.record("request_id", id.as_str());
-        request_id = Some(id);
-    }
-    request
-        .extensions_mut()
-        .insert(CallerRequestId(caller_id.clone()));
-
+    let request_id = (!handler_decides).then(|| choose_request_id(None, caller_id.as_deref()));
     // A request dropped unanswered (its connection gone) is counted as 499, as nginx logs it.
-    let route = RouteLabels {
+    let labels = RouteLabels {
         model,
         protocol: "http",
         endpoint,
     };
-    let record = registry
-        .metrics()
-        .request_started(route, span.clone(), "499");
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let observation = Observation::start(
+        &registry,
+        request.method().as_str(),
+        labels,
+        request_id.as_deref(),
+        header(request.headers(), TRACEPARENT),
+        "499",
+    );
+    request
+        .extensions_mut()
+        .insert(CallerRequestId(caller_id.clone()));
+    let mut response = next
+        .run(request)
+        .instrument(observation.span().clone())
+        .await;
 
     let request_id = match (response.extensions().get::<RequestId>(), request_id) {
         (Some(RequestId(chosen)), _) => chosen.clone(),
@@ -99,7 +89,7 @@ pub async fn observe(
         // The handler did not run (an unknown model, a wrong method).
         (None, None) => {
             let id = choose_request_id(None, caller_id.as_deref());
-            span.record("request_id", id.as_str());
+            observation.identify(&id);
             id
         }
     };
@@ -107,7 +97,7 @@ pub async fn observe(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(REQUEST_ID, value);
     }
-    let traceparent = answer_traceparent(&span, trace.as_ref());
+    let traceparent = observation.answer_traceparent();
     if let Some(value) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
         headers.insert(TRACEPARENT, value);
     }
@@ -118,9 +108,9 @@ pub async fn observe(
         response = with_json_body(response);
     }
     if let Some(InternalDetail(detail)) = response.extensions().get::<InternalDetail>() {
-        span.in_scope(|| tracing::error!(%detail, "internal error"));
+        observation.internal_error(detail);
     }
-    let timer = record.answered(response.status().as_str());
+    let timer = observation.answered(response.status().as_str());
     response.map(|body| timed(body, timer))
 }
 
