@@ -1,5 +1,5 @@
 # `nix flake check` for one system: crane's checks of the workspace, per bundle its smoke check,
-# its image contents check (see smoke.nix, image-contents.nix), the validated bundle and its
+# its image contents check (lib/smoke.nix, lib/image-contents.nix), the validated bundle and its
 # manifests, and the NixOS VM test of the modules on the example host (nixos.nix).
 {
   pkgs,

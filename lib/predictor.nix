@@ -7,8 +7,8 @@
   mkManifests,
 }:
 let
-  smoke = import ../checks/smoke.nix;
-  imageContents = import ../checks/image-contents.nix;
+  smoke = import ./smoke.nix;
+  imageContents = import ./image-contents.nix;
 
   mkPredictor =
     pkgs:

@@ -48,38 +48,17 @@ let
           _SYSTEMD_UNIT=predictor-${name}.service \
           ${filter name}| ${command instance}
       '';
-      serviceConfig = {
+      # The hardening of every unit (hardening.nix), less than the server's: no
+      # RestrictAddressFamilies or MemoryDenyWriteExecute, as the command is yours and may need a
+      # Unix socket or a JIT; and not PrivateUsers: it would map the systemd-journal group away, and
+      # the journal with it.
+      serviceConfig = import ./hardening.nix // {
         DynamicUser = true;
         # Reads the journal: the journal's files belong to this group.
         SupplementaryGroups = [ "systemd-journal" ];
         StateDirectory = "predictor-${name}-${unit}";
         Restart = "always";
         RestartSec = "5s";
-        # Less than the server's hardening: no RestrictAddressFamilies or MemoryDenyWriteExecute, as
-        # the command is yours and may need a Unix socket or a JIT.
-        CapabilityBoundingSet = [ "" ];
-        LockPersonality = true;
-        NoNewPrivileges = true;
-        PrivateDevices = true;
-        PrivateTmp = true;
-        # Not PrivateUsers: it would map the systemd-journal group away, and the journal with it.
-        ProtectClock = true;
-        ProtectControlGroups = true;
-        ProtectHome = true;
-        ProtectHostname = true;
-        ProtectKernelLogs = true;
-        ProtectKernelModules = true;
-        ProtectKernelTunables = true;
-        ProtectSystem = "strict";
-        RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        SystemCallArchitectures = "native";
-        SystemCallFilter = [
-          "@system-service"
-          "~@privileged"
-        ];
-        UMask = "0077";
       };
     };
 in

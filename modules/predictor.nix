@@ -35,16 +35,12 @@ let
     prediction-log-rate = if instance.predictionLog.rate > 0 then instance.predictionLog.rate else null;
     prediction-log-inputs = if instance.predictionLog.rate > 0 then instance.predictionLog.inputs else null;
   };
-  toArgs =
-    flags:
-    lib.concatLists (
-      lib.mapAttrsToList (
-        flag: value: lib.optionals (value != null) [
-          "--${flag}"
-          (toString value)
-        ]
-      ) flags
-    );
+  # `--flag value`, two arguments, for each flag given (null: not given).
+  toArgs = lib.cli.toCommandLine (flag: {
+    option = "--${flag}";
+    sep = null;
+    explicitBool = false;
+  });
 
   execStart =
     instance:
@@ -76,7 +72,7 @@ let
       }";
       wantedBy = [ "multi-user.target" ];
       after = [ "network.target" ];
-      serviceConfig = {
+      serviceConfig = import ./hardening.nix // {
         # Active once started; ready (GET /v2/health/ready) once every bundle passed its sample.
         Type = "exec";
         ExecStart = execStart instance;
@@ -90,47 +86,26 @@ let
           instance.authTokenFile != null
         ) "auth-token:${toString instance.authTokenFile}";
 
-        # Hardening, as nixpkgs' ollama.nix; every relaxation says why.
+        # The hardening of every unit (hardening.nix), and more; every relaxation says why.
         # Relaxed only for ports below 1024, which need the capability to bind.
         AmbientCapabilities = lib.optional (privilegedPorts instance) "CAP_NET_BIND_SERVICE";
         CapabilityBoundingSet =
           if privilegedPorts instance then [ "CAP_NET_BIND_SERVICE" ] else [ "" ];
         DevicePolicy = "closed";
-        LockPersonality = true;
         MemoryDenyWriteExecute = true;
-        NoNewPrivileges = true;
-        PrivateDevices = true;
-        PrivateTmp = true;
         # Relaxed for ports below 1024 too: in a user namespace of its own the capability would not
         # reach the host's network.
         PrivateUsers = !privilegedPorts instance;
         # Relaxed: ONNX Runtime's cpuinfo reads /proc/cpuinfo (on aarch64, for the CPU's features).
         ProcSubset = "all";
-        ProtectClock = true;
-        ProtectControlGroups = true;
-        ProtectHome = true;
-        ProtectHostname = true;
-        ProtectKernelLogs = true;
-        ProtectKernelModules = true;
-        ProtectKernelTunables = true;
         ProtectProc = "invisible";
-        ProtectSystem = "strict";
         RemoveIPC = true;
         # The server listens on IP addresses only (no Unix sockets, no name lookups).
         RestrictAddressFamilies = [
           "AF_INET"
           "AF_INET6"
         ];
-        RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        SystemCallArchitectures = "native";
         SystemCallErrorNumber = "EPERM";
-        SystemCallFilter = [
-          "@system-service"
-          "~@privileged"
-        ];
-        UMask = "0077";
       };
     };
 
