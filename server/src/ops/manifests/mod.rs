@@ -2,8 +2,13 @@
 //! and a HorizontalPodAutoscaler) or on KServe (this template's ServingRuntime and the bundle's
 //! InferenceService, in KServe's Standard mode or, on one port, its Serverless mode), made from the
 //! bundle's own data and the server's own ports and paths ([`crate::defaults`]), so that nothing
-//! is written twice by hand.
+//! is written twice by hand. This file holds the options, the checks and what every object
+//! shares (names, labels, resources, the pod and its containers); each kind of deployment writes
+//! its own objects in its own file (`kubernetes.rs`, `kserve.rs`, `keda.rs`), and `yaml.rs` prints them.
 
+mod keda;
+mod kserve;
+mod kubernetes;
 mod yaml;
 
 use std::path::PathBuf;
@@ -11,7 +16,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use serde_json::{json, Map, Value};
 
-use crate::bundle::{Bundle, RuntimeHints, SCHEMA_VERSION};
+use crate::bundle::{Bundle, RuntimeHints};
 use crate::defaults::{
     self, DRAIN_TIMEOUT_SECONDS, GRPC_PORT, HTTP_PORT, LIVE_PATH, MAX_BODY_BYTES, METRICS_PATH,
     METRICS_PORT, READY_PATH, TARGET_IN_FLIGHT_PER_REPLICA,
@@ -613,63 +618,6 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn deployment(&self) -> Value {
-        let mut container = Self::server_container("predictor", false);
-        let mut bundle = self.bundle_container();
-        append_env(&mut container, &mut bundle);
-        container.extend(bundle);
-        container.insert("imagePullPolicy".into(), json!("IfNotPresent"));
-        let mut pod = self.pod_settings();
-        pod.insert("containers".into(), json!([container]));
-        json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": self.metadata(),
-            // No `replicas`: the HorizontalPodAutoscaler owns it.
-            "spec": {
-                "selector": {"matchLabels": self.selector},
-                // A new version starts before an old one stops: no capacity lost in a rollout.
-                "strategy": {
-                    "type": "RollingUpdate",
-                    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-                },
-                "template": {
-                    "metadata": {
-                        "labels": self.labels,
-                        "annotations": self.scrape_annotations(),
-                    },
-                    "spec": pod,
-                },
-            },
-        })
-    }
-
-    fn service(&self) -> Value {
-        let protocol = |name: &str| {
-            if name == "grpc" {
-                "kubernetes.io/h2c"
-            } else {
-                "http"
-            }
-        };
-        json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": self.metadata(),
-            "spec": {
-                "type": "ClusterIP",
-                "selector": self.selector,
-                "ports": PORTS.iter().map(|(name, port)| json!({
-                    "name": name,
-                    "port": port,
-                    "targetPort": name,
-                    "protocol": "TCP",
-                    "appProtocol": protocol(name),
-                })).collect::<Vec<_>>(),
-            },
-        })
-    }
-
     /// What the pods' requests in flight add up to, in the Prometheus that scrapes them with
     /// their `app.kubernetes.io/instance` and `/component` labels (docs/kubernetes.md's scrape
     /// job): the load that the autoscalers divide by the replicas.
@@ -678,201 +626,6 @@ impl<'a> Plan<'a> {
             "sum(predictor_requests_in_flight{{app_kubernetes_io_instance=\"{}\",app_kubernetes_io_component=\"{}\"}})",
             self.name, self.selector["app.kubernetes.io/component"].as_str().unwrap_or_default()
         )
-    }
-
-    /// KEDA's autoscaler for the Deployment: the requests in flight per replica (through
-    /// Prometheus) and the CPU, whichever asks for more replicas. KEDA makes and owns the
-    /// HorizontalPodAutoscaler itself.
-    fn scaled_object(&self, prometheus: &str) -> Value {
-        json!({
-            "apiVersion": "keda.sh/v1alpha1",
-            "kind": "ScaledObject",
-            "metadata": self.metadata(),
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name},
-                "minReplicaCount": self.options.min_replicas,
-                "maxReplicaCount": self.options.max_replicas,
-                "triggers": [
-                    {
-                        "type": "prometheus",
-                        // The sum over the pods, divided by the replicas against the threshold.
-                        "metricType": "AverageValue",
-                        "metadata": {
-                            "serverAddress": prometheus,
-                            "query": self.in_flight_query(),
-                            "threshold": self.options.target_in_flight.to_string(),
-                        },
-                    },
-                    {
-                        "type": "cpu",
-                        "metricType": "Utilization",
-                        "metadata": {"value": self.options.target_cpu_percent.to_string()},
-                    },
-                ],
-            },
-        })
-    }
-
-    fn autoscaler(&self) -> Value {
-        json!({
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": self.metadata(),
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name},
-                "minReplicas": self.options.min_replicas,
-                "maxReplicas": self.options.max_replicas,
-                "metrics": [{
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {
-                            "type": "Utilization",
-                            "averageUtilization": self.options.target_cpu_percent,
-                        },
-                    },
-                }],
-            },
-        })
-    }
-
-    /// This template's runtime, the same for every bundle: the server's container without an
-    /// image, which each InferenceService gives. It speaks the Open Inference Protocol v2 over
-    /// REST and gRPC.
-    fn serving_runtime(&self) -> Value {
-        let mut annotations = self.scrape_annotations();
-        // KServe's own keys for the metrics endpoint, as its Triton runtime declares them.
-        annotations["prometheus.kserve.io/port"] = json!(self.metrics_port().to_string());
-        annotations["prometheus.kserve.io/path"] = json!(METRICS_PATH);
-        let serverless = self.options.serverless;
-        let name = self.runtime_name();
-        // Both runtimes serve the same format: only the Standard one is chosen for an
-        // InferenceService that names none, so that KServe never has two to choose from.
-        let format = if serverless {
-            json!({"name": MODEL_FORMAT, "version": SCHEMA_VERSION.to_string(), "autoSelect": false})
-        } else {
-            json!({
-                "name": MODEL_FORMAT,
-                "version": SCHEMA_VERSION.to_string(),
-                "autoSelect": true,
-                "priority": 1,
-            })
-        };
-        json!({
-            "apiVersion": "serving.kserve.io/v1alpha1",
-            "kind": "ServingRuntime",
-            "metadata": {
-                "name": name,
-                "labels": {
-                    "app.kubernetes.io/name": name,
-                    "app.kubernetes.io/version": env!("CARGO_PKG_VERSION"),
-                    "app.kubernetes.io/part-of": "predictor",
-                },
-            },
-            "spec": {
-                "annotations": annotations,
-                "supportedModelFormats": [format],
-                "protocolVersions": ["v2", "grpc-v2"],
-                "multiModel": false,
-                // KServe merges each InferenceService's model container into the one of this
-                // name.
-                "containers": [Self::server_container("kserve-container", serverless)],
-            },
-        })
-    }
-
-    fn runtime_name(&self) -> &'static str {
-        if self.options.serverless {
-            SERVERLESS_RUNTIME
-        } else {
-            SERVING_RUNTIME
-        }
-    }
-
-    fn inference_service(&self) -> Value {
-        let mut model = self.bundle_container();
-        model.insert(
-            "modelFormat".into(),
-            json!({"name": MODEL_FORMAT, "version": SCHEMA_VERSION.to_string()}),
-        );
-        model.insert("runtime".into(), json!(self.runtime_name()));
-        model.insert("protocolVersion".into(), json!("v2"));
-        let mut predictor = self.pod_settings();
-        let mut metadata = self.metadata();
-        if self.options.serverless {
-            predictor.extend(object(json!({
-                // Knative's autoscaler on requests in flight, as the server counts them; scale
-                // to zero when the minimum is 0 (the activator holds requests meanwhile).
-                "minReplicas": self.options.min_replicas,
-                "maxReplicas": self.options.max_replicas,
-                "scaleMetric": "concurrency",
-                "scaleTarget": self.options.target_in_flight,
-                // Never more at once than the server admits: the queue-proxy queues the rest
-                // instead of the server refusing them with 503.
-                "containerConcurrency": defaults::MAX_CONCURRENT_REQUESTS.get(),
-            })));
-            if let Some(percent) = self.options.canary_traffic_percent {
-                predictor.insert("canaryTrafficPercent".into(), json!(percent));
-            }
-            metadata["annotations"] = json!({
-                // A Knative Service: revisions, traffic split, scale to zero; one port.
-                "serving.kserve.io/deploymentMode": "Serverless",
-            });
-        } else if let Some(prometheus) = &self.options.keda_prometheus_url {
-            // KServe makes the KEDA ScaledObject from these, as the plain one above: the
-            // requests in flight (KServe's threshold is the target's value, per replica) and CPU.
-            predictor.extend(object(json!({
-                "minReplicas": self.options.min_replicas,
-                "maxReplicas": self.options.max_replicas,
-                "autoScaling": {"metrics": [
-                    {
-                        "type": "External",
-                        "external": {
-                            "metric": {
-                                "backend": "prometheus",
-                                "serverAddress": prometheus,
-                                "query": self.in_flight_query(),
-                            },
-                            "target": {"type": "Value", "value": self.options.target_in_flight.to_string()},
-                        },
-                    },
-                    {
-                        "type": "Resource",
-                        "resource": {
-                            "name": "cpu",
-                            "target": {
-                                "type": "Utilization",
-                                "averageUtilization": self.options.target_cpu_percent,
-                            },
-                        },
-                    },
-                ]},
-            })));
-            metadata["annotations"] = json!({
-                "serving.kserve.io/deploymentMode": "Standard",
-                "serving.kserve.io/autoscalerClass": "keda",
-            });
-        } else {
-            predictor.extend(object(json!({
-                "minReplicas": self.options.min_replicas,
-                "maxReplicas": self.options.max_replicas,
-                "scaleMetric": "cpu",
-                "scaleTarget": self.options.target_cpu_percent,
-            })));
-            metadata["annotations"] = json!({
-                // A Deployment, a Service and an HPA, as the plain manifests: several ports
-                // (Knative allows one) and no Knative needed.
-                "serving.kserve.io/deploymentMode": "Standard",
-                "serving.kserve.io/autoscalerClass": "hpa",
-            });
-        }
-        predictor.insert("model".into(), Value::Object(model));
-        json!({
-            "apiVersion": "serving.kserve.io/v1beta1",
-            "kind": "InferenceService",
-            "metadata": metadata,
-            "spec": {"predictor": predictor},
-        })
     }
 }
 
