@@ -12,6 +12,7 @@ import atexit
 import hashlib
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -176,6 +177,38 @@ def bench_runtime(bundle, rows, seconds):
     return json.loads(output.stdout)
 
 
+def instructions_per_request(binary, bundle, path, body):
+    """callgrind's count of the whole server's instructions per request of `body` to `path`: the
+    server run under valgrind twice, answering 1,000 and then 5,000 requests from oha at 8
+    connections; the difference divided by 4,000, so that start-up and shutdown cancel out. The
+    host's steal cannot change it."""
+    out = Path(os.environ["BENCH_OUT"])
+    totals = []
+    for requests in (1000, 5000):
+        counts, log = out / f"callgrind-{requests}.out", out / f"server-callgrind-{requests}.log"
+        with open(log, "w") as log_file:
+            process = pinned(SERVER_CPU, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}",
+                                          binary, "serve", "--log-format", "json", "--port", "0", "--grpc-port", "0",
+                                          "--metrics-port", "0", "--max-queued-requests", "256", str(bundle)],
+                             stderr=log_file)
+            deadline, address = time.monotonic() + 600, None
+            while address is None:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    sys.exit("the server under callgrind did not start:\n" + log.read_text())
+                address = listening_address(log)
+                time.sleep(0.1)
+            command = oha_command(f"http://{address}{path}", body, 8, 1, JSON_TYPE, extra=["-n", str(requests)])
+            # -n counts the requests; the -z of oha_command would end the load at a second.
+            z = command.index("-z")
+            del command[z:z + 2]
+            subprocess.run(command, check=True, capture_output=True, timeout=1800)
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=600)
+        summary = next(line for line in counts.read_text().splitlines() if line.startswith(("summary:", "totals:")))
+        totals.append(int(summary.split()[1]))
+    return (totals[1] - totals[0]) / 4000
+
+
 def json_body(rows):
     return json.dumps({"data": rows}).encode()
 
@@ -307,6 +340,18 @@ def main():
             pa_scenario(server, "grpc", f"pa grpc iris b1 {build}", "iris-svc", "input:1,4", 32, 1)
             server.stop()
 
+    # The instructions a request costs (callgrind), on this build and the baseline: the seed's
+    # /predict and v2's infer, each with iris's row as JSON.
+    v2_body = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
+                                      "data": IRIS_ROW[0]}]}).encode()
+    builds = [("this build", release("predictor"))] + ([("baseline", str(args.baseline))] if args.baseline else [])
+    instructions = {
+        (name, build): instructions_per_request(binary, iris, path, body)
+        for build, binary in builds
+        for name, path, body in (("/predict", "/predict", json_body(IRIS_ROW)),
+                                 ("v2 infer", "/v2/models/iris-svc/infer", v2_body))
+    }
+
     # The prediction log's cost: the same scenario with every inference recorded, and 1 %.
     for rate, name in (("1", "iris json b1 plog 100%"), ("0.01", "iris json b1 plog 1%")):
         server = Server([iris], args.out / "server-iris-plog.log",
@@ -359,6 +404,7 @@ def main():
     r_iris, r_mlp32 = limits["R iris b1"]["runs_per_second"], limits["R mlp b32"]["runs_per_second"]
     batch_run_ms = limits["R mlp b32"]["seconds_per_run"] * 1000
     targets = [
+        ("iris json b1 v2 infer <= 100 k instructions", 100_000 / instructions[("v2 infer", "this build")], 1.0),
         ("iris b1 c32 >= 0.65 L", row("iris json b1", 32)["requests_per_second"] / limit(h["H iris b1 json"], r_iris), 0.65),
         ("mlp b1 c32 batching rows/s >= 1.5 x without",
          row("mlp json b1 batching", 32)["rows_per_second"] / row("mlp json b1", 32)["rows_per_second"], 1.5),
@@ -410,6 +456,12 @@ def main():
             this, before = sum(this) / len(this), sum(before) / len(before)
             print(f"before/after, {scenario_name} c32: this build {this:.0f} req/s, baseline {before:.0f} req/s "
                   f"({this / before:.2f} x)")
+    for (name, build), count in instructions.items():
+        if build == "baseline":
+            continue
+        baseline = instructions.get((name, "baseline"))
+        against = f" ({count / baseline:.2f} x the baseline's {baseline / 1000:.1f} k)" if baseline else ""
+        print(f"callgrind, iris json b1 {name}: {count / 1000:.1f} k instructions a request{against}")
     print("\ntargets (ratio >= 1 meets the target; for 'x >= k y' the ratio shown is x/y against k):")
     for name, ratio, needed in targets:
         verdict = "ok" if ratio >= needed else "MISSED"
@@ -418,6 +470,8 @@ def main():
     results = {"rows": rows, "limits": limits, "h": h,
                "limits_at_start": limits_at_start, "limits_at_end": limits_at_end, "startup_ms": startup_ms,
                "idle_rss_mib": idle_rss, "loaded_rss_mib": loaded_rss,
+               "instructions_per_request": [{"request": n, "build": b, "instructions": c}
+                                            for (n, b), c in instructions.items()],
                "targets": [{"name": n, "ratio": r, "needed": k} for n, r, k in targets]}
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     plot(rows, args.out / "results.png")
