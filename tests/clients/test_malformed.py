@@ -71,7 +71,7 @@ def binary_request(header, *blobs, length=None):
         ({"inputs": [iris_input()], "outputs": [{"name": "label", "parameters": {"classification": "two"}}]}, "parameter 'classification' must be a class count"),
         ({"inputs": [iris_input(data=None, parameters={"shared_memory_region": "r", "shared_memory_byte_size": 16})]}, "--allow-shared-memory"),
         ({"inputs": [iris_input(data=None, parameters={"shared_memory_region": "r"})]}, "'shared_memory_byte_size' is needed"),
-        ({"inputs": [iris_input(name="x" * 5000)]}, "unknown input 'xxxxxxxx"),
+        ({"inputs": [iris_input(name="x" * 5000)]}, "unexpected inference input 'xxxxxxxx"),
         ({"inputs": [iris_input()], "outputs": [{"name": "label"}, {"name": "label"}]}, "requested twice"),
         ({"inputs": [iris_input()], "id": 7}, "not an inference request"),
         ({"input": [iris_input()]}, "missing field `inputs`"),

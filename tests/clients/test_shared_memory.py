@@ -206,17 +206,37 @@ def test_one_input_in_shared_memory_beside_others_in_the_request(sharing, region
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_unserved_extensions_are_named(not_sharing, protocol):
-    """Triton's CUDA shared memory, trace and logging extensions, as tritonclient calls them:
-    refused with a message that names the extension and what to use instead."""
+    """Triton's trace and logging extensions, as tritonclient calls them: refused with a message
+    that names the extension and what to use instead."""
     triton = client(not_sharing, protocol)
     for call, named in (
-        (triton.get_cuda_shared_memory_status, "CUDA shared memory extension"),
         (triton.get_trace_settings, "trace extension"),
         (triton.get_log_settings, "logging extension"),
     ):
         with pytest.raises(InferenceServerException) as refused:
             call()
         assert named in refused.value.message(), refused.value.message()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_cuda_shared_memory_is_answered_as_triton_without_gpus_answers_it(not_sharing, protocol):
+    """The calls Triton's shared memory examples begin with: the CUDA regions' status (none) and
+    unregistering them all (nothing to do) succeed; registering one is refused, saying why."""
+    triton = client(not_sharing, protocol)
+    status = triton.get_cuda_shared_memory_status(headers=HEADERS)
+    assert (status if protocol == "http" else dict(status.regions)) == ([] if protocol == "http" else {})
+    triton.unregister_cuda_shared_memory(headers=HEADERS)
+    triton.unregister_cuda_shared_memory("output_data", headers=HEADERS)
+    with pytest.raises(InferenceServerException) as refused:
+        # A serialized cudaIPC handle, as tritonclient's cuda_shared_memory module gives it: base64
+        # text over REST, bytes over gRPC.
+        handle = "AAAA" * 16 if protocol == "http" else b"\0" * 48
+        triton.register_cuda_shared_memory("output_data", handle, 0, 64, headers=HEADERS)
+    assert "runs its models on the CPU" in refused.value.message()
+    assert "--allow-shared-memory" in refused.value.message()
+    with pytest.raises(InferenceServerException) as unknown:
+        triton.get_cuda_shared_memory_status("output_data", headers=HEADERS)
+    assert "no CUDA shared memory region 'output_data' is registered" in unknown.value.message()
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

@@ -178,10 +178,10 @@ def bad_requests():
         ("wrong datatype", "iris-svc", [("input", good.astype(np.float64), "FP64")], "expects datatype FP32, received FP64"),
         ("wrong shape", "iris-svc", [("input", good[:, :3], "FP32")], "expects shape [-1, 4]"),
         ("wrong rank", "iris-svc", [("input", good[0], "FP32")], "received [4]"),
-        ("unknown input", "iris-svc", [("inputs", good, "FP32")], "unknown input 'inputs'"),
+        ("unknown input", "iris-svc", [("inputs", good, "FP32")], "unexpected inference input 'inputs' for model 'iris-svc'"),
         ("missing input", "every-dtype", [("in_bool", np.array([[True, False]]), "BOOL")], "missing input 'in_int8'"),
         ("input twice", "iris-svc", [("input", good, "FP32"), ("input", good, "FP32")], "given twice"),
-        ("unknown model", "iris-svm", [("input", good, "FP32")], "unknown model 'iris-svm'"),
+        ("unknown model", "iris-svm", [("input", good, "FP32")], "Request for unknown model: 'iris-svm' is not found"),
     ]
 
 
@@ -216,10 +216,10 @@ def test_unknown_output_and_version_are_refused(server, encoding):
     triton = client(server, protocol)
     with pytest.raises(InferenceServerException) as raised:
         triton.infer("iris-svc", [infer_input(encoding, "input", array)], outputs=[requested_output(encoding, "proba")])
-    assert "unknown output 'proba'" in raised.value.message()
+    assert raised.value.message().startswith("unexpected inference output 'proba' for model 'iris-svc'")
     with pytest.raises(InferenceServerException) as raised:
         triton.infer("iris-svc", [infer_input(encoding, "input", array)], model_version="9")
-    assert "has no version '9'" in raised.value.message()
+    assert raised.value.message().startswith("Request for unknown model: 'iris-svc' version 9 is not found")
     assert not triton.is_model_ready("iris-svc", model_version="9") if protocol == "http" else True
 
 

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::metrics::RouteLabels;
 use crate::protocol::v2::infer::{self, InferRequest, InputData, InputRequest, Placement};
-use crate::protocol::v2::{self as oip, TypedContents};
+use crate::protocol::v2::{self as oip, cuda_shared_memory, TypedContents};
 use crate::request_context::{choose_request_id, REQUEST_ID, TRACEPARENT};
 use crate::serving::error::{ErrorKind, ServeError};
 use crate::serving::Registry;
@@ -688,6 +688,46 @@ impl GrpcInferenceService for InferenceService {
             "",
             &metadata,
             unregistered,
+        )
+        .await
+    }
+
+    async fn cuda_shared_memory_status(
+        &self,
+        request: Request<CudaSharedMemoryStatusRequest>,
+    ) -> Result<Response<CudaSharedMemoryStatusResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let status = async {
+            let name = Some(request.name.as_str()).filter(|name| !name.is_empty());
+            cuda_shared_memory::status(name)?;
+            Ok(CudaSharedMemoryStatusResponse::default())
+        };
+        self.observed("CudaSharedMemoryStatus", "", "", &metadata, status)
+            .await
+    }
+
+    async fn cuda_shared_memory_register(
+        &self,
+        request: Request<CudaSharedMemoryRegisterRequest>,
+    ) -> Result<Response<CudaSharedMemoryRegisterResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let refused = async { Err(cuda_shared_memory::refuse_register(&request.name)) };
+        self.observed("CudaSharedMemoryRegister", "", "", &metadata, refused)
+            .await
+    }
+
+    /// None is registered: there is nothing to do.
+    async fn cuda_shared_memory_unregister(
+        &self,
+        request: Request<CudaSharedMemoryUnregisterRequest>,
+    ) -> Result<Response<CudaSharedMemoryUnregisterResponse>, Status> {
+        let done = async { Ok(CudaSharedMemoryUnregisterResponse {}) };
+        self.observed(
+            "CudaSharedMemoryUnregister",
+            "",
+            "",
+            request.metadata(),
+            done,
         )
         .await
     }

@@ -254,7 +254,7 @@ static SEED_MODEL_ROUTES: [Route; 12] = seed_routes! {
 const INFER_SUMMARY: &str =
     "Run the model (JSON; Triton's binary tensor data extension is also accepted, see docs/api.md)";
 
-static OTHER_ROUTES: [Route; 29] = [
+static OTHER_ROUTES: [Route; 34] = [
     Route::get("/health", "health", "Whether the server is ready (every model loaded and checked)")
     .open()
     .answers("Health")
@@ -364,6 +364,26 @@ static OTHER_ROUTES: [Route; 29] = [
     .api(Api::V2)
     .answers("Empty"),
     Route::post("/v2/systemsharedmemory/region/{region}/unregister", "systemSharedMemoryUnregister", "Unregister a system shared memory region (with --allow-shared-memory)")
+    .api(Api::V2)
+    .answers("Empty"),
+    // Triton's CUDA shared memory, as Triton without GPUs answers it: none registered, none
+    // registrable (its clients begin by unregistering them all).
+    Route::get("/v2/cudasharedmemory/status", "cudaSharedMemoryStatus", "The registered CUDA shared memory regions: none, on this server's CPU")
+    .api(Api::V2)
+    .grpc("CudaSharedMemoryStatus")
+    .answers("CudaSharedMemoryStatus"),
+    Route::get("/v2/cudasharedmemory/region/{region}/status", "cudaSharedMemoryRegionStatus", "One registered CUDA shared memory region: none is")
+    .api(Api::V2)
+    .answers("CudaSharedMemoryStatus"),
+    Route::post("/v2/cudasharedmemory/region/{region}/register", "cudaSharedMemoryRegister", "Refused: this server runs its models on the CPU (system shared memory takes inputs and outputs in place)")
+    .api(Api::V2)
+    .grpc("CudaSharedMemoryRegister")
+    .answers("Error"),
+    Route::post("/v2/cudasharedmemory/unregister", "cudaSharedMemoryUnregisterAll", "Unregister every CUDA shared memory region: there is none, and nothing to do")
+    .api(Api::V2)
+    .grpc("CudaSharedMemoryUnregister")
+    .answers("Empty"),
+    Route::post("/v2/cudasharedmemory/region/{region}/unregister", "cudaSharedMemoryUnregister", "Unregister a CUDA shared memory region: none is registered, and nothing to do")
     .api(Api::V2)
     .answers("Empty"),
     Route::get("/docs", "docs", "The API page (Swagger UI)")
@@ -479,7 +499,8 @@ mod tests {
         let stream = grpc("/inference.GRPCInferenceService/ModelStreamInfer").unwrap();
         assert!(!stream.inference && !stream.open);
         assert!(grpc("/grpc.health.v1.Health/Check").unwrap().open);
-        assert!(grpc("/inference.GRPCInferenceService/CudaSharedMemoryStatus").is_none());
+        assert!(grpc("/inference.GRPCInferenceService/CudaSharedMemoryStatus").is_some());
+        assert!(grpc("/inference.GRPCInferenceService/TraceSetting").is_none());
         assert!(grpc("/nonsense").is_none() && grpc("").is_none());
         assert!(
             find("/v2/models/{model}/infer", &Method::POST)

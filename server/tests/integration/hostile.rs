@@ -426,11 +426,10 @@ async fn every_error_answer_says_why() {
     }
 
     let mut client = common::h2_connect(server.grpc_address).await;
-    let request =
-        axum::http::Request::post("http://x/inference.GRPCInferenceService/CudaSharedMemoryStatus")
-            .header("content-type", "application/grpc")
-            .body(())
-            .unwrap();
+    let request = axum::http::Request::post("http://x/inference.GRPCInferenceService/TraceSetting")
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
     let (answer, _body) = client.send_request(request, true).unwrap();
     let answer = answer.await.unwrap();
     assert_eq!(answer.headers()["grpc-status"], "12");

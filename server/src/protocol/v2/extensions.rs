@@ -22,11 +22,6 @@ const EXTENSIONS: &[&str] = &[
 /// of each, and what to say to a caller who tries one.
 const UNSERVED: &[(&str, &str, &str)] = &[
     (
-        "/v2/cudasharedmemory",
-        "CudaSharedMemory",
-        "Triton's CUDA shared memory extension is not served: this server runs its models on the CPU (system shared memory is, with --allow-shared-memory)",
-    ),
-    (
         "/v2/trace",
         "Trace",
         "Triton's trace extension is not served: request spans go to OpenTelemetry instead (a server built with the feature otlp, --otlp-endpoint)",
@@ -77,9 +72,10 @@ mod tests {
 
     #[test]
     fn tritons_unserved_extensions_are_named_by_path_and_by_method() {
-        let cuda = unserved_extension("/v2/cudasharedmemory/status").unwrap();
-        assert!(cuda.starts_with("Triton's CUDA shared memory extension is not served"));
-        assert_eq!(unserved_extension("CudaSharedMemoryRegister"), Some(cuda));
+        let trace = unserved_extension("/v2/trace/setting").unwrap();
+        assert!(trace.starts_with("Triton's trace extension is not served"));
+        assert_eq!(unserved_extension("TraceSetting"), Some(trace));
+        assert_eq!(unserved_extension("/v2/cudasharedmemory/status"), None);
         assert!(unserved_extension("TraceSetting")
             .unwrap()
             .contains("OpenTelemetry"));

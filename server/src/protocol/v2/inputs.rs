@@ -7,7 +7,7 @@ use crate::serving::error::ServeError;
 use crate::tensor::{shape_fits, DType, Tensor, TensorData};
 use crate::text::{clip, quoted, ShapeText};
 
-use super::invalid;
+use super::{invalid, triton_words};
 
 /// A request's input tensors, matched by name to the inputs the model's bundle declares (the
 /// declarations alone, so that decoding needs no running model).
@@ -54,9 +54,8 @@ impl<'m> RequestInputs<'m> {
             .position(|spec| spec.name == name)
             .ok_or_else(|| {
                 invalid(format!(
-                    "unknown input '{}'; model '{}' has inputs {}",
-                    clip(name),
-                    self.bundle.name(),
+                    "{}; its inputs are {}",
+                    triton_words::unknown_input(name, self.bundle.name()),
                     quoted(specs.iter().map(|s| s.name.as_str()))
                 ))
             })?;
@@ -207,7 +206,7 @@ mod tests {
     fn each_check_of_a_slot_names_what_was_expected_and_received() {
         assert_eq!(
             slot_refusal("features", "FP32", &[1, 4]),
-            "unknown input 'features'; model 'iris' has inputs 'input'"
+            "unexpected inference input 'features' for model 'iris'; its inputs are 'input'"
         );
         assert_eq!(
             slot_refusal("input", "FLOAT", &[1, 4]),

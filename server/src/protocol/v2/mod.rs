@@ -4,6 +4,7 @@
 //! the same error. An inference goes through the stages of [`infer`], in the order named there.
 
 mod contents;
+pub mod cuda_shared_memory;
 mod extensions;
 pub mod infer;
 mod inputs;
@@ -12,6 +13,7 @@ mod models;
 mod outputs;
 mod shared_memory;
 mod statistics;
+pub mod triton_words;
 
 pub use contents::TypedContents;
 pub use extensions::{extensions, unserved_extension, SERVER_NAME, SERVER_VERSION};

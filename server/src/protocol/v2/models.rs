@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::statistics::triton_version;
+use super::triton_words;
 use crate::model::Model;
 use crate::serving::error::ServeError;
 use crate::serving::Registry;
@@ -18,15 +19,20 @@ pub fn find_model(
     name: &str,
     version: Option<&str>,
 ) -> Result<Arc<Model>, ServeError> {
-    let model = registry
-        .find(name)
-        .ok_or_else(|| ServeError::not_found(registry.unknown_model(name)))?;
+    let model = registry.find(name).ok_or_else(|| {
+        ServeError::not_found(format!(
+            "{}; this server has {}",
+            triton_words::unknown_model(name),
+            registry.names()
+        ))
+    })?;
     let served = &model.bundle().config.version;
     let numbered = triton_version(served);
     match version {
         Some(asked) if !asked.is_empty() && asked != served && asked != numbered => {
             Err(ServeError::not_found(format!(
-                "model '{name}' has no version '{asked}'; this server has version '{served}' (or '{numbered}', as Triton numbers it)"
+                "{}; this server has version '{served}' (or '{numbered}', as Triton numbers it)",
+                triton_words::unknown_version(name, asked)
             )))
         }
         _ => Ok(model.clone()),
@@ -85,9 +91,15 @@ mod tests {
         };
         assert_eq!(
             error.public_message(),
-            "model 'echo' has no version '3'; this server has version '2.1.0' (or '2', as Triton numbers it)"
+            "Request for unknown model: 'echo' version 3 is not found; this server has version '2.1.0' (or '2', as Triton numbers it)"
         );
-        assert!(find_model(&registry, "iris", None).is_err());
+        let Err(error) = find_model(&registry, "iris", None) else {
+            panic!("iris was found")
+        };
+        assert_eq!(
+            error.public_message(),
+            "Request for unknown model: 'iris' is not found; this server has 'echo'"
+        );
     }
 
     #[test]

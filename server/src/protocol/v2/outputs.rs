@@ -3,10 +3,10 @@
 use crate::bundle::Bundle;
 use crate::serving::error::ServeError;
 use crate::tensor::{DType, Tensor, TensorData};
-use crate::text::{clip, quoted};
+use crate::text::quoted;
 
-use super::invalid;
 use super::shared_memory::SharedMemorySpan;
+use super::{invalid, triton_words};
 
 /// An output a request asked for: its index among the declared outputs, whether it goes back
 /// as binary data (REST's binary extension), how many of its best classes to return instead
@@ -47,9 +47,8 @@ pub fn choose_outputs(
             .position(|spec| spec.name == name)
             .ok_or_else(|| {
                 invalid(format!(
-                    "unknown output '{}'; model '{}' has outputs {}",
-                    clip(name),
-                    bundle.name(),
+                    "{}; its outputs are {}",
+                    triton_words::unknown_output(name, bundle.name()),
                     quoted(specs.iter().map(|s| s.name.as_str()))
                 ))
             })?;
@@ -212,7 +211,7 @@ mod tests {
     fn an_unknown_a_repeated_or_a_contradictory_output_is_refused_by_name() {
         assert_eq!(
             refusal(vec![asked("scores")]),
-            "unknown output 'scores'; model 'iris' has outputs 'label', 'probabilities'"
+            "unexpected inference output 'scores' for model 'iris'; its outputs are 'label', 'probabilities'"
         );
         assert_eq!(
             refusal(vec![asked("label"), asked("label")]),

@@ -31,7 +31,6 @@ pub use observe::{CallerRequestId, RequestId};
 
 use crate::metrics;
 use crate::model::Model;
-use crate::protocol::v2 as oip;
 use crate::serving::decoding::decode_sized;
 use crate::serving::Registry;
 use crate::transport::routes::{self, Route, Verb};
@@ -56,8 +55,11 @@ impl FromRequestParts<AppState> for SelectedModel {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(name) = path_params(parts, state).await?.remove("model") {
-            let model = oip::find_model(state, &name, None)?;
-            return Ok(SelectedModel(model));
+            // In the seed API's own words; v2's begins with Triton's (protocol::v2::find_model).
+            let model = state
+                .find(&name)
+                .ok_or_else(|| ApiError::not_found(state.unknown_model(&name)))?;
+            return Ok(SelectedModel(model.clone()));
         }
         match state.models() {
             [only] => Ok(SelectedModel(only.clone())),
@@ -189,6 +191,12 @@ fn handler(route: &Route) -> Option<MethodRouter<AppState>> {
         "systemSharedMemoryRegister" => on(filter, v2::shared_memory_register),
         "systemSharedMemoryUnregisterAll" => on(filter, v2::shared_memory_unregister_all),
         "systemSharedMemoryUnregister" => on(filter, v2::shared_memory_unregister),
+        "cudaSharedMemoryStatus" => on(filter, v2::cuda_shared_memory_status_all),
+        "cudaSharedMemoryRegionStatus" => on(filter, v2::cuda_shared_memory_status),
+        "cudaSharedMemoryRegister" => on(filter, v2::cuda_shared_memory_register),
+        "cudaSharedMemoryUnregisterAll" | "cudaSharedMemoryUnregister" => {
+            on(filter, v2::cuda_shared_memory_unregister)
+        }
         "docs" => on(filter, docs::page),
         "docsScript" => on(filter, docs::bundle),
         "docsStyle" => on(filter, docs::style),

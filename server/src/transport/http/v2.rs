@@ -21,7 +21,7 @@ use crate::model::Model;
 use crate::protocol::v2::infer::{
     self, Answer, InferRequest, InputData, InputRequest, Placement, ValidRequest,
 };
-use crate::protocol::v2::{self as oip};
+use crate::protocol::v2::{self as oip, cuda_shared_memory};
 use crate::request_context::choose_request_id;
 use crate::serving::decoding::decode_sized;
 use crate::serving::Registry;
@@ -186,6 +186,29 @@ pub(super) async fn shared_memory_unregister(
     axum::extract::Path(region): RegionName,
 ) -> Response {
     done(registry.shared_memory().unregister(Some(&region)))
+}
+
+/// `GET /v2/cudasharedmemory/status`: no CUDA region is ever registered.
+pub(super) async fn cuda_shared_memory_status_all() -> Response {
+    Json(serde_json::json!([])).into_response()
+}
+
+pub(super) async fn cuda_shared_memory_status(axum::extract::Path(region): RegionName) -> Response {
+    match cuda_shared_memory::status(Some(&region)) {
+        Ok(()) => Json(serde_json::json!([])).into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+pub(super) async fn cuda_shared_memory_register(
+    axum::extract::Path(region): RegionName,
+) -> ApiError {
+    cuda_shared_memory::refuse_register(&region).into()
+}
+
+/// Unregistering one CUDA region, or all: none is registered, so there is nothing to do.
+pub(super) async fn cuda_shared_memory_unregister() -> Response {
+    done(Ok(()))
 }
 
 /// 200 with an empty JSON object, or the error.
