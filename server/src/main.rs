@@ -325,6 +325,17 @@ fn check(library: &Path, args: &CheckArgs) -> Result<(), String> {
             model.bundle().config.version,
             model.bundle().file.display()
         );
+        let routes = "/predict, /predict/test and the Open Inference Protocol's";
+        match model.bundle().why_no_labels() {
+            None => println!(
+                "routes: {}: {routes}, and /predict/label, /predict/test/label",
+                model.name()
+            ),
+            Some(why) => println!(
+                "routes: {}: {routes}; not /predict/label or /predict/test/label: {why}",
+                model.name()
+            ),
+        }
         if let Some(largest) = model.largest_request() {
             println!(
                 "memory: {}: the largest request the bounds allow ({}) peaked at {} MiB; runtime.memory_mib = {} would hold it",

@@ -1,9 +1,28 @@
 //! The labels of `/predict/label`: how a bundle's prediction output becomes one label per row.
 
 use super::{Bundle, LabelRule};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
+use crate::text::ShapeText;
 
 impl Bundle {
+    /// Why the seed API's label routes (`/predict/label`, `/predict/test/label`) do not serve this
+    /// bundle; None when they do.
+    pub fn why_no_labels(&self) -> Option<String> {
+        if self.label_rule != LabelRule::None {
+            return None;
+        }
+        let spec = self.prediction_spec();
+        Some(if spec.dtype == DType::String {
+            format!(
+                "its prediction output '{}' holds strings of shape {}, not one class name per row (shape [rows])",
+                spec.name,
+                ShapeText(&spec.shape)
+            )
+        } else {
+            "it declares no labels".to_string()
+        })
+    }
+
     /// Each row's label; None for a class index past the declared labels.
     pub fn labels_of(&self, prediction: &Tensor) -> Result<Vec<Option<String>>, String> {
         let labels = &self.config.labels;

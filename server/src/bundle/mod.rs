@@ -523,14 +523,13 @@ fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, La
                 spec.name
             ));
         }
-        if spec.shape.len() != 1 {
-            problems.push(format!(
-                "prediction: the output '{}' holds strings, so it must be class names of shape [rows], not {}",
-                spec.name,
-                ShapeText(&spec.shape)
-            ));
+        // Class names, one per row, are the seed API's labels; strings of another shape are
+        // served as they are, without the label routes (`Bundle::why_no_labels`).
+        if spec.shape.len() == 1 {
+            LabelRule::Text
+        } else {
+            LabelRule::None
         }
-        LabelRule::Text
     } else if config.labels.is_empty() {
         LabelRule::None
     } else if spec.dtype.is_float() {

@@ -25,7 +25,7 @@ use crate::prediction_log::{Inference, Kept, PredictionLog};
 use crate::runtime::{
     class_maps_text, Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError,
 };
-use crate::tensor::{shape_fits, DType, Tensor};
+use crate::tensor::{shape_fits, DType, Tensor, TensorData};
 use crate::text::ShapeText;
 
 /// How a model is run, set by the deployment (flags), not by the bundle.
@@ -449,12 +449,17 @@ impl GraphBinding {
             .iter()
             .zip(&shapes)
             .zip(sample)
-            .map(|((spec, shape), sampled)| {
-                if shape.is_empty() {
-                    sampled
-                } else {
-                    Tensor::zeros(spec.dtype, shape.clone())
+            .map(|((spec, shape), sampled)| match sampled.data() {
+                _ if shape.is_empty() => sampled,
+                // Strings the sample's first, for a model that reads them (numbers as text): an
+                // empty string may be no value it takes.
+                TensorData::String(texts) => {
+                    let text = texts.first().cloned().unwrap_or_default();
+                    let count = shape.iter().product();
+                    Tensor::new(shape.clone(), TensorData::String(vec![text; count]))
+                        .unwrap_or_else(|_| Tensor::zeros(spec.dtype, shape.clone()))
                 }
+                _ => Tensor::zeros(spec.dtype, shape.clone()),
             })
             .collect();
         let inputs_text = shapes

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::bundle::LabelRule;
 use crate::model::{Model, PredictError};
 use crate::serving::decoding::decode_sized;
 use crate::serving::error::ServeError;
@@ -46,10 +45,10 @@ pub async fn predict_labels(
     model: &Arc<Model>,
     data: Box<RawValue>,
 ) -> Result<Vec<Option<String>>, ServeError> {
-    if model.bundle().label_rule == LabelRule::None {
+    if let Some(why) = model.bundle().why_no_labels() {
         // The labels routes of a bundle without labels do not exist for it.
         return Err(ServeError::not_found(format!(
-            "model '{}' declares no labels",
+            "model '{}' has no labels: {why}",
             model.name()
         )));
     }

@@ -368,7 +368,7 @@ async fn a_model_without_labels_says_so_on_its_label_routes() {
         .await;
     assert_eq!(
         (status, error_of(&body)),
-        (404, "model 'iris-svc' declares no labels")
+        (404, "model 'iris-svc' has no labels: it declares no labels")
     );
     assert_eq!(server.get("/predict/test/label").await.0, 404);
     assert_eq!(
