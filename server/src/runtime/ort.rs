@@ -334,8 +334,41 @@ fn to_ort(tensor: Tensor) -> Result<DynValue, ort::Error> {
     Ok(with_fixed_data!(
         data,
         v => ort::value::Tensor::from_array((shape, v))?.into_dyn(),
-        strings => ort::value::Tensor::from_string_array((shape, strings.as_slice()))?.into_dyn()
+        strings => string_tensor(shape, &strings)?
     ))
+}
+
+/// A string tensor. `from_string_array` fills it as C strings (ONNX Runtime's FillStringTensor),
+/// which a NUL character would cut short; so elements that hold one are written each with its
+/// length instead (GetResizedStringTensorElementBuffer), as ONNX Runtime's strings may hold any
+/// bytes.
+#[allow(unsafe_code)] // Writing each element: see the SAFETY comment.
+fn string_tensor(shape: Vec<usize>, strings: &[String]) -> Result<DynValue, ort::Error> {
+    use ort::AsPointer;
+    if !strings.iter().any(|text| text.contains('\0')) {
+        return Ok(ort::value::Tensor::from_string_array((shape, strings))?.into_dyn());
+    }
+    let empty = vec![""; strings.len()];
+    let mut value = ort::value::Tensor::from_string_array((shape, empty.as_slice()))?;
+    for (index, text) in strings.iter().enumerate() {
+        let mut buffer: *mut std::ffi::c_char = std::ptr::null_mut();
+        // SAFETY: the value is a string tensor of `strings.len()` elements that this function
+        // owns; ONNX Runtime gives back a buffer of exactly `text.len()` bytes for the element,
+        // valid until the value is changed again, and the copy writes that many.
+        unsafe {
+            let status = (ort::api().GetResizedStringTensorElementBuffer)(
+                value.ptr_mut(),
+                index,
+                text.len(),
+                &mut buffer,
+            );
+            ort::Error::result_from_status(status)?;
+            if !text.is_empty() {
+                std::ptr::copy_nonoverlapping(text.as_ptr(), buffer.cast::<u8>(), text.len());
+            }
+        }
+    }
+    Ok(value.into_dyn())
 }
 
 /// A sequence of maps from class to score, one per row (scikit-learn's ZipMap), as the classes

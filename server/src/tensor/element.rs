@@ -73,7 +73,7 @@ impl Element for bool {
 }
 
 /// A string element (BYTES): its length as 4 bytes little-endian, then its bytes, which must be
-/// UTF-8 without a NUL (ONNX Runtime takes each string as a NUL-terminated C string).
+/// UTF-8 (a NUL included: the runtime hands ONNX Runtime each string with its length).
 impl Element for String {
     fn to_f64(&self) -> f64 {
         f64::NAN
@@ -97,7 +97,7 @@ impl Element for String {
             })?;
         let text = std::str::from_utf8(text)
             .map_err(|_| "is not UTF-8 text; BYTES elements must be UTF-8 here".to_string())?;
-        text_element(text.to_string())
+        Ok(text.to_string())
     }
     fn write_le(&self, out: &mut Vec<u8>) {
         // Strings come from requests under the body limit or from the model: far below 4 GiB.
@@ -105,15 +105,6 @@ impl Element for String {
         out.extend_from_slice(&length.to_le_bytes());
         out.extend_from_slice(self.as_bytes());
     }
-}
-
-/// A string as a tensor element, refused when it holds a NUL (which would cut it short in
-/// ONNX Runtime).
-pub fn text_element(text: String) -> Result<String, String> {
-    if text.contains('\0') {
-        return Err("holds a NUL character, which ONNX Runtime's strings cannot carry".to_string());
-    }
-    Ok(text)
 }
 
 /// Every element of `bytes`, back to back, at most `max` of them (for fixed-size types the

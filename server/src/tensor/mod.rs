@@ -265,7 +265,7 @@ impl TensorData {
         with_data!(self, v => v[index].to_string())
     }
 
-    /// BYTES elements given one by one (gRPC's `bytes_contents`), each UTF-8 without a NUL.
+    /// BYTES elements given one by one (gRPC's `bytes_contents`), each UTF-8 (a NUL included).
     pub fn strings_from_bytes(elements: Vec<Vec<u8>>) -> Result<Self, String> {
         elements
             .into_iter()
@@ -274,7 +274,7 @@ impl TensorData {
                 let text = String::from_utf8(bytes).map_err(|_| {
                     format!("element {index} is not UTF-8 text; BYTES elements must be UTF-8 here")
                 })?;
-                element::text_element(text).map_err(|problem| format!("element {index} {problem}"))
+                Ok(text)
             })
             .collect::<Result<Vec<_>, _>>()
             .map(TensorData::String)
@@ -349,7 +349,7 @@ impl TensorData {
                 let text = value
                     .as_str()
                     .ok_or_else(|| LeafError::WrongType(kind_of(value)))?;
-                v.push(element::text_element(text.to_string()).map_err(LeafError::Refused)?);
+                v.push(text.to_string());
             }
         }
         Ok(())
@@ -398,8 +398,6 @@ pub enum TensorError {
     },
     #[error("more than {limit} strings in one request, the most this server takes; send fewer rows per request")]
     TooManyStrings { limit: usize },
-    #[error("the value at {} {problem}", Path(.at))]
-    Refused { at: Vec<usize>, problem: String },
     /// Not JSON, or nested deeper than the parser follows.
     #[error("{0}")]
     Json(String),
@@ -411,8 +409,6 @@ pub enum TensorError {
 
 enum LeafError {
     WrongType(&'static str),
-    /// A value of the right type that cannot be used (a string holding a NUL).
-    Refused(String),
     NotAnInteger(String),
     OutOfRange(String),
 }
@@ -435,10 +431,6 @@ impl LeafError {
                 at: at.to_vec(),
                 dtype,
                 value: number,
-            },
-            LeafError::Refused(problem) => TensorError::Refused {
-                at: at.to_vec(),
-                problem,
             },
         }
     }
@@ -767,7 +759,7 @@ mod protocol_tests {
     }
 
     #[test]
-    fn strings_are_length_prefixed_utf8_without_nul() {
+    fn strings_are_length_prefixed_utf8_a_nul_included() {
         let bytes = [&3u32.to_le_bytes()[..], b"abc", &0u32.to_le_bytes()].concat();
         assert_eq!(
             TensorData::from_le_bytes(DType::String, &bytes, 2).unwrap(),
@@ -788,8 +780,13 @@ mod protocol_tests {
             "element 0 is not UTF-8 text; BYTES elements must be UTF-8 here"
         );
         assert_eq!(
-            error(&[&3u32.to_le_bytes()[..], b"a\0b"].concat()),
-            "element 0 holds a NUL character, which ONNX Runtime's strings cannot carry"
+            TensorData::from_le_bytes(
+                DType::String,
+                &[&3u32.to_le_bytes()[..], b"a\0b"].concat(),
+                1
+            )
+            .unwrap(),
+            TensorData::String(vec!["a\0b".into()])
         );
         let three = [&1u32.to_le_bytes()[..], b"a"].concat().repeat(3);
         assert_eq!(
@@ -797,8 +794,8 @@ mod protocol_tests {
             "element 2 is past the 2 elements its shape holds"
         );
         assert_eq!(
-            TensorData::strings_from_bytes(vec![b"ok".to_vec(), b"\0".to_vec()]).unwrap_err(),
-            "element 1 holds a NUL character, which ONNX Runtime's strings cannot carry"
+            TensorData::strings_from_bytes(vec![b"ok".to_vec(), b"\0".to_vec()]).unwrap(),
+            TensorData::String(vec!["ok".into(), "\0".into()])
         );
     }
 
@@ -838,9 +835,9 @@ mod protocol_tests {
         );
         assert_eq!(
             Tensor::from_json_text(r#"["a\u0000b"]"#, DType::String)
-                .unwrap_err()
-                .to_string(),
-            "the value at [0] holds a NUL character, which ONNX Runtime's strings cannot carry"
+                .unwrap()
+                .data(),
+            &TensorData::String(vec!["a\0b".into()])
         );
         let joined = Tensor::concat_rows(vec![tensor.clone(), tensor]).unwrap();
         assert_eq!(joined.rows(), 4);
