@@ -148,6 +148,7 @@ def test_overload_is_shed_at_once_the_same_over_rest_and_grpc(server):
         deadline = time.monotonic() + 60
         while in_flight(server) > 0 and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert in_flight(server) == 0, "the previous calls still hold their places"
         holders = [
             threading.Thread(target=lambda: refusal(lambda: infer(server, "grpc", "slow-iris", [("input", FLOWER, "FP32")])))
             for _ in range(2)
@@ -156,6 +157,7 @@ def test_overload_is_shed_at_once_the_same_over_rest_and_grpc(server):
             holder.start()
         while in_flight(server) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert in_flight(server) >= 2, "the two slow calls never held both places"
         status, message = refusal(lambda: infer(server, transport, "iris-svc", [("input", FLOWER, "FP32")]))
         for holder in holders:
             holder.join()

@@ -640,16 +640,10 @@ fn check_specs(field: &str, specs: &[TensorSpec], problems: &mut Vec<String>) {
     }
 }
 
+/// iris's declarations (one float input of 4 features; a label and 3 probabilities out), for
+/// the unit tests of this layer and of the layers above.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn raw(value: Value) -> Box<RawValue> {
-        RawValue::from_string(value.to_string()).unwrap()
-    }
-
-    const IRIS: &str = r#"
+pub(crate) const IRIS_FOR_TESTS: &str = r#"
 schema_version = 1
 name = "iris"
 version = "1.0.0"
@@ -677,6 +671,17 @@ input = [[5.1, 3.5, 1.4, 0.2]]
 output = [[0.97, 0.02, 0.01]]
 tolerance = 1e-4
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn raw(value: Value) -> Box<RawValue> {
+        RawValue::from_string(value.to_string()).unwrap()
+    }
+
+    const IRIS: &str = super::IRIS_FOR_TESTS;
 
     fn parse(text: &str) -> Result<Bundle, BundleError> {
         Bundle::parse(Path::new("models/iris/predictor.toml"), text)

@@ -410,7 +410,7 @@ static OTHER_ROUTES: [Route; 34] = [
 static GRPC_ONLY_ROUTES: [Route; 5] = [
     // Each message of the stream is admitted on its own, by the handler: the stream is not read
     // whole first.
-    Route::grpc_only(INFERENCE, "ModelStreamInfer").model(),
+    Route::grpc_only(INFERENCE, "ModelStreamInfer"),
     // The probes of Kubernetes and grpc_health_probe, open as REST's health routes are.
     Route::grpc_only(HEALTH, "Check").open(),
     Route::grpc_only(HEALTH, "Watch").open(),

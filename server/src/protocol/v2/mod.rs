@@ -49,36 +49,6 @@ pub(crate) mod testing {
     use crate::serving::shared_memory::SharedMemory;
     use crate::serving::{Limits, Registry};
 
-    /// iris's declarations: one float input of 4 features; a label and 3 probabilities out.
-    pub const IRIS: &str = r#"
-schema_version = 1
-name = "iris"
-version = "1.0.0"
-model = "model.onnx"
-labels = ["setosa", "versicolor", "virginica"]
-prediction = "probabilities"
-
-[[inputs]]
-name = "input"
-dtype = "float32"
-shape = [-1, 4]
-
-[[outputs]]
-name = "label"
-dtype = "int64"
-shape = [-1]
-
-[[outputs]]
-name = "probabilities"
-dtype = "float32"
-shape = [-1, 3]
-
-[sample]
-input = [[5.1, 3.5, 1.4, 0.2]]
-output = [[0.97, 0.02, 0.01]]
-tolerance = 1e-4
-"#;
-
     /// The fake backend's model: `y` = `x`, three values per row, batched, labelled.
     const ECHO: &str = r#"
 schema_version = 1
@@ -103,7 +73,11 @@ tolerance = 0
 "#;
 
     pub fn iris() -> Bundle {
-        Bundle::parse(Path::new("models/iris/predictor.toml"), IRIS).unwrap()
+        Bundle::parse(
+            Path::new("models/iris/predictor.toml"),
+            crate::bundle::IRIS_FOR_TESTS,
+        )
+        .unwrap()
     }
 
     /// A registry serving the fake backend's echo model, with the system shared memory
