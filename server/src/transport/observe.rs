@@ -67,8 +67,7 @@ impl<'r> Observation<'r> {
 
     /// Logs what went wrong inside the server, which the caller's answer does not say.
     pub fn internal_error(&self, detail: &str) {
-        self.span
-            .in_scope(|| tracing::error!(%detail, "internal error"));
+        tracing::error!(parent: &self.span, %detail, "internal error");
     }
 
     /// The `traceparent` the answer carries (none when the caller sent none).

@@ -5,6 +5,8 @@
 //! metric labels and the OpenAPI document are all derived from this table; nothing keeps a second
 //! list.
 
+use std::sync::LazyLock;
+
 use axum::http::Method;
 
 use crate::defaults::{LIVE_PATH, READY_PATH};
@@ -440,10 +442,58 @@ pub fn http() -> impl Iterator<Item = &'static Route> {
     all().filter(|route| route.verb != Verb::GrpcOnly)
 }
 
-/// The route a request matched (axum's `MatchedPath`) with its method; None for a request that
-/// matched none (answered 404 or 405).
-pub fn find(path: &str, method: &Method) -> Option<&'static Route> {
-    http().find(|route| route.path == path && route.verb.method().as_ref() == Some(method))
+/// A request's path as the table knows it, matched as the router matches it (matchit, which axum
+/// routes with): the endpoint label comes from here, not from the router, so that the layers
+/// around the router need not run inside it.
+pub struct Matched<'p> {
+    /// The route's path pattern, as metrics and logs name the endpoint.
+    pub endpoint: &'static str,
+    /// The route of the request's method; None for a method the path does not take (405).
+    pub route: Option<&'static Route>,
+    /// The `{model}` segment as sent (percent-encoded); [`Matched::model`] decodes it.
+    model: Option<&'p str>,
+}
+
+impl Matched<'_> {
+    /// The `{model}` segment, percent-decoded as axum decodes it; None without one, or when it
+    /// does not decode to UTF-8 (which the handler refuses).
+    pub fn model(&self) -> Option<String> {
+        let raw = self.model?;
+        let decoded = percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .ok()?;
+        Some(decoded.into_owned())
+    }
+}
+
+/// The route of `path` and `method`; None for a path the table does not have (404).
+pub fn find<'p>(path: &'p str, method: &Method) -> Option<Matched<'p>> {
+    static PATHS: LazyLock<matchit::Router<Vec<&'static Route>>> = LazyLock::new(|| {
+        let mut by_path: Vec<(&str, Vec<&'static Route>)> = Vec::new();
+        for route in http() {
+            match by_path.iter_mut().find(|(path, _)| *path == route.path) {
+                Some((_, routes)) => routes.push(route),
+                None => by_path.push((route.path, vec![route])),
+            }
+        }
+        let mut paths = matchit::Router::new();
+        for (path, routes) in by_path {
+            // A pattern matchit refuses, the router would refuse too; a unit test finds every
+            // route of the table here.
+            let _ = paths.insert(path, routes);
+        }
+        paths
+    });
+    let found = PATHS.at(path).ok()?;
+    let routes = found.value;
+    Some(Matched {
+        endpoint: routes[0].path,
+        route: routes
+            .iter()
+            .copied()
+            .find(|route| route.verb.method().as_ref() == Some(method)),
+        model: found.params.get("model"),
+    })
 }
 
 /// The route of a gRPC call, by its path (`/inference.GRPCInferenceService/ModelInfer`); None
@@ -502,11 +552,28 @@ mod tests {
         assert!(grpc("/inference.GRPCInferenceService/CudaSharedMemoryStatus").is_some());
         assert!(grpc("/inference.GRPCInferenceService/TraceSetting").is_none());
         assert!(grpc("/nonsense").is_none() && grpc("").is_none());
-        assert!(
-            find("/v2/models/{model}/infer", &Method::POST)
-                .unwrap()
-                .inference
+    }
+
+    #[test]
+    fn a_request_finds_its_route_its_endpoint_and_its_model() {
+        for route in http() {
+            let found = find(route.path, &route.verb.method().unwrap()).unwrap();
+            assert_eq!(found.endpoint, route.path);
+            assert!(found.route.is_some_and(|found| std::ptr::eq(found, route)));
+        }
+        let infer = find("/v2/models/iris%2Dsvc%20v2/infer", &Method::POST).unwrap();
+        assert_eq!(infer.endpoint, "/v2/models/{model}/infer");
+        assert!(infer.route.unwrap().inference);
+        assert_eq!(infer.model().as_deref(), Some("iris-svc v2"));
+        let wrong_method = find("/v2/models/iris-svc/infer", &Method::GET).unwrap();
+        assert_eq!(wrong_method.endpoint, "/v2/models/{model}/infer");
+        assert!(wrong_method.route.is_none());
+        assert_eq!(
+            find("/models/%FF/predict", &Method::POST).unwrap().model(),
+            None
         );
-        assert!(find("/v2/models/{model}/infer", &Method::GET).is_none());
+        assert_eq!(find("/predict", &Method::POST).unwrap().model(), None);
+        assert!(find("/v2/models/iris-svc/nothing", &Method::GET).is_none());
+        assert!(find("*", &Method::OPTIONS).is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! The HTTP side of the gate ([`crate::transport::gate`]): the route a request matched, its
 //! refusals as HTTP answers, and for an inference its deadline.
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,10 +15,7 @@ use crate::transport::routes;
 /// for a request that runs a model, its body, its place and its deadline: an admitted request
 /// that outlives `request_timeout` is abandoned (a queued run is then skipped).
 pub async fn gate(State(registry): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|path| routes::find(path.as_str(), request.method()));
+    let route = routes::find(request.uri().path(), request.method()).and_then(|found| found.route);
     let (parts, body) = request.into_parts();
     let limit = registry.limits().max_body_bytes;
     let passed = match pass(&registry, route, &parts.headers, body, limit).await {

@@ -19,6 +19,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware;
 use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::Router;
+use tower::ServiceBuilder;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::decompression::RequestDecompressionLayer;
@@ -34,7 +35,7 @@ use crate::model::Model;
 use crate::serving::decoding::decode_sized;
 use crate::serving::Registry;
 use crate::transport::routes::{self, Route, Verb};
-use crate::transport::COMPRESS_ABOVE_BYTES;
+use crate::transport::{Service, COMPRESS_ABOVE_BYTES};
 
 /// Deployment settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -122,19 +123,27 @@ fn is_plain_json(headers: &axum::http::HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Every HTTP route of the server, as the table of calls ([`routes`]) declares them.
-pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
-    routes::http()
+/// Every HTTP route of the server, as the table of calls ([`routes`]) declares them, inside the
+/// layers every request passes, outermost first. The layers wrap the router, not each route (as
+/// `Router::layer` would): a request then clones no stack of layers, and they find its route in
+/// the table themselves ([`routes::find`]).
+pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> impl Service + Clone + Sync {
+    let routes = routes::http()
         .filter_map(|route| Some((route.path, handler(route)?)))
         .fold(Router::new(), |router, (path, handler)| {
             router.route(path, handler)
         })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(options.max_body_bytes))
-        // gzip or deflate bodies (tritonclient's request and response compression); the body
-        // limit above counts the decompressed bytes, so a small bomb is refused like a big body.
-        .layer(RequestDecompressionLayer::new())
+        .with_state(registry.clone());
+    ServiceBuilder::new()
+        .layer(middleware::from_fn_with_state(
+            registry.clone(),
+            observe::observe,
+        ))
+        // Outside the gate: a browser's preflight carries no token.
+        .layer(tower::util::option_layer(cors(&options.cors_origins)))
+        .layer(middleware::from_fn_with_state(registry, gate::gate))
         // Only bodies worth it, and fast: a gzip stream costs a few hundred kilobytes of zeroed
         // state to set up, which for a small answer (most predictions) took more CPU than the
         // whole request; level 1, as nginx's default, for the large ones.
@@ -145,14 +154,11 @@ pub fn router(registry: Arc<Registry>, options: &HttpOptions) -> Router {
                     DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE_BYTES as u16)),
                 ),
         )
-        .layer(middleware::from_fn_with_state(registry.clone(), gate::gate))
-        // Outside the gate: a browser's preflight carries no token.
-        .layer(tower::util::option_layer(cors(&options.cors_origins)))
-        .layer(middleware::from_fn_with_state(
-            registry.clone(),
-            observe::observe,
-        ))
-        .with_state(registry)
+        // gzip or deflate bodies (tritonclient's request and response compression); the body
+        // limit below counts the decompressed bytes, so a small bomb is refused like a big body.
+        .layer(RequestDecompressionLayer::new())
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .service(routes)
 }
 
 /// The handler of an HTTP route of the table ([`routes`]), by its operation id (a seed route at

@@ -3,8 +3,7 @@
 //! own `id`), the `x-request-id` and `traceparent` headers of the answer, and a JSON body for the
 //! error answers the layers below the handlers write without one.
 
-use axum::extract::rejection::RawPathParamsRejection;
-use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
@@ -17,7 +16,7 @@ use super::AppState;
 use crate::metrics::RouteLabels;
 use crate::request_context::{choose_request_id, REQUEST_ID, TRACEPARENT};
 use crate::transport::observe::Observation;
-use crate::transport::routes;
+use crate::transport::routes::{self, Matched};
 use crate::transport::timed_answer::timed;
 
 /// The caller's own `x-request-id`, for handlers that may prefer another id (the Open Inference
@@ -32,23 +31,13 @@ pub struct RequestId(pub String);
 
 pub async fn observe(
     State(registry): State<AppState>,
-    params: Result<RawPathParams, RawPathParamsRejection>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let endpoint = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_string();
-    let route = routes::find(&endpoint, request.method());
-    let named = params.ok().and_then(|params| {
-        params
-            .iter()
-            .find(|(key, _)| *key == "model")
-            .map(|(_, v)| v.to_string())
-    });
-    let model = match (route, named) {
+    let found = routes::find(request.uri().path(), request.method());
+    let endpoint = found.as_ref().map_or("unmatched", |found| found.endpoint);
+    let route = found.as_ref().and_then(|found| found.route);
+    let model = match (route, found.as_ref().and_then(Matched::model)) {
         (Some(route), Some(name)) if route.model_scoped => registry.model_label(&name),
         // The seed API at the root serves the only model.
         (Some(route), None) if route.model_scoped => match registry.models() {
@@ -65,7 +54,7 @@ pub async fn observe(
     let labels = RouteLabels {
         model,
         protocol: "http",
-        endpoint,
+        endpoint: endpoint.to_string(),
     };
     let observation = Observation::start(
         &registry,
