@@ -407,14 +407,13 @@ impl RequestRecord<'_> {
         self.in_flight.dec();
         let route = &self.route;
         let elapsed = self.started.elapsed();
-        self.span.in_scope(|| {
-            tracing::info!(
-                model = %route.model,
-                status,
-                duration_ms = elapsed.as_secs_f64() * 1e3,
-                "request"
-            );
-        });
+        tracing::info!(
+            parent: &self.span,
+            model = %route.model,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1e3,
+            "request"
+        );
         let metrics = self.metrics;
         let timer = AnswerTimer {
             histogram: metrics.request_duration.get_or_create(route).clone(),
