@@ -33,7 +33,14 @@ pub fn new_request_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let process = *PROCESS.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
     let sequence = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{process:016x}{sequence:016x}")
+    let mut id = String::with_capacity(32);
+    for half in [process, sequence] {
+        for place in (0..16).rev() {
+            let digit = (half >> (place * 4)) & 0xf;
+            id.push(char::from(b"0123456789abcdef"[digit as usize]));
+        }
+    }
+    id
 }
 
 /// A parsed `traceparent`: `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`.

@@ -230,11 +230,21 @@ fn push_json_str(out: &mut String, text: &str) {
 }
 
 /// `text` escaped for a JSON string. The runs between the bytes to escape are copied whole (one
-/// access line holds several hundred bytes of them); those bytes are all ASCII, so every run
-/// ends on a character boundary.
+/// access line holds a few hundred bytes of them), found eight bytes at a time; those bytes are
+/// all ASCII, so every run ends on a character boundary.
 fn push_escaped(out: &mut String, text: &str) {
-    let mut copied = 0;
-    for (at, byte) in text.bytes().enumerate() {
+    let bytes = text.as_bytes();
+    let (mut copied, mut at) = (0, 0);
+    while at < bytes.len() {
+        let word = bytes
+            .get(at..at + 8)
+            .and_then(|eight| <[u8; 8]>::try_from(eight).ok());
+        if word.is_some_and(|word| !any_to_escape(u64::from_le_bytes(word))) {
+            at += 8;
+            continue;
+        }
+        let byte = bytes[at];
+        at += 1;
         // Some short escape, or None for the other control bytes' \u form.
         let short = match byte {
             b'"' => Some("\\\""),
@@ -245,16 +255,29 @@ fn push_escaped(out: &mut String, text: &str) {
             0x00..=0x1f => None,
             _ => continue,
         };
-        out.push_str(&text[copied..at]);
+        out.push_str(&text[copied..at - 1]);
         match short {
             Some(escape) => out.push_str(escape),
             None => {
                 let _ = write!(out, "\\u{byte:04x}");
             }
         }
-        copied = at + 1;
+        copied = at;
     }
     out.push_str(&text[copied..]);
+}
+
+/// Whether any of the eight bytes of `word` is one to escape: a control byte, a quote or a
+/// backslash (the "has a byte less than n" and "has a zero byte" tricks of Bit Twiddling Hacks;
+/// bytes of 0x80 and above, UTF-8's, are none of them).
+fn any_to_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let has_zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH_BITS != 0;
+    let has_control_byte = word.wrapping_sub(ONES * 0x20) & !word & HIGH_BITS != 0;
+    has_control_byte
+        || has_zero_byte(word ^ (ONES * u64::from(b'"')))
+        || has_zero_byte(word ^ (ONES * u64::from(b'\\')))
 }
 
 /// Escapes what is formatted into it, as it comes, into its string.
@@ -424,10 +447,27 @@ mod tests {
             "\\ at the start, é ü 雪 and 🦀 between \"quotes\"",
             "\n\r\t\u{0}\u{1f}\u{7f} controls",
             "é\u{1}é",
+            "eight by\"eight by\\ 01234567\u{1f}0123456 and the rest\u{7f}é\"",
         ] {
             let mut ours = String::new();
             push_json_str(&mut ours, text);
             assert_eq!(ours, serde_json::to_string(text).unwrap(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn eight_bytes_at_a_time_find_every_byte_to_escape_and_no_other() {
+        for byte in 0..=u8::MAX {
+            let to_escape = byte < 0x20 || byte == b'"' || byte == b'\\';
+            for place in 0..8 {
+                let mut word = *b"plain 8b";
+                word[place] = byte;
+                assert_eq!(
+                    any_to_escape(u64::from_le_bytes(word)),
+                    to_escape,
+                    "{byte:#x} at {place}"
+                );
+            }
         }
     }
 

@@ -435,14 +435,19 @@ fn decode_request(
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for input in request.inputs {
         let owner = || format!("input '{}'", crate::text::clip(&input.name));
-        let size = parameter(
-            &input.parameters,
-            "binary_data_size",
-            &owner(),
-            Value::as_u64,
-            "a byte count",
-        )?;
-        let shared_memory = shared_memory_span(&input.parameters, &owner())?;
+        let (size, shared_memory) = match &input.parameters {
+            None => (None, None),
+            parameters => (
+                parameter(
+                    parameters,
+                    "binary_data_size",
+                    &owner(),
+                    Value::as_u64,
+                    "a byte count",
+                )?,
+                shared_memory_span(parameters, &owner())?,
+            ),
+        };
         let data = match (size, input.data, shared_memory) {
             (Some(_), Some(_), _) => {
                 return Err(bad_request(format!(
