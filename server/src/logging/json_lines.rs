@@ -76,7 +76,7 @@ impl JsonVisitor<'_> {
     fn value(&mut self, field: &Field, write: impl FnOnce(&mut String)) {
         match &mut self.sink {
             Sink::Span(fields) => {
-                let mut value = String::new();
+                let mut value = String::with_capacity(40);
                 write(&mut value);
                 fields.record(field.name(), value);
             }
@@ -187,26 +187,28 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, context: Context<'_, S>) {
-        let mut message = String::new();
-        let mut rest = String::new();
-        event.record(&mut JsonVisitor {
-            sink: Sink::Event {
-                message: &mut message,
-                rest: &mut rest,
-            },
-        });
+        // One buffer for the line, large enough for an access line: the event's fields are
+        // written into it as they are visited, and its message, visited among them, moved in
+        // before them.
         let metadata = event.metadata();
-        let mut line = String::with_capacity(160 + message.len() + rest.len());
+        let mut line = String::with_capacity(512);
         line.push_str("{\"timestamp\":\"");
         push_timestamp(&mut line, SystemTime::now());
         line.push_str("\",\"level\":\"");
         line.push_str(metadata.level().as_str());
         line.push('"');
+        let fields_start = line.len();
+        let mut message = String::new();
+        event.record(&mut JsonVisitor {
+            sink: Sink::Event {
+                message: &mut message,
+                rest: &mut line,
+            },
+        });
         if !message.is_empty() {
-            line.push_str(",\"message\":");
-            line.push_str(&message);
+            message.insert_str(0, ",\"message\":");
+            line.insert_str(fields_start, &message);
         }
-        line.push_str(&rest);
         line.push_str(",\"target\":");
         push_json_str(&mut line, metadata.target());
         if let Some(span) = context.event_span(event) {
