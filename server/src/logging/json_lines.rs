@@ -309,11 +309,14 @@ pub(super) fn push_timestamp(out: &mut String, time: SystemTime) {
         (of_day % 60, 2, '.'),
         (u64::from(since_epoch.subsec_micros()), 6, 'Z'),
     ];
-    for (value, width, after) in fields {
-        for place in (0..width).rev() {
-            let digit = value / 10u64.pow(place as u32) % 10;
-            out.push(char::from(b'0' + digit as u8));
+    let mut digits = [b'0'; 6];
+    for (mut value, width, after) in fields {
+        let field = &mut digits[..width];
+        for slot in field.iter_mut().rev() {
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
         }
+        out.extend(field.iter().map(|&digit| char::from(digit)));
         out.push(after);
     }
 }

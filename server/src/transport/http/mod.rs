@@ -8,7 +8,6 @@ mod openapi;
 mod seed;
 mod v2;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -55,11 +54,11 @@ impl FromRequestParts<AppState> for SelectedModel {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(name) = path_params(parts, state).await?.remove("model") {
+        if let Some(name) = path_param(&path_params(parts, state).await?, "model") {
             // In the seed API's own words; v2's begins with Triton's (protocol::v2::find_model).
             let model = state
-                .find(&name)
-                .ok_or_else(|| ApiError::not_found(state.unknown_model(&name)))?;
+                .find(name)
+                .ok_or_else(|| ApiError::not_found(state.unknown_model(name)))?;
             return Ok(SelectedModel(model.clone()));
         }
         match state.models() {
@@ -74,17 +73,19 @@ impl FromRequestParts<AppState> for SelectedModel {
 }
 
 /// The matched route's path parameters (`{model}`, `{version}`) by name.
-async fn path_params(
-    parts: &mut Parts,
-    state: &AppState,
-) -> Result<HashMap<String, String>, ApiError> {
-    let params = RawPathParams::from_request_parts(parts, state)
+/// The request's path segments (`{model}`, `{version}`), decoded; a segment that is not UTF-8 is
+/// the caller's 400.
+async fn path_params(parts: &mut Parts, state: &AppState) -> Result<RawPathParams, ApiError> {
+    RawPathParams::from_request_parts(parts, state)
         .await
-        .map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
-    Ok(params
+        .map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))
+}
+
+/// The segment `key` of `params`.
+fn path_param<'p>(params: &'p RawPathParams, key: &str) -> Option<&'p str> {
+    params
         .iter()
-        .map(|(key, value)| (key.to_string(), value.to_string()))
-        .collect())
+        .find_map(|(name, value)| (name == key).then_some(value))
 }
 
 /// `axum::Json` whose rejections (malformed JSON, wrong content type, too large) answer in the

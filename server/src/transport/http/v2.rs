@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use axum::{Extension, Json};
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{path_params, ApiError, AppState, CallerRequestId, RequestId};
+use super::{path_param, path_params, ApiError, AppState, CallerRequestId, RequestId};
 use crate::bundle::Bundle;
 use crate::model::Model;
 use crate::protocol::v2::infer::{
@@ -38,8 +38,8 @@ impl FromRequestParts<AppState> for V2Model {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let params = path_params(parts, state).await?;
-        let name = params.get("model").map_or("", String::as_str);
-        let version = params.get("version").map(String::as_str);
+        let name = path_param(&params, "model").unwrap_or("");
+        let version = path_param(&params, "version");
         Ok(V2Model(oip::find_model(state, name, version)?))
     }
 }
@@ -338,11 +338,12 @@ pub(super) async fn infer(
     State(registry): State<AppState>,
     V2Model(model): V2Model,
     Extension(CallerRequestId(caller_id)): Extension<CallerRequestId>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
+    let header_length = request.headers().get(HEADER_LENGTH).cloned();
+    let body = Bytes::from_request(request, &registry).await;
     let mut request_id = None;
-    let result = answer(&registry, &model, &headers, body, |own_id| {
+    let result = answer(&registry, &model, header_length, body, |own_id| {
         let id = choose_request_id(own_id.as_deref(), caller_id.as_deref());
         tracing::Span::current().record("request_id", id.as_str());
         request_id = Some(id);
@@ -362,13 +363,12 @@ pub(super) async fn infer(
 async fn answer(
     registry: &AppState,
     model: &Arc<Model>,
-    headers: &HeaderMap,
+    header_length: Option<HeaderValue>,
     body: Result<Bytes, BytesRejection>,
     mut identified: impl FnMut(Option<String>),
 ) -> Result<Response, ApiError> {
     let body = body?;
     let (decoding_registry, decoding_model) = (registry.clone(), model.clone());
-    let header_length = headers.get(HEADER_LENGTH).cloned();
     let (own_id, decoded) = decode_sized(body.len(), move || {
         let mut own_id = None;
         let decoded = decode_infer(
