@@ -27,7 +27,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 #[cfg(feature = "fuzzing")]
 pub(crate) use self::v2::decode_infer;
 pub use error::ApiError;
-pub use observe::{CallerRequestId, RequestId};
+pub use observe::RequestId;
 
 use crate::metrics;
 use crate::model::Model;

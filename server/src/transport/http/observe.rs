@@ -4,7 +4,7 @@
 //! error answers the layers below the handlers write without one.
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::response::Response;
@@ -19,21 +19,10 @@ use crate::transport::observe::Observation;
 use crate::transport::routes::{self, Matched};
 use crate::transport::timed_answer::timed;
 
-/// The caller's own `x-request-id`, for handlers that may prefer another id (the Open Inference
-/// Protocol's `id`).
-#[derive(Clone, Debug)]
-pub struct CallerRequestId(pub Option<String>);
-
-/// The id a handler chose for its request (see [`CallerRequestId`]); the middleware records it
-/// when the handler did not.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
-pub async fn observe(
-    State(registry): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub async fn observe(State(registry): State<AppState>, request: Request, next: Next) -> Response {
     let found = routes::find(request.uri().path(), request.method());
     let endpoint = found.as_ref().map_or("unmatched", |found| found.endpoint);
     let route = found.as_ref().and_then(|found| found.route);
@@ -46,7 +35,7 @@ pub async fn observe(
         },
         _ => String::new(),
     };
-    let caller_id = header(request.headers(), REQUEST_ID).map(str::to_string);
+    let caller_id = header(request.headers(), &REQUEST_ID_HEADER).map(str::to_string);
     // The v2 inference handler prefers the request's own `id` and records the id itself.
     let handler_decides = route.is_some_and(|route| route.handler_chooses_request_id());
     let request_id = (!handler_decides).then(|| choose_request_id(None, caller_id.as_deref()));
@@ -61,19 +50,16 @@ pub async fn observe(
         request.method().as_str(),
         labels,
         request_id.as_deref(),
-        header(request.headers(), TRACEPARENT),
+        header(request.headers(), &TRACEPARENT_HEADER),
         "499",
     );
-    request
-        .extensions_mut()
-        .insert(CallerRequestId(caller_id.clone()));
     let mut response = next
         .run(request)
         .instrument(observation.span().clone())
         .await;
 
-    let request_id = match (response.extensions().get::<RequestId>(), request_id) {
-        (Some(RequestId(chosen)), _) => chosen.clone(),
+    let request_id = match (response.extensions_mut().remove::<RequestId>(), request_id) {
+        (Some(RequestId(chosen)), _) => chosen,
         (None, Some(id)) => id,
         // The handler did not run (an unknown model, a wrong method).
         (None, None) => {
@@ -84,11 +70,11 @@ pub async fn observe(
     };
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        headers.insert(REQUEST_ID, value);
+        headers.insert(REQUEST_ID_HEADER, value);
     }
     let traceparent = observation.answer_traceparent();
     if let Some(value) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
-        headers.insert(TRACEPARENT, value);
+        headers.insert(TRACEPARENT_HEADER, value);
     }
     // Errors written by layers below the handlers (an unknown Content-Encoding's 415) come
     // without a body: every error answer has its JSON one.
@@ -103,7 +89,11 @@ pub async fn observe(
     response.map(|body| timed(body, timer))
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The request id's and the trace context's headers, parsed once.
+pub(super) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
+const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static(TRACEPARENT);
+
+pub(super) fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 

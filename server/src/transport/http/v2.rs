@@ -10,12 +10,12 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use axum::{Extension, Json};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{path_param, path_params, ApiError, AppState, CallerRequestId, RequestId};
+use super::{observe, path_param, path_params, ApiError, AppState, RequestId};
 use crate::bundle::Bundle;
 use crate::model::Model;
 use crate::protocol::v2::infer::{
@@ -337,9 +337,10 @@ fn parameter<T>(
 pub(super) async fn infer(
     State(registry): State<AppState>,
     V2Model(model): V2Model,
-    Extension(CallerRequestId(caller_id)): Extension<CallerRequestId>,
     request: Request,
 ) -> Response {
+    let caller_id = observe::header(request.headers(), &observe::REQUEST_ID_HEADER);
+    let caller_id = caller_id.map(str::to_string);
     let header_length = request.headers().get(HEADER_LENGTH).cloned();
     let body = Bytes::from_request(request, &registry).await;
     let mut request_id = None;
