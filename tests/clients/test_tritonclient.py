@@ -2,6 +2,7 @@
 gRPC) as their documentation uses them, against the real server and every bundle."""
 
 import json
+import time
 import urllib.request
 
 import numpy as np
@@ -458,6 +459,10 @@ def test_a_run_that_fails_on_the_callers_data_is_the_callers_mistake(token_serve
     assert raised.value.status() == ("StatusCode.INVALID_ARGUMENT" if encoding == "grpc" else "400")
     assert "The input tensor cannot be reshaped to the requested shape" in raised.value.message()
     assert triton.infer("token-pair", token_inputs(encoding, [[5, 6]], [[1, 1]])).as_numpy("masked").tolist() == [[5, 6]]
+    # The server's log is read by a thread of the fixture: wait for the line, then count.
+    deadline = time.monotonic() + 30
+    while refused_by_model(token_server) == warned_before and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert refused_by_model(token_server) - warned_before == 1, "".join(token_server.log)
     assert_no_server_error(token_server)
 
