@@ -354,15 +354,11 @@ fn unimplemented_message(unserved: Option<&str>) -> HeaderValue {
         Some(why) => format!("{why}; {served}"),
         None => served,
     };
-    let encoded: String = message
-        .bytes()
-        .map(|byte| match byte {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'_' | b'-' => {
-                (byte as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect();
+    const KEPT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'-');
+    let encoded = percent_encoding::utf8_percent_encode(&message, KEPT).to_string();
     HeaderValue::from_str(&encoded).unwrap_or(HeaderValue::from_static("unimplemented"))
 }
 

@@ -133,6 +133,22 @@ impl Route {
         }
     }
 
+    const fn v2_get(
+        path: &'static str,
+        operation_id: &'static str,
+        summary: &'static str,
+    ) -> Route {
+        Route::get(path, operation_id, summary).api(Api::V2)
+    }
+
+    const fn v2_post(
+        path: &'static str,
+        operation_id: &'static str,
+        summary: &'static str,
+    ) -> Route {
+        Route::post(path, operation_id, summary).api(Api::V2)
+    }
+
     /// A call only gRPC serves: labelled in metrics by its method, as every gRPC call is.
     const fn grpc_only(service: &'static str, name: &'static str) -> Route {
         Route {
@@ -258,154 +274,80 @@ const INFER_SUMMARY: &str =
 
 static OTHER_ROUTES: [Route; 34] = [
     Route::get("/health", "health", "Whether the server is ready (every model loaded and checked)")
-    .open()
-    .answers("Health")
-    .unready_503(),
+        .open().answers("Health").unready_503(),
     Route::get("/models", "listModels", "The models this server serves")
-    .answers("ModelList"),
+        .answers("ModelList"),
     Route::get("/models/{model}/health", "modelHealth", "Whether the server is ready for this model")
-    .model()
-    .open()
-    .answers("Health")
-    .unready_503(),
-    Route::get("/v2", "serverMetadata", "Server metadata")
-    .grpc("ServerMetadata")
-    .api(Api::V2)
-    .answers("ServerMetadata"),
+        .model().open().answers("Health").unready_503(),
+    Route::v2_get("/v2", "serverMetadata", "Server metadata")
+        .grpc("ServerMetadata").answers("ServerMetadata"),
     Route {
         answers: Answer::Yes("ServerLive"),
-        ..Route::get(LIVE_PATH, "serverLive", "Whether the server is live")
-    .grpc("ServerLive")
-        .api(Api::V2)
-        .open()
+        ..Route::v2_get(LIVE_PATH, "serverLive", "Whether the server is live").grpc("ServerLive").open()
     },
-    Route::get(READY_PATH, "serverReady", "Whether the server is ready")
-    .grpc("ServerReady")
-    .api(Api::V2)
-    .open(),
-    Route::get("/v2/models/{model}", "modelMetadata", "Model metadata")
-    .grpc("ModelMetadata")
-    .api(Api::V2)
-    .model()
-    .answers("ModelMetadata"),
-    Route::get("/v2/models/{model}/ready", "modelReady", "Whether the model is ready")
-    .grpc("ModelReady")
-    .api(Api::V2)
-    .model()
-    .open()
-    .ready_body("ModelReady"),
-    Route::post("/v2/models/{model}/infer", "modelInfer", INFER_SUMMARY)
-    .grpc("ModelInfer")
-    .api(Api::V2)
-    .model()
-    .inference()
-    .takes("InferRequest")
-    .answers("InferResponse"),
-    Route::get("/v2/models/stats", "allModelStatistics", "Triton's statistics of every model (the statistics extension)")
-    .api(Api::V2)
-    .answers("ModelStatistics"),
-    Route::get("/v2/models/{model}/stats", "modelStatistics", "Triton's statistics of the model (the statistics extension)")
-    .grpc("ModelStatistics")
-    .api(Api::V2)
-    .model()
-    .answers("ModelStatistics"),
-    Route::get("/v2/models/{model}/versions/{version}/stats", "modelStatisticsVersion", "Triton's statistics of the model (the statistics extension)")
-    .api(Api::V2)
-    .model()
-    .answers("ModelStatistics"),
-    Route::post("/v2/repository/index", "repositoryIndex", "The served models and their state (the model repository extension)")
-    .grpc("RepositoryIndex")
-    .api(Api::V2)
-    .answers("RepositoryIndex"),
-    Route::post("/v2/repository/models/{model}/load", "repositoryModelLoad", "Refused: a predictor's models are fixed by its image or unit")
-    .grpc("RepositoryModelLoad")
-    .api(Api::V2)
-    .answers("Error"),
-    Route::post("/v2/repository/models/{model}/unload", "repositoryModelUnload", "Refused: a predictor's models are fixed by its image or unit")
-    .grpc("RepositoryModelUnload")
-    .api(Api::V2)
-    .answers("Error"),
-    Route::get("/v2/models/{model}/config", "modelConfig", "Triton's model configuration of the model (the model configuration extension)")
-    .grpc("ModelConfig")
-    .api(Api::V2)
-    .model()
-    .answers("ModelConfig"),
-    Route::get("/v2/models/{model}/versions/{version}/config", "modelConfigVersion", "Triton's model configuration of the model (the model configuration extension)")
-    .api(Api::V2)
-    .model()
-    .answers("ModelConfig"),
-    Route::get("/v2/models/{model}/versions/{version}", "modelMetadataVersion", "Model metadata")
-    .api(Api::V2)
-    .model()
-    .answers("ModelMetadata"),
-    Route::get("/v2/models/{model}/versions/{version}/ready", "modelReadyVersion", "Whether the model is ready")
-    .api(Api::V2)
-    .model()
-    .open()
-    .ready_body("ModelReady"),
-    Route::post("/v2/models/{model}/versions/{version}/infer", "modelInferVersion", INFER_SUMMARY)
-    .api(Api::V2)
-    .model()
-    .inference()
-    .takes("InferRequest")
-    .answers("InferResponse"),
-    Route::get("/v2/systemsharedmemory/status", "systemSharedMemoryStatus", "The registered system shared memory regions (with --allow-shared-memory)")
-    .grpc("SystemSharedMemoryStatus")
-    .api(Api::V2)
-    .answers("SharedMemoryStatus"),
-    Route::get("/v2/systemsharedmemory/region/{region}/status", "systemSharedMemoryRegionStatus", "One registered system shared memory region (with --allow-shared-memory)")
-    .api(Api::V2)
-    .answers("SharedMemoryStatus"),
-    Route::post("/v2/systemsharedmemory/region/{region}/register", "systemSharedMemoryRegister", "Register a region of a POSIX shared memory object for inputs and outputs (with --allow-shared-memory)")
-    .grpc("SystemSharedMemoryRegister")
-    .api(Api::V2)
-    .takes("SharedMemoryRegister")
-    .answers("Empty"),
-    Route::post("/v2/systemsharedmemory/unregister", "systemSharedMemoryUnregisterAll", "Unregister every system shared memory region (with --allow-shared-memory)")
-    .grpc("SystemSharedMemoryUnregister")
-    .api(Api::V2)
-    .answers("Empty"),
-    Route::post("/v2/systemsharedmemory/region/{region}/unregister", "systemSharedMemoryUnregister", "Unregister a system shared memory region (with --allow-shared-memory)")
-    .api(Api::V2)
-    .answers("Empty"),
+    Route::v2_get(READY_PATH, "serverReady", "Whether the server is ready")
+        .grpc("ServerReady").open(),
+    Route::v2_get("/v2/models/{model}", "modelMetadata", "Model metadata")
+        .grpc("ModelMetadata").model().answers("ModelMetadata"),
+    Route::v2_get("/v2/models/{model}/ready", "modelReady", "Whether the model is ready")
+        .grpc("ModelReady").model().open().ready_body("ModelReady"),
+    Route::v2_post("/v2/models/{model}/infer", "modelInfer", INFER_SUMMARY)
+        .grpc("ModelInfer").model().inference().takes("InferRequest").answers("InferResponse"),
+    Route::v2_get("/v2/models/stats", "allModelStatistics", "Triton's statistics of every model (the statistics extension)")
+        .answers("ModelStatistics"),
+    Route::v2_get("/v2/models/{model}/stats", "modelStatistics", "Triton's statistics of the model (the statistics extension)")
+        .grpc("ModelStatistics").model().answers("ModelStatistics"),
+    Route::v2_get("/v2/models/{model}/versions/{version}/stats", "modelStatisticsVersion", "Triton's statistics of the model (the statistics extension)")
+        .model().answers("ModelStatistics"),
+    Route::v2_post("/v2/repository/index", "repositoryIndex", "The served models and their state (the model repository extension)")
+        .grpc("RepositoryIndex").answers("RepositoryIndex"),
+    Route::v2_post("/v2/repository/models/{model}/load", "repositoryModelLoad", "Refused: a predictor's models are fixed by its image or unit")
+        .grpc("RepositoryModelLoad").answers("Error"),
+    Route::v2_post("/v2/repository/models/{model}/unload", "repositoryModelUnload", "Refused: a predictor's models are fixed by its image or unit")
+        .grpc("RepositoryModelUnload").answers("Error"),
+    Route::v2_get("/v2/models/{model}/config", "modelConfig", "Triton's model configuration of the model (the model configuration extension)")
+        .grpc("ModelConfig").model().answers("ModelConfig"),
+    Route::v2_get("/v2/models/{model}/versions/{version}/config", "modelConfigVersion", "Triton's model configuration of the model (the model configuration extension)")
+        .model().answers("ModelConfig"),
+    Route::v2_get("/v2/models/{model}/versions/{version}", "modelMetadataVersion", "Model metadata")
+        .model().answers("ModelMetadata"),
+    Route::v2_get("/v2/models/{model}/versions/{version}/ready", "modelReadyVersion", "Whether the model is ready")
+        .model().open().ready_body("ModelReady"),
+    Route::v2_post("/v2/models/{model}/versions/{version}/infer", "modelInferVersion", INFER_SUMMARY)
+        .model().inference().takes("InferRequest").answers("InferResponse"),
+    Route::v2_get("/v2/systemsharedmemory/status", "systemSharedMemoryStatus", "The registered system shared memory regions (with --allow-shared-memory)")
+        .grpc("SystemSharedMemoryStatus").answers("SharedMemoryStatus"),
+    Route::v2_get("/v2/systemsharedmemory/region/{region}/status", "systemSharedMemoryRegionStatus", "One registered system shared memory region (with --allow-shared-memory)")
+        .answers("SharedMemoryStatus"),
+    Route::v2_post("/v2/systemsharedmemory/region/{region}/register", "systemSharedMemoryRegister", "Register a region of a POSIX shared memory object for inputs and outputs (with --allow-shared-memory)")
+        .grpc("SystemSharedMemoryRegister").takes("SharedMemoryRegister").answers("Empty"),
+    Route::v2_post("/v2/systemsharedmemory/unregister", "systemSharedMemoryUnregisterAll", "Unregister every system shared memory region (with --allow-shared-memory)")
+        .grpc("SystemSharedMemoryUnregister").answers("Empty"),
+    Route::v2_post("/v2/systemsharedmemory/region/{region}/unregister", "systemSharedMemoryUnregister", "Unregister a system shared memory region (with --allow-shared-memory)")
+        .answers("Empty"),
     // Triton's CUDA shared memory, as Triton without GPUs answers it: none registered, none
     // registrable (its clients begin by unregistering them all).
-    Route::get("/v2/cudasharedmemory/status", "cudaSharedMemoryStatus", "The registered CUDA shared memory regions: none, on this server's CPU")
-    .api(Api::V2)
-    .grpc("CudaSharedMemoryStatus")
-    .answers("CudaSharedMemoryStatus"),
-    Route::get("/v2/cudasharedmemory/region/{region}/status", "cudaSharedMemoryRegionStatus", "One registered CUDA shared memory region: none is")
-    .api(Api::V2)
-    .answers("CudaSharedMemoryStatus"),
-    Route::post("/v2/cudasharedmemory/region/{region}/register", "cudaSharedMemoryRegister", "Refused: this server runs its models on the CPU (system shared memory takes inputs and outputs in place)")
-    .api(Api::V2)
-    .grpc("CudaSharedMemoryRegister")
-    .answers("Error"),
-    Route::post("/v2/cudasharedmemory/unregister", "cudaSharedMemoryUnregisterAll", "Unregister every CUDA shared memory region: there is none, and nothing to do")
-    .api(Api::V2)
-    .grpc("CudaSharedMemoryUnregister")
-    .answers("Empty"),
-    Route::post("/v2/cudasharedmemory/region/{region}/unregister", "cudaSharedMemoryUnregister", "Unregister a CUDA shared memory region: none is registered, and nothing to do")
-    .api(Api::V2)
-    .answers("Empty"),
+    Route::v2_get("/v2/cudasharedmemory/status", "cudaSharedMemoryStatus", "The registered CUDA shared memory regions: none, on this server's CPU")
+        .grpc("CudaSharedMemoryStatus").answers("CudaSharedMemoryStatus"),
+    Route::v2_get("/v2/cudasharedmemory/region/{region}/status", "cudaSharedMemoryRegionStatus", "One registered CUDA shared memory region: none is")
+        .answers("CudaSharedMemoryStatus"),
+    Route::v2_post("/v2/cudasharedmemory/region/{region}/register", "cudaSharedMemoryRegister", "Refused: this server runs its models on the CPU (system shared memory takes inputs and outputs in place)")
+        .grpc("CudaSharedMemoryRegister").answers("Error"),
+    Route::v2_post("/v2/cudasharedmemory/unregister", "cudaSharedMemoryUnregisterAll", "Unregister every CUDA shared memory region: there is none, and nothing to do")
+        .grpc("CudaSharedMemoryUnregister").answers("Empty"),
+    Route::v2_post("/v2/cudasharedmemory/region/{region}/unregister", "cudaSharedMemoryUnregister", "Unregister a CUDA shared memory region: none is registered, and nothing to do")
+        .answers("Empty"),
     Route::get("/docs", "docs", "The API page (Swagger UI)")
-    .api(Api::Server)
-    .open()
-    .undocumented(),
+        .api(Api::Server).open().undocumented(),
     Route::get("/docs/swagger-ui-bundle.js", "docsScript", "The API page's script")
-    .api(Api::Server)
-    .open()
-    .undocumented(),
+        .api(Api::Server).open().undocumented(),
     Route::get("/docs/swagger-ui.css", "docsStyle", "The API page's style")
-    .api(Api::Server)
-    .open()
-    .undocumented(),
+        .api(Api::Server).open().undocumented(),
     Route {
         answers: Answer::Document,
-        ..Route::get("/openapi.json", "openapi", "This document")
-        .api(Api::Server)
-        .open()
+        ..Route::get("/openapi.json", "openapi", "This document").api(Api::Server).open()
     },
+
 ];
 
 /// The calls only gRPC serves.
