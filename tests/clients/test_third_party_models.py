@@ -55,6 +55,10 @@ REQUESTS = {
         "state": np.linspace(-0.5, 0.5, 256, dtype=np.float32).reshape(2, 1, 128),
         "sr": np.array(16000, dtype=np.int64),
     },
+    "silero-vad-half": {
+        "input": (0.3 * np.sin(np.arange(1024) / 7.0)).astype(np.float32).reshape(2, 512),
+        "state": np.linspace(-0.5, 0.5, 512, dtype=np.float32).reshape(2, 2, 128),
+    },
 }
 # ONNX Runtime's int8 kernels may round differently on another instruction set than Python's run.
 TOLERANCE = {"minilm-int8": 2e-3}

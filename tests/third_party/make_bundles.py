@@ -78,6 +78,15 @@ BUNDLES = {
         1e-4,
         [],
     ),
+    "silero-vad-half": (
+        "Silero VAD at 16 kHz, its half-precision export (silero-vad): fp16 inside, float32 at its edges.",
+        [("input", "float32", [-1, -1], [64, 512]), ("state", "float32", [2, -1, 128], [2, 64, 128])],
+        [("output", "float32", [-1, 1]), ("stateN", "float32", [-1, -1, -1])],
+        "output",
+        {"input": tone(512), "state": np.zeros((2, 1, 128), dtype=np.float32)},
+        1e-3,
+        [],
+    ),
 }
 
 
