@@ -111,6 +111,12 @@ def test_a_stream_answers_each_request_in_order_and_reports_errors_in_line(serve
         else:
             assert error is None, error
             assert result.get_response().id == f"stream-{index}"
+    # Each message is counted under the stream's method, as the table of calls names it.
+    with urllib.request.urlopen(f"http://{server.metrics}/metrics") as response:
+        metrics = response.read().decode()
+    for status in ("OK", "INVALID_ARGUMENT"):
+        series = f'predictor_requests_total{{model="{bundle["name"]}",protocol="grpc",endpoint="ModelStreamInfer",status="{status}"}} '
+        assert series in metrics, status
 
 
 def test_health_turns_not_serving_the_moment_shutdown_begins():
