@@ -55,3 +55,18 @@ def server():
     server = Server([*BUNDLES, EVERY_DTYPE])
     yield server
     server.stop()
+
+
+def client(server, protocol):
+    """tritonclient's client of `server` over `protocol` ("http" or "grpc")."""
+    return module(protocol).InferenceServerClient(url=server.http if protocol == "http" else server.grpc)
+
+
+def module(protocol):
+    """tritonclient's module of `protocol`: its InferInput, InferRequestedOutput, ... Imported
+    here, not at the top: the KServe, docs and perf_analyzer tests share this file in
+    environments without tritonclient's HTTP and gRPC clients."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    return httpclient if protocol == "http" else grpcclient

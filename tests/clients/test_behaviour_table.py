@@ -15,7 +15,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import BUNDLES, REPO, Server
+from conftest import BUNDLES, REPO, Server, module
 
 TOKEN = "behaviour-table-token-0123456789"
 AUTHORIZED = {"authorization": f"Bearer {TOKEN}"}
@@ -55,13 +55,10 @@ def server(tmp_path_factory):
 
 
 def client(server, transport):
+    # A longer HTTP timeout than conftest's client: the deadline case waits on a slow model.
     if transport == "http":
         return httpclient.InferenceServerClient(url=server.http, network_timeout=60)
     return grpcclient.InferenceServerClient(url=server.grpc)
-
-
-def module(transport):
-    return httpclient if transport == "http" else grpcclient
 
 
 def infer(server, transport, model, inputs, outputs=None, headers=AUTHORIZED):

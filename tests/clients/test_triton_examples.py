@@ -24,7 +24,7 @@ from tritonclient.utils import (
     triton_to_np_dtype,
 )
 
-from conftest import REPO, Server
+from conftest import REPO, Server, client, module
 
 EXAMPLES = REPO / "server/tests/fixtures/triton-examples"
 PROTOCOLS = ["http", "grpc"]
@@ -40,16 +40,6 @@ def server():
     server = Server([EXAMPLES / name for name in names], ["--allow-shared-memory"])
     yield server
     server.stop()
-
-
-def client(server, protocol):
-    if protocol == "http":
-        return httpclient.InferenceServerClient(url=server.http)
-    return grpcclient.InferenceServerClient(url=server.grpc)
-
-
-def module(protocol):
-    return httpclient if protocol == "http" else grpcclient
 
 
 def sum_inputs(protocol, datatype="INT32", input0=INPUT0, input1=INPUT1):

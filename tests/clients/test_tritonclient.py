@@ -11,7 +11,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from conftest import BUNDLES, EVERY_DTYPE, REPO, read_bundle
+from conftest import BUNDLES, EVERY_DTYPE, REPO, client, module, read_bundle
 
 REPO_MODELS = REPO / "models"
 
@@ -25,16 +25,6 @@ NUMPY_DTYPES = {
     # BYTES: tritonclient sends and returns numpy object arrays (str in, bytes out).
     "string": np.object_,
 }
-
-
-def client(server, protocol):
-    if protocol == "http":
-        return httpclient.InferenceServerClient(url=server.http)
-    return grpcclient.InferenceServerClient(url=server.grpc)
-
-
-def module(protocol):
-    return httpclient if protocol == "http" else grpcclient
 
 
 def infer_input(encoding, name, array):
