@@ -1,6 +1,23 @@
 //! Generates the gRPC service of the Open Inference Protocol from proto/inference.proto with
 //! protox, a protobuf compiler in Rust: no `protoc` binary and no network at build time.
 
+/// The messages read from REST's JSON answers (see below).
+const FROM_REST_JSON: [&str; 13] = [
+    "ModelMetadataResponse",
+    "ModelMetadataResponse.TensorMetadata",
+    "RepositoryIndexResponse.ModelIndex",
+    "ModelConfig",
+    "ModelInput",
+    "ModelOutput",
+    "ModelTensorReshape",
+    "ModelInstanceGroup",
+    "ModelDynamicBatching",
+    "ModelStatistics",
+    "InferStatistics",
+    "InferBatchStatistics",
+    "StatisticDuration",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/inference.proto");
     let descriptors = protox::compile(["proto/inference.proto"], ["proto"])?;
@@ -11,9 +28,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&descriptors),
     )?;
     // The service's own codec: a message that does not decode is the caller's INVALID_ARGUMENT.
-    tonic_prost_build::configure()
+    let mut build = tonic_prost_build::configure()
         .build_client(false)
-        .codec_path("crate::transport::grpc::CallersCodec")
+        .codec_path("crate::transport::grpc::CallersCodec");
+    // The descriptions and reports REST answers in JSON are read from that JSON into these
+    // messages: one mapping of each, so that the two transports cannot say different things.
+    for message in FROM_REST_JSON {
+        build = build.message_attribute(
+            format!("inference.{message}"),
+            "#[derive(serde::Deserialize)] #[serde(default)]",
+        );
+    }
+    for field in ["ModelInput.data_type", "ModelOutput.data_type"] {
+        let attribute = r#"#[serde(deserialize_with = "crate::transport::grpc::data_type")]"#;
+        build = build.field_attribute(format!("inference.{field}"), attribute);
+    }
+    build
+        .field_attribute(
+            "inference.ModelInstanceGroup.kind",
+            r#"#[serde(deserialize_with = "crate::transport::grpc::instance_kind")]"#,
+        )
+        .field_attribute(
+            "inference.ModelConfig.scheduling_choice",
+            "#[serde(flatten)]",
+        )
+        .enum_attribute(
+            "inference.ModelConfig.scheduling_choice",
+            r#"#[derive(serde::Deserialize)] #[serde(rename_all = "snake_case")]"#,
+        )
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -31,7 +31,6 @@ pub mod proto {
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use proto::infer_parameter::ParameterChoice;
 use proto::model_infer_response::InferOutputTensor;
-use proto::model_metadata_response::TensorMetadata;
 use proto::*;
 
 /// The inference service's codec: prost's, but a message that does not decode is refused with
@@ -312,7 +311,7 @@ where
                 .map_or(Code::Unknown, Code::from);
             // tonic answers a method it does not have with an empty message: name what is served.
             if code == Code::Unimplemented && !headers.contains_key("grpc-message") {
-                headers.insert("grpc-message", unimplemented_message(unserved));
+                let _ = Status::unimplemented(unimplemented_message(unserved)).add_header(headers);
             }
             // The service's answers carry their request id; one without it never reached it.
             if !headers.contains_key(REQUEST_ID) {
@@ -344,23 +343,17 @@ where
 }
 
 /// The message of UNIMPLEMENTED: the extension it belongs to when it is one of Triton's, and
-/// the service's methods, percent-encoded as grpc-message is.
-fn unimplemented_message(unserved: Option<&str>) -> HeaderValue {
+/// the service's methods.
+fn unimplemented_message(unserved: Option<&str>) -> String {
     let methods: Vec<&str> = routes::inference_methods().collect();
     let served = format!(
         "this server serves inference.GRPCInferenceService: {}",
         methods.join(", ")
     );
-    let message = match unserved {
+    match unserved {
         Some(why) => format!("{why}; {served}"),
         None => served,
-    };
-    const KEPT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'-');
-    let encoded = percent_encoding::utf8_percent_encode(&message, KEPT).to_string();
-    HeaderValue::from_str(&encoded).unwrap_or(HeaderValue::from_static("unimplemented"))
+    }
 }
 
 /// The one place gRPC codes come from the serving layer's error kinds.
@@ -554,7 +547,10 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let (call, request) = Call::of(request);
-        let describe = self.model_metadata_of(&request);
+        let describe = async {
+            let model = oip::find_model(&self.registry, &request.name, Some(&request.version))?;
+            message(&oip::model_metadata(&model))
+        };
         self.observed(&call, &request.name, "", describe).await
     }
 
@@ -566,7 +562,7 @@ impl GrpcInferenceService for InferenceService {
         let describe = async {
             let model = oip::find_model(&self.registry, &request.name, Some(&request.version))?;
             Ok(ModelConfigResponse {
-                config: Some(model_config_message(&oip::model_config(&model))),
+                config: Some(message(&oip::model_config(&model))?),
             })
         };
         self.observed(&call, &request.name, "", describe).await
@@ -592,8 +588,8 @@ impl GrpcInferenceService for InferenceService {
             Ok(ModelStatisticsResponse {
                 model_stats: models
                     .iter()
-                    .map(|model| statistics_message(&oip::model_statistics(model)))
-                    .collect(),
+                    .map(|model| message(&oip::model_statistics(model)))
+                    .collect::<Result<_, _>>()?,
             })
         };
         self.observed(&call, &request.name, "", report).await
@@ -606,15 +602,7 @@ impl GrpcInferenceService for InferenceService {
         let (call, request) = Call::of(request);
         let index = async {
             Ok(RepositoryIndexResponse {
-                models: oip::repository_index(&self.registry, request.ready)
-                    .into_iter()
-                    .map(|entry| repository_index_response::ModelIndex {
-                        name: entry.name.to_string(),
-                        version: entry.version.to_string(),
-                        state: entry.state.to_string(),
-                        reason: entry.reason.to_string(),
-                    })
-                    .collect(),
+                models: message(&oip::repository_index(&self.registry, request.ready))?,
             })
         };
         self.observed(&call, "", "", index).await
@@ -810,31 +798,6 @@ impl InferenceService {
             })
     }
 
-    async fn model_metadata_of(
-        &self,
-        request: &ModelMetadataRequest,
-    ) -> Result<ModelMetadataResponse, ServeError> {
-        let model = oip::find_model(&self.registry, &request.name, Some(&request.version))?;
-        let metadata = oip::model_metadata(&model);
-        let describe = |tensors: Vec<oip::TensorMetadata>| {
-            tensors
-                .into_iter()
-                .map(|t| TensorMetadata {
-                    name: t.name.to_string(),
-                    datatype: t.datatype.to_string(),
-                    shape: t.shape.to_vec(),
-                })
-                .collect()
-        };
-        Ok(ModelMetadataResponse {
-            name: metadata.name.to_string(),
-            versions: metadata.versions.map(str::to_string).to_vec(),
-            platform: metadata.platform.to_string(),
-            inputs: describe(metadata.inputs),
-            outputs: describe(metadata.outputs),
-        })
-    }
-
     /// A ModelInfer message as the protocol's request, its tensor data taken out of it.
     pub(crate) fn decode_request(
         request: &mut ModelInferRequest,
@@ -1018,102 +981,92 @@ fn shared_memory_span(
     )
 }
 
-/// The protobuf form of a model's statistics.
-fn statistics_message(report: &oip::ModelStatisticsReport) -> ModelStatistics {
-    let duration = |d: oip::Duration| {
-        Some(StatisticDuration {
-            count: d.count,
-            ns: d.ns,
-        })
-    };
-    let stats = &report.inference_stats;
-    ModelStatistics {
-        name: report.name.to_string(),
-        version: report.version.to_string(),
-        last_inference: report.last_inference,
-        inference_count: report.inference_count,
-        execution_count: report.execution_count,
-        inference_stats: Some(InferStatistics {
-            success: duration(stats.success),
-            fail: duration(stats.fail),
-            queue: duration(stats.queue),
-            compute_input: duration(stats.compute_input),
-            compute_infer: duration(stats.compute_infer),
-            compute_output: duration(stats.compute_output),
-            cache_hit: duration(stats.cache_hit),
-            cache_miss: duration(stats.cache_miss),
-        }),
-        batch_stats: report
-            .batch_stats
-            .iter()
-            .map(|batch| InferBatchStatistics {
-                batch_size: batch.batch_size,
-                compute_input: duration(batch.compute_input),
-                compute_infer: duration(batch.compute_infer),
-                compute_output: duration(batch.compute_output),
-            })
-            .collect(),
-    }
+/// A description or report as its gRPC message, read from the JSON that REST answers with (the
+/// messages that read it are listed in build.rs): one mapping, so that both transports say the
+/// same.
+fn message<M: serde::de::DeserializeOwned>(
+    answer: &impl serde::Serialize,
+) -> Result<M, ServeError> {
+    serde_json::to_value(answer)
+        .and_then(serde_json::from_value)
+        .map_err(|error| ServeError::internal(format!("an answer has no gRPC message: {error}")))
 }
 
-/// The protobuf form of a model configuration (the enums by Triton's names).
-fn model_config_message(config: &oip::ModelConfig) -> ModelConfig {
-    let data_type =
-        |name: &str| DataType::from_str_name(name).unwrap_or(DataType::TypeInvalid) as i32;
-    ModelConfig {
-        name: config.name.to_string(),
-        platform: config.platform.to_string(),
-        backend: config.backend.to_string(),
-        max_batch_size: config.max_batch_size as i32,
-        input: config
-            .input
-            .iter()
-            .map(|tensor| ModelInput {
-                name: tensor.name.to_string(),
-                data_type: data_type(&tensor.data_type),
-                format: model_input::Format::None as i32,
-                dims: tensor.dims.clone(),
-                reshape: tensor
-                    .reshape
-                    .as_ref()
-                    .map(|_| ModelTensorReshape { shape: Vec::new() }),
-            })
-            .collect(),
-        output: config
-            .output
-            .iter()
-            .map(|tensor| ModelOutput {
-                name: tensor.name.to_string(),
-                data_type: data_type(&tensor.data_type),
-                dims: tensor.dims.clone(),
-                label_filename: String::new(),
-                reshape: tensor
-                    .reshape
-                    .as_ref()
-                    .map(|_| ModelTensorReshape { shape: Vec::new() }),
-            })
-            .collect(),
-        instance_group: config
-            .instance_group
-            .iter()
-            .map(|group| ModelInstanceGroup {
-                name: group.name.to_string(),
-                count: group.count as i32,
-                kind: model_instance_group::Kind::Cpu as i32,
-            })
-            .collect(),
-        scheduling_choice: config.dynamic_batching.as_ref().map(|batching| {
-            model_config::SchedulingChoice::DynamicBatching(ModelDynamicBatching {
-                preferred_batch_size: Vec::new(),
-                max_queue_delay_microseconds: batching.max_queue_delay_microseconds,
-            })
-        }),
-    }
+/// A model configuration's datatype, from its name in the JSON (`TYPE_FP32`).
+fn data_type<'de, D: serde::Deserializer<'de>>(name: D) -> Result<i32, D::Error> {
+    let name: std::borrow::Cow<str> = serde::Deserialize::deserialize(name)?;
+    DataType::from_str_name(&name)
+        .map(|known| known as i32)
+        .ok_or_else(|| serde::de::Error::unknown_variant(&name, &[]))
+}
+
+/// An instance group's kind, from its name in the JSON (`KIND_CPU`).
+fn instance_kind<'de, D: serde::Deserializer<'de>>(name: D) -> Result<i32, D::Error> {
+    let name: std::borrow::Cow<str> = serde::Deserialize::deserialize(name)?;
+    model_instance_group::Kind::from_str_name(&name)
+        .map(|known| known as i32)
+        .ok_or_else(|| serde::de::Error::unknown_variant(&name, &[]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configuration_becomes_its_message_with_tritons_enums_and_batching() {
+        let tensor = |name, data_type: &str, reshape| oip::ConfigTensor {
+            name,
+            data_type: data_type.to_string(),
+            dims: vec![4],
+            reshape,
+        };
+        let config = oip::ModelConfig {
+            name: "m",
+            platform: oip::PLATFORM,
+            backend: oip::BACKEND,
+            max_batch_size: 8,
+            input: vec![tensor("x", "TYPE_FP32", None)],
+            output: vec![tensor("y", "TYPE_STRING", Some(oip::Reshape { shape: [] }))],
+            instance_group: [oip::InstanceGroup {
+                name: "m",
+                kind: "KIND_CPU",
+                count: 2,
+            }],
+            dynamic_batching: Some(oip::DynamicBatching {
+                max_queue_delay_microseconds: 500,
+            }),
+        };
+        let message: ModelConfig = message(&config).unwrap();
+        assert_eq!((message.name.as_str(), message.max_batch_size), ("m", 8));
+        assert_eq!(message.input[0].data_type, DataType::TypeFp32 as i32);
+        assert_eq!(message.input[0].dims, [4]);
+        assert_eq!(message.input[0].reshape, None);
+        assert_eq!(message.output[0].data_type, DataType::TypeString as i32);
+        assert_eq!(
+            message.output[0].reshape,
+            Some(ModelTensorReshape::default())
+        );
+        let group = &message.instance_group[0];
+        assert_eq!(group.kind, model_instance_group::Kind::Cpu as i32);
+        assert_eq!(group.count, 2);
+        let Some(model_config::SchedulingChoice::DynamicBatching(batching)) =
+            message.scheduling_choice
+        else {
+            panic!("no dynamic batching in {message:?}");
+        };
+        assert_eq!(batching.max_queue_delay_microseconds, 500);
+        let unbatched = oip::ModelConfig {
+            dynamic_batching: None,
+            ..config
+        };
+        let message: ModelConfig = super::message(&unbatched).unwrap();
+        assert_eq!(message.scheduling_choice, None);
+        let unknown = oip::ModelConfig {
+            input: vec![tensor("x", "TYPE_NOTHING", None)],
+            ..unbatched
+        };
+        assert!(super::message::<ModelConfig>(&unknown).is_err());
+    }
 
     #[tokio::test]
     async fn readiness_turns_false_as_soon_as_shutdown_begins() {

@@ -20,7 +20,8 @@ pub use extensions::{extensions, unserved_extension, SERVER_NAME, SERVER_VERSION
 pub use infer::{Answer, AnswerOutput, InferRequest, InputData, InputRequest, ValidRequest};
 pub use inputs::{InputSlot, RequestInputs};
 pub use metadata::{
-    config_type_name, model_config, model_metadata, ModelConfig, TensorMetadata, BACKEND, PLATFORM,
+    config_type_name, model_config, model_metadata, ConfigTensor, DynamicBatching, InstanceGroup,
+    ModelConfig, Reshape, TensorMetadata, BACKEND, PLATFORM,
 };
 pub use models::{find_model, refuse_load, repository_index};
 pub use outputs::{answer_tensor, choose_outputs, OutputChoice, RequestedOutput};
