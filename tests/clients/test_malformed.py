@@ -277,7 +277,7 @@ def test_grpc_classification_needs_a_class_count(stub):
     with pytest.raises(grpc.RpcError) as raised:
         stub.ModelInfer(request)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "parameter 'classification' must be a count" in raised.value.details()
+    assert "parameter 'classification' must be a class count" in raised.value.details()
 
 
 def test_error_messages_clip_what_the_caller_sent(server):

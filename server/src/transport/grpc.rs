@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::metrics::RouteLabels;
 use crate::protocol::v2::infer::{self, InferRequest, InputData, InputRequest, Placement};
-use crate::protocol::v2::{self as oip, cuda_shared_memory, TypedContents};
+use crate::protocol::v2::{self as oip, cuda_shared_memory, Parameter, Parameters, TypedContents};
 use crate::request_context::{choose_request_id, REQUEST_ID, TRACEPARENT};
 use crate::serving::error::{ErrorKind, ServeError};
 use crate::serving::Registry;
@@ -812,7 +812,7 @@ impl InferenceService {
         let mut inputs = Vec::with_capacity(request.inputs.len());
         for (index, input) in request.inputs.iter_mut().enumerate() {
             let owner = || format!("input '{}'", crate::text::clip(&input.name));
-            let shared_memory = shared_memory_span(&input.parameters, &owner())?;
+            let shared_memory = input.parameters.shared_memory_span(&owner())?;
             let contents = input.contents.take();
             let raw_index = if positional {
                 Some(index).filter(|&index| !(shared_memory.is_some() && raw[index].is_empty()))
@@ -822,31 +822,10 @@ impl InferenceService {
             } else {
                 None
             };
-            let data = match (raw_index, contents, shared_memory) {
-                (Some(_), Some(_), _) => {
-                    return Err(invalid(format!(
-                        "input '{}' has both contents and raw_input_contents; send one",
-                        input.name
-                    )))
-                }
-                (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => {
-                    return Err(invalid(format!(
-                        "{} has its data in the request and in shared memory; send one",
-                        owner()
-                    )))
-                }
-                (None, None, Some(span)) => InputData::SharedMemory(span),
-                (Some(index), None, None) => {
-                    InputData::Raw(std::mem::take(&mut raw[index]).into())
-                }
-                (None, Some(contents), None) => InputData::Typed(typed(contents)),
-                (None, None, None) => {
-                    return Err(invalid(format!(
-                        "input '{}' has no data: give its contents or raw_input_contents, or a shared memory region",
-                        input.name
-                    )))
-                }
-            };
+            let raw = raw_index.map(|index| InputData::Raw(std::mem::take(&mut raw[index]).into()));
+            let typed = contents.map(|contents| InputData::Typed(typed(contents)));
+            let places = ["contents", "raw_input_contents"];
+            let data = InputData::placed(owner, [typed, raw], shared_memory, places)?;
             inputs.push(InputRequest {
                 name: std::mem::take(&mut input.name),
                 datatype: std::mem::take(&mut input.datatype),
@@ -863,9 +842,10 @@ impl InferenceService {
         let mut outputs = Vec::with_capacity(request.outputs.len());
         for output in &mut request.outputs {
             let owner = format!("output '{}'", crate::text::clip(&output.name));
+            let parameters = &output.parameters;
             outputs.push(oip::RequestedOutput {
-                shared_memory: shared_memory_span(&output.parameters, &owner)?,
-                classification: count_parameter(&output.parameters, "classification", &owner)?,
+                shared_memory: parameters.shared_memory_span(&owner)?,
+                classification: parameters.read("classification", &owner, "a class count")?,
                 name: std::mem::take(&mut output.name),
                 binary: None,
             });
@@ -933,52 +913,17 @@ fn typed(contents: InferTensorContents) -> TypedContents {
     }
 }
 
-/// A count parameter (`int64_param`, as tritonclient sends it, or `uint64_param`).
-fn count_parameter(
-    parameters: &std::collections::HashMap<String, InferParameter>,
-    key: &str,
-    owner: &str,
-) -> Result<Option<u64>, ServeError> {
-    match parameters
-        .get(key)
-        .and_then(|p| p.parameter_choice.as_ref())
-    {
-        None => Ok(None),
-        Some(ParameterChoice::Int64Param(value)) => u64::try_from(*value).map(Some).map_err(|_| {
-            invalid(format!(
-                "{owner}: parameter '{key}' must be a count, received {value}"
-            ))
-        }),
-        Some(ParameterChoice::Uint64Param(value)) => Ok(Some(*value)),
-        Some(_) => Err(invalid(format!(
-            "{owner}: parameter '{key}' must be a count (int64_param)"
-        ))),
+/// gRPC's parameters: `InferParameter`s.
+impl Parameters for std::collections::HashMap<String, InferParameter> {
+    fn parameter(&self, key: &str) -> Option<Parameter<'_>> {
+        Some(match self.get(key)?.parameter_choice.as_ref()? {
+            ParameterChoice::BoolParam(flag) => Parameter::Bool(*flag),
+            ParameterChoice::Int64Param(signed) => Parameter::Int(*signed),
+            ParameterChoice::Uint64Param(count) => Parameter::Uint(*count),
+            ParameterChoice::DoubleParam(number) => Parameter::Double(*number),
+            ParameterChoice::StringParam(text) => Parameter::Text(text),
+        })
     }
-}
-
-/// The system shared memory extension's parameters of an input or output.
-fn shared_memory_span(
-    parameters: &std::collections::HashMap<String, InferParameter>,
-    owner: &str,
-) -> Result<Option<oip::SharedMemorySpan>, ServeError> {
-    let region = match parameters
-        .get("shared_memory_region")
-        .and_then(|p| p.parameter_choice.as_ref())
-    {
-        None => None,
-        Some(ParameterChoice::StringParam(region)) => Some(region.clone()),
-        Some(_) => {
-            return Err(invalid(format!(
-                "{owner}: parameter 'shared_memory_region' must be a region name (string_param)"
-            )))
-        }
-    };
-    oip::SharedMemorySpan::from_parameters(
-        owner,
-        region,
-        count_parameter(parameters, "shared_memory_offset", owner)?,
-        count_parameter(parameters, "shared_memory_byte_size", owner)?,
-    )
 }
 
 /// A description or report as its gRPC message, read from the JSON that REST answers with (the

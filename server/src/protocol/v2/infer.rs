@@ -68,6 +68,35 @@ pub enum InputData {
     SharedMemory(SharedMemorySpan),
 }
 
+impl InputData {
+    /// An input's data from the places its wire may put it: in the message itself (`inline`),
+    /// in bytes beside it (`raw`), or in shared memory; exactly one. `places` names the first two
+    /// as the wire calls them, and `owner` the input, for messages.
+    pub fn placed(
+        owner: impl Fn() -> String,
+        [inline, raw]: [Option<InputData>; 2],
+        shared_memory: Option<SharedMemorySpan>,
+        [inline_place, raw_place]: [&str; 2],
+    ) -> Result<InputData, ServeError> {
+        match (inline, raw, shared_memory) {
+            (Some(data), None, None) | (None, Some(data), None) => Ok(data),
+            (None, None, Some(span)) => Ok(InputData::SharedMemory(span)),
+            (None, None, None) => Err(invalid(format!(
+                "{} has no data: give {inline_place}, or {raw_place}, or a shared memory region",
+                owner()
+            ))),
+            (Some(_), Some(_), _) => Err(invalid(format!(
+                "{} has both {inline_place} and {raw_place}; send one",
+                owner()
+            ))),
+            (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => Err(invalid(format!(
+                "{} has its data in the request and in shared memory; send one",
+                owner()
+            ))),
+        }
+    }
+}
+
 /// A request checked against the model: one tensor per declared input, in declaration order,
 /// and the outputs to answer.
 #[derive(Debug)]

@@ -11,6 +11,7 @@ mod inputs;
 mod metadata;
 mod models;
 mod outputs;
+mod parameters;
 mod shared_memory;
 mod statistics;
 pub mod triton_words;
@@ -25,6 +26,7 @@ pub use metadata::{
 };
 pub use models::{find_model, refuse_load, repository_index};
 pub use outputs::{answer_tensor, choose_outputs, OutputChoice, RequestedOutput};
+pub use parameters::{Parameter, Parameters};
 pub use shared_memory::SharedMemorySpan;
 pub use statistics::{
     model_statistics, statistics, triton_version, Duration, ModelStatisticsReport,

@@ -21,7 +21,7 @@ use crate::model::Model;
 use crate::protocol::v2::infer::{
     self, Answer, InferRequest, InputData, InputRequest, Placement, ValidRequest,
 };
-use crate::protocol::v2::{self as oip, cuda_shared_memory};
+use crate::protocol::v2::{self as oip, cuda_shared_memory, Parameter, Parameters};
 use crate::request_context::choose_request_id;
 use crate::serving::decoding::decode_sized;
 use crate::serving::Registry;
@@ -252,59 +252,24 @@ struct RequestOutput {
     parameters: Option<Map<String, Value>>,
 }
 
-/// The system shared memory extension's parameters of an input or output.
-fn shared_memory_span(
-    parameters: &Option<Map<String, Value>>,
-    owner: &str,
-) -> Result<Option<oip::SharedMemorySpan>, ApiError> {
-    let text = |value: &Value| value.as_str().map(str::to_string);
-    let region = parameter(
-        parameters,
-        "shared_memory_region",
-        owner,
-        text,
-        "a region name",
-    )?;
-    let offset = parameter(
-        parameters,
-        "shared_memory_offset",
-        owner,
-        Value::as_u64,
-        "a byte offset",
-    )?;
-    let byte_size = parameter(
-        parameters,
-        "shared_memory_byte_size",
-        owner,
-        Value::as_u64,
-        "a byte count",
-    )?;
-    Ok(oip::SharedMemorySpan::from_parameters(
-        owner, region, offset, byte_size,
-    )?)
+/// REST's parameters: JSON values.
+impl oip::Parameters for Option<Map<String, Value>> {
+    fn parameter(&self, key: &str) -> Option<Parameter<'_>> {
+        Some(match self.as_ref()?.get(key)? {
+            Value::Bool(flag) => Parameter::Bool(*flag),
+            Value::String(text) => Parameter::Text(text),
+            Value::Number(number) => match (number.as_u64(), number.as_i64()) {
+                (Some(count), _) => Parameter::Uint(count),
+                (None, Some(signed)) => Parameter::Int(signed),
+                (None, None) => Parameter::Double(number.as_f64().unwrap_or(f64::NAN)),
+            },
+            other => Parameter::Other(other.to_string()),
+        })
+    }
 }
 
 fn bad_request(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message)
-}
-
-/// A parameter of `parameters` (absent, or of the type `read` accepts).
-fn parameter<T>(
-    parameters: &Option<Map<String, Value>>,
-    key: &str,
-    owner: &str,
-    read: fn(&Value) -> Option<T>,
-    kind: &str,
-) -> Result<Option<T>, ApiError> {
-    let Some(value) = parameters.as_ref().and_then(|p| p.get(key)) else {
-        return Ok(None);
-    };
-    read(value).map(Some).ok_or_else(|| {
-        bad_request(format!(
-            "{owner}: parameter '{key}' must be {kind}, received {}",
-            crate::text::clip(&value.to_string())
-        ))
-    })
 }
 
 /// The request id ([`choose_request_id`]) is recorded as soon as it is known, so that every log
@@ -414,49 +379,26 @@ fn decode_request(
         let (size, shared_memory) = match &input.parameters {
             None => (None, None),
             parameters => (
-                parameter(
-                    parameters,
-                    "binary_data_size",
-                    &owner(),
-                    Value::as_u64,
-                    "a byte count",
-                )?,
-                shared_memory_span(parameters, &owner())?,
+                parameters.read::<u64>("binary_data_size", &owner(), "a byte count")?,
+                parameters.shared_memory_span(&owner())?,
             ),
         };
-        let data = match (size, input.data, shared_memory) {
-            (Some(_), Some(_), _) => {
+        // An input that also has data elsewhere is refused for that first, by `placed`.
+        let alone = input.data.is_none() && shared_memory.is_none();
+        let raw = match size.map(|size| usize::try_from(size).unwrap_or(usize::MAX)) {
+            Some(size) if size > binary.len() && alone => {
                 return Err(bad_request(format!(
-                    "{} has both 'data' and the 'binary_data_size' parameter; send one",
-                    owner()
+                    "{} announces {size} bytes of binary data, but only {} bytes follow the JSON header (is the Inference-Header-Content-Length header set?)",
+                    owner(),
+                    binary.len()
                 )))
             }
-            (_, Some(_), Some(_)) | (Some(_), _, Some(_)) => {
-                return Err(bad_request(format!(
-                    "{} has its data in the request and in shared memory; send one",
-                    owner()
-                )))
-            }
-            (None, None, Some(span)) => InputData::SharedMemory(span),
-            (Some(size), None, None) => {
-                let size = usize::try_from(size).unwrap_or(usize::MAX);
-                if size > binary.len() {
-                    return Err(bad_request(format!(
-                        "{} announces {size} bytes of binary data, but only {} bytes follow the JSON header (is the Inference-Header-Content-Length header set?)",
-                        owner(),
-                        binary.len()
-                    )));
-                }
-                InputData::Raw(binary.split_to(size))
-            }
-            (None, Some(data), None) => InputData::Json(data),
-            (None, None, None) => {
-                return Err(bad_request(format!(
-                    "{} has no data: give 'data', or the 'binary_data_size' parameter and the bytes after the JSON, or a shared memory region",
-                    owner()
-                )))
-            }
+            Some(size) => Some(InputData::Raw(binary.split_to(size.min(binary.len())))),
+            None => None,
         };
+        let inline = input.data.map(InputData::Json);
+        let places = ["'data'", "the 'binary_data_size' parameter"];
+        let data = InputData::placed(owner, [inline, raw], shared_memory, places)?;
         inputs.push(InputRequest {
             name: input.name,
             datatype: input.datatype,
@@ -470,44 +412,26 @@ fn decode_request(
             binary.len()
         )));
     }
-    let binary_default = parameter(
-        &request.parameters,
-        "binary_data_output",
-        "the request",
-        Value::as_bool,
-        "true or false",
-    )?
-    .unwrap_or(false);
+    let binary_default =
+        request
+            .parameters
+            .read("binary_data_output", "the request", "true or false")?;
     let mut outputs = Vec::new();
     for output in request.outputs.into_iter().flatten() {
         let owner = format!("output '{}'", crate::text::clip(&output.name));
-        let binary = parameter(
-            &output.parameters,
-            "binary_data",
-            &owner,
-            Value::as_bool,
-            "true or false",
-        )?;
-        let classification = parameter(
-            &output.parameters,
-            "classification",
-            &owner,
-            Value::as_u64,
-            "a class count",
-        )?;
-        let shared_memory = shared_memory_span(&output.parameters, &owner)?;
+        let parameters = &output.parameters;
         outputs.push(oip::RequestedOutput {
+            binary: parameters.read("binary_data", &owner, "true or false")?,
+            classification: parameters.read("classification", &owner, "a class count")?,
+            shared_memory: parameters.shared_memory_span(&owner)?,
             name: output.name,
-            binary,
-            classification,
-            shared_memory,
         });
     }
     Ok(InferRequest {
         id: request.id,
         inputs,
         outputs,
-        binary_default,
+        binary_default: binary_default.unwrap_or(false),
     })
 }
 
