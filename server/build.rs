@@ -1,4 +1,5 @@
-//! Generates the gRPC service of the Open Inference Protocol from proto/inference.proto with
+//! Generates the gRPC services (the Open Inference Protocol's, proto/inference.proto, and the
+//! standard health service, proto/health.proto) with
 //! protox, a protobuf compiler in Rust: no `protoc` binary and no network at build time.
 
 /// The messages read from REST's JSON answers (see below).
@@ -19,15 +20,18 @@ const FROM_REST_JSON: [&str; 13] = [
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("cargo:rerun-if-changed=proto/inference.proto");
-    let descriptors = protox::compile(["proto/inference.proto"], ["proto"])?;
-    // For gRPC server reflection (grpcurl, grpcui, Postman): the service's own descriptors.
+    let files = ["proto/inference.proto", "proto/health.proto"];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["proto"])?;
+    // For gRPC server reflection (grpcurl, grpcui, Postman): the services' own descriptors.
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out.join("inference_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
-    // The service's own codec: a message that does not decode is the caller's INVALID_ARGUMENT.
+    // The services' own codec: a message that does not decode is the caller's INVALID_ARGUMENT.
     let mut build = tonic_prost_build::configure()
         .build_client(false)
         .codec_path("crate::transport::grpc::CallersCodec");

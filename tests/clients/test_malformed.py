@@ -409,27 +409,38 @@ def test_grpc_calls_are_counted_by_method_and_code(server, stub):
     assert (count("OK"), count("INVALID_ARGUMENT")) == (before[0] + 1, before[1] + 1)
 
 
+NOT_UTF8 = b"iris\xff\xfevc"
+
+
 @pytest.mark.parametrize(
-    "message",
+    "method, message",
     [
-        b"\xff\xff\xff\xff",  # not protobuf
-        pb.ModelInferRequest(model_name="iris-svc").SerializeToString().replace(b"iris-svc", b"iris\xff\xfevc"),  # not UTF-8
+        ("inference.GRPCInferenceService/ModelInfer", b"\xff\xff\xff\xff"),  # not protobuf
+        (
+            "inference.GRPCInferenceService/ModelInfer",
+            pb.ModelInferRequest(model_name="iris-svc").SerializeToString().replace(b"iris-svc", NOT_UTF8),
+        ),
+        # The health service's messages are decoded as the inference service's are.
+        ("grpc.health.v1.Health/Check", b"\xff\xff\xff\xff"),
+        ("grpc.health.v1.Health/Check", b"\x0a\x08" + NOT_UTF8),  # HealthCheckRequest.service, not UTF-8
     ],
-    ids=["garbage", "not-utf8"],
+    ids=["garbage", "not-utf8", "health-garbage", "health-not-utf8"],
 )
-def test_grpc_messages_that_do_not_decode_are_the_callers_mistake(server, message):
+def test_grpc_messages_that_do_not_decode_are_the_callers_mistake(server, method, message):
+    request_id = f"undecodable-{message.hex()[:12]}-{method[-5:]}"
     with grpc.insecure_channel(server.grpc) as channel:
-        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        call = channel.unary_unary(f"/{method}")
         with pytest.raises(grpc.RpcError) as raised:
-            call(message, metadata=[("x-request-id", "undecodable-1")])
+            call(message, metadata=[("x-request-id", request_id)])
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "failed to decode Protobuf message" in raised.value.details()
     # Refused before the service saw it, it still has its request id, a log line and a count.
-    assert ("x-request-id", "undecodable-1") in raised.value.trailing_metadata()
-    assert logged(server, lambda line: '"undecodable-1"' in line and '"INVALID_ARGUMENT"' in line)
+    assert ("x-request-id", request_id) in raised.value.trailing_metadata()
+    assert logged(server, lambda line: f'"{request_id}"' in line and '"INVALID_ARGUMENT"' in line)
     with urllib.request.urlopen(f"http://{server.metrics}/metrics") as response:
         text = response.read().decode()
-    assert 'predictor_requests_total{model="",protocol="grpc",endpoint="ModelInfer",status="INVALID_ARGUMENT"}' in text
+    endpoint = method.split("/")[1]
+    assert f'predictor_requests_total{{model="",protocol="grpc",endpoint="{endpoint}",status="INVALID_ARGUMENT"}}' in text
 
 
 def test_a_grpc_call_its_client_cancels_is_counted_as_cancelled(tmp_path):

@@ -28,10 +28,18 @@ pub mod proto {
     tonic::include_proto!("inference");
 }
 
+#[allow(clippy::all, missing_docs)]
+mod health_proto {
+    tonic::include_proto!("grpc.health.v1");
+}
+
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use proto::infer_parameter::ParameterChoice;
 use proto::model_infer_response::InferOutputTensor;
 use proto::*;
+
+use health_proto::health_check_response::ServingStatus;
+use health_proto::{HealthCheckRequest, HealthCheckResponse};
 
 /// The inference service's codec: prost's, but a message that does not decode is refused with
 /// INVALID_ARGUMENT, the caller's mistake, where prost's codec says INTERNAL (gRPC's 500).
@@ -108,16 +116,12 @@ pub fn service(
     .accept_compressed(Deflate)
     .send_compressed(Gzip)
     .send_compressed(Deflate);
-    let reporter = tonic_health::server::HealthReporter::new();
-    let health = tonic_health::pb::health_server::HealthServer::new(Health {
+    let health = health_proto::health_server::HealthServer::new(Health {
         registry: registry.clone(),
-        watched: tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
     });
-    tokio::spawn(report_health(registry.clone(), reporter));
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let mut routes = tonic::service::Routes::new(inference).add_service(health);
     // Built from the descriptors compiled with the service: failing only on a build defect.
@@ -133,11 +137,11 @@ pub fn service(
     }
 }
 
-/// `grpc.health.v1.Health`: Check reads the registry itself, so that it says NOT_SERVING from
-/// the moment shutdown begins; Watch streams the statuses [`report_health`] keeps.
+/// `grpc.health.v1.Health`: the server ("") and each model, SERVING while it is ready and
+/// NOT_SERVING from the moment it is not (shutdown begun, a model whose worker stopped).
+#[derive(Clone)]
 struct Health {
     registry: Arc<Registry>,
-    watched: tonic_health::server::HealthService,
 }
 
 impl Health {
@@ -159,68 +163,67 @@ impl Health {
     }
 }
 
+fn health_message(ready: bool) -> HealthCheckResponse {
+    let status = match ready {
+        true => ServingStatus::Serving,
+        false => ServingStatus::NotServing,
+    };
+    HealthCheckResponse {
+        status: status as i32,
+    }
+}
+
 #[tonic::async_trait]
-impl tonic_health::pb::health_server::Health for Health {
+impl health_proto::health_server::Health for Health {
     async fn check(
         &self,
-        request: Request<tonic_health::pb::HealthCheckRequest>,
-    ) -> Result<Response<tonic_health::pb::HealthCheckResponse>, Status> {
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
         let service = &request.get_ref().service;
         let ready = self
             .is_ready(service)
             .ok_or_else(|| self.unknown_service(service))?;
-        Ok(Response::new(tonic_health::pb::HealthCheckResponse {
-            status: serving_status(ready) as i32,
-        }))
+        Ok(Response::new(health_message(ready)))
     }
 
-    type WatchStream = tonic_health::server::WatchStream;
+    type WatchStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<HealthCheckResponse, Status>> + Send>,
+    >;
 
+    /// The status now, then each change: looked at as soon as shutdown begins (after which it no
+    /// longer changes) and twice a second, for a model whose worker stopped has no event to wait
+    /// on.
     async fn watch(
         &self,
-        request: Request<tonic_health::pb::HealthCheckRequest>,
+        request: Request<HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        if self.is_ready(&request.get_ref().service).is_none() {
-            return Err(self.unknown_service(&request.get_ref().service));
+        let service = request.into_inner().service;
+        if self.is_ready(&service).is_none() {
+            return Err(self.unknown_service(&service));
         }
-        self.watched.watch(request).await
-    }
-}
-
-fn serving_status(ready: bool) -> tonic_health::ServingStatus {
-    if ready {
-        tonic_health::ServingStatus::Serving
-    } else {
-        tonic_health::ServingStatus::NotServing
-    }
-}
-
-/// Keeps the statuses the health service's watchers see those of the server and of each model:
-/// set at once when shutdown begins (after which they no longer change), and looked at twice a
-/// second for a model whose worker stopped, which has no event to wait on. A status is set only
-/// when it changes: setting it wakes every watcher, and a Watch sends on changes only.
-async fn report_health(registry: Arc<Registry>, reporter: tonic_health::server::HealthReporter) {
-    let mut reported = std::collections::HashMap::new();
-    loop {
-        let statuses = registry
-            .models()
-            .iter()
-            .map(|model| (model.name(), registry.is_model_ready(model)))
-            .chain([("", registry.is_ready())]);
-        for (service, ready) in statuses {
-            if reported.insert(service, ready) != Some(ready) {
-                reporter
-                    .set_service_status(service, serving_status(ready))
-                    .await;
+        let (statuses, stream) = tokio::sync::mpsc::channel(1);
+        let health = self.clone();
+        tokio::spawn(async move {
+            let registry = &health.registry;
+            let mut sent = None;
+            loop {
+                let ready = health.is_ready(&service).unwrap_or(false);
+                if sent != Some(ready) {
+                    if statuses.send(Ok(health_message(ready))).await.is_err() {
+                        return; // the watcher went away
+                    }
+                    sent = Some(ready);
+                }
+                tokio::select! {
+                    () = statuses.closed() => return,
+                    () = registry.shutdown_begun(), if registry.is_serving() => {}
+                    () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                }
             }
-        }
-        if !registry.is_serving() {
-            return;
-        }
-        tokio::select! {
-            () = registry.shutdown_begun() => {}
-            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-        }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(stream),
+        )))
     }
 }
 
