@@ -44,13 +44,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     for field in ["ModelInput.data_type", "ModelOutput.data_type"] {
-        let attribute = r#"#[serde(deserialize_with = "crate::transport::grpc::data_type")]"#;
+        let attribute =
+            r#"#[serde(deserialize_with = "crate::transport::grpc::inference::data_type")]"#;
         build = build.field_attribute(format!("inference.{field}"), attribute);
     }
     build
         .field_attribute(
             "inference.ModelInstanceGroup.kind",
-            r#"#[serde(deserialize_with = "crate::transport::grpc::instance_kind")]"#,
+            r#"#[serde(deserialize_with = "crate::transport::grpc::inference::instance_kind")]"#,
         )
         .field_attribute(
             "inference.ModelConfig.scheduling_choice",

@@ -1,376 +1,32 @@
-//! The Open Inference Protocol v2 over gRPC: `inference.GRPCInferenceService`, on its own port,
-//! running the same models as the REST routes. Tensors arrive as `raw_input_contents` or typed
-//! `contents`; outputs always go back as `raw_output_contents`, as Triton sends them.
+//! The inference service: each method translates between its messages and the protocol's
+//! request path ([`crate::protocol::v2::infer`]), inside the call's observation. Tensors arrive as
+//! `raw_input_contents` or typed `contents`; outputs always go back as `raw_output_contents`, as
+//! Triton sends them.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::http::HeaderValue;
 use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
+use super::proto::grpc_inference_service_server::GrpcInferenceService;
+use super::proto::infer_parameter::ParameterChoice;
+use super::proto::model_infer_response::InferOutputTensor;
+use super::proto::*;
+use super::{code_name, status};
 use crate::metrics::RouteLabels;
 use crate::protocol::v2::infer::{self, InferRequest, InputData, InputRequest, Placement};
 use crate::protocol::v2::{self as oip, cuda_shared_memory, Parameter, Parameters, TypedContents};
 use crate::request_context::{choose_request_id, REQUEST_ID, TRACEPARENT};
 use crate::serving::error::{ErrorKind, ServeError};
 use crate::serving::Registry;
-
-use crate::transport::gate::{self, Refusal};
 use crate::transport::observe::Observation;
-use crate::transport::routes;
-use crate::transport::timed_answer::{timed, TimerSlot, TIMER};
+use crate::transport::timed_answer::TIMER;
 use crate::transport::COMPRESS_ABOVE_BYTES;
 
-#[allow(clippy::all, missing_docs)]
-pub mod proto {
-    tonic::include_proto!("inference");
-}
-
-#[allow(clippy::all, missing_docs)]
-mod health_proto {
-    tonic::include_proto!("grpc.health.v1");
-}
-
-use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
-use proto::infer_parameter::ParameterChoice;
-use proto::model_infer_response::InferOutputTensor;
-use proto::*;
-
-use health_proto::health_check_response::ServingStatus;
-use health_proto::{HealthCheckRequest, HealthCheckResponse};
-
-/// The inference service's codec: prost's, but a message that does not decode is refused with
-/// INVALID_ARGUMENT, the caller's mistake, where prost's codec says INTERNAL (gRPC's 500).
-pub struct CallersCodec<T, U>(tonic_prost::ProstCodec<T, U>);
-
-impl<T, U> Default for CallersCodec<T, U> {
-    fn default() -> Self {
-        CallersCodec(tonic_prost::ProstCodec::default())
-    }
-}
-
-impl<T, U> tonic::codec::Codec for CallersCodec<T, U>
-where
-    T: prost::Message + Send + 'static,
-    U: prost::Message + Default + Send + 'static,
-{
-    type Encode = T;
-    type Decode = U;
-    type Encoder = tonic_prost::ProstEncoder<T>;
-    type Decoder = CallersDecoder<U>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        self.0.encoder()
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        CallersDecoder(self.0.decoder())
-    }
-}
-
-pub struct CallersDecoder<U>(tonic_prost::ProstDecoder<U>);
-
-impl<U: prost::Message + Default> tonic::codec::Decoder for CallersDecoder<U> {
-    type Item = U;
-    type Error = Status;
-
-    fn decode(
-        &mut self,
-        buf: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Self::Item>, Self::Error> {
-        self.0
-            .decode(buf)
-            .map_err(|status| Status::invalid_argument(status.message()))
-    }
-
-    fn buffer_settings(&self) -> tonic::codec::BufferSettings {
-        self.0.buffer_settings()
-    }
-}
-
 pub struct InferenceService {
-    registry: Arc<Registry>,
-}
-
-/// The descriptors of the inference service, for server reflection.
-const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("inference_descriptor");
-
-/// The gRPC services behind their gate, for the listeners: the inference
-/// service (messages as large as `max_message_bytes`, the REST body limit; gzip and deflate both
-/// ways), `grpc.health.v1.Health` (the server as "" and each model by name; NOT_SERVING from the
-/// moment either is not ready), and server reflection (v1 and v1alpha). Call inside the runtime:
-/// it starts the task that keeps the health statuses.
-pub fn service(
-    registry: Arc<Registry>,
-    max_message_bytes: usize,
-) -> impl crate::transport::Service + Clone {
-    use tonic::codec::CompressionEncoding::{Deflate, Gzip};
-    let inference = GrpcInferenceServiceServer::new(InferenceService {
-        registry: registry.clone(),
-    })
-    .max_decoding_message_size(max_message_bytes)
-    .max_encoding_message_size(usize::MAX)
-    .accept_compressed(Gzip)
-    .accept_compressed(Deflate)
-    .send_compressed(Gzip)
-    .send_compressed(Deflate);
-    let health = health_proto::health_server::HealthServer::new(Health {
-        registry: registry.clone(),
-    });
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-    };
-    let mut routes = tonic::service::Routes::new(inference).add_service(health);
-    // Built from the descriptors compiled with the service: failing only on a build defect.
-    match (reflection().build_v1(), reflection().build_v1alpha()) {
-        (Ok(v1), Ok(v1alpha)) => routes = routes.add_service(v1).add_service(v1alpha),
-        (Err(error), _) | (_, Err(error)) => {
-            tracing::error!(%error, "gRPC server reflection is not served")
-        }
-    }
-    Gate {
-        inner: routes.prepare().into_axum_router(),
-        registry,
-    }
-}
-
-/// `grpc.health.v1.Health`: the server ("") and each model, SERVING while it is ready and
-/// NOT_SERVING from the moment it is not (shutdown begun, a model whose worker stopped).
-#[derive(Clone)]
-struct Health {
-    registry: Arc<Registry>,
-}
-
-impl Health {
-    /// The readiness of the server ("") or of one model, None for a name the server does not have.
-    fn is_ready(&self, service: &str) -> Option<bool> {
-        if service.is_empty() {
-            return Some(self.registry.is_ready());
-        }
-        let model = self.registry.find(service)?;
-        Some(self.registry.is_model_ready(model))
-    }
-
-    fn unknown_service(&self, service: &str) -> Status {
-        Status::not_found(format!(
-            "no service '{}'; this server has \"\" (the server) and its models {}",
-            crate::text::clip(service),
-            self.registry.names()
-        ))
-    }
-}
-
-fn health_message(ready: bool) -> HealthCheckResponse {
-    let status = match ready {
-        true => ServingStatus::Serving,
-        false => ServingStatus::NotServing,
-    };
-    HealthCheckResponse {
-        status: status as i32,
-    }
-}
-
-#[tonic::async_trait]
-impl health_proto::health_server::Health for Health {
-    async fn check(
-        &self,
-        request: Request<HealthCheckRequest>,
-    ) -> Result<Response<HealthCheckResponse>, Status> {
-        let service = &request.get_ref().service;
-        let ready = self
-            .is_ready(service)
-            .ok_or_else(|| self.unknown_service(service))?;
-        Ok(Response::new(health_message(ready)))
-    }
-
-    type WatchStream = std::pin::Pin<
-        Box<dyn tokio_stream::Stream<Item = Result<HealthCheckResponse, Status>> + Send>,
-    >;
-
-    /// The status now, then each change: looked at as soon as shutdown begins (after which it no
-    /// longer changes) and twice a second, for a model whose worker stopped has no event to wait
-    /// on.
-    async fn watch(
-        &self,
-        request: Request<HealthCheckRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        let service = request.into_inner().service;
-        if self.is_ready(&service).is_none() {
-            return Err(self.unknown_service(&service));
-        }
-        let (statuses, stream) = tokio::sync::mpsc::channel(1);
-        let health = self.clone();
-        tokio::spawn(async move {
-            let registry = &health.registry;
-            let mut sent = None;
-            loop {
-                let ready = health.is_ready(&service).unwrap_or(false);
-                if sent != Some(ready) {
-                    if statuses.send(Ok(health_message(ready))).await.is_err() {
-                        return; // the watcher went away
-                    }
-                    sent = Some(ready);
-                }
-                tokio::select! {
-                    () = statuses.closed() => return,
-                    () = registry.shutdown_begun(), if registry.is_serving() => {}
-                    () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(stream),
-        )))
-    }
-}
-
-/// What a call passes before its message is decoded, as over REST ([`gate::pass`]): a valid
-/// bearer token when the server has tokens (else UNAUTHENTICATED; the health methods stay open),
-/// and for ModelInfer a place among the requests in flight (else UNAVAILABLE at once), held until
-/// it is answered. These refusals, and the calls the gRPC library answers before the service sees
-/// them (a message that does not decode, one over the size limit, an unknown method), each get a
-/// request id, and are logged and counted like the others (without a model).
-#[derive(Clone)]
-struct Gate<S> {
-    inner: S,
-    registry: Arc<Registry>,
-}
-
-impl<S> tower::Service<axum::extract::Request> for Gate<S>
-where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        context: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
-        let caller_id = request
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_string);
-        // Only the services' own methods become label values; any other path is "unknown".
-        let route = routes::grpc(request.uri().path());
-        let endpoint = route
-            .and_then(|route| route.grpc)
-            .map_or("unknown", |method| method.name);
-        let unserved = request.uri().path()[1..]
-            .split_once('/')
-            .filter(|(service, _)| *service == routes::INFERENCE)
-            .and_then(|(_, called)| oip::unserved_extension(called));
-        let registry = self.registry.clone();
-        // The inner service is a router, always ready: a clone serves this call.
-        let mut inner = self.inner.clone();
-        let answer: Self::Future = Box::pin({
-            let registry = registry.clone();
-            async move {
-                let (mut parts, body) = request.into_parts();
-                parts.extensions.insert(CalledMethod(endpoint));
-                // The message's 5-byte frame header comes on top of the message limit.
-                let limit = registry.limits().max_body_bytes.saturating_add(5);
-                let passed = match gate::pass(&registry, route, &parts.headers, body, limit).await {
-                    Ok(passed) => passed,
-                    Err(Refusal::Unauthenticated { .. }) => {
-                        let refusal = Status::unauthenticated(
-                            "this server needs a bearer token: send `authorization: Bearer <token>` metadata",
-                        );
-                        return Ok(refusal.into_http());
-                    }
-                    Err(Refusal::Refused(error)) => return Ok(status(&error).into_http()),
-                };
-                let request = axum::extract::Request::from_parts(parts, passed.body);
-                let answer = inner.call(request).await;
-                drop(passed.place);
-                answer
-            }
-        });
-        let timer_slot = TimerSlot::default();
-        let answer = TIMER.scope(timer_slot.clone(), answer);
-        Box::pin(async move {
-            let mut response = answer.await?;
-            let mut timer = timer_slot.take();
-            let headers = response.headers_mut();
-            let code = headers
-                .get("grpc-status")
-                .and_then(|code| code.to_str().ok()?.parse::<i32>().ok())
-                .map_or(Code::Unknown, Code::from);
-            // tonic answers a method it does not have with an empty message: name what is served.
-            if code == Code::Unimplemented && !headers.contains_key("grpc-message") {
-                let _ = Status::unimplemented(unimplemented_message(unserved)).add_header(headers);
-            }
-            // The service's answers carry their request id; one without it never reached it.
-            if !headers.contains_key(REQUEST_ID) {
-                let request_id = choose_request_id(None, caller_id.as_deref());
-                if let Ok(value) = HeaderValue::from_str(&request_id) {
-                    headers.insert(REQUEST_ID, value);
-                }
-                let labels = RouteLabels {
-                    model: String::new(),
-                    protocol: "grpc",
-                    endpoint: endpoint.to_string(),
-                };
-                let observation = Observation::start(
-                    &registry,
-                    "gRPC",
-                    labels,
-                    Some(&request_id),
-                    None,
-                    "CANCELLED",
-                );
-                timer = Some(observation.answered(code_name(code)));
-            }
-            Ok(match timer {
-                Some(timer) => response.map(|body| timed(body, timer)),
-                None => response,
-            })
-        })
-    }
-}
-
-/// The message of UNIMPLEMENTED: the extension it belongs to when it is one of Triton's, and
-/// the service's methods.
-fn unimplemented_message(unserved: Option<&str>) -> String {
-    let methods: Vec<&str> = routes::inference_methods().collect();
-    let served = format!(
-        "this server serves inference.GRPCInferenceService: {}",
-        methods.join(", ")
-    );
-    match unserved {
-        Some(why) => format!("{why}; {served}"),
-        None => served,
-    }
-}
-
-/// The one place gRPC codes come from the serving layer's error kinds.
-fn status(error: &ServeError) -> Status {
-    let code = match error.kind() {
-        ErrorKind::InvalidInput => Code::InvalidArgument,
-        ErrorKind::NotFound => Code::NotFound,
-        ErrorKind::Unavailable => Code::Unavailable,
-        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
-        ErrorKind::Internal => Code::Internal,
-        ErrorKind::TooLarge => Code::OutOfRange,
-        ErrorKind::TooSlow => Code::DeadlineExceeded,
-    };
-    Status::new(code, error.public_message())
+    pub(super) registry: Arc<Registry>,
 }
 
 /// A call as the service sees it: its metadata, and its method as the table of calls names it
@@ -383,7 +39,7 @@ struct Call {
 
 /// The method the gate found, in a call's extensions.
 #[derive(Clone, Copy)]
-struct CalledMethod(&'static str);
+pub(super) struct CalledMethod(pub(super) &'static str);
 
 impl Call {
     /// `request`'s call and its message.
@@ -459,29 +115,6 @@ impl InferenceService {
             answer_metadata.insert(TRACEPARENT, value);
         }
         answer
-    }
-}
-
-/// The canonical name of a gRPC status code, as in the gRPC documentation (`INVALID_ARGUMENT`).
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 
@@ -932,7 +565,7 @@ impl Parameters for std::collections::HashMap<String, InferParameter> {
 /// A description or report as its gRPC message, read from the JSON that REST answers with (the
 /// messages that read it are listed in build.rs): one mapping, so that both transports say the
 /// same.
-fn message<M: serde::de::DeserializeOwned>(
+pub(super) fn message<M: serde::de::DeserializeOwned>(
     answer: &impl serde::Serialize,
 ) -> Result<M, ServeError> {
     serde_json::to_value(answer)
@@ -941,7 +574,7 @@ fn message<M: serde::de::DeserializeOwned>(
 }
 
 /// A model configuration's datatype, from its name in the JSON (`TYPE_FP32`).
-fn data_type<'de, D: serde::Deserializer<'de>>(name: D) -> Result<i32, D::Error> {
+pub(super) fn data_type<'de, D: serde::Deserializer<'de>>(name: D) -> Result<i32, D::Error> {
     let name: std::borrow::Cow<str> = serde::Deserialize::deserialize(name)?;
     DataType::from_str_name(&name)
         .map(|known| known as i32)
@@ -949,7 +582,7 @@ fn data_type<'de, D: serde::Deserializer<'de>>(name: D) -> Result<i32, D::Error>
 }
 
 /// An instance group's kind, from its name in the JSON (`KIND_CPU`).
-fn instance_kind<'de, D: serde::Deserializer<'de>>(name: D) -> Result<i32, D::Error> {
+pub(super) fn instance_kind<'de, D: serde::Deserializer<'de>>(name: D) -> Result<i32, D::Error> {
     let name: std::borrow::Cow<str> = serde::Deserialize::deserialize(name)?;
     model_instance_group::Kind::from_str_name(&name)
         .map(|known| known as i32)
