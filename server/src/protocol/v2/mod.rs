@@ -24,13 +24,11 @@ pub use metadata::{
     config_type_name, model_config, model_metadata, ConfigTensor, DynamicBatching, InstanceGroup,
     ModelConfig, Reshape, TensorMetadata, BACKEND, PLATFORM,
 };
-pub use models::{find_model, refuse_load, repository_index};
+pub use models::{find_model, refuse_load, repository_index, triton_version};
 pub use outputs::{answer_tensor, choose_outputs, OutputChoice, RequestedOutput};
 pub use parameters::{Parameter, Parameters};
 pub use shared_memory::SharedMemorySpan;
-pub use statistics::{
-    model_statistics, statistics, triton_version, Duration, ModelStatisticsReport,
-};
+pub use statistics::{model_statistics, statistics, Duration, ModelStatisticsReport};
 
 use crate::serving::error::ServeError;
 

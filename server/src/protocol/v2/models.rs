@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::statistics::triton_version;
 use super::triton_words;
 use crate::model::Model;
 use crate::serving::error::ServeError;
@@ -72,10 +71,31 @@ pub fn refuse_load(action: &str, name: &str) -> ServeError {
     ))
 }
 
+/// A bundle version as Triton's tools read a version: Triton numbers them, and perf_analyzer
+/// matches the statistics' version against the leading number it parses (`stoll`) of the
+/// version it asked for, so `1.0.0` is reported as `1`. A version without a leading number is
+/// reported whole.
+pub fn triton_version(version: &str) -> &str {
+    let digits = version.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        version
+    } else {
+        &version[..digits]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::v2::testing::echo;
+
+    #[test]
+    fn versions_are_reported_by_their_leading_number_as_triton_numbers_them() {
+        assert_eq!(triton_version("1.0.0"), "1");
+        assert_eq!(triton_version("12"), "12");
+        assert_eq!(triton_version("v2"), "v2");
+        assert_eq!(triton_version(""), "");
+    }
 
     #[test]
     fn a_model_is_found_in_its_own_version_or_as_triton_numbers_it() {

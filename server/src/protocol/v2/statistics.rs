@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::models::find_model;
+use super::models::{find_model, triton_version};
 use crate::model::Model;
 use crate::serving::error::ServeError;
 use crate::serving::Registry;
@@ -92,19 +92,6 @@ pub fn model_statistics(model: &Model) -> ModelStatisticsReport<'_> {
     }
 }
 
-/// A bundle version as Triton's tools read a version: Triton numbers them, and perf_analyzer
-/// matches the statistics' version against the leading number it parses (`stoll`) of the
-/// version it asked for, so `1.0.0` is reported as `1`. A version without a leading number is
-/// reported whole.
-pub fn triton_version(version: &str) -> &str {
-    let digits = version.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
-        version
-    } else {
-        &version[..digits]
-    }
-}
-
 /// The statistics of the model named (in `version` when given), or of every model when `name`
 /// is empty.
 pub fn statistics(
@@ -122,14 +109,6 @@ pub fn statistics(
 mod tests {
     use super::*;
     use crate::protocol::v2::testing::echo;
-
-    #[test]
-    fn versions_are_reported_by_their_leading_number_as_triton_numbers_them() {
-        assert_eq!(triton_version("1.0.0"), "1");
-        assert_eq!(triton_version("12"), "12");
-        assert_eq!(triton_version("v2"), "v2");
-        assert_eq!(triton_version(""), "");
-    }
 
     #[tokio::test]
     async fn a_run_counts_its_rows_and_one_execution_and_an_empty_name_means_every_model() {
