@@ -2,6 +2,7 @@
 //!
 //! The layers, bottom to top, each knowing only those below it, in the order of the README's
 //! Layout and of the layering test (`server/tests/integration/layering.rs`):
+//! - [`allocator`]: mimalloc, and large blocks mapped on their own;
 //! - leaf helpers: [`text`] (how messages quote callers), [`defaults`] (every default value),
 //!   [`metrics`], `telemetry` (OpenTelemetry, feature `otlp`), [`logging`], [`request_context`];
 //! - [`tensor`]: datatypes, tensor data, its JSON and binary codecs;
@@ -17,6 +18,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod allocator;
 pub mod bundle;
 pub mod defaults;
 #[cfg(feature = "fuzzing")]

@@ -24,7 +24,7 @@ use predictor::serving::shared_memory::SharedMemory;
 use predictor::serving::{Limits, Registry};
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: predictor::allocator::ServerAllocator = predictor::allocator::ServerAllocator;
 
 #[derive(Parser)]
 #[command(

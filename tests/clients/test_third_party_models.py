@@ -290,15 +290,13 @@ def resident_mib(process):
     return int(kib) / 1024
 
 
-def test_the_memory_of_a_large_request_goes_back(bundles, monkeypatch):
+def test_the_memory_of_a_large_request_goes_back(bundles):
     """64 rows of 256 tokens to the MiniLM (a 393 KB body, the largest request its max_shape
     allows) peak at about 1.7 GiB; ONNX Runtime's
     arena used to keep all of it. Now the run's memory goes back to the system, and the RSS comes
-    back within 64 MiB of what it was before the request. MIMALLOC_PURGE_DELAY=0 makes the server's
-    own allocator give back the answer's buffers at once too (otherwise mimalloc keeps them, about
-    three copies of the 25 MB answer, until its threads next collect): ONNX Runtime's share is what
-    this measures."""
-    monkeypatch.setenv("MIMALLOC_PURGE_DELAY", "0")
+    back within 64 MiB of what it was before the request, with the server's own buffers of the
+    25 MB answer, which mimalloc used to keep (about three copies, 70 MiB) until its threads next
+    allocated: blocks of 1 MiB or more are mapped on their own and unmapped when freed."""
     server = Server([bundles["minilm-int8"]])
     try:
         for _ in range(3):

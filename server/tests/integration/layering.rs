@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// Bottom to top. `main.rs` and `lib.rs` sit above them all; `fuzzing` (a feature for the fuzz
 /// targets) may reach any layer.
 const LAYERS: &[&str] = &[
+    "allocator",
     "text",
     "defaults",
     "metrics",
