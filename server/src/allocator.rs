@@ -22,6 +22,7 @@ pub struct ServerAllocator;
 /// A page: mappings are aligned to it, so a larger alignment goes to mimalloc.
 const PAGE_ALIGN: usize = 4096;
 
+#[inline]
 fn is_large(size: usize, align: usize) -> bool {
     size >= LARGE_BYTES && align <= PAGE_ALIGN
 }
@@ -31,6 +32,7 @@ fn is_large(size: usize, align: usize) -> bool {
                       // on the block's size and alignment, which the caller hands back unchanged (a resize that crosses
                       // LARGE_BYTES moves the block from one to the other).
 unsafe impl GlobalAlloc for ServerAllocator {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if !is_large(layout.size(), layout.align()) {
             // SAFETY: the caller's layout is passed on as given.
@@ -55,6 +57,7 @@ unsafe impl GlobalAlloc for ServerAllocator {
         }
     }
 
+    #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if is_large(layout.size(), layout.align()) {
             // SAFETY: as alloc; a fresh mapping is zeroed by the kernel.
@@ -64,6 +67,7 @@ unsafe impl GlobalAlloc for ServerAllocator {
         unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
     }
 
+    #[inline]
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         if is_large(layout.size(), layout.align()) {
             // SAFETY: a large block is a mapping of exactly layout.size() bytes made by alloc or
@@ -75,6 +79,7 @@ unsafe impl GlobalAlloc for ServerAllocator {
         }
     }
 
+    #[inline]
     unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let align = layout.align();
         match (is_large(layout.size(), align), is_large(new_size, align)) {

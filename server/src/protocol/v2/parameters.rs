@@ -61,7 +61,7 @@ impl fmt::Display for Parameter<'_> {
             Parameter::Bool(flag) => write!(out, "{flag}"),
             Parameter::Int(number) => write!(out, "{number}"),
             Parameter::Uint(number) => write!(out, "{number}"),
-            Parameter::Double(number) => write!(out, "{number}"),
+            Parameter::Double(number) => write!(out, "{number:?}"), // 8.0, not 8
             Parameter::Text(text) => write!(out, "{text:?}"),
             Parameter::Other(written) => out.write_str(written),
         }
@@ -120,6 +120,7 @@ mod tests {
             ("negative", Parameter::Int(-3)),
             ("signed", Parameter::Int(3)),
             ("text", Parameter::Text("2")),
+            ("float", Parameter::Double(8.0)),
         ];
         let given = &given[..];
         assert_eq!(given.read("signed", "o", "a count").unwrap(), Some(3_u64));
@@ -134,6 +135,11 @@ mod tests {
             message,
             "output 'y': parameter 'negative' must be a class count, received -3"
         );
+        let refused = given.read::<u64>("float", "o", "a byte count");
+        assert!(refused
+            .unwrap_err()
+            .public_message()
+            .ends_with("received 8.0"));
         let refused = given.read::<bool>("text", "o", "true or false");
         assert!(refused
             .unwrap_err()
