@@ -79,7 +79,7 @@ BUNDLES = {
         [],
     ),
     "silero-vad-half": (
-        "Silero VAD at 16 kHz, its half-precision export (silero-vad): fp16 inside, float32 at its edges.",
+        "Silero VAD at 16 kHz, its file named half (silero-vad): no sample rate input.",
         [("input", "float32", [-1, -1], [64, 512]), ("state", "float32", [2, -1, 128], [2, 64, 128])],
         [("output", "float32", [-1, 1]), ("stateN", "float32", [-1, -1, -1])],
         "output",
