@@ -3,7 +3,8 @@
 //! protox, a protobuf compiler in Rust: no `protoc` binary and no network at build time.
 
 /// The messages read from REST's JSON answers (see below).
-const FROM_REST_JSON: [&str; 13] = [
+const FROM_REST_JSON: [&str; 14] = [
+    "ServerMetadataResponse",
     "ModelMetadataResponse",
     "ModelMetadataResponse.TensorMetadata",
     "RepositoryIndexResponse.ModelIndex",
@@ -38,9 +39,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The descriptions and reports REST answers in JSON are read from that JSON into these
     // messages: one mapping of each, so that the two transports cannot say different things.
     for message in FROM_REST_JSON {
+        // A field the JSON has and the message lacks (a renamed one) is an error, not dropped;
+        // except in ModelConfig, whose flattened oneof serde cannot combine with that.
+        let strict = if message == "ModelConfig" {
+            ""
+        } else {
+            " #[serde(deny_unknown_fields)]"
+        };
         build = build.message_attribute(
             format!("inference.{message}"),
-            "#[derive(serde::Deserialize)] #[serde(default)]",
+            format!("#[derive(serde::Deserialize)] #[serde(default)]{strict}"),
         );
     }
     for field in ["ModelInput.data_type", "ModelOutput.data_type"] {

@@ -27,10 +27,10 @@ fn is_large(size: usize, align: usize) -> bool {
     size >= LARGE_BYTES && align <= PAGE_ALIGN
 }
 
+// SAFETY: every block is freed (or resized) by the allocator that made it: the choice depends only
+// on the block's size and alignment, which the caller hands back unchanged (a resize that crosses
+// LARGE_BYTES moves the block from one to the other).
 #[allow(unsafe_code)] // An allocator is unsafe by contract: see each SAFETY comment.
-                      // SAFETY: every block is freed (or resized) by the allocator that made it: the choice depends only
-                      // on the block's size and alignment, which the caller hands back unchanged (a resize that crosses
-                      // LARGE_BYTES moves the block from one to the other).
 unsafe impl GlobalAlloc for ServerAllocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {

@@ -31,6 +31,12 @@ def test_the_health_service_reports_the_server_and_each_model(server):
         watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         watch.cancel()
+    # Counted as answered: a successful unary call's status comes in its trailers, not its headers.
+    with urllib.request.urlopen(f"http://{server.metrics}/metrics") as response:
+        metrics = response.read().decode()
+    assert 'protocol="grpc",endpoint="Check",status="OK"}' in metrics
+    assert 'protocol="grpc",endpoint="Check",status="NOT_FOUND"}' in metrics
+    assert 'endpoint="Check",status="UNKNOWN"' not in metrics
 
 
 @pytest.mark.parametrize("version", ["v1", "v1alpha"])
@@ -151,7 +157,8 @@ def test_health_turns_not_serving_the_moment_shutdown_begins():
             server.process.send_signal(signal.SIGTERM)
             for service, watch in watches.items():
                 assert next(watch).status == not_serving, service
-                watch.cancel()
+                # Nothing changes any more: the watch ends, and the drain does not wait for it.
+                assert next(watch, None) is None, service
             # A new call now meets the drain (the connection's GOAWAY, the listener closed) or
             # Check's own reading of the server's state: never SERVING.
             for service in watches:

@@ -1,6 +1,8 @@
 //! What the server says of itself (name, version) and which of Triton's extensions it serves,
 //! or refuses by name.
 
+use serde::Serialize;
+
 use crate::serving::Registry;
 
 pub const SERVER_NAME: &str = "predictor";
@@ -56,7 +58,23 @@ pub fn unserved_extension(path_or_method: &str) -> Option<&'static str> {
 }
 
 /// The extensions this server serves, for `GET /v2` and gRPC `ServerMetadata`.
-pub fn extensions(registry: &Registry) -> Vec<&'static str> {
+/// What the server says of itself (`GET /v2`, gRPC's ServerMetadata).
+#[derive(Serialize)]
+pub struct ServerMetadata {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub extensions: Vec<&'static str>,
+}
+
+pub fn server_metadata(registry: &Registry) -> ServerMetadata {
+    ServerMetadata {
+        name: SERVER_NAME,
+        version: SERVER_VERSION,
+        extensions: extensions(registry),
+    }
+}
+
+fn extensions(registry: &Registry) -> Vec<&'static str> {
     EXTENSIONS
         .iter()
         .copied()

@@ -55,7 +55,8 @@ pub struct ModelConfig<'a> {
     pub name: &'a str,
     pub platform: &'static str,
     pub backend: &'static str,
-    pub max_batch_size: u32,
+    /// Triton's int32, as the gRPC message has it.
+    pub max_batch_size: i32,
     pub input: Vec<ConfigTensor<'a>>,
     pub output: Vec<ConfigTensor<'a>>,
     pub instance_group: [InstanceGroup; 1],
@@ -84,12 +85,16 @@ pub struct Reshape {
 pub struct InstanceGroup {
     pub name: &'static str,
     pub kind: &'static str,
-    pub count: u32,
+    pub count: i32,
 }
 
 #[derive(Serialize)]
 pub struct DynamicBatching {
     pub max_queue_delay_microseconds: u64,
+}
+
+fn saturating_i32(count: usize) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
 }
 
 /// What Triton calls the backend of an ONNX model.
@@ -129,13 +134,13 @@ pub fn model_config<'a>(model: &'a Model) -> ModelConfig<'a> {
         name: model.name(),
         platform: PLATFORM,
         backend: BACKEND,
-        max_batch_size: batching.map_or(0, |batching| batching.max_rows as u32),
+        max_batch_size: batching.map_or(0, |batching| saturating_i32(batching.max_rows)),
         input: tensors(&config.inputs),
         output: tensors(&config.outputs),
         instance_group: [InstanceGroup {
             name: "cpu",
             kind: "KIND_CPU",
-            count: model.instances() as u32,
+            count: saturating_i32(model.instances()),
         }],
         dynamic_batching: batching.map(|batching| DynamicBatching {
             max_queue_delay_microseconds: batching.max_delay.as_micros() as u64,

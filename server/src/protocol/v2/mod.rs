@@ -17,7 +17,7 @@ mod statistics;
 pub mod triton_words;
 
 pub use contents::TypedContents;
-pub use extensions::{extensions, unserved_extension, SERVER_NAME, SERVER_VERSION};
+pub use extensions::{server_metadata, unserved_extension, ServerMetadata, SERVER_VERSION};
 pub use infer::{Answer, AnswerOutput, InferRequest, InputData, InputRequest, ValidRequest};
 pub use inputs::{InputSlot, RequestInputs};
 pub use metadata::{

@@ -62,7 +62,9 @@ impl fmt::Display for Parameter<'_> {
             Parameter::Int(number) => write!(out, "{number}"),
             Parameter::Uint(number) => write!(out, "{number}"),
             Parameter::Double(number) => write!(out, "{number:?}"), // 8.0, not 8
-            Parameter::Text(text) => write!(out, "{text:?}"),
+            Parameter::Text(text) => {
+                out.write_str(&serde_json::to_string(text).map_err(|_| fmt::Error)?)
+            }
             Parameter::Other(written) => out.write_str(written),
         }
     }

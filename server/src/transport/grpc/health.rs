@@ -61,8 +61,8 @@ impl health_server::Health for Health {
         Box<dyn tokio_stream::Stream<Item = Result<HealthCheckResponse, Status>> + Send>,
     >;
 
-    /// The status now, then each change: looked at as soon as shutdown begins (after which it no
-    /// longer changes) and twice a second, for a model whose worker stopped has no event to wait
+    /// The status now, then each change: looked at as soon as shutdown begins (NOT_SERVING, and
+    /// the stream ends) and twice a second, for a model whose worker stopped has no event to wait
     /// on.
     async fn watch(
         &self,
@@ -78,6 +78,8 @@ impl health_server::Health for Health {
             let registry = &health.registry;
             let mut sent = None;
             loop {
+                // Read first: once it is false, so is every readiness read after it.
+                let serving = registry.is_serving();
                 let ready = health.is_ready(&service).unwrap_or(false);
                 if sent != Some(ready) {
                     if statuses.send(Ok(health_message(ready))).await.is_err() {
@@ -85,9 +87,14 @@ impl health_server::Health for Health {
                     }
                     sent = Some(ready);
                 }
+                // Nothing changes once shutdown has begun: the watch ends, and the drain need not
+                // wait for it (the protocol's clients watch again, elsewhere).
+                if !serving {
+                    return;
+                }
                 tokio::select! {
                     () = statuses.closed() => return,
-                    () = registry.shutdown_begun(), if registry.is_serving() => {}
+                    () = registry.shutdown_begun() => {}
                     () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
                 }
             }

@@ -93,33 +93,31 @@ impl InferenceService {
         let timer = observation.answered(code_name(code));
         // The gate ends the duration with the answer's body; outside a gate (a unit test), now.
         let _ = TIMER.try_with(|slot| slot.put(timer));
-        let mut answer = match result {
-            Ok(message) => {
-                let small = message.encoded_len() < COMPRESS_ABOVE_BYTES;
-                let mut response = Response::new(message);
-                if small {
-                    response.disable_compression();
-                }
-                Ok(response)
+        let mut answer = result.map(|message| {
+            let small = message.encoded_len() < COMPRESS_ABOVE_BYTES;
+            let mut response = Response::new(message);
+            if small {
+                response.disable_compression();
             }
-            Err(status) => Err(status),
-        };
+            response
+        });
         let answer_metadata = match &mut answer {
             Ok(response) => response.metadata_mut(),
             Err(status) => status.metadata_mut(),
         };
-        if let Ok(value) = request_id.parse::<MetadataValue<Ascii>>() {
-            answer_metadata.insert(REQUEST_ID, value);
-        }
-        if let Some(value) = traceparent.and_then(|t| t.parse::<MetadataValue<Ascii>>().ok()) {
-            answer_metadata.insert(TRACEPARENT, value);
+        put(answer_metadata, REQUEST_ID, &request_id);
+        if let Some(traceparent) = traceparent {
+            put(answer_metadata, TRACEPARENT, &traceparent);
         }
         answer
     }
 }
 
-fn invalid(message: String) -> ServeError {
-    ServeError::invalid(message)
+/// `value` under `key`, when it is valid metadata (the ids and trace contexts written here are).
+fn put(metadata: &mut MetadataMap, key: &'static str, value: &str) {
+    if let Ok(value) = value.parse::<MetadataValue<Ascii>>() {
+        metadata.insert(key, value);
+    }
 }
 
 #[tonic::async_trait]
@@ -165,16 +163,7 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
         let (call, _) = Call::of(request);
-        let describe = async {
-            Ok(ServerMetadataResponse {
-                name: oip::SERVER_NAME.to_string(),
-                version: oip::SERVER_VERSION.to_string(),
-                extensions: oip::extensions(&self.registry)
-                    .into_iter()
-                    .map(str::to_string)
-                    .collect(),
-            })
-        };
+        let describe = async { message(&oip::server_metadata(&self.registry)) };
         self.observed(&call, "", "", describe).await
     }
 
@@ -359,6 +348,11 @@ impl GrpcInferenceService for InferenceService {
         request: Request<tonic::Streaming<ModelInferRequest>>,
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
         let (call, mut incoming) = Call::of(request);
+        let caller_id = call
+            .metadata
+            .get(REQUEST_ID)
+            .and_then(|id| id.to_str().ok());
+        let caller_id = caller_id.map(str::to_string);
         let service = InferenceService {
             registry: self.registry.clone(),
         };
@@ -380,9 +374,13 @@ impl GrpcInferenceService for InferenceService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(stream),
-        )))
+        let mut response = Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
+            stream,
+        )) as Self::ModelStreamInferStream);
+        // Each message is observed as a call of its own: the stream's id says the gate need not.
+        let request_id = choose_request_id(None, caller_id.as_deref());
+        put(response.metadata_mut(), REQUEST_ID, &request_id);
+        Ok(response)
     }
 }
 
@@ -470,7 +468,7 @@ impl InferenceService {
             });
         }
         if !positional && next_raw < given {
-            return Err(invalid(format!(
+            return Err(ServeError::invalid(format!(
                 "raw_input_contents has {given} entries for {} inputs; give one per input, in the order of inputs",
                 request.inputs.len()
             )));

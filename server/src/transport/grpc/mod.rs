@@ -37,7 +37,7 @@ use inference::CalledMethod;
 pub(crate) use inference::InferenceService;
 use proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 
-/// The inference service's codec: prost's, but a message that does not decode is refused with
+/// The services' codec: prost's, but a message that does not decode is refused with
 /// INVALID_ARGUMENT, the caller's mistake, where prost's codec says INTERNAL (gRPC's 500).
 pub struct CallersCodec<T, U>(tonic_prost::ProstCodec<T, U>);
 
@@ -86,14 +86,13 @@ impl<U: prost::Message + Default> tonic::codec::Decoder for CallersDecoder<U> {
     }
 }
 
-/// The descriptors of the inference service, for server reflection.
+/// The descriptors of the inference and health services, for server reflection.
 const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("inference_descriptor");
 
 /// The gRPC services behind their gate, for the listeners: the inference
 /// service (messages as large as `max_message_bytes`, the REST body limit; gzip and deflate both
 /// ways), `grpc.health.v1.Health` (the server as "" and each model by name; NOT_SERVING from the
-/// moment either is not ready), and server reflection (v1 and v1alpha). Call inside the runtime:
-/// it starts the task that keeps the health statuses.
+/// moment either is not ready), and server reflection (v1 and v1alpha).
 pub fn service(
     registry: Arc<Registry>,
     max_message_bytes: usize,
@@ -210,10 +209,11 @@ where
             let mut response = answer.await?;
             let mut timer = timer_slot.take();
             let headers = response.headers_mut();
-            let code = headers
-                .get("grpc-status")
-                .and_then(|code| code.to_str().ok()?.parse::<i32>().ok())
-                .map_or(Code::Unknown, Code::from);
+            // A call that fails at once is answered trailers-only, its status in the headers; any
+            // other answer is under way: a unary call's succeeded, a stream's end is not awaited.
+            let status = headers.get("grpc-status");
+            let code = status.map_or(Some(0), |code| code.to_str().ok()?.parse().ok());
+            let code = code.map_or(Code::Unknown, Code::from);
             // tonic answers a method it does not have with an empty message: name what is served.
             if code == Code::Unimplemented && !headers.contains_key("grpc-message") {
                 let _ = Status::unimplemented(unimplemented_message(unserved)).add_header(headers);
@@ -250,11 +250,8 @@ where
 /// The message of UNIMPLEMENTED: the extension it belongs to when it is one of Triton's, and
 /// the service's methods.
 fn unimplemented_message(unserved: Option<&str>) -> String {
-    let methods: Vec<&str> = routes::inference_methods().collect();
-    let served = format!(
-        "this server serves inference.GRPCInferenceService: {}",
-        methods.join(", ")
-    );
+    let methods = routes::inference_methods().collect::<Vec<_>>().join(", ");
+    let served = format!("this server serves inference.GRPCInferenceService: {methods}");
     match unserved {
         Some(why) => format!("{why}; {served}"),
         None => served,

@@ -72,7 +72,6 @@ impl FromRequestParts<AppState> for SelectedModel {
     }
 }
 
-/// The matched route's path parameters (`{model}`, `{version}`) by name.
 /// The request's path segments (`{model}`, `{version}`), decoded; a segment that is not UTF-8 is
 /// the caller's 400.
 async fn path_params(parts: &mut Parts, state: &AppState) -> Result<RawPathParams, ApiError> {

@@ -76,19 +76,8 @@ pub(super) async fn model_ready(
     )
 }
 
-#[derive(Serialize)]
-pub(super) struct ServerMetadata {
-    name: &'static str,
-    version: &'static str,
-    extensions: Vec<&'static str>,
-}
-
-pub(super) async fn server_metadata(State(registry): State<AppState>) -> Json<ServerMetadata> {
-    Json(ServerMetadata {
-        name: oip::SERVER_NAME,
-        version: oip::SERVER_VERSION,
-        extensions: oip::extensions(&registry),
-    })
+pub(super) async fn server_metadata(State(registry): State<AppState>) -> Json<oip::ServerMetadata> {
+    Json(oip::server_metadata(&registry))
 }
 
 /// `GET /v2/models/stats`: every model's statistics.
