@@ -24,6 +24,28 @@ def image(channels, height, width):
     return values.reshape(1, channels, height, width).astype(np.float32)
 
 
+def speech(phonemes, bert_scale):
+    """The text-to-speech model's inputs for phoneme ids (blanks between them, as VITS feeds its
+    text), German's tone and language ids, BERT features of a deterministic pattern, and no noise
+    (its two noise scales 0: the model's own random draws then count for nothing)."""
+    ids = np.zeros(2 * len(phonemes) + 1, dtype=np.int64)
+    ids[1::2] = phonemes
+    length = len(ids)
+    pattern = lambda rows: (bert_scale * np.sin(np.arange(rows * length) / 5.0)).astype(np.float32)  # noqa: E731
+    return {
+        "x": ids[None, :],
+        "x_lengths": np.array([length], dtype=np.int64),
+        "sid": np.array([0], dtype=np.int64),
+        "tone": np.full((1, length), 14, dtype=np.int64),
+        "language": np.full((1, length), 7, dtype=np.int64),
+        "bert": pattern(1024).reshape(1, 1024, length),
+        "ja_bert": pattern(768).reshape(1, 768, length),
+        "noise_scale": np.array([0.0], dtype=np.float32),
+        "noise_scale_w": np.array([0.0], dtype=np.float32),
+        "length_scale": np.array([1.0], dtype=np.float32),
+    }
+
+
 def tone(samples):
     """Half a volume of 220 Hz at 16 kHz."""
     return (0.5 * np.sin(np.arange(samples) * 2 * np.pi * 220 / 16000)).astype(np.float32)[None, :]
@@ -84,6 +106,19 @@ BUNDLES = {
         [("output", "float32", [-1, 1]), ("stateN", "float32", [-1, -1, -1])],
         "output",
         {"input": tone(512), "state": np.zeros((2, 1, 128), dtype=np.float32)},
+        1e-3,
+        [],
+    ),
+    "tts-de-fp16": (
+        "A German text-to-speech model, float16 inside (@dittli/tts-de): audio for phonemes.",
+        # One utterance of at most 64 phoneme slots a request.
+        [("x", "int64", [-1, -1], [1, 64]), ("x_lengths", "int64", [1]), ("sid", "int64", [1]),
+         ("tone", "int64", [-1, -1], [1, 64]), ("language", "int64", [-1, -1], [1, 64]),
+         ("bert", "float32", [-1, 1024, -1], [1, 1024, 64]), ("ja_bert", "float32", [-1, 768, -1], [1, 768, 64]),
+         ("noise_scale", "float32", [1]), ("noise_scale_w", "float32", [1]), ("length_scale", "float32", [1])],
+        [("audio", "float32", [-1, 1, -1])],
+        "audio",
+        speech([12, 40], bert_scale=0.0),
         1e-3,
         [],
     ),
