@@ -31,6 +31,10 @@ def test_the_health_service_reports_the_server_and_each_model(server):
         watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         watch.cancel()
+        # Watch streams SERVICE_UNKNOWN for a name it does not have, as grpc.health.v1 says.
+        watch = health.Watch(health_pb2.HealthCheckRequest(service="no-such-model"), timeout=10)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        watch.cancel()
     # Counted as answered: a successful unary call's status comes in its trailers, not its headers.
     with urllib.request.urlopen(f"http://{server.metrics}/metrics") as response:
         metrics = response.read().decode()

@@ -34,10 +34,12 @@ impl Health {
     }
 }
 
-fn health_message(ready: bool) -> HealthCheckResponse {
+/// SERVING or NOT_SERVING for a name the server has (its readiness), SERVICE_UNKNOWN otherwise.
+fn health_message(ready: Option<bool>) -> HealthCheckResponse {
     let status = match ready {
-        true => ServingStatus::Serving,
-        false => ServingStatus::NotServing,
+        Some(true) => ServingStatus::Serving,
+        Some(false) => ServingStatus::NotServing,
+        None => ServingStatus::ServiceUnknown,
     };
     HealthCheckResponse {
         status: status as i32,
@@ -54,7 +56,7 @@ impl health_server::Health for Health {
         let ready = self
             .is_ready(service)
             .ok_or_else(|| self.unknown_service(service))?;
-        Ok(Response::new(health_message(ready)))
+        Ok(Response::new(health_message(Some(ready))))
     }
 
     type WatchStream = std::pin::Pin<
@@ -63,15 +65,13 @@ impl health_server::Health for Health {
 
     /// The status now, then each change: looked at as soon as shutdown begins (NOT_SERVING, and
     /// the stream ends) and twice a second, for a model whose worker stopped has no event to wait
-    /// on.
+    /// on. A name the server does not have is SERVICE_UNKNOWN, the call kept open, as
+    /// grpc.health.v1 says (Check answers it NOT_FOUND).
     async fn watch(
         &self,
         request: Request<HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let service = request.into_inner().service;
-        if self.is_ready(&service).is_none() {
-            return Err(self.unknown_service(&service));
-        }
         let (statuses, stream) = tokio::sync::mpsc::channel(1);
         let health = self.clone();
         tokio::spawn(async move {
@@ -80,7 +80,7 @@ impl health_server::Health for Health {
             loop {
                 // Read first: once it is false, so is every readiness read after it.
                 let serving = registry.is_serving();
-                let ready = health.is_ready(&service).unwrap_or(false);
+                let ready = health.is_ready(&service);
                 if sent != Some(ready) {
                     if statuses.send(Ok(health_message(ready))).await.is_err() {
                         return; // the watcher went away
