@@ -47,6 +47,8 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
         match stream.read(&mut byte) {
             Ok(0) => return true,
             Ok(_) => continue, // an answer (the 408 of a half-sent head): read on
+            // A signal to this process (a child server's exit) is not the server closing.
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return false,
             Err(error) if error.kind() == std::io::ErrorKind::TimedOut => return false,
             Err(_) => return true,
@@ -80,7 +82,7 @@ fn read_answer(stream: &mut TcpStream) -> (u16, String) {
                 })
                 .unwrap_or(0);
             while received.len() < end + 4 + length {
-                let read = stream.read(&mut chunk).unwrap();
+                let read = read_some(stream, &mut chunk);
                 assert!(read > 0, "the answer was cut: {head}");
                 received.extend_from_slice(&chunk[..read]);
             }
@@ -88,13 +90,24 @@ fn read_answer(stream: &mut TcpStream) -> (u16, String) {
             let body = String::from_utf8_lossy(&received[end + 4..end + 4 + length]).to_string();
             return (status, body);
         }
-        let read = stream.read(&mut chunk).unwrap();
+        let read = read_some(stream, &mut chunk);
         assert!(
             read > 0,
             "no answer: {}",
             String::from_utf8_lossy(&received)
         );
         received.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// One read, again when a signal to this process (a child server's exit) interrupts it: a failed
+/// run of the sandbox rehearsal read `Interrupted system call` here.
+fn read_some(stream: &mut TcpStream, chunk: &mut [u8]) -> usize {
+    loop {
+        match stream.read(chunk) {
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            read => return read.unwrap(),
+        }
     }
 }
 
