@@ -446,7 +446,11 @@ impl InferenceService {
         let mut inputs = Vec::with_capacity(request.inputs.len());
         for (index, input) in request.inputs.iter_mut().enumerate() {
             let owner = || format!("input '{}'", crate::text::clip(&input.name));
-            let shared_memory = input.parameters.shared_memory_span(&owner())?;
+            // The owner's name is only written for an input with parameters (a message's).
+            let shared_memory = match input.parameters.is_empty() {
+                true => None,
+                false => input.parameters.shared_memory_span(&owner())?,
+            };
             let contents = input.contents.take();
             let raw_index = if positional {
                 Some(index).filter(|&index| !(shared_memory.is_some() && raw[index].is_empty()))
@@ -563,7 +567,7 @@ impl Parameters for std::collections::HashMap<String, InferParameter> {
 /// A description or report as its gRPC message, read from the JSON that REST answers with (the
 /// messages that read it are listed in build.rs): one mapping, so that both transports say the
 /// same.
-pub(super) fn message<M: serde::de::DeserializeOwned>(
+fn message<M: serde::de::DeserializeOwned>(
     answer: &impl serde::Serialize,
 ) -> Result<M, ServeError> {
     serde_json::to_value(answer)
