@@ -36,6 +36,55 @@
       inherit (bundle) info;
       predictor = lib.getExe server;
       seconds = s: s * 1000000000; # Docker's health check durations are in nanoseconds
+      # Fixed, so that the same inputs give the same image digest.
+      created = "1970-01-01T00:00:01Z";
+      # Run in the customisation layer's root: the bundle lands in the last layer as /bundle.
+      extraCommands = ''
+        mkdir bundle
+        cp -r --no-preserve=mode ${bundle}/. bundle/
+      '';
+      config = lib.recursiveUpdate {
+        Entrypoint = [ predictor ];
+        Cmd = [
+          "serve"
+          "/bundle"
+        ];
+        Env = [
+          # Reachable from outside the container; the server's own default is 127.0.0.1.
+          "PREDICTOR_ADDRESS=0.0.0.0"
+          "PREDICTOR_LOG_FORMAT=json"
+        ];
+        # nobody:nogroup, numeric: the image has no /etc/passwd to look a name up in.
+        User = "65534:65534";
+        ExposedPorts = {
+          "8080/tcp" = { };
+          "8081/tcp" = { };
+          "8082/tcp" = { };
+        };
+        Labels = {
+          "org.opencontainers.image.title" = name;
+          "org.opencontainers.image.description" =
+            if info.description != "" then info.description else "predictor serving ${info.name}";
+          "org.opencontainers.image.version" = info.version;
+          "org.opencontainers.image.licenses" = "MIT OR Apache-2.0";
+          "io.predictor.bundle.name" = info.name;
+          "io.predictor.bundle.version" = info.version;
+          "io.predictor.model.sha256" = info.modelSha256;
+          "io.predictor.server.version" = server.version;
+        };
+        # `predictor probe` asks GET /health; with another port set PREDICTOR_PROBE_URL as well.
+        Healthcheck = {
+          Test = [
+            "CMD"
+            predictor
+            "probe"
+          ];
+          Interval = seconds 10;
+          Timeout = seconds 5;
+          StartPeriod = seconds 30;
+          Retries = 3;
+        };
+      } extraConfig;
     in
     assert lib.assertMsg (
       bundle ? info
@@ -50,59 +99,22 @@
       (
         pkgs.dockerTools.buildLayeredImage {
           inherit name tag;
-          # Fixed, so that the same inputs give the same image digest.
-          created = "1970-01-01T00:00:01Z";
-          mtime = "1970-01-01T00:00:01Z";
+          inherit created;
+          mtime = created;
           # Nothing linked into / (no /bin, no shell): the entrypoint is a store path.
           contents = [ ];
-          extraCommands = ''
-            mkdir bundle
-            cp -r --no-preserve=mode ${bundle}/. bundle/
-          '';
-          config = lib.recursiveUpdate {
-            Entrypoint = [ predictor ];
-            Cmd = [
-              "serve"
-              "/bundle"
-            ];
-            Env = [
-              # Reachable from outside the container; the server's own default is 127.0.0.1.
-              "PREDICTOR_ADDRESS=0.0.0.0"
-              "PREDICTOR_LOG_FORMAT=json"
-            ];
-            # nobody:nogroup, numeric: the image has no /etc/passwd to look a name up in.
-            User = "65534:65534";
-            ExposedPorts = {
-              "8080/tcp" = { };
-              "8081/tcp" = { };
-              "8082/tcp" = { };
-            };
-            Labels = {
-              "org.opencontainers.image.title" = name;
-              "org.opencontainers.image.description" =
-                if info.description != "" then info.description else "predictor serving ${info.name}";
-              "org.opencontainers.image.version" = info.version;
-              "org.opencontainers.image.licenses" = "MIT OR Apache-2.0";
-              "io.predictor.bundle.name" = info.name;
-              "io.predictor.bundle.version" = info.version;
-              "io.predictor.model.sha256" = info.modelSha256;
-              "io.predictor.server.version" = server.version;
-            };
-            # `predictor probe` asks GET /health; with another port set PREDICTOR_PROBE_URL as well.
-            Healthcheck = {
-              Test = [
-                "CMD"
-                predictor
-                "probe"
-              ];
-              Interval = seconds 10;
-              Timeout = seconds 5;
-              StartPeriod = seconds 30;
-              Retries = 3;
-            };
-          } extraConfig;
+          inherit config extraCommands;
           # buildLayeredImage keeps these on `image.stream`; its own passthru is imageTag and stream.
-          passthru = { inherit bundle server; };
+          # What it was given, for rehearsal/image/render.nix.
+          passthru = {
+            inherit
+              bundle
+              server
+              config
+              extraCommands
+              created
+              ;
+          };
         }
       );
 }

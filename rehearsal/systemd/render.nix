@@ -1,6 +1,6 @@
 # The unit files of the predictor units of a NixOS host (the instances, their log and prediction
 # log shippers), written as NixOS writes them, and what each store path in them is: the input of
-# scripts/rehearse-systemd. scripts/render-units evaluates this for nixosConfigurations.example.
+# scripts/rehearse-systemd. scripts/render-rehearsals evaluates this for nixosConfigurations.example.
 #
 # As nixpkgs' nixos/lib/systemd-lib.nix does it: serviceToUnit (Environment= lines first, each
 # `toJSON "NAME=value"`, from systemd.globalEnvironment // environment, then serviceConfig),
