@@ -2,9 +2,9 @@
 //! the same over HTTP and gRPC: within `--body-read-timeout-seconds` (else 408), within
 //! `--max-upload-bytes` of every body being read together (else 503), and refused from its declared
 //! length before a byte is read when that is over `--max-body-bytes` (so no `100 Continue` is
-//! sent for it). A body that turns out too large while it streams is read on, and dropped, for a
-//! bounded time, before the 413 goes out: a client still sending then reads the answer instead
-//! of a broken pipe (nginx's lingering close).
+//! sent for it). The 413 goes out at once; the rest of a refused body is read on, and dropped, for
+//! a bounded time behind it: a client still sending then reads the answer instead of a broken pipe
+//! (nginx's lingering close), and one that waits for an answer before sending is not kept waiting.
 
 use std::time::Duration;
 
@@ -52,7 +52,7 @@ pub async fn read(
         // A client that waits for `100 Continue` gets the 413 instead, unread; one that sends
         // at once is read on for a while, so that it reads the 413 rather than a broken pipe.
         if !expects_continue(headers) {
-            linger(body, limit.saturating_mul(LINGER_FACTOR), deadline).await;
+            linger(body, limit, deadline);
         }
         return Err(too_large());
     }
@@ -79,7 +79,7 @@ pub async fn read(
             continue; // trailers
         };
         if collected.len() + data.len() > limit {
-            linger(body, limit.saturating_mul(LINGER_FACTOR), deadline).await;
+            linger(body, limit, deadline);
             return Err(too_large());
         }
         // What has arrived counts against the bound of every body being read, until this one
@@ -92,17 +92,21 @@ pub async fn read(
     }
 }
 
-/// Reads and drops the rest of a refused body, at most `budget` bytes and until `deadline` or
-/// [`LINGER_TIME`] from now, whichever comes first.
-async fn linger(mut body: Body, budget: usize, deadline: Instant) {
+/// Behind the refusal, which goes out meanwhile: reads and drops the rest of a refused body, at
+/// most [`LINGER_FACTOR`] times `limit` bytes and until `deadline` or [`LINGER_TIME`] from now,
+/// whichever comes first. The connection's place is held meanwhile, as by any request.
+fn linger(mut body: Body, limit: usize, deadline: Instant) {
     let until = deadline.min(Instant::now() + LINGER_TIME);
-    let mut dropped = 0usize;
-    while dropped < budget {
-        match tokio::time::timeout_at(until, body.frame()).await {
-            Ok(Some(Ok(frame))) => {
-                dropped += frame.data_ref().map_or(0, Bytes::len);
+    let budget = limit.saturating_mul(LINGER_FACTOR);
+    tokio::spawn(async move {
+        let mut dropped = 0usize;
+        while dropped < budget {
+            match tokio::time::timeout_at(until, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    dropped += frame.data_ref().map_or(0, Bytes::len);
+                }
+                _ => return,
             }
-            _ => return,
         }
-    }
+    });
 }

@@ -372,7 +372,8 @@ async fn eventually_async(server: &Server, seconds: u64) {
 }
 
 /// A chunked body past the limit from a client that keeps sending, a declared length past the
-/// limit with `Expect: 100-continue`: each gets its 413 with a JSON body, and no 100 Continue.
+/// limit with `Expect: 100-continue`, and without it from a client that waits for the answer: each
+/// gets its 413 with a JSON body at once, and no 100 Continue.
 #[test]
 fn oversized_bodies_get_their_413() {
     let server = Server::start_with(&[&bundle("iris-svc")], &["--max-body-bytes", "65536"]);
@@ -397,6 +398,30 @@ fn oversized_bodies_get_their_413() {
     let (status, body) = read_answer(&mut stream);
     assert_eq!(status, 413, "no 100 Continue, the refusal at once: {body}");
     assert!(error_of(&body).contains("--max-body-bytes"), "{body}");
+
+    // A declared length past the limit without `Expect`, from a client that waits for the answer
+    // before it sends the body (a read timeout of 4 s: less than the 5 s for which a refused body
+    // is read on, which once held the 413 back): the 413 comes first; the body sent after it is
+    // read and dropped, and the same connection then serves the next request.
+    let mut stream = TcpStream::connect(server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(4)))
+        .unwrap();
+    stream
+        .write_all(b"POST /v2/models/iris-svc/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    let (status, body) = read_answer(&mut stream);
+    assert_eq!(status, 413, "{body}");
+    assert!(error_of(&body).contains("--max-body-bytes"), "{body}");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(&[b' '; 100_000]).unwrap();
+    stream
+        .write_all(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (status, body) = read_answer(&mut stream);
+    assert_eq!(status, 200, "the connection after the refused body: {body}");
 }
 
 /// Error answers written below the handlers have a JSON body too, and gRPC's UNIMPLEMENTED says
