@@ -1,6 +1,7 @@
 //! Generates the gRPC services (the Open Inference Protocol's, proto/inference.proto, and the
 //! standard health service, proto/health.proto) with
-//! protox, a protobuf compiler in Rust: no `protoc` binary and no network at build time.
+//! protox, a protobuf compiler in Rust: no `protoc` binary and no network at build time. And
+//! compresses the API page's assets with gzip, so that serving them costs no compression.
 
 /// The messages read from REST's JSON answers (see below).
 const FROM_REST_JSON: [&str; 14] = [
@@ -20,14 +21,33 @@ const FROM_REST_JSON: [&str; 14] = [
     "StatisticDuration",
 ];
 
+/// The assets `/docs` serves, which the binary holds as they are and gzip-compressed.
+const ASSETS: [&str; 2] = [
+    "assets/swagger-ui/swagger-ui-bundle.js",
+    "assets/swagger-ui/swagger-ui.css",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    for asset in ASSETS {
+        println!("cargo:rerun-if-changed={asset}");
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gzip, &std::fs::read(asset)?)?;
+        let name = std::path::Path::new(asset)
+            .file_name()
+            .ok_or("an asset's name")?;
+        std::fs::write(
+            out.join(format!("{}.gz", name.to_string_lossy())),
+            gzip.finish()?,
+        )?;
+    }
+
     let files = ["proto/inference.proto", "proto/health.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["proto"])?;
     // For gRPC server reflection (grpcurl, grpcui, Postman): the services' own descriptors.
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out.join("inference_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
