@@ -5,13 +5,22 @@
 //! sent for it). The 413 goes out at once; the rest of a refused body is read on, and dropped, for
 //! a bounded time behind it: a client still sending then reads the answer instead of a broken pipe
 //! (nginx's lingering close), and one that waits for an answer before sending is not kept waiting.
+//!
+//! A stream of gRPC messages (ModelStreamInfer) is read by the gRPC library as it goes; each of its
+//! messages is held to the same rules as ModelInfer's one ([`messages`]).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap};
+use http_body::Frame;
 use http_body_util::BodyExt;
-use tokio::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Instant, Sleep};
 
 use crate::serving::error::{ErrorKind, ServeError};
 use crate::serving::Registry;
@@ -109,4 +118,136 @@ fn linger(mut body: Body, limit: usize, deadline: Instant) {
             }
         }
     });
+}
+
+/// The body of a stream of gRPC messages, each held to what ModelInfer's single message is held
+/// to by [`read`]: the length its frame header declares within `limit`, else TooLarge; its bytes,
+/// while they arrive, within the upload budget shared with every body being read, else
+/// Unavailable; all of it within `--body-read-timeout-seconds` from when the server first waits
+/// for it, else TooSlow. Between messages nothing is held and no clock runs. An error ends the stream (the gRPC library
+/// reads it as the call's status).
+pub fn messages(registry: Arc<Registry>, body: Body, limit: usize) -> Body {
+    Body::new(Messages {
+        registry,
+        inner: body,
+        limit,
+        header: [0; 5],
+        header_read: 0,
+        remaining: 0,
+        held: Vec::new(),
+        deadline: None,
+    })
+}
+
+struct Messages {
+    registry: Arc<Registry>,
+    inner: Body,
+    limit: usize,
+    /// The frame header being read (a compression flag, then the length, big-endian).
+    header: [u8; 5],
+    header_read: usize,
+    /// The bytes still to come of the message being read, after its header.
+    remaining: usize,
+    /// The upload room the message being read holds.
+    held: Vec<OwnedSemaphorePermit>,
+    /// When the message being read must have arrived whole, from the first wait for it.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl Messages {
+    /// Counts `data` into the messages it belongs to.
+    fn account(&mut self, mut data: &[u8]) -> Result<(), ServeError> {
+        let limits = self.registry.limits();
+        while !data.is_empty() {
+            let in_header = self.remaining == 0;
+            let take = if in_header {
+                (self.header.len() - self.header_read).min(data.len())
+            } else {
+                self.remaining.min(data.len())
+            };
+            let room = self
+                .registry
+                .hold_upload(take)
+                .ok_or_else(|| ServeError::unavailable(limits.uploads_message()))?;
+            self.held.push(room);
+            if in_header {
+                self.header[self.header_read..self.header_read + take]
+                    .copy_from_slice(&data[..take]);
+                self.header_read += take;
+                if self.header_read == self.header.len() {
+                    self.header_read = 0;
+                    let length = u32::from_be_bytes([
+                        self.header[1],
+                        self.header[2],
+                        self.header[3],
+                        self.header[4],
+                    ]) as usize;
+                    if length.saturating_add(self.header.len()) > self.limit {
+                        return Err(ServeError::new(
+                            ErrorKind::TooLarge,
+                            limits.too_large_message(),
+                        ));
+                    }
+                    self.remaining = length;
+                }
+            } else {
+                self.remaining -= take;
+            }
+            if self.remaining == 0 && self.header_read == 0 {
+                // A whole message: the gRPC library decodes it now, and it is admitted or not.
+                self.held.clear();
+                self.deadline = None;
+            }
+            data = &data[take..];
+        }
+        Ok(())
+    }
+}
+
+impl http_body::Body for Messages {
+    type Data = Bytes;
+    type Error = ServeError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ServeError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(context) {
+            Poll::Pending => {
+                let in_message = this.remaining > 0 || this.header_read > 0;
+                if !in_message {
+                    return Poll::Pending;
+                }
+                // The clock starts when the server first waits for the message: not while the
+                // message before it runs, with this one's first bytes already in.
+                let timeout = this.registry.limits().body_read_timeout;
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if deadline.as_mut().poll(context).is_pending() {
+                    return Poll::Pending;
+                }
+                let limits = this.registry.limits();
+                let error = ServeError::new(ErrorKind::TooSlow, limits.too_slow_message());
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                let counted = frame.data_ref().map_or(Ok(()), |data| this.account(data));
+                Poll::Ready(Some(counted.map(|()| frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(ServeError::invalid(format!(
+                "the request body could not be read: {error}"
+            ))))),
+            Poll::Ready(None) => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

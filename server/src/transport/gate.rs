@@ -1,8 +1,11 @@
 //! What a call passes before its handler, over HTTP and gRPC alike, in this order: who calls (a
 //! valid bearer token when the server has tokens, unless its route is open), then, for an
 //! inference, its body, read whole ([`body::read`]) so that a slow sender holds no place, then a
-//! place among the requests in flight, held until it is answered. The policy is the call's route
+//! place among the requests in flight, held until it is answered (for a stream of inferences,
+//! each message's body as it comes, and each message's place). The policy is the call's route
 //! ([`crate::transport::routes`]); each transport turns a [`Refusal`] into its own status.
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -31,9 +34,9 @@ pub struct Passed {
 }
 
 /// The gate of one call to `route` (None: a call the server does not have, which its transport
-/// answers). `limit` is the largest body an inference may send.
+/// answers). `limit` is the largest body an inference may send (each message of a stream).
 pub async fn pass(
-    registry: &Registry,
+    registry: &Arc<Registry>,
     route: Option<&Route>,
     headers: &HeaderMap,
     body: Body,
@@ -47,6 +50,10 @@ pub async fn pass(
                 presented: authorization.is_some(),
             });
         }
+    }
+    if route.is_some_and(|route| route.inference_stream) {
+        let body = body::messages(registry.clone(), body, limit);
+        return Ok(Passed { body, place: None });
     }
     if !route.is_some_and(|route| route.inference) {
         return Ok(Passed { body, place: None });

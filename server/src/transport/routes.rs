@@ -94,6 +94,9 @@ pub struct Route {
     /// Runs a model: admitted among `--max-concurrent-requests` and abandoned at
     /// `--request-timeout-seconds`.
     pub inference: bool,
+    /// A stream of inferences (ModelStreamInfer): each message is read as an inference's body is
+    /// ([`crate::transport::body::messages`]) and admitted on its own.
+    pub inference_stream: bool,
     pub operation_id: &'static str,
     pub summary: &'static str,
     /// The JSON schema of the request body, if it takes one.
@@ -116,6 +119,7 @@ impl Route {
             model_scoped: false,
             open: false,
             inference: false,
+            inference_stream: false,
             operation_id,
             summary,
             takes: None,
@@ -188,6 +192,13 @@ impl Route {
     const fn inference(self) -> Route {
         Route {
             inference: true,
+            ..self
+        }
+    }
+
+    const fn inference_stream(self) -> Route {
+        Route {
+            inference_stream: true,
             ..self
         }
     }
@@ -354,7 +365,7 @@ static OTHER_ROUTES: [Route; 34] = [
 static GRPC_ONLY_ROUTES: [Route; 5] = [
     // Each message of the stream is admitted on its own, by the handler: the stream is not read
     // whole first.
-    Route::grpc_only(INFERENCE, "ModelStreamInfer"),
+    Route::grpc_only(INFERENCE, "ModelStreamInfer").inference_stream(),
     // The probes of Kubernetes and grpc_health_probe, open as REST's health routes are.
     Route::grpc_only(HEALTH, "Check").open(),
     Route::grpc_only(HEALTH, "Watch").open(),
@@ -489,7 +500,7 @@ mod tests {
         assert_eq!(ready.path, READY_PATH);
         assert!(ready.open);
         let stream = grpc("/inference.GRPCInferenceService/ModelStreamInfer").unwrap();
-        assert!(!stream.inference && !stream.open);
+        assert!(!stream.inference && stream.inference_stream && !stream.open);
         assert!(grpc("/grpc.health.v1.Health/Check").unwrap().open);
         assert!(grpc("/inference.GRPCInferenceService/CudaSharedMemoryStatus").is_some());
         assert!(grpc("/inference.GRPCInferenceService/TraceSetting").is_none());

@@ -325,6 +325,106 @@ async fn many_slow_streams_on_one_http2_connection_hold_no_inference_slot() {
     }
 }
 
+/// ModelStreamInfer messages that declare 8 MiB and stop after part of it, on twelve streams:
+/// each message is held to ModelInfer's rules, so the parts held count in `--max-upload-bytes`
+/// (the streams past it end UNAVAILABLE at once) and the others end DEADLINE_EXCEEDED at
+/// `--body-read-timeout-seconds`, freeing what they held; ordinary callers are served meanwhile,
+/// and a stream whose messages come whole is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_messages_count_in_the_upload_budget_and_the_body_timeout() {
+    let server = Server::start_with(
+        &[&bundle("iris-svc")],
+        &[
+            "--max-upload-bytes",
+            "16777216",
+            "--max-body-bytes",
+            "16777216",
+            "--body-read-timeout-seconds",
+            "2",
+        ],
+    );
+    let path = "http://x/inference.GRPCInferenceService/ModelStreamInfer";
+    let stream_request = || {
+        axum::http::Request::post(path)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap()
+    };
+    let mut streams = Vec::new();
+    for _ in 0..12 {
+        let mut client = common::h2_connect(server.grpc_address).await;
+        let (answer, mut body) = client.send_request(stream_request(), false).unwrap();
+        let mut part = vec![0u8];
+        part.extend_from_slice(&(8u32 << 20).to_be_bytes());
+        body.send_data(Bytes::from(part), false).unwrap();
+        for _ in 0..32 {
+            body.send_data(Bytes::from(vec![0u8; 64 << 10]), false)
+                .unwrap();
+        }
+        streams.push((client, answer, body));
+    }
+    let caller = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut ended = Vec::new();
+    for (_client, answer, _body) in streams {
+        let ends = tokio::spawn(grpc_status(answer));
+        while !ends.is_finished() {
+            ordinary(&server, &caller).await;
+            assert_eq!(
+                grpc_call(server.grpc_address).await,
+                "0",
+                "beside the streams"
+            );
+        }
+        ended.push(ends.await.unwrap());
+    }
+    let count = |code: &str| ended.iter().filter(|status| *status == code).count();
+    assert_eq!(
+        count("14") + count("4"),
+        12,
+        "UNAVAILABLE or DEADLINE_EXCEEDED: {ended:?}"
+    );
+    assert!(
+        count("14") >= 1,
+        "24 MiB sent against 16 MiB of upload room: {ended:?}"
+    );
+    assert!(
+        count("4") >= 1,
+        "the streams within the room wait for the rest: {ended:?}"
+    );
+
+    // The room is free again: a stream of whole messages is answered.
+    let mut client = common::h2_connect(server.grpc_address).await;
+    let (answer, mut body) = client.send_request(stream_request(), false).unwrap();
+    body.send_data(Bytes::from(grpc_frame()), true).unwrap();
+    assert_eq!(grpc_status(answer).await, "0");
+}
+
+/// The grpc-status a call ends with: in the answer's head (an error at once) or its trailers.
+async fn grpc_status(answer: h2::client::ResponseFuture) -> String {
+    let answer = tokio::time::timeout(Duration::from_secs(30), answer)
+        .await
+        .expect("an answer within 30 s")
+        .unwrap();
+    if let Some(status) = answer.headers().get("grpc-status") {
+        return status.to_str().unwrap().to_string();
+    }
+    let mut body = answer.into_body();
+    let read = async {
+        while let Some(data) = body.data().await {
+            data.unwrap();
+        }
+        body.trailers().await.unwrap().unwrap()
+    };
+    let trailers = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the call's end within 30 s");
+    trailers["grpc-status"].to_str().unwrap().to_string()
+}
+
 /// An ordinary ModelInfer over a new HTTP/2 connection; its grpc-status.
 async fn grpc_call(address: SocketAddr) -> String {
     let mut client = common::h2_connect(address).await;

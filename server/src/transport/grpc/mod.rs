@@ -197,7 +197,11 @@ where
                     }
                     Err(Refusal::Refused(error)) => return Ok(status(&error).into_http()),
                 };
-                let request = axum::extract::Request::from_parts(parts, passed.body);
+                let body = match route.is_some_and(|route| route.inference_stream) {
+                    true => stream_body(passed.body),
+                    false => passed.body,
+                };
+                let request = axum::extract::Request::from_parts(parts, body);
                 let answer = inner.call(request).await;
                 drop(passed.place);
                 answer
@@ -256,6 +260,18 @@ fn unimplemented_message(unserved: Option<&str>) -> String {
         Some(why) => format!("{why}; {served}"),
         None => served,
     }
+}
+
+/// A stream's body whose refusals ([`crate::transport::body::messages`]) reach the gRPC library
+/// as their status, which it ends the stream with (any other error it reads as UNKNOWN).
+fn stream_body(body: axum::body::Body) -> axum::body::Body {
+    use http_body_util::BodyExt;
+    axum::body::Body::new(
+        body.map_err(|error| match error.into_inner().downcast::<ServeError>() {
+            Ok(refusal) => status(&refusal),
+            Err(other) => Status::from_error(other),
+        }),
+    )
 }
 
 /// The one place gRPC codes come from the serving layer's error kinds.
