@@ -1,9 +1,10 @@
 //! How every listener (HTTP, gRPC, metrics) accepts and keeps connections, so that hostile
 //! connections cannot exhaust the process: each accepted socket sends at once (TCP_NODELAY); an
 //! HTTP/1 request head must arrive within a bound (the wait for the next request on a kept-alive
-//! connection included); a connection with no request in flight that sends nothing for a while is
-//! closed, HTTP/2 ones too; HTTP/2 peers are pinged, and streams per connection are capped; and the
-//! connections of the whole process are capped below its open-file limit.
+//! connection included); a connection with no request in progress for a while is closed, HTTP/2
+//! ones too, whatever else it sends (an HTTP/2 peer that only answers pings is idle); HTTP/2 peers
+//! are pinged, and streams per connection are capped; and the connections of the whole process are
+//! capped below its open-file limit.
 //!
 //! Past the cap a connection is still served, but as an overflow: one request, a short time to
 //! send it, then closed. So a health probe still gets its answer while idle attackers hold every
@@ -21,10 +22,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes};
+use http_body::Frame;
+
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -40,8 +43,8 @@ pub struct ConnectionLimits {
     /// HTTP/1: how long a client may take to send a request head, counted from the moment the
     /// connection is ready for one (its opening, or the end of the previous answer).
     pub header_read_timeout: Duration,
-    /// How long a connection with no request in flight may send nothing before it is closed
-    /// (HTTP/1 and HTTP/2).
+    /// How long a connection may have no request in progress (from its head to the last byte of
+    /// its answer) before it is closed (HTTP/1 and HTTP/2), whatever else it sends.
     pub idle_timeout: Duration,
     /// HTTP/2: how often the server pings a peer; one that does not answer within the same time
     /// is dropped.
@@ -197,10 +200,7 @@ async fn serve_connection<S: Service + Clone>(
     stopping: CancellationToken,
 ) {
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(WithJsonParseErrors::new(Tracked {
-        inner: stream,
-        activity: activity.clone(),
-    }));
+    let io = TokioIo::new(WithJsonParseErrors::new(stream));
     let service = TowerToHyperService::new(InFlight {
         inner: service,
         activity: activity.clone(),
@@ -230,11 +230,11 @@ async fn serve_connection<S: Service + Clone>(
     }
 }
 
-/// What a connection is doing: its requests in flight and when it last moved a byte.
+/// What a connection is doing: its requests in progress and when the last one ended.
 struct Activity {
     started: Instant,
     last_millis: AtomicU64,
-    in_flight: AtomicUsize,
+    in_progress: AtomicUsize,
 }
 
 impl Activity {
@@ -242,18 +242,14 @@ impl Activity {
         Activity {
             started: Instant::now(),
             last_millis: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
+            in_progress: AtomicUsize::new(0),
         }
     }
 
-    fn touch(&self) {
-        let now = self.started.elapsed().as_millis() as u64;
-        self.last_millis.store(now, Ordering::Relaxed);
-    }
-
-    /// How long the connection has had no request in flight and moved no byte.
+    /// How long the connection has had no request in progress (since it opened, or since its
+    /// last request's answer ended).
     fn idle_for(&self) -> Duration {
-        if self.in_flight.load(Ordering::SeqCst) > 0 {
+        if self.in_progress.load(Ordering::SeqCst) > 0 {
             return Duration::ZERO;
         }
         let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
@@ -261,72 +257,52 @@ impl Activity {
     }
 }
 
-/// The socket, noting every byte it moves.
-struct Tracked {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-}
+/// One request in progress on its connection, from its head until its answer's body has ended
+/// (or the request or answer was dropped: a caller gone, a connection closed).
+struct InProgress(Arc<Activity>);
 
-impl AsyncRead for Tracked {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(context, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        polled
+impl InProgress {
+    fn start(activity: Arc<Activity>) -> Self {
+        activity.in_progress.fetch_add(1, Ordering::SeqCst);
+        InProgress(activity)
     }
 }
 
-impl AsyncWrite for Tracked {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(context, data);
-        if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        data: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(context, data);
-        if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(context)
-    }
-
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(context)
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        let now = self.0.started.elapsed().as_millis() as u64;
+        self.0.last_millis.store(now, Ordering::Relaxed);
+        self.0.in_progress.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// The service, counting the connection's requests in flight (until their answer's head).
+/// An answer's body, keeping its request in progress until it ends.
+struct Answering {
+    body: Body,
+    _request: InProgress,
+}
+
+impl http_body::Body for Answering {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(context)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The service, counting the connection's requests in progress.
 #[derive(Clone)]
 struct InFlight<S> {
     inner: S,
@@ -347,15 +323,16 @@ where
     }
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
-        let activity = self.activity.clone();
-        activity.in_flight.fetch_add(1, Ordering::SeqCst);
-        let answer =
-            tower::ServiceExt::oneshot(self.inner.clone(), request.map(axum::body::Body::new));
+        let in_progress = InProgress::start(self.activity.clone());
+        let answer = tower::ServiceExt::oneshot(self.inner.clone(), request.map(Body::new));
         Box::pin(async move {
-            let answer = answer.await;
-            activity.in_flight.fetch_sub(1, Ordering::SeqCst);
-            activity.touch();
-            answer
+            let answer = answer.await?;
+            Ok(answer.map(|body| {
+                Body::new(Answering {
+                    body,
+                    _request: in_progress,
+                })
+            }))
         })
     }
 }

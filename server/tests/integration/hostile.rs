@@ -223,6 +223,53 @@ async fn idle_and_half_sent_connections_past_the_cap_leave_callers_served() {
 
 /// Slow uploads no longer hold the places of requests in flight: with 4 places, 8 senders of a
 /// partial body leave ordinary callers served, and each sender gets 408 at its body timeout.
+/// HTTP/2 connections that send no request and only answer the server's pings (every second) are
+/// idle: with an idle timeout of 3 s, eight of them on each HTTP/2 port (h2c, gRPC; and the one
+/// port of `--single-port`) are all closed, and an ordinary caller then takes a place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_only_answer_pings_are_idle() {
+    let idle = [
+        "--idle-timeout-seconds",
+        "3",
+        "--http2-keepalive-seconds",
+        "1",
+        "--max-connections",
+        "8",
+    ];
+    let separate = Server::start_with(&[&bundle("iris-svc")], &idle);
+    let single_flags = [&idle[..], &["--single-port"]].concat();
+    let single = Server::start_with(&[&bundle("iris-svc")], &single_flags);
+    for (server, address, serves_grpc) in [
+        (&separate, separate.address, false),
+        (&separate, separate.grpc_address, true),
+        (&single, single.address, true),
+    ] {
+        let mut connections = Vec::new();
+        for _ in 0..8 {
+            let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+            let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+            // The h2 library answers each ping as long as the connection is driven.
+            connections.push((client, tokio::spawn(connection)));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !connections.iter().all(|(_, driven)| driven.is_finished()) {
+            assert!(
+                Instant::now() < deadline,
+                "connections that only answer pings still open on {address} after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if serves_grpc {
+            assert_eq!(
+                grpc_call(address).await,
+                "0",
+                "a caller on {address} after them"
+            );
+        }
+        ordinary(server, &reqwest::Client::new()).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_uploads_hold_no_inference_slot_and_get_408() {
     let server = Server::start_with(
