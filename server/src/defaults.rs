@@ -41,7 +41,7 @@ pub const MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
 /// Seconds an HTTP/1 client may take to send a request head, the wait for the next one on a
 /// kept-alive connection included (`--header-read-timeout-seconds`).
 pub const HEADER_READ_TIMEOUT_SECONDS: u64 = 10;
-/// Seconds a connection with no request in flight may send nothing (`--idle-timeout-seconds`).
+/// Seconds a connection may have no request in progress (`--idle-timeout-seconds`).
 pub const IDLE_TIMEOUT_SECONDS: u64 = 60;
 /// Seconds between HTTP/2 pings; a peer silent that long after one is dropped
 /// (`--http2-keepalive-seconds`).

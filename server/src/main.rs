@@ -136,8 +136,8 @@ struct ServeArgs {
     /// connection is ready for one (opened, or the previous answer sent); then it is closed.
     #[arg(long, env = "PREDICTOR_HEADER_READ_TIMEOUT_SECONDS", default_value_t = defaults::HEADER_READ_TIMEOUT_SECONDS)]
     header_read_timeout_seconds: u64,
-    /// Seconds a connection (HTTP/1 or HTTP/2, every port) with no request in flight may send
-    /// nothing before it is closed.
+    /// Seconds a connection (HTTP/1 or HTTP/2, every port) may have no request in progress
+    /// before it is closed, whatever else it sends (pings included).
     #[arg(long, env = "PREDICTOR_IDLE_TIMEOUT_SECONDS", default_value_t = defaults::IDLE_TIMEOUT_SECONDS)]
     idle_timeout_seconds: u64,
     /// Seconds between the pings of an HTTP/2 connection; a peer that does not answer one within
