@@ -450,6 +450,37 @@ async fn stream_messages_count_in_the_upload_budget_and_the_body_timeout() {
     assert_eq!(grpc_status(answer).await, "0");
 }
 
+/// A ModelInferRequest of 8 MiB of empty `inputs` entries (2 bytes each, about 300 in memory
+/// once decoded): refused INVALID_ARGUMENT before it is decoded, as ModelInfer and as a stream's
+/// message, with the server's memory not grown by the gigabytes it once took; ordinary calls are
+/// answered beside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_messages_cannot_decode_to_hundreds_of_times_their_size() {
+    let server = Server::start_with(&[&bundle("iris-svc")], &["--max-body-bytes", "16777216"]);
+    let message = [0x2a_u8, 0].repeat(4 << 20);
+    let before = server.rss_bytes();
+    for method in ["ModelInfer", "ModelStreamInfer"] {
+        let mut client = common::h2_connect(server.grpc_address).await;
+        let request =
+            axum::http::Request::post(format!("http://x/inference.GRPCInferenceService/{method}"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .unwrap();
+        let (answer, mut body) = client.send_request(request, false).unwrap();
+        let mut frame = vec![0];
+        frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&message);
+        body.send_data(Bytes::from(frame), method == "ModelInfer")
+            .unwrap();
+        assert_eq!(grpc_status(answer).await, "3", "{method}: INVALID_ARGUMENT");
+        assert_eq!(grpc_call(server.grpc_address).await, "0", "beside {method}");
+        ordinary(&server, &reqwest::Client::new()).await;
+    }
+    let grown = server.rss_bytes().saturating_sub(before);
+    assert!(grown < 96 << 20, "RSS grew by {} MiB", grown >> 20);
+}
+
 /// The grpc-status a call ends with: in the answer's head (an error at once) or its trailers.
 async fn grpc_status(answer: h2::client::ResponseFuture) -> String {
     let answer = tokio::time::timeout(Duration::from_secs(30), answer)

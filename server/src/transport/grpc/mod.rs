@@ -21,6 +21,7 @@ use crate::transport::timed_answer::{timed, TimerSlot, TIMER};
 
 mod health;
 mod inference;
+mod wire;
 
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
@@ -68,14 +69,21 @@ where
 
 pub struct CallersDecoder<U>(tonic_prost::ProstDecoder<U>);
 
-impl<U: prost::Message + Default> tonic::codec::Decoder for CallersDecoder<U> {
+impl<U: prost::Message + Default + 'static> tonic::codec::Decoder for CallersDecoder<U> {
     type Item = U;
     type Error = Status;
 
+    /// Refuses a message whose structure would outgrow its wire size ([`wire`]) before
+    /// decoding it (the buffer holds the whole message, contiguous).
     fn decode(
         &mut self,
         buf: &mut tonic::codec::DecodeBuf<'_>,
     ) -> Result<Option<Self::Item>, Self::Error> {
+        use bytes::Buf;
+        if let Some(why) = wire::refusal::<U>(buf.chunk()) {
+            buf.advance(buf.remaining());
+            return Err(Status::invalid_argument(why));
+        }
         self.0
             .decode(buf)
             .map_err(|status| Status::invalid_argument(status.message()))
