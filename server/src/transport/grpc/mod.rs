@@ -73,7 +73,7 @@ impl<U: prost::Message + Default + 'static> tonic::codec::Decoder for CallersDec
     type Item = U;
     type Error = Status;
 
-    /// Refuses a message whose structure would outgrow its wire size ([`wire`]) before
+    /// Refuses a message whose structure would outgrow its wire size (`wire.rs`) before
     /// decoding it (the buffer holds the whole message, contiguous).
     fn decode(
         &mut self,
