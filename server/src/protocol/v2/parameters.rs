@@ -8,6 +8,17 @@ use super::shared_memory::SharedMemorySpan;
 use crate::serving::error::ServeError;
 use crate::text::clip;
 
+/// The most parameters one map (a request's, an input's, an output's) may hold, on every wire:
+/// with their values scalars, what a map decodes to is then bounded by its own bytes.
+pub const MAX_PARAMETERS: usize = 64;
+
+/// The refusal of a map with more than [`MAX_PARAMETERS`] entries.
+pub fn too_many_parameters(owner: &str) -> ServeError {
+    invalid(format!(
+        "{owner}: more than {MAX_PARAMETERS} parameters; the protocol's are a handful"
+    ))
+}
+
 /// A parameter's value, typed as the protocol types it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parameter<'a> {

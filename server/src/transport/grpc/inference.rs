@@ -436,6 +436,9 @@ impl InferenceService {
     pub(crate) fn decode_request(
         request: &mut ModelInferRequest,
     ) -> Result<InferRequest, ServeError> {
+        if request.parameters.len() > oip::MAX_PARAMETERS {
+            return Err(oip::too_many_parameters("the request"));
+        }
         let mut raw = std::mem::take(&mut request.raw_input_contents);
         let given = raw.len();
         // One raw entry per input, in order (empty for one whose data is elsewhere), or, as
@@ -446,6 +449,9 @@ impl InferenceService {
         let mut inputs = Vec::with_capacity(request.inputs.len());
         for (index, input) in request.inputs.iter_mut().enumerate() {
             let owner = || format!("input '{}'", crate::text::clip(&input.name));
+            if input.parameters.len() > oip::MAX_PARAMETERS {
+                return Err(oip::too_many_parameters(&owner()));
+            }
             // The owner's name is only written for an input with parameters (a message's).
             let shared_memory = match input.parameters.is_empty() {
                 true => None,
@@ -481,6 +487,9 @@ impl InferenceService {
         for output in &mut request.outputs {
             let owner = format!("output '{}'", crate::text::clip(&output.name));
             let parameters = &output.parameters;
+            if parameters.len() > oip::MAX_PARAMETERS {
+                return Err(oip::too_many_parameters(&owner));
+            }
             outputs.push(oip::RequestedOutput {
                 shared_memory: parameters.shared_memory_span(&owner)?,
                 classification: parameters.read("classification", &owner, "a class count")?,

@@ -220,7 +220,7 @@ pub(super) async fn model_metadata(V2Model(model): V2Model) -> Response {
 #[derive(Deserialize)]
 struct WireRequest {
     id: Option<String>,
-    parameters: Option<Map<String, Value>>,
+    parameters: Option<JsonParameters>,
     inputs: Vec<RequestInput>,
     outputs: Option<Vec<RequestOutput>>,
 }
@@ -230,7 +230,7 @@ struct RequestInput {
     name: String,
     shape: Vec<i64>,
     datatype: String,
-    parameters: Option<Map<String, Value>>,
+    parameters: Option<JsonParameters>,
     /// Kept as text and decoded straight into the tensor once its datatype and shape are known.
     data: Option<Box<RawValue>>,
 }
@@ -238,13 +238,87 @@ struct RequestInput {
 #[derive(Deserialize)]
 struct RequestOutput {
     name: String,
-    parameters: Option<Map<String, Value>>,
+    parameters: Option<JsonParameters>,
+}
+
+/// A JSON parameter map as the protocol has it: at most [`oip::MAX_PARAMETERS`] entries, each a
+/// boolean, a number, a string (or null), as Triton takes them; refused while it is read, so that
+/// a body of a hundred thousand tiny entries, or of nested arrays, is not decoded into a map many
+/// times its size.
+struct JsonParameters(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for JsonParameters {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = JsonParameters;
+            fn expecting(&self, out: &mut std::fmt::Formatter) -> std::fmt::Result {
+                out.write_str("an object of parameters")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut entries: A,
+            ) -> Result<JsonParameters, A::Error> {
+                use serde::de::Error;
+                let mut map = Map::new();
+                while let Some(key) = entries.next_key::<String>()? {
+                    if map.len() == oip::MAX_PARAMETERS {
+                        return Err(A::Error::custom(format_args!(
+                            "more than {} parameters in one object; the protocol's are a handful",
+                            oip::MAX_PARAMETERS
+                        )));
+                    }
+                    let value = entries.next_value::<Scalar>()?.0;
+                    map.insert(key, value);
+                }
+                Ok(JsonParameters(map))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+/// A parameter's value: anything but an array or an object.
+struct Scalar(Value);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl<'de> serde::de::Visitor<'de> for ScalarVisitor {
+            type Value = Scalar;
+            fn expecting(&self, out: &mut std::fmt::Formatter) -> std::fmt::Result {
+                out.write_str("a parameter: a boolean, a number or a string")
+            }
+            fn visit_bool<E>(self, flag: bool) -> Result<Scalar, E> {
+                Ok(Scalar(Value::Bool(flag)))
+            }
+            fn visit_i64<E>(self, number: i64) -> Result<Scalar, E> {
+                Ok(Scalar(Value::from(number)))
+            }
+            fn visit_u64<E>(self, number: u64) -> Result<Scalar, E> {
+                Ok(Scalar(Value::from(number)))
+            }
+            fn visit_f64<E>(self, number: f64) -> Result<Scalar, E> {
+                Ok(Scalar(Value::from(number)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Scalar, E> {
+                Ok(Scalar(Value::String(text.to_string())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Scalar, E> {
+                Ok(Scalar(Value::String(text)))
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar(Value::Null))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
 }
 
 /// REST's parameters: JSON values.
-impl oip::Parameters for Option<Map<String, Value>> {
+impl oip::Parameters for Option<JsonParameters> {
     fn parameter(&self, key: &str) -> Option<Parameter<'_>> {
-        Some(match self.as_ref()?.get(key)? {
+        Some(match self.as_ref()?.0.get(key)? {
             Value::Bool(flag) => Parameter::Bool(*flag),
             Value::String(text) => Parameter::Text(text),
             Value::Number(number) => match (number.as_u64(), number.as_i64()) {
