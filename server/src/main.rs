@@ -140,6 +140,10 @@ struct ServeArgs {
     /// before it is closed, whatever else it sends (pings included).
     #[arg(long, env = "PREDICTOR_IDLE_TIMEOUT_SECONDS", default_value_t = defaults::IDLE_TIMEOUT_SECONDS)]
     idle_timeout_seconds: u64,
+    /// Seconds an answer may make no progress towards its caller (a peer that stopped reading)
+    /// before its connection is closed, freeing what it held; default: the idle timeout.
+    #[arg(long, env = "PREDICTOR_SEND_TIMEOUT_SECONDS")]
+    send_timeout_seconds: Option<u64>,
     /// Seconds between the pings of an HTTP/2 connection; a peer that does not answer one within
     /// the same time is dropped.
     #[arg(long, env = "PREDICTOR_HTTP2_KEEPALIVE_SECONDS", default_value_t = defaults::HTTP2_KEEPALIVE_SECONDS)]
@@ -464,6 +468,10 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
                 "--header-read-timeout-seconds",
             )?,
             idle_timeout: seconds(args.idle_timeout_seconds, "--idle-timeout-seconds")?,
+            send_timeout: match args.send_timeout_seconds {
+                Some(send) => seconds(send, "--send-timeout-seconds")?,
+                None => seconds(args.idle_timeout_seconds, "--idle-timeout-seconds")?,
+            },
             keepalive_interval: seconds(args.http2_keepalive_seconds, "--http2-keepalive-seconds")?,
             max_concurrent_streams: args.max_concurrent_streams.max(1),
         },

@@ -28,6 +28,7 @@ use http_body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,9 @@ pub struct ConnectionLimits {
     /// How long a connection may have no request in progress (from its head to the last byte of
     /// its answer) before it is closed (HTTP/1 and HTTP/2), whatever else it sends.
     pub idle_timeout: Duration,
+    /// How long an answer may make no progress towards its caller (the socket takes no byte, or
+    /// an answer's next piece is not taken) before its connection is closed, freeing what it held.
+    pub send_timeout: Duration,
     /// HTTP/2: how often the server pings a peer; one that does not answer within the same time
     /// is dropped.
     pub keepalive_interval: Duration,
@@ -138,10 +142,14 @@ where
             Place::Regular(_) => (regular.clone(), limits.idle_timeout),
             Place::Overflow(_) => (overflow.clone(), OVERFLOW_TIMEOUT),
         };
+        let timeouts = Timeouts {
+            idle: idle_timeout,
+            send: limits.send_timeout,
+        };
         let service = service.clone();
         let stopping = stopping.clone();
         connections.spawn(async move {
-            serve_connection(stream, service, &builder, idle_timeout, stopping).await;
+            serve_connection(stream, service, &builder, timeouts, stopping).await;
             drop(place);
         });
     }
@@ -191,16 +199,28 @@ fn builder(
     builder
 }
 
-/// One connection, closed gracefully when the server stops or when it has been idle too long.
+/// The timeouts one connection is held to.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    idle: Duration,
+    send: Duration,
+}
+
+/// One connection, closed gracefully when the server stops or when it has been idle too long, and
+/// at once when its answers have made no progress for the send timeout (a peer that stopped
+/// reading: nothing would reach it, a graceful close included).
 async fn serve_connection<S: Service + Clone>(
     stream: TcpStream,
     service: S,
     builder: &auto::Builder<TokioExecutor>,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     stopping: CancellationToken,
 ) {
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(WithJsonParseErrors::new(stream));
+    let io = TokioIo::new(WithJsonParseErrors::new(Tracked {
+        inner: stream,
+        activity: activity.clone(),
+    }));
     let service = TowerToHyperService::new(InFlight {
         inner: service,
         activity: activity.clone(),
@@ -209,7 +229,9 @@ async fn serve_connection<S: Service + Clone>(
     tokio::pin!(connection);
     let mut closing = false;
     let mut check = tokio::time::interval(
-        idle_timeout
+        timeouts
+            .idle
+            .min(timeouts.send)
             .min(Duration::from_secs(1))
             .max(Duration::from_millis(100)),
     );
@@ -220,8 +242,12 @@ async fn serve_connection<S: Service + Clone>(
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }
-            _ = check.tick(), if !closing => {
-                if activity.idle_for() >= idle_timeout {
+            _ = check.tick() => {
+                if activity.stalled_for() >= timeouts.send {
+                    tracing::debug!("closing a connection whose answers made no progress");
+                    break;
+                }
+                if !closing && activity.idle_for() >= timeouts.idle {
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                 }
@@ -230,11 +256,19 @@ async fn serve_connection<S: Service + Clone>(
     }
 }
 
-/// What a connection is doing: its requests in progress and when the last one ended.
+/// What a connection is doing: its requests in progress and when the last one ended, and whether
+/// its answers are getting to the peer.
 struct Activity {
     started: Instant,
     last_millis: AtomicU64,
     in_progress: AtomicUsize,
+    /// Answers that gave a piece which has not been taken since (the library comes back for the
+    /// next piece once it has passed the last one on).
+    waiting: AtomicUsize,
+    /// When an answer's piece was last taken or the socket last took bytes.
+    progress_millis: AtomicU64,
+    /// When the socket began refusing bytes (its buffer full), plus one; 0 while it takes them.
+    blocked_millis: AtomicU64,
 }
 
 impl Activity {
@@ -243,7 +277,34 @@ impl Activity {
             started: Instant::now(),
             last_millis: AtomicU64::new(0),
             in_progress: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            progress_millis: AtomicU64::new(0),
+            blocked_millis: AtomicU64::new(0),
         }
+    }
+
+    fn now_millis(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn progressed(&self) {
+        self.progress_millis
+            .store(self.now_millis(), Ordering::Relaxed);
+    }
+
+    /// How long the connection's answers have not moved: the socket refusing bytes, or an answer's
+    /// piece not taken (an HTTP/2 peer whose window stays closed).
+    fn stalled_for(&self) -> Duration {
+        let now = self.now_millis();
+        let blocked = self.blocked_millis.load(Ordering::Relaxed);
+        let since = if blocked > 0 {
+            blocked - 1
+        } else if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.progress_millis.load(Ordering::Relaxed)
+        } else {
+            return Duration::ZERO;
+        };
+        Duration::from_millis(now.saturating_sub(since))
     }
 
     /// How long the connection has had no request in progress (since it opened, or since its
@@ -254,6 +315,82 @@ impl Activity {
         }
         let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
         self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// The socket, noting when it refuses bytes (its send buffer full: the peer is not reading) and
+/// when it takes them again.
+struct Tracked {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl Tracked {
+    fn note(&self, polled: &Poll<std::io::Result<usize>>) {
+        let blocked = &self.activity.blocked_millis;
+        match polled {
+            Poll::Pending => {
+                if blocked.load(Ordering::Relaxed) == 0 {
+                    blocked.store(self.activity.now_millis() + 1, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(Ok(written)) if *written > 0 => {
+                if blocked.load(Ordering::Relaxed) != 0 {
+                    blocked.store(0, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(_) => {}
+        }
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(context, buf)
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(context, data);
+        self.note(&polled);
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        data: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(context, data);
+        self.note(&polled);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(context)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(context)
     }
 }
 
@@ -276,10 +413,28 @@ impl Drop for InProgress {
     }
 }
 
-/// An answer's body, keeping its request in progress until it ends.
+/// An answer's body, keeping its request in progress until it ends, and noting whether the
+/// pieces it gives are taken.
 struct Answering {
     body: Body,
-    _request: InProgress,
+    request: InProgress,
+    /// A piece was given and the library has not come back for the next one.
+    given: bool,
+}
+
+impl Answering {
+    fn taken(&mut self) {
+        if std::mem::take(&mut self.given) {
+            self.request.0.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.request.0.progressed();
+        }
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.taken();
+    }
 }
 
 impl http_body::Body for Answering {
@@ -290,11 +445,19 @@ impl http_body::Body for Answering {
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(context)
+        self.taken();
+        let polled = Pin::new(&mut self.body).poll_frame(context);
+        if let Poll::Ready(Some(Ok(_))) = polled {
+            self.given = true;
+            self.request.0.waiting.fetch_add(1, Ordering::SeqCst);
+        }
+        polled
     }
 
+    /// Not while a piece is out: the library then comes back once it has passed that piece on,
+    /// which is how a last piece that never reaches the peer is noticed.
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        !self.given && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -330,7 +493,8 @@ where
             Ok(answer.map(|body| {
                 Body::new(Answering {
                     body,
-                    _request: in_progress,
+                    request: in_progress,
+                    given: false,
                 })
             }))
         })

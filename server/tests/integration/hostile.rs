@@ -609,6 +609,108 @@ async fn parameter_maps_cannot_decode_to_many_times_their_size() {
     assert!(peak < 190 << 20, "RSS peaked at {} MiB", peak >> 20);
 }
 
+/// v2 answers of 4,096 rows to callers that never read them: four HTTP/2 connections whose
+/// windows stay closed, with 25 requests each, and an HTTP/1 connection with 60 pipelined requests
+/// that reads nothing. With `--send-timeout-seconds 2` each connection is closed once its answers
+/// have not moved for 2 s (the idle timeout, 60 s, would never come: its requests are in
+/// progress), freeing what they held; an ordinary caller is served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_nobody_reads_are_dropped_at_the_send_timeout() {
+    let server = Server::start_with(
+        &[&bundle("iris-svc")],
+        &[
+            "--send-timeout-seconds",
+            "2",
+            "--idle-timeout-seconds",
+            "60",
+        ],
+    );
+    let rows: Vec<f32> = common::IRIS_ROW.repeat(4096);
+    let body = serde_json::json!({"inputs": [{"name": "input", "shape": [4096, 4], "datatype": "FP32", "data": rows}]});
+    let body = Bytes::from(serde_json::to_vec(&body).unwrap());
+    let before = server.rss_bytes();
+
+    let mut connections = Vec::new();
+    for _ in 0..4 {
+        let tcp = tokio::net::TcpStream::connect(server.address)
+            .await
+            .unwrap();
+        let (mut client, connection) = h2::client::Builder::new()
+            .initial_window_size(0)
+            .handshake(tcp)
+            .await
+            .unwrap();
+        let driven = tokio::spawn(connection);
+        let mut answers = Vec::new();
+        for _ in 0..25 {
+            client = client.ready().await.unwrap();
+            let request = axum::http::Request::post("http://x/v2/models/iris-svc/infer")
+                .header("content-type", "application/json")
+                .body(())
+                .unwrap();
+            let (answer, mut send) = client.send_request(request, false).unwrap();
+            send.send_data(body.clone(), true).unwrap();
+            answers.push(answer);
+        }
+        connections.push((client, answers, driven));
+    }
+    // HTTP/1: the requests written by a thread of their own (the server stops reading them once
+    // its answers back up), none of the answers read until the end.
+    let mut pipelined = TcpStream::connect(server.address).unwrap();
+    let writer = std::thread::spawn({
+        let mut stream = pipelined.try_clone().unwrap();
+        let head = format!(
+            "POST /v2/models/iris-svc/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let body = body.clone();
+        move || {
+            for _ in 0..60 {
+                if stream.write_all(head.as_bytes()).is_err() || stream.write_all(&body).is_err() {
+                    return; // closed by the server
+                }
+            }
+        }
+    });
+
+    let caller = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !connections
+        .iter()
+        .all(|(_, _, driven)| driven.is_finished())
+        || !writer.is_finished()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "connections whose answers nobody reads still open after 60 s"
+        );
+        ordinary(&server, &caller).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What reached the HTTP/1 client before the close: fewer than its 60 answers.
+    pipelined
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = tokio::task::block_in_place(|| pipelined.read_to_end(&mut received));
+    let answered = received
+        .windows(12)
+        .filter(|window| window == b"HTTP/1.1 200")
+        .count();
+    assert!(answered < 60, "all {answered} answers were held until read");
+    drop(connections);
+    ordinary(&server, &caller).await;
+    let grown = server.rss_bytes().saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "RSS still {} MiB above where it began",
+        grown >> 20
+    );
+}
+
 /// The grpc-status a call ends with: in the answer's head (an error at once) or its trailers.
 async fn grpc_status(answer: h2::client::ResponseFuture) -> String {
     let answer = tokio::time::timeout(Duration::from_secs(30), answer)
