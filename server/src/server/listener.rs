@@ -4,21 +4,24 @@
 //! connection included); a connection with no request in progress for a while is closed, HTTP/2
 //! ones too, whatever else it sends (an HTTP/2 peer that only answers pings is idle); HTTP/2 peers
 //! are pinged, and streams per connection are capped; and the connections of the whole process are
-//! capped below its open-file limit.
+//! capped below its open-file limit. A connection whose answers stop reaching its peer is closed
+//! after the send timeout.
 //!
-//! Past the cap a connection is still served, but as an overflow: one request, a short time to
-//! send it, then closed. So a health probe still gets its answer while idle attackers hold every
-//! regular place, and the attackers' connections are closed by the timeouts. Overflow places are
-//! capped too; past them a connection is closed at once (the open-file limit keeps headroom for
-//! the process's own files).
+//! Places go to those who use them: past the cap a new connection takes the place of one that has
+//! sent no request (the longest waiting first), or of one idle between requests, which is closed;
+//! so a caller that sends its request at once is served while attackers hold every place, however
+//! fast they reconnect. Without such a place it is still served, as an overflow: one request, a
+//! short time to send it, then closed. Overflow places are capped too; past them a connection is
+//! closed at once (the open-file limit keeps headroom for the process's own files).
 //!
 //! The answers hyper writes by itself to bytes that are no HTTP/1 request get a JSON body on the
 //! way out (`parse_error_answers`).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -57,33 +60,129 @@ pub struct ConnectionLimits {
     pub max_concurrent_streams: u32,
 }
 
-/// The places for connections of the whole process, shared by its listeners.
-#[derive(Debug, Clone)]
+/// The places for connections of the whole process, shared by its listeners, and who holds the
+/// regular ones.
+#[derive(Clone)]
 pub struct ConnectionPlaces {
     regular: Arc<Semaphore>,
     overflow: Arc<Semaphore>,
+    holders: Arc<Mutex<Holders>>,
+    /// New connections waiting for the place of one they ended: each holds a descriptor until
+    /// the ended one closes, so they are few (the open-file limit's reserve covers them).
+    evictions: Arc<Semaphore>,
+}
+
+/// The connections in regular places: what each is doing, and how to end it.
+#[derive(Default)]
+struct Holders {
+    next: u64,
+    by_id: HashMap<u64, (Arc<Activity>, CancellationToken)>,
 }
 
 /// How long an overflow connection may take to send its one request, or stay idle.
 const OVERFLOW_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection that has been served must have been idle before a new connection may
+/// take its place: a kept-alive caller's next request is not raced.
+const EVICTABLE_BETWEEN_REQUESTS: Duration = Duration::from_secs(1);
+/// New connections that may wait for an ended connection's place at once.
+const EVICTIONS_AT_ONCE: usize = 16;
+/// How long a new connection waits for the place of the connection it ended.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
 impl ConnectionPlaces {
     pub fn new(regular: usize, overflow: usize) -> Self {
         ConnectionPlaces {
             regular: Arc::new(Semaphore::new(regular)),
             overflow: Arc::new(Semaphore::new(overflow)),
+            holders: Arc::default(),
+            evictions: Arc::new(Semaphore::new(EVICTIONS_AT_ONCE)),
         }
     }
 
-    fn take(&self) -> Option<Place> {
+    /// A place for a new connection: a free regular one; else the regular place of another,
+    /// which is ended for it: the one that has waited longest without sending a request (still
+    /// on its first head), else the one idle longest between requests (for at least
+    /// [`EVICTABLE_BETWEEN_REQUESTS`]); else an overflow place; else none. So a caller that
+    /// sends its request at once is served while attackers hold every place, however fast they
+    /// reconnect (each new connection of theirs ends the oldest of their own), and a connection
+    /// with a request in progress is never ended.
+    async fn take(&self) -> Option<Place> {
         if let Ok(permit) = self.regular.clone().try_acquire_owned() {
             return Some(Place::Regular(permit));
+        }
+        if let Ok(_turn) = self.evictions.try_acquire() {
+            if self.evict_longest_idle() {
+                let freed = self.regular.clone().acquire_owned();
+                if let Ok(Ok(permit)) = tokio::time::timeout(EVICTION_WAIT, freed).await {
+                    return Some(Place::Regular(permit));
+                }
+            }
         }
         self.overflow
             .clone()
             .try_acquire_owned()
             .ok()
             .map(Place::Overflow)
+    }
+
+    /// Ends the regular connection that [`ConnectionPlaces::take`] chooses, if there is one.
+    fn evict_longest_idle(&self) -> bool {
+        let holders = self
+            .holders
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let longest = holders
+            .by_id
+            .values()
+            .map(|(activity, evict)| (activity.idle_for(), activity.served(), evict))
+            .filter(|(idle, served, evict)| {
+                let least = if *served {
+                    EVICTABLE_BETWEEN_REQUESTS
+                } else {
+                    Duration::from_nanos(1)
+                };
+                *idle >= least && !evict.is_cancelled()
+            })
+            // The never served first, then the longest idle.
+            .max_by_key(|(idle, served, _)| (!*served, *idle));
+        match longest {
+            Some((_, _, evict)) => {
+                evict.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Registers a connection in a regular place until the returned guard is dropped.
+    fn hold(&self, activity: Arc<Activity>, evict: CancellationToken) -> Holding {
+        let mut holders = self
+            .holders
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let id = holders.next;
+        holders.next += 1;
+        holders.by_id.insert(id, (activity, evict));
+        Holding {
+            holders: self.holders.clone(),
+            id,
+        }
+    }
+}
+
+/// A connection's entry among the holders of regular places, removed when it ends.
+struct Holding {
+    holders: Arc<Mutex<Holders>>,
+    id: u64,
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        let mut holders = self
+            .holders
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        holders.by_id.remove(&self.id);
     }
 }
 
@@ -132,24 +231,32 @@ where
                 continue;
             }
         };
-        let Some(place) = places.take() else {
-            // Past every place: closed at once, before it costs more than its descriptor.
-            drop(stream);
-            continue;
-        };
         send_without_delay(&stream);
-        let (builder, idle_timeout) = match place {
-            Place::Regular(_) => (regular.clone(), limits.idle_timeout),
-            Place::Overflow(_) => (overflow.clone(), OVERFLOW_TIMEOUT),
-        };
-        let timeouts = Timeouts {
-            idle: idle_timeout,
-            send: limits.send_timeout,
-        };
+        let (regular, overflow) = (regular.clone(), overflow.clone());
+        let (places, send_timeout) = (places.clone(), limits.send_timeout);
+        let idle_timeout = limits.idle_timeout;
         let service = service.clone();
         let stopping = stopping.clone();
         connections.spawn(async move {
-            serve_connection(stream, service, &builder, timeouts, stopping).await;
+            let Some(place) = places.take().await else {
+                // Past every place: closed at once, before it costs more than its descriptor.
+                return;
+            };
+            let activity = Arc::new(Activity::new());
+            let evict = CancellationToken::new();
+            let (builder, idle, _holding) = match place {
+                Place::Regular(_) => {
+                    let holding = places.hold(activity.clone(), evict.clone());
+                    (regular, idle_timeout, Some(holding))
+                }
+                Place::Overflow(_) => (overflow, OVERFLOW_TIMEOUT, None),
+            };
+            let timeouts = Timeouts {
+                idle,
+                send: send_timeout,
+            };
+            let ending = Ending { stopping, evict };
+            serve_connection(stream, service, &builder, activity, timeouts, ending).await;
             drop(place);
         });
     }
@@ -206,17 +313,25 @@ struct Timeouts {
     send: Duration,
 }
 
-/// One connection, closed gracefully when the server stops or when it has been idle too long, and
-/// at once when its answers have made no progress for the send timeout (a peer that stopped
-/// reading: nothing would reach it, a graceful close included).
+/// What ends a connection from outside: the server stopping, a new connection taking its place.
+struct Ending {
+    stopping: CancellationToken,
+    evict: CancellationToken,
+}
+
+/// One connection, closed gracefully when the server stops or when it has been idle too long; at
+/// once when its answers have made no progress for the send timeout (a peer that stopped
+/// reading: nothing would reach it, a graceful close included), or when a new connection takes
+/// its place while it has no request in progress.
 async fn serve_connection<S: Service + Clone>(
     stream: TcpStream,
     service: S,
     builder: &auto::Builder<TokioExecutor>,
+    activity: Arc<Activity>,
     timeouts: Timeouts,
-    stopping: CancellationToken,
+    ending: Ending,
 ) {
-    let activity = Arc::new(Activity::new());
+    let Ending { stopping, evict } = ending;
     let io = TokioIo::new(WithJsonParseErrors::new(Tracked {
         inner: stream,
         activity: activity.clone(),
@@ -242,6 +357,8 @@ async fn serve_connection<S: Service + Clone>(
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }
+            // A request may have begun since it was chosen: then it keeps its place.
+            () = evict.cancelled(), if activity.idle_for() > Duration::ZERO => break,
             _ = check.tick() => {
                 if activity.stalled_for() >= timeouts.send {
                     tracing::debug!("closing a connection whose answers made no progress");
@@ -269,6 +386,8 @@ struct Activity {
     progress_millis: AtomicU64,
     /// When the socket began refusing bytes (its buffer full), plus one; 0 while it takes them.
     blocked_millis: AtomicU64,
+    /// Whether a request has come in on it.
+    served: AtomicBool,
 }
 
 impl Activity {
@@ -280,7 +399,12 @@ impl Activity {
             waiting: AtomicUsize::new(0),
             progress_millis: AtomicU64::new(0),
             blocked_millis: AtomicU64::new(0),
+            served: AtomicBool::new(false),
         }
+    }
+
+    fn served(&self) -> bool {
+        self.served.load(Ordering::Relaxed)
     }
 
     fn now_millis(&self) -> u64 {
@@ -401,6 +525,9 @@ struct InProgress(Arc<Activity>);
 impl InProgress {
     fn start(activity: Arc<Activity>) -> Self {
         activity.in_progress.fetch_add(1, Ordering::SeqCst);
+        if !activity.served() {
+            activity.served.store(true, Ordering::Relaxed);
+        }
         InProgress(activity)
     }
 }
