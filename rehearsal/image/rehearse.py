@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -38,8 +37,11 @@ import yaml
 STORE = "/nix/store"
 NIX_ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz"
 # The runtime flags this machine needs (docs/verification.md): crun refuses the VM's cgroup
-# layout; podman's default limits exceed its hard limits.
-MACHINE_FLAGS = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+# layout; podman's default limits exceed its hard limits; the container's log in a file of
+# podman's own, complete when the container has exited (Debian's default is journald, which may
+# lag or not run at all).
+MACHINE_FLAGS = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                 "--log-driver", "k8s-file"]
 READY_DEADLINE_SECONDS = 120
 
 failures = []
@@ -241,12 +243,6 @@ def deployment(binary, onnxruntime, bundle, image):
     sys.exit("rehearse-image: predictor manifests wrote no Deployment")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def podman_run(name, image, pod):
     """`podman run` as the Deployment runs the container: its environment, its security context,
     its memory limit; the image's own entrypoint, command and user. Returns the host ports."""
@@ -264,16 +260,21 @@ def podman_run(name, image, pod):
         flags += ["--env", f"{variable['name']}={variable['value']}"]
     memory = container["resources"]["limits"]["memory"]
     flags += ["--memory", memory.replace("Mi", "m").replace("Gi", "g")]
-    ports = {}
     for port in container["ports"]:
-        ports[port["name"]] = free_port()
-        flags += ["--publish", f"127.0.0.1:{ports[port['name']]}:{port['containerPort']}"]
+        # The host port is podman's choice: one picked here could be taken before podman binds it.
+        flags += ["--publish", f"127.0.0.1::{port['containerPort']}"]
     result = run("podman", "run", *flags, image, check=False)
     if result.returncode != 0:
         # podman's own error, without its complaints about systemd timers (no systemd here).
         lines = result.stderr.strip().splitlines()
         fail(f"podman run failed: {' '.join([l for l in lines if l.startswith('Error')] or lines)}")
         return None
+    ports = {}
+    for port in container["ports"]:
+        published = run("podman", "port", name, f"{port['containerPort']}/tcp", check=False)
+        # None when the container has already exited: waiting for it to be ready says why.
+        for address in published.stdout.split()[:1]:
+            ports[port["name"]] = int(address.rsplit(":", 1)[1])
     return ports
 
 
@@ -303,7 +304,8 @@ def wait_until_ready(name, ports, container):
             fail(f"the container exited (status {status}) before it was ready; its last lines: {logs(name)}")
             return False
         try:
-            if get(f"http://127.0.0.1:{ports[probe['port']]}{probe['path']}", timeout=2)[0] == 200:
+            port = ports.get(probe["port"])
+            if port and get(f"http://127.0.0.1:{port}{probe['path']}", timeout=2)[0] == 200:
                 ok(f"the container is ready (GET {probe['path']}, the readiness probe)")
                 return True
         except OSError:
@@ -401,6 +403,9 @@ def check_container(name, config, pod):
         fail(f"the image's User is {user!r}; the Deployment runs the server as {wanted} (numeric, non-root)")
 
     pid = inspect(name)["State"]["Pid"]
+    if not pid:
+        fail(f"the container is not running; its last lines: {logs(name)}")
+        return
     status = Path(f"/proc/{pid}/status").read_text()
     uids = re.search(r"^Uid:\s+(.*)$", status, re.M).group(1).split()
     gids = re.search(r"^Gid:\s+(.*)$", status, re.M).group(1).split()
@@ -472,7 +477,7 @@ def main():
     pod = deployment(args.binary, args.onnxruntime, str(args.repo / facts["bundle"]["source"]), tag)
     try:
         ports = podman_run(name, tag, pod)
-        if ports and wait_until_ready(name, ports, pod["containers"][0]):
+        if ports is not None and wait_until_ready(name, ports, pod["containers"][0]):
             check_answers(args, facts, ports)
             check_container(name, config, pod)
             check_stop(name, pod["terminationGracePeriodSeconds"])

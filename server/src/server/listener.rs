@@ -257,6 +257,9 @@ where
             };
             let ending = Ending { stopping, evict };
             serve_connection(stream, service, &builder, activity, timeouts, ending).await;
+            // Out of the holders before the place is free: a new connection then cannot choose
+            // this one to end.
+            drop(_holding);
             drop(place);
         });
     }
@@ -343,6 +346,9 @@ async fn serve_connection<S: Service + Clone>(
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let mut closing = false;
+    // When the idle close began: streams that never end (a health Watch) do not hold it open
+    // past the send timeout.
+    let mut idle_close: Option<Instant> = None;
     let mut check = tokio::time::interval(
         timeouts
             .idle
@@ -357,16 +363,26 @@ async fn serve_connection<S: Service + Clone>(
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }
-            // A request may have begun since it was chosen: then it keeps its place.
-            () = evict.cancelled(), if activity.idle_for() > Duration::ZERO => break,
+            () = evict.cancelled(), if !closing => {
+                if activity.idle_for() > Duration::ZERO {
+                    break;
+                }
+                // A request began since it was chosen: it is answered, then the connection closes.
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
             _ = check.tick() => {
                 if activity.stalled_for() >= timeouts.send {
                     tracing::debug!("closing a connection whose answers made no progress");
                     break;
                 }
+                if idle_close.is_some_and(|since| since.elapsed() >= timeouts.send) {
+                    break;
+                }
                 if !closing && activity.idle_for() >= timeouts.idle {
                     connection.as_mut().graceful_shutdown();
                     closing = true;
+                    idle_close = Some(Instant::now());
                 }
             }
         }
@@ -431,10 +447,14 @@ impl Activity {
         Duration::from_millis(now.saturating_sub(since))
     }
 
-    /// How long the connection has had no request in progress (since it opened, or since its
-    /// last request's answer ended).
+    /// How long the connection has had no request in progress (since it opened, or since the
+    /// last moment one was): a request counts from its head to its answer's head, and again while
+    /// a piece of its answer is out, not taken yet, or the socket refuses bytes. A stream that
+    /// waits for its next message or event (a health Watch) is idle meanwhile.
     fn idle_for(&self) -> Duration {
-        if self.in_progress.load(Ordering::SeqCst) > 0 {
+        if self.in_progress.load(Ordering::SeqCst) > 0
+            || self.blocked_millis.load(Ordering::Relaxed) != 0
+        {
             return Duration::ZERO;
         }
         let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
@@ -518,8 +538,8 @@ impl AsyncWrite for Tracked {
     }
 }
 
-/// One request in progress on its connection, from its head until its answer's body has ended
-/// (or the request or answer was dropped: a caller gone, a connection closed).
+/// Something of a request in progress on its connection: the request from its head to its
+/// answer's head, or a piece of its answer that has not been taken yet (dropped: no longer).
 struct InProgress(Arc<Activity>);
 
 impl InProgress {
@@ -540,28 +560,38 @@ impl Drop for InProgress {
     }
 }
 
-/// An answer's body, keeping its request in progress until it ends, and noting whether the
-/// pieces it gives are taken.
+/// A piece of an answer given to the HTTP library and not taken back yet: in progress, and
+/// waiting for the peer.
+struct PieceOut(InProgress);
+
+impl PieceOut {
+    fn give(activity: &Arc<Activity>) -> Self {
+        activity.waiting.fetch_add(1, Ordering::SeqCst);
+        activity.progressed();
+        PieceOut(InProgress::start(activity.clone()))
+    }
+}
+
+impl Drop for PieceOut {
+    fn drop(&mut self) {
+        let activity = &self.0 .0;
+        activity.waiting.fetch_sub(1, Ordering::SeqCst);
+        activity.progressed();
+    }
+}
+
+/// The largest piece of an answer given at once: HTTP/2 takes a whole piece once its peer's window
+/// has room for one byte of it, so a larger answer is given in pieces, each asked for only once
+/// the last has gone on, and a window that stays shut is seen as a stalled piece.
+const PIECE: usize = 16 << 10;
+
+/// An answer's body, in pieces of at most [`PIECE`] bytes, each in progress until it is taken.
 struct Answering {
     body: Body,
-    request: InProgress,
-    /// A piece was given and the library has not come back for the next one.
-    given: bool,
-}
-
-impl Answering {
-    fn taken(&mut self) {
-        if std::mem::take(&mut self.given) {
-            self.request.0.waiting.fetch_sub(1, Ordering::SeqCst);
-            self.request.0.progressed();
-        }
-    }
-}
-
-impl Drop for Answering {
-    fn drop(&mut self) {
-        self.taken();
-    }
+    activity: Arc<Activity>,
+    /// The rest of the inner body's last frame, not given yet.
+    rest: Bytes,
+    out: Option<PieceOut>,
 }
 
 impl http_body::Body for Answering {
@@ -572,23 +602,41 @@ impl http_body::Body for Answering {
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        self.taken();
-        let polled = Pin::new(&mut self.body).poll_frame(context);
-        if let Poll::Ready(Some(Ok(_))) = polled {
-            self.given = true;
-            self.request.0.waiting.fetch_add(1, Ordering::SeqCst);
+        let this = &mut *self;
+        this.out = None; // the library came back: the piece has gone on
+        if this.rest.is_empty() {
+            let polled = Pin::new(&mut this.body).poll_frame(context);
+            let Poll::Ready(Some(Ok(frame))) = polled else {
+                return polled;
+            };
+            match frame.into_data() {
+                Ok(data) => this.rest = data,
+                Err(frame) => {
+                    this.out = Some(PieceOut::give(&this.activity));
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+            }
         }
-        polled
+        let piece = this.rest.split_to(this.rest.len().min(PIECE));
+        this.out = Some(PieceOut::give(&this.activity));
+        Poll::Ready(Some(Ok(Frame::data(piece))))
     }
 
     /// Not while a piece is out: the library then comes back once it has passed that piece on,
     /// which is how a last piece that never reaches the peer is noticed.
     fn is_end_stream(&self) -> bool {
-        !self.given && self.body.is_end_stream()
+        self.out.is_none() && self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        let inner = self.body.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(inner.lower() + rest);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
 }
 
@@ -613,15 +661,18 @@ where
     }
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
-        let in_progress = InProgress::start(self.activity.clone());
+        let activity = self.activity.clone();
+        let until_answered = InProgress::start(activity.clone());
         let answer = tower::ServiceExt::oneshot(self.inner.clone(), request.map(Body::new));
         Box::pin(async move {
             let answer = answer.await?;
+            drop(until_answered);
             Ok(answer.map(|body| {
                 Body::new(Answering {
                     body,
-                    request: in_progress,
-                    given: false,
+                    activity,
+                    rest: Bytes::new(),
+                    out: None,
                 })
             }))
         })

@@ -91,7 +91,7 @@ impl Default for Limits {
 }
 
 /// The unit in which upload bytes are counted (a semaphore counts at most u32::MAX permits).
-const UPLOAD_UNIT: usize = 1024;
+pub const UPLOAD_UNIT: usize = 1024;
 
 pub struct Registry {
     models: Vec<Arc<Model>>,

@@ -23,7 +23,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
 use crate::serving::error::{ErrorKind, ServeError};
-use crate::serving::Registry;
+use crate::serving::{Registry, UPLOAD_UNIT};
 
 /// How long, and how much more, a refused body is read on before its 413.
 const LINGER_TIME: Duration = Duration::from_secs(5);
@@ -67,7 +67,7 @@ pub async fn read(
     }
     let mut body = body;
     let mut collected = Vec::new();
-    let mut held = Vec::new();
+    let mut held = Held::default();
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => {
@@ -93,11 +93,35 @@ pub async fn read(
         }
         // What has arrived counts against the bound of every body being read, until this one
         // is read (the handler's own memory is then bounded by --max-concurrent-requests).
-        match registry.hold_upload(data.len()) {
-            Some(room) => held.push(room),
-            None => return Err(ServeError::unavailable(limits.uploads_message())),
+        if !held.grow(registry, data.len()) {
+            return Err(ServeError::unavailable(limits.uploads_message()));
         }
         collected.extend_from_slice(&data);
+    }
+}
+
+/// The upload room a body being read holds for the bytes it has sent: counted in whole units of
+/// all of them, so that many small frames hold no more than their bytes (each frame rounded up
+/// alone would let 10-byte frames of one byte each hold a kilobyte).
+#[derive(Default)]
+struct Held {
+    bytes: usize,
+    room: Vec<OwnedSemaphorePermit>,
+}
+
+impl Held {
+    /// Room for `more` bytes; false when the bodies being read hold the whole budget.
+    fn grow(&mut self, registry: &Registry, more: usize) -> bool {
+        let total = self.bytes.saturating_add(more);
+        let units = total.div_ceil(UPLOAD_UNIT) - self.bytes.div_ceil(UPLOAD_UNIT);
+        if units > 0 {
+            match registry.hold_upload(units * UPLOAD_UNIT) {
+                Some(room) => self.room.push(room),
+                None => return false,
+            }
+        }
+        self.bytes = total;
+        true
     }
 }
 
@@ -134,7 +158,7 @@ pub fn messages(registry: Arc<Registry>, body: Body, limit: usize) -> Body {
         header: [0; 5],
         header_read: 0,
         remaining: 0,
-        held: Vec::new(),
+        held: Held::default(),
         deadline: None,
     })
 }
@@ -149,7 +173,7 @@ struct Messages {
     /// The bytes still to come of the message being read, after its header.
     remaining: usize,
     /// The upload room the message being read holds.
-    held: Vec<OwnedSemaphorePermit>,
+    held: Held,
     /// When the message being read must have arrived whole, from the first wait for it.
     deadline: Option<Pin<Box<Sleep>>>,
 }
@@ -165,11 +189,9 @@ impl Messages {
             } else {
                 self.remaining.min(data.len())
             };
-            let room = self
-                .registry
-                .hold_upload(take)
-                .ok_or_else(|| ServeError::unavailable(limits.uploads_message()))?;
-            self.held.push(room);
+            if !self.held.grow(&self.registry, take) {
+                return Err(ServeError::unavailable(limits.uploads_message()));
+            }
             if in_header {
                 self.header[self.header_read..self.header_read + take]
                     .copy_from_slice(&data[..take]);
@@ -195,7 +217,7 @@ impl Messages {
             }
             if self.remaining == 0 && self.header_read == 0 {
                 // A whole message: the gRPC library decodes it now, and it is admitted or not.
-                self.held.clear();
+                self.held = Held::default();
                 self.deadline = None;
             }
             data = &data[take..];

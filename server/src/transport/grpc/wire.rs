@@ -64,11 +64,19 @@ fn schema_of<U: 'static>() -> Option<&'static Schema> {
 }
 
 /// Why a message of type `U` is refused before it is decoded, if it is: its decoded structure
-/// would outgrow its wire size. A message that is not valid protobuf passes, for the decoder to
-/// refuse with its own message.
+/// would outgrow its wire size, or it has a group (proto2's, which prost still skips in an unknown
+/// field: one would hide what follows it from this reading). A message that is otherwise not
+/// valid protobuf passes, for the decoder to refuse with its own message, unless what it has
+/// before the fault is already too much (the decoder would build that first).
 pub fn refusal<U: 'static>(wire: &[u8]) -> Option<String> {
     let schema = schema_of::<U>()?;
-    let cost = structure(wire, schema)?;
+    let mut cost = 0;
+    match structure(wire, schema, &mut cost) {
+        Ok(()) | Err(Unread::Invalid) => {}
+        Err(Unread::Group) => {
+            return Some("the message has a group (wire type 3 or 4), which proto3 has not".into())
+        }
+    }
     let bound = wire
         .len()
         .saturating_mul(MULTIPLE)
@@ -81,12 +89,18 @@ pub fn refusal<U: 'static>(wire: &[u8]) -> Option<String> {
     })
 }
 
-/// The decoded cost of the repeated fields of `message` and of the messages in them; None when
-/// it is not valid protobuf.
-fn structure(mut message: &[u8], schema: &Schema) -> Option<usize> {
-    let mut cost = 0usize;
+/// Why a message was not read to its end.
+enum Unread {
+    Group,
+    Invalid,
+}
+
+/// Adds to `cost` the decoded cost of the repeated fields of `message` and of the messages in
+/// them, as far as it can read.
+fn structure(mut message: &[u8], schema: &Schema, cost: &mut usize) -> Result<(), Unread> {
+    use Unread::Invalid;
     while !message.is_empty() {
-        let key = varint(&mut message)?;
+        let key = varint(&mut message).ok_or(Invalid)?;
         let (number, wire_type) = (key >> 3, key & 7);
         let entry = schema
             .iter()
@@ -95,33 +109,37 @@ fn structure(mut message: &[u8], schema: &Schema) -> Option<usize> {
         match wire_type {
             // A varint: one number of a repeated numeric field, unpacked.
             0 => {
-                varint(&mut message)?;
+                varint(&mut message).ok_or(Invalid)?;
                 if let Some(Entry::Number(size)) = entry {
-                    cost = cost.saturating_add(size);
+                    *cost = cost.saturating_add(size);
                 }
             }
-            1 => message = message.get(8..)?,
-            5 => message = message.get(4..)?,
+            1 => message = message.get(8..).ok_or(Invalid)?,
+            5 => message = message.get(4..).ok_or(Invalid)?,
             2 => {
-                let length = usize::try_from(varint(&mut message)?).ok()?;
-                let payload = message.get(..length)?;
+                let length = varint(&mut message).ok_or(Invalid)?;
+                let length = usize::try_from(length).map_err(|_| Invalid)?;
+                let payload = message.get(..length).ok_or(Invalid)?;
                 message = &message[length..];
-                cost = cost.saturating_add(match entry {
+                match entry {
                     Some(Entry::Message(size, inner)) => {
-                        size.saturating_add(structure(payload, inner)?)
+                        *cost = cost.saturating_add(size);
+                        structure(payload, inner, cost)?;
                     }
-                    Some(Entry::Plain(size)) => size,
+                    Some(Entry::Plain(size)) => *cost = cost.saturating_add(size),
                     // Packed numbers: one per varint, each ending in a byte below 0x80.
                     Some(Entry::Number(size)) => {
-                        size.saturating_mul(payload.iter().filter(|&&b| b < 0x80).count())
+                        let count = payload.iter().filter(|&&b| b < 0x80).count();
+                        *cost = cost.saturating_add(size.saturating_mul(count));
                     }
-                    None => 0,
-                });
+                    None => {}
+                }
             }
-            _ => return None, // groups, or no wire type at all
+            3 | 4 => return Err(Unread::Group),
+            _ => return Err(Invalid),
         }
     }
-    Some(cost)
+    Ok(())
 }
 
 /// Reads one base-128 varint off the front of `bytes`.
@@ -288,9 +306,23 @@ mod tests {
 
     #[test]
     fn invalid_protobuf_is_left_to_the_decoder_and_other_messages_pass() {
-        for bytes in [&[0x2a, 5, 1][..], &[0x80], &[0x2b], &[0xff; 11]] {
+        for bytes in [&[0x2a, 5, 1][..], &[0x80], &[0x2e], &[0xff; 11]] {
             assert_eq!(refusal::<ModelInferRequest>(bytes), None);
         }
+        // A group in an unknown field (prost skips it), before empty inputs, and one nested in
+        // an input: refused, not read past.
+        let mut grouped = vec![0x9b, 0x06, 0x9c, 0x06];
+        grouped.extend([0x2a, 0].repeat(512 << 10));
+        assert!(refusal::<ModelInferRequest>(&grouped)
+            .unwrap()
+            .contains("group"));
+        assert!(refusal::<ModelInferRequest>(&[0x2a, 2, 0x0b, 0x0c]).is_some());
+        // Empty inputs, then a fault at the end: the decoder would build the inputs first.
+        let mut faulty = [0x2a, 0].repeat(512 << 10);
+        faulty.push(0x80);
+        assert!(refusal::<ModelInferRequest>(&faulty)
+            .unwrap()
+            .contains("structure"));
         let empty = [0x2a, 0].repeat(512 << 10);
         assert_eq!(refusal::<proto::ModelReadyRequest>(&empty), None);
     }
