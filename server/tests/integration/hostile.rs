@@ -683,6 +683,12 @@ async fn answers_nobody_reads_are_dropped_at_the_send_timeout() {
             "2",
             "--idle-timeout-seconds",
             "60",
+            // Room for the 100 requests at once and the caller beside them: the attack is on
+            // the answers, not on admission (which would shed the caller with a 503).
+            "--max-concurrent-requests",
+            "256",
+            "--max-queued-requests",
+            "256",
         ],
     );
     let rows: Vec<f32> = common::IRIS_ROW.repeat(4096);
