@@ -359,10 +359,14 @@ pub fn iris_infer_request() -> predictor::transport::grpc::proto::ModelInferRequ
 
 /// A gRPC message framed as on the wire (a flag byte, a 4-byte big-endian length).
 pub fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
-    let message = message.encode_to_vec();
+    grpc_frame_of(&message.encode_to_vec())
+}
+
+/// Encoded message bytes (valid or not) framed as on the wire.
+pub fn grpc_frame_of(message: &[u8]) -> Vec<u8> {
     let mut frame = vec![0];
     frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&message);
+    frame.extend_from_slice(message);
     frame
 }
 

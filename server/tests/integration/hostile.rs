@@ -288,8 +288,9 @@ async fn new_callers_take_the_places_of_connections_that_send_no_request() {
     let address = server.address;
     let partial = b"POST /v2/models/iris-svc/infer HTTP/1.1\r\nHost: x\r\nContent-";
     let attacking = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let opened = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let attacker = std::thread::spawn({
-        let attacking = attacking.clone();
+        let (attacking, opened) = (attacking.clone(), opened.clone());
         move || {
             let open = || {
                 let mut stream = TcpStream::connect(address).ok()?;
@@ -297,6 +298,7 @@ async fn new_callers_take_the_places_of_connections_that_send_no_request() {
                 Some(stream)
             };
             let mut streams: Vec<Option<TcpStream>> = (0..300).map(|_| open()).collect();
+            opened.store(true, std::sync::atomic::Ordering::SeqCst);
             let mut reconnected = 0;
             while attacking.load(std::sync::atomic::Ordering::SeqCst) {
                 for stream in &mut streams {
@@ -310,8 +312,13 @@ async fn new_callers_take_the_places_of_connections_that_send_no_request() {
             reconnected
         }
     });
-    // Every place taken: the caller then has to take one from an attacker.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every place taken (300 connections for fewer places): the caller then has to take one
+    // from an attacker.
+    tokio::task::block_in_place(|| {
+        eventually(30, "the attacker's 300 connections opened", || {
+            opened.load(std::sync::atomic::Ordering::SeqCst)
+        })
+    });
     let caller = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5))
@@ -451,14 +458,7 @@ async fn stream_messages_count_in_the_upload_budget_and_the_body_timeout() {
             "2",
         ],
     );
-    let path = "http://x/inference.GRPCInferenceService/ModelStreamInfer";
-    let stream_request = || {
-        axum::http::Request::post(path)
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .unwrap()
-    };
+    let stream_request = || grpc_request("ModelStreamInfer");
     let mut streams = Vec::new();
     for _ in 0..12 {
         let mut client = common::h2_connect(server.grpc_address).await;
@@ -522,18 +522,9 @@ async fn grpc_messages_cannot_decode_to_hundreds_of_times_their_size() {
     let before = server.rss_bytes();
     for method in ["ModelInfer", "ModelStreamInfer"] {
         let mut client = common::h2_connect(server.grpc_address).await;
-        let request =
-            axum::http::Request::post(format!("http://x/inference.GRPCInferenceService/{method}"))
-                .header("content-type", "application/grpc")
-                .header("te", "trailers")
-                .body(())
-                .unwrap();
-        let (answer, mut body) = client.send_request(request, false).unwrap();
-        let mut frame = vec![0];
-        frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&message);
-        body.send_data(Bytes::from(frame), method == "ModelInfer")
-            .unwrap();
+        let (answer, mut body) = client.send_request(grpc_request(method), false).unwrap();
+        let frame = Bytes::from(common::grpc_frame_of(&message));
+        body.send_data(frame, method == "ModelInfer").unwrap();
         assert_eq!(grpc_status(answer).await, "3", "{method}: INVALID_ARGUMENT");
         assert_eq!(grpc_call(server.grpc_address).await, "0", "beside {method}");
         ordinary(&server, &reqwest::Client::new()).await;
@@ -603,11 +594,7 @@ async fn parameter_maps_cannot_decode_to_many_times_their_size() {
         .map(|i| (format!("p{i}"), Default::default()))
         .collect();
     let mut client = common::h2_connect(server.grpc_address).await;
-    let call = axum::http::Request::post("http://x/inference.GRPCInferenceService/ModelInfer")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
+    let call = grpc_request("ModelInfer");
     let (answer, mut body) = client.send_request(call, false).unwrap();
     body.send_data(Bytes::from(common::grpc_frame(&request)), true)
         .unwrap();
@@ -807,15 +794,21 @@ async fn grpc_status(answer: h2::client::ResponseFuture) -> String {
     trailers["grpc-status"].to_str().unwrap().to_string()
 }
 
-/// An ordinary ModelInfer over a new HTTP/2 connection; its grpc-status.
-async fn grpc_call(address: SocketAddr) -> String {
-    let mut client = common::h2_connect(address).await;
-    let request = axum::http::Request::post("http://x/inference.GRPCInferenceService/ModelInfer")
+/// The head of a call to the inference service's `method`, for a raw HTTP/2 client.
+fn grpc_request(method: &str) -> axum::http::Request<()> {
+    axum::http::Request::post(format!("http://x/inference.GRPCInferenceService/{method}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(())
+        .unwrap()
+}
+
+/// An ordinary ModelInfer over a new HTTP/2 connection; its grpc-status.
+async fn grpc_call(address: SocketAddr) -> String {
+    let mut client = common::h2_connect(address).await;
+    let (answer, mut body) = client
+        .send_request(grpc_request("ModelInfer"), false)
         .unwrap();
-    let (answer, mut body) = client.send_request(request, false).unwrap();
     body.send_data(Bytes::from(grpc_frame()), true).unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(30), answer)
         .await
