@@ -125,6 +125,15 @@ impl ConnectionPlaces {
             .map(Place::Overflow)
     }
 
+    /// Whether [`ConnectionPlaces::take`] might find a place now: a burst of connections past
+    /// every place is closed in the accept loop as it comes, not held in tasks meanwhile (each
+    /// holds a descriptor, and a burst of them ran the process out).
+    fn might_take(&self) -> bool {
+        self.regular.available_permits() > 0
+            || self.overflow.available_permits() > 0
+            || self.evictions.available_permits() > 0
+    }
+
     /// Ends the regular connection that [`ConnectionPlaces::take`] chooses, if there is one.
     fn evict_longest_idle(&self) -> bool {
         let holders = self
@@ -231,6 +240,10 @@ where
                 continue;
             }
         };
+        if !places.might_take() {
+            drop(stream);
+            continue;
+        }
         send_without_delay(&stream);
         let (regular, overflow) = (regular.clone(), overflow.clone());
         let (places, send_timeout) = (places.clone(), limits.send_timeout);

@@ -66,7 +66,10 @@ pub async fn read(
         return Err(too_large());
     }
     let mut body = body;
-    let mut collected = Vec::new();
+    // The declared length (within the limit, checked above) at once: grown by doubling, a body's
+    // buffer would hold up to twice its bytes.
+    let declared = declared_length(headers).map_or(0, |length| length as usize);
+    let mut collected = Vec::with_capacity(declared);
     let mut held = Held::default();
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
