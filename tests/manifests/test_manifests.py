@@ -151,7 +151,24 @@ def validate_kserve(document):
 def test_yaml_reads_back_as_the_json(bundle, variant):
     listed = json.loads(generated(bundle, variant, "json"))
     assert listed["kind"] == "List"
-    assert documents(bundle, variant) == listed["items"]
+    assert without_memory(documents(bundle, variant)) == without_memory(listed["items"])
+
+
+def without_memory(node):
+    """`node` with each container's memory quantities as "<n>Mi": the two forms come from two runs
+    of `predictor manifests`, and a bundle without `runtime.memory_mib` has its largest request
+    measured in each, whose peak may land on either side of a 64 MiB step."""
+    if isinstance(node, list):
+        return [without_memory(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: without_memory(value) for key, value in node.items()}
+    for kind in ("requests", "limits"):
+        quantities = out.get(kind)
+        if isinstance(quantities, dict) and "memory" in quantities:
+            assert re.fullmatch(r"[1-9][0-9]*Mi", quantities["memory"]), quantities
+            quantities["memory"] = "<n>Mi"
+    return out
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
