@@ -70,6 +70,10 @@ pub struct ConnectionPlaces {
     /// New connections waiting for the place of one they ended: each holds a descriptor until
     /// the ended one closes, so they are few (the open-file limit's reserve covers them).
     evictions: Arc<Semaphore>,
+    /// One for each accepted connection until it has a place or is closed, taken in the accept
+    /// loop before accepting: however fast connections arrive, the tasks still choosing (each
+    /// holding a descriptor) are few, and a burst of them once ran the process out.
+    choosing: Arc<Semaphore>,
 }
 
 /// The connections in regular places: what each is doing, and how to end it.
@@ -86,6 +90,9 @@ const OVERFLOW_TIMEOUT: Duration = Duration::from_secs(2);
 const EVICTABLE_BETWEEN_REQUESTS: Duration = Duration::from_secs(1);
 /// New connections that may wait for an ended connection's place at once.
 const EVICTIONS_AT_ONCE: usize = 16;
+/// New connections that may be choosing a place at once (those waiting for an ended connection's
+/// place among them): the process holds at most this many descriptors past the places.
+pub(super) const CHOOSING_AT_ONCE: usize = 2 * EVICTIONS_AT_ONCE;
 /// How long a new connection waits for the place of the connection it ended.
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
@@ -96,6 +103,7 @@ impl ConnectionPlaces {
             overflow: Arc::new(Semaphore::new(overflow)),
             holders: Arc::default(),
             evictions: Arc::new(Semaphore::new(EVICTIONS_AT_ONCE)),
+            choosing: Arc::new(Semaphore::new(CHOOSING_AT_ONCE)),
         }
     }
 
@@ -125,13 +133,10 @@ impl ConnectionPlaces {
             .map(Place::Overflow)
     }
 
-    /// Whether [`ConnectionPlaces::take`] might find a place now: a burst of connections past
-    /// every place is closed in the accept loop as it comes, not held in tasks meanwhile (each
-    /// holds a descriptor, and a burst of them ran the process out).
-    fn might_take(&self) -> bool {
-        self.regular.available_permits() > 0
-            || self.overflow.available_permits() > 0
-            || self.evictions.available_permits() > 0
+    /// The turn of the next accepted connection to choose a place ([`ConnectionPlaces::take`]);
+    /// none only if the semaphore were closed, which nothing does.
+    async fn turn_to_choose(&self) -> Option<OwnedSemaphorePermit> {
+        self.choosing.clone().acquire_owned().await.ok()
     }
 
     /// Ends the regular connection that [`ConnectionPlaces::take`] chooses, if there is one.
@@ -226,6 +231,12 @@ where
     let overflow = builder(protocols, limits, true);
     let connections = TaskTracker::new();
     loop {
+        // A turn to choose a place before accepting: past them, new connections wait in the
+        // kernel's queue (first come, first accepted), holding none of the process' descriptors.
+        let turn = tokio::select! {
+            Some(turn) = places.turn_to_choose() => turn,
+            () = stopping.cancelled() => break,
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = stopping.cancelled() => break,
@@ -240,10 +251,6 @@ where
                 continue;
             }
         };
-        if !places.might_take() {
-            drop(stream);
-            continue;
-        }
         send_without_delay(&stream);
         let (regular, overflow) = (regular.clone(), overflow.clone());
         let (places, send_timeout) = (places.clone(), limits.send_timeout);
@@ -255,6 +262,7 @@ where
                 // Past every place: closed at once, before it costs more than its descriptor.
                 return;
             };
+            drop(turn);
             let activity = Arc::new(Activity::new());
             let evict = CancellationToken::new();
             let (builder, idle, _holding) = match place {

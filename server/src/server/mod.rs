@@ -46,7 +46,8 @@ pub enum Ports {
     Single(u16),
 }
 
-/// Descriptors the process keeps for itself (models, logs, ONNX Runtime, the listeners).
+/// Descriptors the process keeps for itself (models, logs, ONNX Runtime, the listeners: about
+/// 15) and for the new connections still choosing a place ([`listener::CHOOSING_AT_ONCE`]).
 const RESERVED_FILES: usize = 64;
 
 /// The regular and overflow places for connections: `max_connections` regular ones (by default
