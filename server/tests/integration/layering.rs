@@ -16,6 +16,8 @@ const LAYERS: &[&str] = &[
     "logging",
     "request_context",
     "tensor",
+    "preprocess",
+    "postprocess",
     "prediction_log",
     "bundle",
     "runtime",
