@@ -246,6 +246,57 @@ mod tests {
         assert_eq!(long.length, 8);
     }
 
+    /// all-MiniLM-L6-v2's own tokenizer.json gives, sentence by sentence, the tokens the
+    /// `tokenizers` Python package gives (server/tests/data/all-minilm-l6-v2/make_references.py):
+    /// accents, CJK, emoji, control characters, subwords, and a long text truncated at the file's
+    /// 128 under the bundle's 256; together, each row is its own tokens padded to the longest.
+    #[test]
+    fn a_real_tokenizer_gives_what_the_python_package_gives() {
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/all-minilm-l6-v2");
+        let references: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(folder.join("references.json")).unwrap())
+                .unwrap();
+        let bound = references["bound"].as_u64().unwrap() as usize;
+        let tokenizer = TextTokenizer::read(&folder.join("tokenizer.json"), bound).unwrap();
+        assert_eq!(
+            tokenizer.max_tokens() as u64,
+            references["max_tokens"].as_u64().unwrap()
+        );
+        let rows = references["rows"].as_array().unwrap();
+        let numbers = |row: &serde_json::Value, field: &str| -> Vec<i64> {
+            row[field]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|value| value.as_i64().unwrap())
+                .collect()
+        };
+        let mut alone = Vec::new();
+        for row in rows {
+            let text = row["text"].as_str().unwrap();
+            let batch = tokenizer.encode(&[text]).unwrap();
+            assert_eq!(batch.input_ids, numbers(row, "input_ids"), "{text:?}");
+            assert_eq!(
+                batch.attention_mask,
+                numbers(row, "attention_mask"),
+                "{text:?}"
+            );
+            assert_eq!(
+                batch.token_type_ids,
+                numbers(row, "token_type_ids"),
+                "{text:?}"
+            );
+            alone.push(batch);
+        }
+        let texts: Vec<&str> = rows
+            .iter()
+            .map(|row| row["text"].as_str().unwrap())
+            .collect();
+        let together = tokenizer.encode(&texts).unwrap();
+        assert_eq!(together, tokenizer.padded(&alone));
+        assert_eq!(together.length, tokenizer.max_tokens());
+    }
+
     #[test]
     fn what_is_not_a_tokenizer_is_named() {
         let error = TextTokenizer::from_bytes(b"{\"version\": \"1.0\"}", 128)
