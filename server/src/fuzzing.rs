@@ -250,7 +250,7 @@ fn bounded(message: &str) {
 
 /// Decoded inputs must be one per declared input, in order, each of its dtype and shape.
 fn fits(bundle: &Bundle, tensors: &[Tensor]) {
-    let specs = &bundle.config.inputs;
+    let specs = &bundle.public_inputs;
     assert_eq!(tensors.len(), specs.len());
     for (spec, tensor) in specs.iter().zip(tensors) {
         assert_eq!(tensor.dtype(), spec.dtype, "input '{}'", spec.name);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::postprocess::pooling::Pooling;
 use crate::tensor::{DType, Tensor};
 use crate::text::ShapeText;
 
@@ -42,6 +43,49 @@ pub struct BundleConfig {
     pub sample: Sample,
     #[serde(default)]
     pub runtime: RuntimeHints,
+    /// Text in: a tokenizer fills the graph's token inputs (`inputs`) from one string per row,
+    /// and callers send the text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextConfig>,
+    /// An output made from a token-level one (a sentence embedding from token vectors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<PoolingConfig>,
+}
+
+/// A text bundle's tokenizer and public input.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextConfig {
+    /// A Hugging Face `tokenizer.json`, relative to the bundle folder and inside it.
+    pub tokenizer: PathBuf,
+    /// The name callers give the text (default "text"): a string per row, shape [-1].
+    #[serde(default = "default_text_input")]
+    pub input: String,
+}
+
+fn default_text_input() -> String {
+    "text".to_string()
+}
+
+/// The graph inputs a tokenizer fills, by their names in the graph: a text bundle's `inputs` are
+/// some of these, `input_ids` among them.
+pub const TOKEN_INPUTS: [&str; 3] = ["input_ids", "attention_mask", "token_type_ids"];
+
+/// A declared output that is not the graph's: the graph's token-level output `from` ([rows,
+/// tokens, dim]) pooled to one vector per row ([rows, dim]) over the attention mask.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolingConfig {
+    /// The declared output it makes, float32 [-1, dim].
+    pub output: String,
+    /// The declared graph output it pools, float32 [-1, -1, dim].
+    pub from: String,
+    /// "mean" (over the attention mask), "first" (the first token) or "max".
+    pub method: Pooling,
+    /// Whether each vector is divided by its length (L2), as sentence encoders' cosine
+    /// similarity expects.
+    #[serde(default)]
+    pub normalize: bool,
 }
 
 /// One input or output: its graph name, element type and shape (-1 for a dynamic dimension).
@@ -156,6 +200,8 @@ pub struct Bundle {
     pub label_rule: LabelRule,
     /// `[sample] input` as a request's JSON text (`/predict/test` sends it).
     pub sample_input: Box<RawValue>,
+    /// What callers send: `config.inputs` (the graph's), or a text bundle's one text input.
+    pub public_inputs: Vec<TensorSpec>,
 }
 
 /// A problem with a bundle, always naming its file; `problems` name the field.
@@ -215,12 +261,17 @@ impl Bundle {
         }
         let sample_input = sample::raw_json(&config.sample.input)
             .map_err(|error| BundleError::new(file, format!("sample.input: {error}")))?;
+        let public_inputs = match &config.text {
+            Some(text) => vec![text_input(text, &config.inputs)],
+            None => config.inputs.clone(),
+        };
         Ok(Bundle {
             file: file.to_path_buf(),
             config,
             prediction,
             label_rule,
             sample_input,
+            public_inputs,
         })
     }
 
@@ -250,7 +301,7 @@ impl Bundle {
     /// graph). `inputs` are in declaration order, their shapes checked against the declarations.
     pub fn request_rows(&self, inputs: &[Tensor]) -> Result<usize, String> {
         let mut first: Option<(&str, usize)> = None;
-        for (spec, tensor) in self.config.inputs.iter().zip(inputs) {
+        for (spec, tensor) in self.public_inputs.iter().zip(inputs) {
             if spec.shape.first() != Some(&-1) {
                 continue;
             }
@@ -276,7 +327,7 @@ impl Bundle {
     /// a dynamic dimension past its bound, naming the input, the axis and where the bound comes
     /// from.
     pub fn check_bounds(&self, inputs: &[Tensor]) -> Result<(), String> {
-        for (spec, tensor) in self.config.inputs.iter().zip(inputs) {
+        for (spec, tensor) in self.public_inputs.iter().zip(inputs) {
             for (axis, &size) in tensor.shape().iter().enumerate() {
                 let Some(bound) = spec.bound(axis).filter(|bound| size > bound.size()) else {
                     continue;
@@ -315,7 +366,7 @@ impl Bundle {
     pub fn decode_inputs(&self, data: &RawValue, field: &str) -> Result<Vec<Tensor>, String> {
         let text = data.get();
         let is_table = text.trim_start().starts_with('{');
-        match (self.config.inputs.as_slice(), is_table) {
+        match (self.public_inputs.as_slice(), is_table) {
             ([only], true) => Err(format!(
                 "{field}: expected rows for input '{}' with shape {}, received an object",
                 only.name,
@@ -422,6 +473,122 @@ fn is_safe_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
 }
 
+/// A text bundle's public input: one string per row, as many rows as its token inputs take.
+fn text_input(text: &TextConfig, token_inputs: &[TensorSpec]) -> TensorSpec {
+    let rows = token_inputs
+        .iter()
+        .filter_map(|spec| spec.max_shape.as_ref()?.first().copied())
+        .min();
+    TensorSpec {
+        name: text.input.clone(),
+        dtype: DType::String,
+        shape: vec![-1],
+        max_shape: rows.map(|rows| vec![rows]),
+        dimension_names: None,
+    }
+}
+
+/// A text bundle's declarations: its inputs are token inputs the tokenizer fills, of shape
+/// [rows, tokens], and its public input takes no graph input's name.
+fn check_text(config: &BundleConfig, problems: &mut Vec<String>) {
+    let Some(text) = &config.text else {
+        return;
+    };
+    let escapes = text
+        .tokenizer
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if text.tokenizer.as_os_str().is_empty() || escapes {
+        problems.push(format!(
+            "text.tokenizer: expected a path inside the bundle folder, found '{}'",
+            text.tokenizer.display()
+        ));
+    }
+    if text.input.is_empty() {
+        problems.push("text.input: expected a name, found ''".to_string());
+    }
+    for (index, spec) in config.inputs.iter().enumerate() {
+        if !TOKEN_INPUTS.contains(&spec.name.as_str()) {
+            problems.push(format!(
+                "inputs[{index}].name: a text bundle's inputs are the token inputs its tokenizer fills ({}); '{}' is not one",
+                crate::text::quoted(TOKEN_INPUTS.into_iter()),
+                spec.name
+            ));
+        }
+        if !matches!(spec.dtype, DType::Int64 | DType::Int32) || spec.shape != [-1, -1] {
+            problems.push(format!(
+                "inputs[{index}]: token input '{}' must be int64 or int32 of shape [-1, -1] (rows, tokens); found {} {}",
+                spec.name,
+                spec.dtype,
+                ShapeText(&spec.shape)
+            ));
+        }
+    }
+    if !config.inputs.iter().any(|spec| spec.name == "input_ids") {
+        problems.push("inputs: a text bundle's graph takes 'input_ids'; declare it".to_string());
+    }
+    if config.inputs.iter().any(|spec| spec.name == text.input) {
+        problems.push(format!(
+            "text.input: '{}' is a graph input's name; callers' text needs a name of its own",
+            text.input
+        ));
+    }
+}
+
+/// A pooled output's declarations: it makes a declared output of [rows, dim] from a declared
+/// token-level output of [rows, tokens, dim], both float32, over a text bundle's attention mask.
+fn check_pooling(config: &BundleConfig, problems: &mut Vec<String>) {
+    let Some(pooling) = &config.pooling else {
+        return;
+    };
+    let find = |name: &str| config.outputs.iter().find(|spec| spec.name == name);
+    let (Some(output), Some(from)) = (find(&pooling.output), find(&pooling.from)) else {
+        problems.push(format!(
+            "pooling: output '{}' and from '{}' must both be declared in outputs ({})",
+            pooling.output,
+            pooling.from,
+            names(&config.outputs)
+        ));
+        return;
+    };
+    if pooling.output == pooling.from {
+        problems.push("pooling: output and from name the same output".to_string());
+    }
+    let dims_agree = output.shape.len() == 2
+        && from.shape.len() == 3
+        && output.shape[0] == -1
+        && from.shape[0] == -1
+        && output.shape[1] == from.shape[2]
+        && output.shape[1] > 0;
+    if output.dtype != DType::Float32 || from.dtype != DType::Float32 || !dims_agree {
+        problems.push(format!(
+            "pooling: '{}' (float32 [-1, dim]) is pooled from '{}' (float32 [-1, -1, dim]); found {} {} from {} {}",
+            output.name,
+            from.name,
+            output.dtype,
+            ShapeText(&output.shape),
+            from.dtype,
+            ShapeText(&from.shape)
+        ));
+    }
+    if pooling.method != Pooling::First
+        && !config
+            .inputs
+            .iter()
+            .any(|spec| spec.name == "attention_mask")
+    {
+        problems.push(format!(
+            "pooling.method: '{}' pooling reads the attention mask; the graph takes no 'attention_mask' (use 'first')",
+            pooling.method.name()
+        ));
+    }
+    if config.text.is_none() {
+        problems.push(
+            "pooling: pools over the tokens of a text bundle's tokenizer; add [text]".to_string(),
+        );
+    }
+}
+
 /// Checks what can be checked without the graph; returns the prediction index and label rule.
 fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, LabelRule) {
     if config.schema_version != SCHEMA_VERSION {
@@ -459,6 +626,8 @@ fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, La
     }
     check_specs("inputs", &config.inputs, problems);
     check_specs("outputs", &config.outputs, problems);
+    check_text(config, problems);
+    check_pooling(config, problems);
     if !(config.sample.tolerance.is_finite() && config.sample.tolerance >= 0.0) {
         problems.push(format!(
             "sample.tolerance: expected a number >= 0, found {}",
@@ -697,6 +866,127 @@ mod tests {
         assert_eq!(bundle.prediction_spec().name, "probabilities");
         assert_eq!(bundle.label_rule, LabelRule::ArgmaxLastAxis);
         assert_eq!(bundle.model_path(), Path::new("models/iris/model.onnx"));
+    }
+
+    /// A sentence encoder's bundle: text in, token inputs for the graph, a pooled output.
+    const TEXT: &str = r#"
+schema_version = 1
+name = "encoder"
+version = "1"
+model = "model.onnx"
+prediction = "embedding"
+
+[text]
+tokenizer = "tokenizer.json"
+
+[[inputs]]
+name = "input_ids"
+dtype = "int64"
+shape = [-1, -1]
+max_shape = [16, 128]
+
+[[inputs]]
+name = "attention_mask"
+dtype = "int64"
+shape = [-1, -1]
+
+[[outputs]]
+name = "tokens"
+dtype = "float32"
+shape = [-1, -1, 8]
+
+[[outputs]]
+name = "embedding"
+dtype = "float32"
+shape = [-1, 8]
+
+[pooling]
+output = "embedding"
+from = "tokens"
+method = "mean"
+normalize = true
+
+[sample]
+input = ["hello world"]
+output = [[0, 0, 0, 0, 0, 0, 0, 1]]
+tolerance = 1e-3
+"#;
+
+    #[test]
+    fn a_text_bundle_shows_callers_one_text_input_bounded_by_its_token_inputs_rows() {
+        let bundle = parse(TEXT).unwrap();
+        let [text] = bundle.public_inputs.as_slice() else {
+            panic!("{:?}", bundle.public_inputs)
+        };
+        assert_eq!(
+            (text.name.as_str(), text.dtype, text.shape.as_slice()),
+            ("text", DType::String, &[-1][..])
+        );
+        assert_eq!(text.max_shape, Some(vec![16]));
+        let inputs = bundle.decode_inputs(&bundle.sample_input, "sample.input");
+        assert_eq!(inputs.unwrap()[0].shape(), [1]);
+        let rows = raw(json!(vec!["a"; 17]));
+        let too_many = bundle.decode_inputs(&rows, "data").unwrap();
+        let message = bundle.check_bounds(&too_many).unwrap_err();
+        assert!(
+            message.contains("input 'text' has 17 at axis 0"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_text_bundles_declarations_are_checked() {
+        for (change, expected) in [
+            (
+                ("name = \"attention_mask\"", "name = \"pixels\""),
+                "'pixels' is not one",
+            ),
+            (
+                ("name = \"input_ids\"", "name = \"token_type_ids\""),
+                "takes 'input_ids'",
+            ),
+            (
+                ("dtype = \"int64\"", "dtype = \"float32\""),
+                "must be int64 or int32 of shape [-1, -1]",
+            ),
+            (
+                (
+                    "tokenizer = \"tokenizer.json\"",
+                    "tokenizer = \"../tokenizer.json\"",
+                ),
+                "text.tokenizer: expected a path inside",
+            ),
+            (
+                (
+                    "tokenizer = \"tokenizer.json\"",
+                    "tokenizer = \"t.json\"\ninput = \"input_ids\"",
+                ),
+                "is a graph input's name",
+            ),
+            (
+                ("from = \"tokens\"", "from = \"nothing\""),
+                "must both be declared",
+            ),
+            (
+                ("shape = [-1, 8]", "shape = [-1, 9]"),
+                "is pooled from 'tokens'",
+            ),
+            (
+                ("method = \"mean\"", "method = \"median\""),
+                "unknown variant `median`",
+            ),
+        ] {
+            let message = problems(&TEXT.replacen(change.0, change.1, 1));
+            assert!(message.contains(expected), "{change:?}: {message}");
+        }
+        let without_mask = TEXT.replace("name = \"attention_mask\"", "name = \"token_type_ids\"");
+        let message = problems(&without_mask.replace("method = \"mean\"", "method = \"max\""));
+        assert!(
+            message.contains("'max' pooling reads the attention mask"),
+            "{message}"
+        );
+        let message = problems(&TEXT.replace("[text]\ntokenizer = \"tokenizer.json\"\n", ""));
+        assert!(message.contains("add [text]"), "{message}");
     }
 
     #[test]

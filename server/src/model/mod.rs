@@ -3,6 +3,7 @@
 
 pub mod dimensions;
 mod process_memory;
+mod stages;
 pub mod worker;
 
 use std::num::NonZeroUsize;
@@ -16,6 +17,7 @@ use tokio::sync::oneshot;
 use tracing::Span;
 
 use self::dimensions::SharedDimension;
+use self::stages::{PooledOutput, TextStage};
 use self::worker::{Batching, Job, Queue, Refused};
 use crate::bundle::sample::{abridged_json, compare, perturbed, raw_json};
 use crate::bundle::{Bundle, BundleError, LabelRule, TensorSpec};
@@ -117,10 +119,15 @@ struct GraphBinding {
     bundle: Bundle,
     /// For each graph input, the index of its declaration in `bundle.config.inputs`.
     graph_input_order: Vec<usize>,
-    /// For each declared output, its index among the graph outputs (what the worker asks for).
+    /// For each declared output but a pooled one, its index among the graph outputs (what the
+    /// worker asks for).
     output_positions: Vec<usize>,
     /// The graph's symbolic dimensions that inputs share, which every request must agree on.
     shared_dimensions: Vec<SharedDimension>,
+    /// A text bundle's tokenizer, which makes the declared inputs from the callers' text.
+    text: Option<TextStage>,
+    /// A declared output pooled from a token-level one after the run.
+    pooled: Option<PooledOutput>,
 }
 
 impl Model {
@@ -197,11 +204,15 @@ impl Model {
             )
             .map_err(|problem| bundle.error(format!("inputs[{declared}].{problem}")))?;
         }
+        let text = TextStage::of(&bundle)?;
+        let pooled = PooledOutput::of(&bundle);
         let binding = GraphBinding {
             bundle,
             graph_input_order,
             output_positions,
             shared_dimensions: dimensions::shared(&dimension_names),
+            text,
+            pooled,
         };
         binding.check_sample(backend)?;
         let batching = binding.batching()?;
@@ -328,7 +339,7 @@ impl Model {
         log.write(&Inference {
             model: self.name(),
             version: &config.version,
-            inputs: named(&config.inputs, inputs),
+            inputs: named(&self.bundle().public_inputs, inputs),
             outputs,
             duration,
         });
@@ -339,12 +350,6 @@ impl Model {
             .bundle()
             .request_rows(&inputs)
             .map_err(PredictError::InvalidInput)?;
-        dimensions::check(
-            &self.binding.shared_dimensions,
-            &self.bundle().config.inputs,
-            &inputs,
-        )
-        .map_err(PredictError::InvalidInput)?;
         self.bundle()
             .check_bounds(&inputs)
             .map_err(PredictError::InvalidInput)?;
@@ -354,6 +359,17 @@ impl Model {
                 self.max_rows_per_request
             )));
         }
+        let inputs = self
+            .binding
+            .declared_inputs(inputs)
+            .map_err(PredictError::InvalidInput)?;
+        dimensions::check(
+            &self.binding.shared_dimensions,
+            &self.bundle().config.inputs,
+            &inputs,
+        )
+        .map_err(PredictError::InvalidInput)?;
+        let mask = self.binding.mask_of(&inputs);
         let (reply, answer) = oneshot::channel();
         let job = Job {
             inputs: self.binding.to_graph_order(inputs),
@@ -386,6 +402,7 @@ impl Model {
                 }
                 other => PredictError::Runtime(other),
             })?;
+        let outputs = self.binding.declared_outputs(outputs, mask.as_deref())?;
         self.binding.check_outputs(&outputs)?;
         Ok(outputs)
     }
@@ -441,11 +458,25 @@ impl GraphBinding {
                 }
             }
         }
-        let sample = self
-            .bundle
-            .decode_inputs(&self.bundle.sample_input, "sample.input")
-            .map_err(|problem| self.bundle.error(problem))?;
-        let inputs = specs
+        // A text bundle's rows are never longer than its tokenizer cuts them.
+        if let Some(text) = &self.text {
+            for shape in shapes.iter_mut().filter(|shape| shape.len() == 2) {
+                shape[1] = shape[1].min(text.max_tokens());
+            }
+        }
+        // A text bundle's largest request is every row at the most tokens: zeros (a padding
+        // token's id, which every vocabulary has); other bundles' from their sample.
+        let sample: Vec<Tensor> = match &self.text {
+            Some(_) => specs
+                .iter()
+                .map(|spec| Tensor::zeros(spec.dtype, vec![1; spec.shape.len()]))
+                .collect(),
+            None => self
+                .bundle
+                .decode_inputs(&self.bundle.sample_input, "sample.input")
+                .map_err(|problem| self.bundle.error(problem))?,
+        };
+        let inputs: Vec<Tensor> = specs
             .iter()
             .zip(&shapes)
             .zip(sample)
@@ -470,8 +501,14 @@ impl GraphBinding {
             .join(", ");
         let resident_before_mib = process_memory::resident_mib().unwrap_or(0);
         process_memory::reset_peak();
+        let mask = self.mask_of(&inputs);
         backend
             .run(self.to_graph_order(inputs), &self.output_positions)
+            .map_err(|error| error.to_string())
+            .and_then(|outputs| {
+                self.declared_outputs(outputs, mask.as_deref())
+                    .map_err(|error| error.to_string())
+            })
             .map_err(|error| {
                 self.bundle.error(format!(
                     "the largest request the bounds allow ({inputs_text}) failed: {error}; declare the bounds the model takes in the inputs' max_shape"
@@ -519,6 +556,59 @@ impl GraphBinding {
             max_rows,
             max_delay: Duration::from_millis(runtime.max_queue_delay_ms.unwrap_or(0)),
         }))
+    }
+
+    /// The declared inputs, in declaration order, for a request's public ones: the same tensors,
+    /// or a text bundle's tokens for its text.
+    fn declared_inputs(&self, public: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
+        match &self.text {
+            Some(text) => text.token_inputs(public),
+            None => Ok(public),
+        }
+    }
+
+    /// What pooling needs of the declared inputs after the run: their attention mask.
+    fn mask_of(&self, declared_inputs: &[Tensor]) -> Option<Vec<i64>> {
+        self.pooled.as_ref()?.mask_of(declared_inputs)
+    }
+
+    /// Every declared output, from what the graph gave: a pooled output added in its place.
+    fn declared_outputs(
+        &self,
+        outputs: Vec<Tensor>,
+        mask: Option<&[i64]>,
+    ) -> Result<Vec<Tensor>, RuntimeError> {
+        match &self.pooled {
+            Some(pooled) => pooled.add(outputs, mask),
+            None => Ok(outputs),
+        }
+    }
+
+    /// The graph position of the declared output `declared`; none for a pooled output.
+    fn graph_position(&self, declared: usize) -> Option<usize> {
+        match &self.pooled {
+            Some(pooled) if declared == pooled.output => None,
+            Some(pooled) if declared > pooled.output => {
+                self.output_positions.get(declared - 1).copied()
+            }
+            _ => self.output_positions.get(declared).copied(),
+        }
+    }
+
+    /// Runs a request's public inputs on `backend` as a request is run: preprocessed, in graph
+    /// order, the declared outputs made from the graph's.
+    fn run_public(
+        &self,
+        backend: &mut impl Backend,
+        public: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, String> {
+        let inputs = self.declared_inputs(public)?;
+        let mask = self.mask_of(&inputs);
+        let outputs = backend
+            .run(self.to_graph_order(inputs), &self.output_positions)
+            .map_err(|error| error.to_string())?;
+        self.declared_outputs(outputs, mask.as_deref())
+            .map_err(|error| error.to_string())
     }
 
     fn to_graph_order(&self, inputs: Vec<Tensor>) -> Vec<Tensor> {
@@ -588,8 +678,7 @@ impl GraphBinding {
             })
             .collect::<Result<_, _>>()?;
         let mut run = |inputs| {
-            backend
-                .run(self.to_graph_order(inputs), &self.output_positions)
+            self.run_public(backend, inputs)
                 .map_err(|error| refuse(format!("a joint run of the sample failed: {error}")))
         };
         let alone = run(alone_inputs)?;
@@ -607,6 +696,19 @@ impl GraphBinding {
                     other_rows + sample_rows
                 )));
             };
+            // A text bundle's rows are padded to the longest of a joint run: a token-level
+            // output is compared on the sample's own tokens.
+            let ours = match (&self.text, alone.shape().get(1)) {
+                (Some(_), Some(&tokens)) if spec.shape.get(1) == Some(&-1) => {
+                    ours.truncate_axis1(tokens).ok_or_else(|| {
+                        refuse(format!(
+                            "output '{}' has fewer tokens in a joint run than alone",
+                            spec.name
+                        ))
+                    })?
+                }
+                _ => ours,
+            };
             compare(&alone, &ours, tolerance, &spec.name).map_err(|problem| {
                 refuse(format!(
                     "joined with other rows in one run, the sample's answer changes ({problem})"
@@ -619,7 +721,9 @@ impl GraphBinding {
     /// Labels over class scores named by text keys (a ZipMap of string classes) must be those
     /// keys, in their order: otherwise `/predict/label` would name the wrong classes.
     fn check_class_names(&self, backend: &impl Backend) -> Result<(), BundleError> {
-        let position = self.output_positions[self.bundle.prediction];
+        let Some(position) = self.graph_position(self.bundle.prediction) else {
+            return Ok(()); // a pooled output: float vectors, no classes
+        };
         let keyed_by_text = matches!(
             backend.signature().outputs[position].kind,
             GraphValueKind::ClassScores { key: DType::String }
@@ -642,8 +746,8 @@ impl GraphBinding {
             .bundle
             .decode_inputs(&self.bundle.sample_input, "sample.input")
             .map_err(|problem| self.bundle.error(problem))?;
-        let outputs = backend
-            .run(self.to_graph_order(inputs), &self.output_positions)
+        let outputs = self
+            .run_public(backend, inputs)
             .map_err(|error| self.bundle.error(format!("sample.input: {error}")))?;
         self.check_outputs(&outputs)
             .map_err(|error| self.bundle.error(format!("sample: {error}")))?;
@@ -699,10 +803,16 @@ fn match_graph(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    // A pooled output is the server's, not the graph's.
+    let pooled = config
+        .pooling
+        .as_ref()
+        .map(|pooling| pooling.output.as_str());
     let mut positions = |field: &str, specs: &[TensorSpec], values: &[GraphValue]| {
         specs
             .iter()
             .enumerate()
+            .filter(|(_, spec)| field != "outputs" || Some(spec.name.as_str()) != pooled)
             .map(|(index, spec)| {
                 let position = values.iter().position(|v| v.name == spec.name);
                 match position {

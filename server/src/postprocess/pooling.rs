@@ -2,8 +2,9 @@
 //! (sentence embeddings), L2 normalisation, softmax over classes. Each works on rows of floats laid
 //! out row after row, as ONNX Runtime gives them.
 
-/// How a row's token vectors become one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a row's token vectors become one vector (`pooling.method` of a bundle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// The mean of the vectors whose attention mask is 1 (sentence-transformers' default).
     Mean,
@@ -11,6 +12,17 @@ pub enum Pooling {
     First,
     /// Each dimension's greatest value among the vectors whose mask is 1.
     Max,
+}
+
+impl Pooling {
+    /// Its name in a bundle.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::First => "first",
+            Pooling::Max => "max",
+        }
+    }
 }
 
 /// Token-level vectors of `rows × length × dim` floats pooled to `rows × dim`, each row over the

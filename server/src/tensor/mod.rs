@@ -535,6 +535,34 @@ impl Tensor {
         Some(pieces)
     }
 
+    /// The first `length` entries of axis 1 of each row (a padded batch's token-level output cut
+    /// back to one request's tokens); None when the tensor has no axis 1 that long.
+    pub fn truncate_axis1(self, length: usize) -> Option<Tensor> {
+        let (&rows, &had) = (self.shape.first()?, self.shape.get(1)?);
+        if length > had {
+            return None;
+        }
+        let inner: usize = self.shape[2..].iter().product();
+        let mut shape = self.shape;
+        shape[1] = length;
+        let (row, kept) = (had * inner, length * inner);
+        let data = with_data!(self.data, v => {
+            let mut v = v;
+            if kept > 0 && rows > 0 {
+                let mut index = 0;
+                v.retain(|_| {
+                    let keep = index % row < kept;
+                    index += 1;
+                    keep
+                });
+            } else {
+                v.clear();
+            }
+            TensorData::from(v)
+        });
+        Some(Tensor { shape, data })
+    }
+
     /// Decodes a nested JSON array (rows of values, at any depth) into a tensor of `dtype`.
     /// The shape is read from the first element at each depth; every other element must agree.
     pub fn from_json_text(text: &str, dtype: DType) -> Result<Tensor, TensorError> {
@@ -629,6 +657,20 @@ impl<T: JsonElement> Serialize for Nested<'_, T> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn axis_1_is_cut_back_row_by_row() {
+        // Two rows of three tokens of two values: each row keeps its first two tokens.
+        let tokens = Tensor::new(vec![2, 3, 2], TensorData::Int64((0..12).collect())).unwrap();
+        let cut = tokens.clone().truncate_axis1(2).unwrap();
+        assert_eq!(cut.shape(), [2, 2, 2]);
+        assert_eq!(*cut.data(), TensorData::Int64(vec![0, 1, 2, 3, 6, 7, 8, 9]));
+        assert_eq!(tokens.clone().truncate_axis1(3).unwrap(), tokens);
+        assert!(tokens.truncate_axis1(4).is_none());
+        let strings = Tensor::new(vec![1, 2], TensorData::String(vec!["a".into(), "b".into()]));
+        let cut = strings.unwrap().truncate_axis1(1).unwrap();
+        assert_eq!(*cut.data(), TensorData::String(vec!["a".into()]));
+    }
 
     #[test]
     fn decodes_rows_and_encodes_them_back_unchanged() {

@@ -32,13 +32,13 @@ impl<'m> RequestInputs<'m> {
     pub fn new(bundle: &'m Bundle) -> Self {
         RequestInputs {
             bundle,
-            tensors: vec![None; bundle.config.inputs.len()],
+            tensors: vec![None; bundle.public_inputs.len()],
             strings: 0,
         }
     }
 
     fn specs(&self) -> &'m [TensorSpec] {
-        &self.bundle.config.inputs
+        &self.bundle.public_inputs
     }
 
     /// Checks an input's name, datatype and shape against the model's declaration.

@@ -42,7 +42,7 @@ pub fn model_metadata(model: &Model) -> ModelMetadata<'_> {
         name: model.name(),
         versions: [&config.version],
         platform: PLATFORM,
-        inputs: describe(&config.inputs),
+        inputs: describe(&model.bundle().public_inputs),
         outputs: describe(&config.outputs),
     }
 }
@@ -135,7 +135,7 @@ pub fn model_config<'a>(model: &'a Model) -> ModelConfig<'a> {
         platform: PLATFORM,
         backend: BACKEND,
         max_batch_size: batching.map_or(0, |batching| saturating_i32(batching.max_rows)),
-        input: tensors(&config.inputs),
+        input: tensors(&model.bundle().public_inputs),
         output: tensors(&config.outputs),
         instance_group: [InstanceGroup {
             name: "cpu",

@@ -80,7 +80,6 @@ pub(super) async fn metadata(SelectedModel(model): SelectedModel) -> Response {
         name,
         version,
         description,
-        inputs,
         outputs,
         labels,
         ..
@@ -89,7 +88,7 @@ pub(super) async fn metadata(SelectedModel(model): SelectedModel) -> Response {
         name,
         version,
         description,
-        inputs,
+        inputs: &bundle.public_inputs,
         outputs,
         prediction: &bundle.prediction_spec().name,
         labels,

@@ -1,0 +1,160 @@
+"""A text bundle of third-party parts (tests/third_party/text): the int8 all-MiniLM-L6-v2 of
+tests/third_party/models.toml with its own tokenizer.json, sentences in, sentence embeddings out.
+Callers send text over every route (the seed API, v2 JSON and binary, gRPC, by tritonclient), and
+every vector is compared with the pipeline its users run in Python: Hugging Face's tokenizers, ONNX
+Runtime and numpy's mean pooling (tests/third_party/text/make_bundle.py's `embed`)."""
+
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from conftest import REPO, Server
+
+sys.path.insert(0, str(REPO / "tests/third_party/text"))
+from make_bundle import TOKENIZER, embed  # noqa: E402
+
+NAME = "minilm-int8-text"
+BUNDLE = REPO / "tests/third_party/text" / NAME
+# The same ONNX Runtime as Python's on the same machine: the vectors agree to float precision (3e-8
+# measured); the margin is for another instruction set, whose int8 kernels may round otherwise.
+TOLERANCE = 1e-4
+BINARY = os.environ.get("PREDICTOR_BINARY", str(REPO / "target/debug/predictor"))
+SENTENCES = [
+    "A man is eating food.",
+    "Café déjà vu: naïve résumé.",
+    "我爱北京天安门",
+    "Emoji 🙂 and symbols ©®™",
+    "",
+    "The quick brown fox jumps over the lazy dog, and then it runs far away into the forest to hide.",
+]
+
+
+@pytest.fixture(scope="module")
+def models():
+    fetched = subprocess.run([str(REPO / "scripts/third-party-models")], check=True, capture_output=True, text=True)
+    return fetched.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def bundle(models, tmp_path_factory):
+    """The bundle's folder: its predictor.toml, and links to the model fetched once and to the
+    tokenizer, as a model cache links its files."""
+    folder = tmp_path_factory.mktemp("text") / NAME
+    folder.mkdir()
+    shutil.copy(BUNDLE / "predictor.toml", folder)
+    (folder / "model.onnx").symlink_to(f"{models}/minilm-int8.onnx")
+    (folder / "tokenizer.json").symlink_to(TOKENIZER)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def session(models):
+    return ort.InferenceSession(f"{models}/minilm-int8.onnx", providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def server(bundle):
+    server = Server([bundle])
+    yield server
+    server.stop()
+
+
+def post(server, path, body):
+    request = urllib.request.Request(
+        f"http://{server.http}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def assert_close(actual, expected):
+    actual = np.asarray(actual, dtype=np.float32)
+    assert actual.shape == expected.shape
+    assert np.abs(actual - expected).max() <= TOLERANCE, np.abs(actual - expected).max()
+
+
+def test_check_passes_the_bundle(bundle):
+    checked = subprocess.run([BINARY, "check", str(bundle)], capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stderr
+    assert "graph and sample match" in checked.stdout
+    # The largest request is every row at the tokenizer's 128 tokens, not the bundle's 256.
+    assert "'input_ids' [64, 128]" in checked.stdout, checked.stdout
+
+
+def test_metadata_shows_the_text_input_not_the_token_inputs(server):
+    metadata = httpclient.InferenceServerClient(server.http).get_model_metadata(NAME)
+    assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert [output["name"] for output in metadata["outputs"]] == ["last_hidden_state", "sentence_embedding"]
+
+
+def test_sentences_on_the_seed_api_get_the_python_pipelines_embeddings(server, session):
+    status, answer = post(server, "/predict", {"data": SENTENCES})
+    assert status == 200, answer
+    assert_close(answer["prediction"], embed(session, SENTENCES))
+
+
+@pytest.mark.parametrize("protocol", ["http-json", "http-binary", "grpc"])
+def test_sentences_over_v2_get_the_python_pipelines_embeddings(server, session, protocol):
+    module = grpcclient if protocol == "grpc" else httpclient
+    client = module.InferenceServerClient(server.grpc if protocol == "grpc" else server.http)
+    text = module.InferInput("text", [len(SENTENCES)], "BYTES")
+    values = np.array([sentence.encode() for sentence in SENTENCES], dtype=np.object_)
+    if protocol == "http-json":
+        text.set_data_from_numpy(values, binary_data=False)
+    else:
+        text.set_data_from_numpy(values)
+    wanted = [module.InferRequestedOutput("sentence_embedding")]
+    result = client.infer(NAME, [text], outputs=wanted)
+    assert_close(result.as_numpy("sentence_embedding"), embed(session, SENTENCES))
+
+
+def test_concurrent_sentences_of_different_lengths_each_get_their_own(server, session):
+    """Sentences of 1 to 60 words at once, on 16 connections: each answer is the sentence's own,
+    whatever ran beside it."""
+    words = "the cat sat on the mat while a dog barked at the moon and birds sang".split()
+    sentences = [" ".join(words[: 1 + (index * 7) % len(words)] * (1 + index % 4)) for index in range(48)]
+    expected = {sentence: embed(session, [sentence])[0] for sentence in sentences}
+
+    def one(sentence):
+        status, answer = post(server, "/predict", {"data": [sentence]})
+        assert status == 200, answer
+        return sentence, np.asarray(answer["prediction"][0], dtype=np.float32)
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        for sentence, vector in pool.map(one, sentences):
+            assert np.abs(vector - expected[sentence]).max() <= TOLERANCE, sentence
+
+
+def test_a_3000_word_text_is_truncated_and_answered(server, session):
+    text = " ".join(["serving"] * 3000)
+    status, answer = post(server, "/predict", {"data": [text]})
+    assert status == 200, answer
+    assert_close(answer["prediction"], embed(session, [text]))
+
+
+def test_callers_mistakes_are_400s_that_name_the_text_input(server):
+    status, answer = post(server, "/predict", {"data": [1, 2]})
+    assert status == 400 and "string" in answer["error"], answer
+    status, answer = post(server, "/predict", {"data": {"input_ids": [[101, 102]]}})
+    assert status == 400 and "'text'" in answer["error"], answer
+    client = httpclient.InferenceServerClient(server.http)
+    ids = httpclient.InferInput("input_ids", [1, 2], "INT64")
+    ids.set_data_from_numpy(np.array([[101, 102]], dtype=np.int64))
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer(NAME, [ids])
+    assert "400" in str(refused.value.status()) and "'text'" in refused.value.message()
