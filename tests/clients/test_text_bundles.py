@@ -124,8 +124,9 @@ def test_sentences_over_v2_get_the_python_pipelines_embeddings(server, session, 
 
 
 def test_concurrent_sentences_of_different_lengths_each_get_their_own(server, session):
-    """Sentences of 1 to 60 words at once, on 16 connections: each answer is the sentence's own,
-    whatever ran beside it."""
+    """Sentences of 1 to 60 words at once, on 16 connections: they share runs, padded to the
+    longest (the bundle batches 8 rows), and each answer is the sentence's own, whatever ran
+    beside it."""
     words = "the cat sat on the mat while a dog barked at the moon and birds sang".split()
     sentences = [" ".join(words[: 1 + (index * 7) % len(words)] * (1 + index % 4)) for index in range(48)]
     expected = {sentence: embed(session, [sentence])[0] for sentence in sentences}
@@ -135,9 +136,23 @@ def test_concurrent_sentences_of_different_lengths_each_get_their_own(server, se
         assert status == 200, answer
         return sentence, np.asarray(answer["prediction"][0], dtype=np.float32)
 
+    def batched_rows():
+        """The rows the model ran, and its runs, from the server's metrics."""
+        with urllib.request.urlopen(f"http://{server.metrics}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        figure = lambda name: sum(  # noqa: E731
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name) and f'model="{NAME}"' in line
+        )
+        return figure("predictor_batch_rows_sum"), figure("predictor_batch_rows_count")
+
+    rows_before, runs_before = batched_rows()
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         for sentence, vector in pool.map(one, sentences):
             assert np.abs(vector - expected[sentence]).max() <= TOLERANCE, sentence
+    rows, runs = batched_rows()
+    # Requests of different lengths shared runs (padded to the longest): fewer runs than rows.
+    assert rows - rows_before == len(sentences)
+    assert runs - runs_before < len(sentences), (rows - rows_before, runs - runs_before)
 
 
 def test_a_3000_word_text_is_truncated_and_answered(server, session):

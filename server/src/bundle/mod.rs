@@ -170,6 +170,10 @@ pub struct RuntimeHints {
     /// (default 0: it takes only what is queued already).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_queue_delay_ms: Option<u64>,
+    /// A text bundle's token budget of one batch: rows × the longest row's tokens (default: none,
+    /// `max_batch_size` alone bounds a batch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_tokens: Option<usize>,
     /// Memory for one server of this bundle, in MiB: the requests and limits of the Kubernetes
     /// manifests (`predictor manifests`); without it they take 128 MiB plus 4 times the model file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -652,6 +656,17 @@ fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, La
                 .to_string(),
         );
     }
+    if config.runtime.max_batch_tokens.is_some()
+        && (config.runtime.max_batch_size.is_none() || config.text.is_none())
+    {
+        problems.push(
+            "runtime.max_batch_tokens: only means something for a text bundle ([text]) with runtime.max_batch_size"
+                .to_string(),
+        );
+    }
+    if config.runtime.max_batch_tokens == Some(0) {
+        problems.push("runtime.max_batch_tokens: expected at least 1, found 0".to_string());
+    }
     if config.runtime.max_queue_delay_ms > Some(10_000) {
         problems.push(format!(
             "runtime.max_queue_delay_ms: expected at most 10000 (10 s), found {}",
@@ -987,6 +1002,24 @@ tolerance = 1e-3
         );
         let message = problems(&TEXT.replace("[text]\ntokenizer = \"tokenizer.json\"\n", ""));
         assert!(message.contains("add [text]"), "{message}");
+        let message = problems(&format!(
+            "{IRIS}\n[runtime]\nmax_batch_size = 8\nmax_batch_tokens = 64\n"
+        ));
+        assert!(
+            message.contains("runtime.max_batch_tokens: only means something for a text bundle"),
+            "{message}"
+        );
+        let message = problems(&format!(
+            "{TEXT}\n[runtime]\nmax_batch_size = 8\nmax_batch_tokens = 0\n"
+        ));
+        assert!(
+            message.contains("expected at least 1, found 0"),
+            "{message}"
+        );
+        assert!(parse(&format!(
+            "{TEXT}\n[runtime]\nmax_batch_size = 8\nmax_batch_tokens = 64\n"
+        ))
+        .is_ok());
     }
 
     #[test]

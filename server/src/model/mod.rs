@@ -18,7 +18,7 @@ use tracing::Span;
 
 use self::dimensions::SharedDimension;
 use self::stages::{PooledOutput, TextStage};
-use self::worker::{Batching, Job, Queue, Refused};
+use self::worker::{Batching, Job, Padding, Queue, Refused};
 use crate::bundle::sample::{abridged_json, compare, perturbed, raw_json};
 use crate::bundle::{Bundle, BundleError, LabelRule, TensorSpec};
 use crate::defaults;
@@ -243,7 +243,7 @@ impl Model {
             backends,
             binding.output_positions.clone(),
             options.max_queued_requests,
-            batching,
+            batching.clone(),
             model_metrics.clone(),
         )
         .map_err(|error| {
@@ -278,8 +278,8 @@ impl Model {
     }
 
     /// Its dynamic batching, when the bundle asks for it (and its model answers row by row).
-    pub fn batching(&self) -> Option<Batching> {
-        self.batching
+    pub fn batching(&self) -> Option<&Batching> {
+        self.batching.as_ref()
     }
 
     /// Whether the model can answer: false once its worker has stopped, whatever stopped it.
@@ -552,9 +552,31 @@ impl GraphBinding {
                 ShapeText(&spec.shape)
             )));
         }
+        // A text bundle's requests join whatever their lengths: padded to the longest, their
+        // token-level outputs (a dynamic second dimension) cut back to their own tokens.
+        let padding = self.text.as_ref().map(|text| {
+            let pad_values = text.pad_values();
+            let graph_outputs = config
+                .outputs
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| self.pooled.as_ref().is_none_or(|p| p.output != *index));
+            Arc::new(Padding {
+                inputs: self
+                    .graph_input_order
+                    .iter()
+                    .map(|&declared| pad_values.get(declared).copied())
+                    .collect(),
+                token_outputs: graph_outputs
+                    .map(|(_, spec)| spec.shape.len() >= 2 && spec.shape[1] == -1)
+                    .collect(),
+                max_tokens: runtime.max_batch_tokens,
+            })
+        });
         Ok(Some(Batching {
             max_rows,
             max_delay: Duration::from_millis(runtime.max_queue_delay_ms.unwrap_or(0)),
+            padding,
         }))
     }
 

@@ -52,6 +52,20 @@ impl TextStage {
         self.tokenizer.max_tokens()
     }
 
+    /// For each declared input, in declaration order, the value that pads its rows to the
+    /// longest of a batch: the padding token's id, a zero mask, the padding type.
+    pub(super) fn pad_values(&self) -> Vec<i64> {
+        let (pad_id, pad_type_id) = self.tokenizer.pad_ids();
+        self.fills
+            .iter()
+            .map(|&(field, _)| match field {
+                0 => pad_id,
+                1 => 0,
+                _ => pad_type_id,
+            })
+            .collect()
+    }
+
     /// The declared (token) inputs, in declaration order, for the public text input's rows.
     pub(super) fn token_inputs(&self, public: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
         let texts = match public.first().map(Tensor::data) {

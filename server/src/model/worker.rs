@@ -36,23 +36,63 @@ impl Job {
             .then_some(rows)
     }
 
-    /// Whether `other` can share a run with this job: every input alike but for its rows.
-    fn joins(&self, other: &Job) -> bool {
+    /// Whether `other` can share a run with this job: every input alike but for its rows (and,
+    /// for a padded input, its tokens).
+    fn joins(&self, other: &Job, padding: Option<&Padding>) -> bool {
         self.inputs.len() == other.inputs.len()
             && self
                 .inputs
                 .iter()
                 .zip(&other.inputs)
-                .all(|(a, b)| a.dtype() == b.dtype() && a.shape().get(1..) == b.shape().get(1..))
+                .enumerate()
+                .all(|(index, (a, b))| {
+                    let padded = padding.is_some_and(|padding| padding.pads(index));
+                    let alike = if padded {
+                        a.shape().len() == 2 && b.shape().len() == 2
+                    } else {
+                        a.shape().get(1..) == b.shape().get(1..)
+                    };
+                    a.dtype() == b.dtype() && alike
+                })
+    }
+
+    /// Its tokens: the second dimension of its first padded input (0 without padding).
+    fn tokens(&self, padding: Option<&Padding>) -> usize {
+        padding
+            .and_then(|padding| padding.inputs.iter().position(Option::is_some))
+            .and_then(|index| self.inputs.get(index)?.shape().get(1).copied())
+            .unwrap_or(0)
+    }
+}
+
+/// How requests of different lengths join one run (a text bundle's token inputs): each is padded
+/// to the longest along the second dimension, and the outputs with a token dimension are cut
+/// back to each request's own tokens, so that every caller gets what it would have got alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Padding {
+    /// For each graph input, the value that pads it (the padding token's id, a zero mask), or
+    /// None for an input joined as it is.
+    pub inputs: Vec<Option<i64>>,
+    /// For each output asked of the graph, whether its second dimension is the tokens'.
+    pub token_outputs: Vec<bool>,
+    /// The most tokens of one run, rows × the longest row (none: the rows alone bound it).
+    pub max_tokens: Option<usize>,
+}
+
+impl Padding {
+    fn pads(&self, input: usize) -> bool {
+        self.inputs.get(input).is_some_and(Option::is_some)
     }
 }
 
 /// Dynamic batching: up to `max_rows` rows of queued requests in one run; a request waits at
 /// most `max_delay` after its arrival for others to join it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Batching {
     pub max_rows: usize,
     pub max_delay: Duration,
+    /// How requests of different lengths join (text bundles); none: only alike ones join.
+    pub padding: Option<Arc<Padding>>,
 }
 
 /// Why a job was not queued.
@@ -141,7 +181,7 @@ pub fn spawn<B: Backend + 'static>(
         let work = Instance {
             backend,
             outputs: outputs.clone(),
-            batching,
+            batching: batching.clone(),
             receiver: receiver.clone(),
             waiting: waiting.clone(),
             metrics: metrics.clone(),
@@ -193,7 +233,7 @@ impl<B: Backend> Instance<B> {
                     },
                 };
                 let mut batch = vec![first];
-                let next_carried = match self.batching {
+                let next_carried = match &self.batching {
                     Some(batching) => gather(&receiver, &mut batch, batching),
                     None => None,
                 };
@@ -206,7 +246,14 @@ impl<B: Backend> Instance<B> {
             // A caller that went away while its job waited needs no run.
             batch.retain(|job| !job.reply.is_closed());
             if !batch.is_empty() {
-                run(&mut self.backend, &self.outputs, batch, &self.metrics);
+                let padding = self.batching.as_ref().and_then(|b| b.padding.as_deref());
+                run(
+                    &mut self.backend,
+                    &self.outputs,
+                    padding,
+                    batch,
+                    &self.metrics,
+                );
             }
         }
     }
@@ -214,9 +261,12 @@ impl<B: Backend> Instance<B> {
 
 /// Adds queued jobs to `batch` up to the row limit and the first job's deadline; returns a job
 /// taken from the queue that could not join (it starts the next batch).
-fn gather(receiver: &Receiver<Job>, batch: &mut Vec<Job>, batching: Batching) -> Option<Job> {
+fn gather(receiver: &Receiver<Job>, batch: &mut Vec<Job>, batching: &Batching) -> Option<Job> {
+    let padding = batching.padding.as_deref();
     let deadline = batch[0].enqueued + batching.max_delay;
     let mut rows = batch[0].batch_rows()?;
+    let mut longest = batch[0].tokens(padding);
+    let max_tokens = padding.and_then(|padding| padding.max_tokens);
     while rows < batching.max_rows {
         let next = match receiver.try_recv() {
             Ok(job) => job,
@@ -229,9 +279,18 @@ fn gather(receiver: &Receiver<Job>, batch: &mut Vec<Job>, batching: Batching) ->
                 }
             }
         };
+        let within_tokens = |next_rows: usize| {
+            let tokens = (rows + next_rows) * longest.max(next.tokens(padding));
+            max_tokens.is_none_or(|max| tokens <= max)
+        };
         match next.batch_rows() {
-            Some(next_rows) if rows + next_rows <= batching.max_rows && batch[0].joins(&next) => {
+            Some(next_rows)
+                if rows + next_rows <= batching.max_rows
+                    && within_tokens(next_rows)
+                    && batch[0].joins(&next, padding) =>
+            {
                 rows += next_rows;
+                longest = longest.max(next.tokens(padding));
                 batch.push(next);
             }
             _ => return Some(next),
@@ -242,7 +301,13 @@ fn gather(receiver: &Receiver<Job>, batch: &mut Vec<Job>, batching: Batching) ->
 
 /// Runs the jobs of `batch` together and answers each with its own rows. Should the joint run
 /// fail, each job runs again alone, so that one caller's bad input fails only its own request.
-fn run(backend: &mut impl Backend, outputs: &[usize], batch: Vec<Job>, metrics: &ModelMetrics) {
+fn run(
+    backend: &mut impl Backend,
+    outputs: &[usize],
+    padding: Option<&Padding>,
+    batch: Vec<Job>,
+    metrics: &ModelMetrics,
+) {
     let now = Instant::now();
     let mut replies = Vec::with_capacity(batch.len());
     let mut inputs_by_job = Vec::with_capacity(batch.len());
@@ -260,7 +325,7 @@ fn run(backend: &mut impl Backend, outputs: &[usize], batch: Vec<Job>, metrics: 
     let _entered = spans[0].enter();
     // A panic must not take the model down for every later request.
     let answers = panic::catch_unwind(AssertUnwindSafe(|| {
-        answer(backend, outputs, inputs_by_job, metrics)
+        answer(backend, outputs, padding, inputs_by_job, metrics)
     }))
     .unwrap_or_else(|_| {
         let panicked = || Err(RuntimeError::Inference("the run panicked".into()));
@@ -282,6 +347,7 @@ fn run(backend: &mut impl Backend, outputs: &[usize], batch: Vec<Job>, metrics: 
 fn answer<B: Backend>(
     backend: &mut B,
     outputs: &[usize],
+    padding: Option<&Padding>,
     inputs_by_job: Vec<Vec<Tensor>>,
     metrics: &ModelMetrics,
 ) -> Vec<Result<Vec<Tensor>, RuntimeError>> {
@@ -305,11 +371,18 @@ fn answer<B: Backend>(
     let rows: Vec<usize> = inputs_by_job.iter().map(|inputs| rows_of(inputs)).collect();
     let total = rows.iter().sum();
     // The joint run takes a copy: should it fail, every job still has its own inputs.
-    let joint = join_inputs(inputs_by_job.clone())
+    let tokens: Vec<usize> = inputs_by_job
+        .iter()
+        .map(|inputs| padded_tokens(inputs, padding))
+        .collect();
+    let joint = join_inputs(inputs_by_job.clone(), padding)
         .ok_or_else(|| RuntimeError::Inference("the jobs' inputs do not join".into()))
         .and_then(|joined| {
             let (outcome, elapsed) = timed_run(backend, outputs, joined, total, metrics);
-            outcome.and_then(|outputs| split_outputs(outputs, &rows).map(|split| (split, elapsed)))
+            outcome
+                .and_then(|outputs| split_outputs(outputs, &rows))
+                .and_then(|split| own_tokens(split, &tokens, padding))
+                .map(|split| (split, elapsed))
         });
     match joint {
         Ok((per_job, elapsed)) => {
@@ -340,17 +413,66 @@ fn timed_run(
     (outcome, elapsed)
 }
 
-/// One tensor per input, the jobs' rows joined in job order; None should they not join (gather
-/// joins only jobs alike but for their rows).
-fn join_inputs(inputs_by_job: Vec<Vec<Tensor>>) -> Option<Vec<Tensor>> {
+/// A job's tokens: the second dimension of its first padded input.
+fn padded_tokens(inputs: &[Tensor], padding: Option<&Padding>) -> usize {
+    padding
+        .and_then(|padding| padding.inputs.iter().position(Option::is_some))
+        .and_then(|index| inputs.get(index)?.shape().get(1).copied())
+        .unwrap_or(0)
+}
+
+/// One tensor per input, the jobs' rows joined in job order, a padded input's rows first padded
+/// to the longest; None should they not join (gather joins only jobs that can).
+fn join_inputs(inputs_by_job: Vec<Vec<Tensor>>, padding: Option<&Padding>) -> Option<Vec<Tensor>> {
     let count = inputs_by_job.first()?.len();
+    let longest = inputs_by_job
+        .iter()
+        .map(|inputs| padded_tokens(inputs, padding))
+        .max()
+        .unwrap_or(0);
     let mut by_input: Vec<Vec<Tensor>> = (0..count).map(|_| Vec::new()).collect();
     for inputs in inputs_by_job {
         for (index, tensor) in inputs.into_iter().enumerate() {
+            let pad = padding.and_then(|padding| *padding.inputs.get(index)?);
+            let tensor = match pad {
+                Some(value) => tensor.pad_axis1(longest, value)?,
+                None => tensor,
+            };
             by_input[index].push(tensor);
         }
     }
     by_input.into_iter().map(Tensor::concat_rows).collect()
+}
+
+/// Each job's token-level outputs cut back to its own tokens (a joint run's are the longest's).
+fn own_tokens(
+    per_job: Vec<Vec<Tensor>>,
+    tokens: &[usize],
+    padding: Option<&Padding>,
+) -> Result<Vec<Vec<Tensor>>, RuntimeError> {
+    let Some(padding) = padding else {
+        return Ok(per_job);
+    };
+    per_job
+        .into_iter()
+        .zip(tokens)
+        .map(|(outputs, &tokens)| {
+            outputs
+                .into_iter()
+                .enumerate()
+                .map(|(index, output)| {
+                    if !padding.token_outputs.get(index).copied().unwrap_or(false) {
+                        return Ok(output);
+                    }
+                    output.truncate_axis1(tokens).ok_or_else(|| {
+                        RuntimeError::Inference(format!(
+                            "output {index} has fewer than the request's {tokens} tokens"
+                        ))
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Each output cut into the jobs' rows: `result[job][output]`.
@@ -481,6 +603,7 @@ mod tests {
             Some(Batching {
                 max_rows: 4,
                 max_delay: LONG,
+                padding: None,
             }),
         );
         let answers: Vec<_> = (0..4).map(|i| send(&queue, rows(i as f32, 1))).collect();
@@ -497,6 +620,7 @@ mod tests {
         let batching = Batching {
             max_rows: 100,
             max_delay: Duration::from_millis(20),
+            padding: None,
         };
         let queue = start(backend, 8, Some(batching));
         // Far below the row limit: only the deadline can close it.
@@ -505,6 +629,66 @@ mod tests {
             vec![7.0, 8.0, 9.0]
         );
         assert_eq!(*runs.lock().unwrap(), vec![3]);
+    }
+
+    /// Token rows of `tokens` ids each, one per entry, the first id of each its entry.
+    fn tokens(rows: &[(i64, usize)]) -> Vec<Tensor> {
+        let length = rows.iter().map(|&(_, n)| n).max().unwrap_or(0);
+        assert!(rows.iter().all(|&(_, n)| n == length), "one length a job");
+        let ids = rows
+            .iter()
+            .flat_map(|&(first, n)| (0..n as i64).map(move |i| first + i))
+            .collect();
+        vec![Tensor::new(vec![rows.len(), length], TensorData::Int64(ids)).unwrap()]
+    }
+
+    fn padded_batching(max_tokens: Option<usize>) -> Option<Batching> {
+        Some(Batching {
+            max_rows: 8,
+            max_delay: LONG,
+            padding: Some(Arc::new(Padding {
+                inputs: vec![Some(0)],
+                token_outputs: vec![true],
+                max_tokens,
+            })),
+        })
+    }
+
+    #[test]
+    fn requests_of_different_lengths_join_padded_and_each_gets_its_own_tokens() {
+        let (backend, release) = FakeBackend::echo().first_run_waits();
+        let runs = backend.runs();
+        let queue = start(backend, 8, padded_batching(None));
+        let blocker = send(&queue, tokens(&[(100, 1)]));
+        let short = send(&queue, tokens(&[(10, 2)]));
+        let long = send(&queue, tokens(&[(20, 5), (30, 5)]));
+        release.send(()).unwrap();
+        drop(queue);
+        for (answer, expected) in [(blocker, tokens(&[(100, 1)])), (short, tokens(&[(10, 2)]))] {
+            assert_eq!(wait(answer).unwrap(), expected);
+        }
+        assert_eq!(wait(long).unwrap(), tokens(&[(20, 5), (30, 5)]));
+        // The three requests of 1, 2 and 5 tokens ran as one batch of four rows.
+        assert_eq!(*runs.lock().unwrap(), vec![4]);
+    }
+
+    #[test]
+    fn a_batch_stays_within_its_token_budget() {
+        let (backend, release) = FakeBackend::echo().first_run_waits();
+        let runs = backend.runs();
+        // Two rows of 5 tokens make 10; a third row would make 15, past the budget of 12.
+        let queue = start(backend, 8, padded_batching(Some(12)));
+        let answers = [
+            send(&queue, tokens(&[(1, 5)])),
+            send(&queue, tokens(&[(2, 1)])),
+            send(&queue, tokens(&[(3, 2)])),
+        ];
+        release.send(()).unwrap();
+        drop(queue);
+        for answer in answers {
+            wait(answer).unwrap();
+        }
+        assert_eq!(*runs.lock().unwrap(), vec![2, 1]);
     }
 
     #[test]
@@ -517,6 +701,7 @@ mod tests {
             Some(Batching {
                 max_rows: 3,
                 max_delay: LONG,
+                padding: None,
             }),
         );
         // The first run waits for `release`; the jobs sent meanwhile queue behind it.
@@ -582,6 +767,7 @@ mod tests {
             Some(Batching {
                 max_rows: 8,
                 max_delay: LONG,
+                padding: None,
             }),
             metrics,
         );
@@ -611,6 +797,7 @@ mod tests {
             Some(Batching {
                 max_rows: 8,
                 max_delay: LONG,
+                padding: None,
             }),
         );
         let blocker = send(&queue, rows(0.0, 1));
@@ -633,6 +820,7 @@ mod tests {
             Some(Batching {
                 max_rows: 8,
                 max_delay: LONG,
+                padding: None,
             }),
         );
         let first = send(&queue, rows(1.0, 1));

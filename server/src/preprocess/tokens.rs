@@ -80,6 +80,11 @@ impl TextTokenizer {
         self.max_tokens
     }
 
+    /// What pads a row's token ids, and its token type ids.
+    pub fn pad_ids(&self) -> (i64, i64) {
+        (self.pad_id, self.pad_type_id)
+    }
+
     /// The token inputs of `texts`, one row each, padded to the longest row.
     pub fn encode(&self, texts: &[&str]) -> Result<TokenBatch, String> {
         let encodings = texts

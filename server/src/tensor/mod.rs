@@ -535,6 +535,44 @@ impl Tensor {
         Some(pieces)
     }
 
+    /// Each row of an integer tensor [rows, n] lengthened to [rows, `length`] with `value` (a
+    /// token input padded to the longest row of a batch); None for another dtype or rank, or a
+    /// shorter `length`.
+    pub fn pad_axis1(self, length: usize, value: i64) -> Option<Tensor> {
+        let (rows, had) = match self.shape.as_slice() {
+            &[rows, had] if had <= length => (rows, had),
+            _ => return None,
+        };
+        fn padded<T: Copy>(values: &[T], rows: usize, had: usize, length: usize, pad: T) -> Vec<T> {
+            let mut out = Vec::with_capacity(rows * length);
+            for row in values.chunks_exact(had.max(1)).take(rows) {
+                out.extend_from_slice(&row[..had]);
+                out.extend(std::iter::repeat_n(pad, length - had));
+            }
+            if had == 0 {
+                out.resize(rows * length, pad);
+            }
+            out
+        }
+        let data = match &self.data {
+            TensorData::Int64(values) => {
+                TensorData::Int64(padded(values, rows, had, length, value))
+            }
+            TensorData::Int32(values) => TensorData::Int32(padded(
+                values,
+                rows,
+                had,
+                length,
+                i32::try_from(value).ok()?,
+            )),
+            _ => return None,
+        };
+        Some(Tensor {
+            shape: vec![rows, length],
+            data,
+        })
+    }
+
     /// The first `length` entries of axis 1 of each row (a padded batch's token-level output cut
     /// back to one request's tokens); None when the tensor has no axis 1 that long.
     pub fn truncate_axis1(self, length: usize) -> Option<Tensor> {
@@ -657,6 +695,28 @@ impl<T: JsonElement> Serialize for Nested<'_, T> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn token_rows_are_padded_to_a_length() {
+        let ids = Tensor::new(vec![2, 2], TensorData::Int64(vec![1, 2, 3, 4])).unwrap();
+        let padded = ids.clone().pad_axis1(4, 9).unwrap();
+        assert_eq!(padded.shape(), [2, 4]);
+        assert_eq!(
+            *padded.data(),
+            TensorData::Int64(vec![1, 2, 9, 9, 3, 4, 9, 9])
+        );
+        assert_eq!(padded.truncate_axis1(2).unwrap(), ids);
+        let mask = Tensor::new(vec![1, 1], TensorData::Int32(vec![1])).unwrap();
+        assert_eq!(
+            *mask.pad_axis1(2, 0).unwrap().data(),
+            TensorData::Int32(vec![1, 0])
+        );
+        assert!(ids.clone().pad_axis1(1, 0).is_none());
+        assert!(Tensor::new(vec![1, 1], TensorData::Float32(vec![1.0]))
+            .unwrap()
+            .pad_axis1(2, 0)
+            .is_none());
+    }
 
     #[test]
     fn axis_1_is_cut_back_row_by_row() {
