@@ -1,6 +1,7 @@
 """A text bundle of third-party parts (tests/third_party/text): the int8 all-MiniLM-L6-v2 of
 tests/third_party/models.toml with its own tokenizer.json, sentences in, sentence embeddings out.
-Callers send text over every route (the seed API, v2 JSON and binary, gRPC, by tritonclient), and
+Callers send text over every route (the seed API, v2 JSON and binary, gRPC, by tritonclient;
+OpenAI's `/v1/embeddings` by OpenAI's own Python client), and
 every vector is compared with the pipeline its users run in Python: Hugging Face's tokenizers, ONNX
 Runtime and numpy's mean pooling (tests/third_party/text/make_bundle.py's `embed`)."""
 
@@ -15,6 +16,7 @@ import urllib.request
 
 import numpy as np
 import onnxruntime as ort
+import openai
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -23,7 +25,7 @@ from tritonclient.utils import InferenceServerException
 from conftest import REPO, Server
 
 sys.path.insert(0, str(REPO / "tests/third_party/text"))
-from make_bundle import TOKENIZER, embed  # noqa: E402
+from make_bundle import TOKENIZER, embed, tokenizer  # noqa: E402
 
 NAME = "minilm-int8-text"
 BUNDLE = REPO / "tests/third_party/text" / NAME
@@ -173,3 +175,35 @@ def test_callers_mistakes_are_400s_that_name_the_text_input(server):
     with pytest.raises(InferenceServerException) as refused:
         client.infer(NAME, [ids])
     assert "400" in str(refused.value.status()) and "'text'" in refused.value.message()
+
+
+def test_the_openai_client_gets_the_python_pipelines_embeddings_and_usage(server, session):
+    """OpenAI's Python client as its users call it: its default asks for base64, then floats; the
+    usage counts the tokens the tokenizer made (padding left out)."""
+    client = openai.OpenAI(base_url=f"http://{server.http}/v1", api_key="not-checked")
+    answer = client.embeddings.create(model=NAME, input=SENTENCES)
+    assert [item.index for item in answer.data] == list(range(len(SENTENCES)))
+    assert_close([item.embedding for item in answer.data], embed(session, SENTENCES))
+    unpadded = sum(sum(encoding.attention_mask) for encoding in tokenizer().encode_batch(SENTENCES))
+    assert answer.usage.prompt_tokens == answer.usage.total_tokens == unpadded, answer.usage
+    assert answer.model == NAME
+    one = client.embeddings.create(model=NAME, input="A man is eating food.", encoding_format="float")
+    assert_close([one.data[0].embedding], embed(session, ["A man is eating food."]))
+
+
+def test_openai_callers_mistakes_are_4xx_that_say_why(server):
+    client = openai.OpenAI(base_url=f"http://{server.http}/v1", api_key="not-checked", max_retries=0)
+    with pytest.raises(openai.NotFoundError, match="unknown model 'gpt-embed'"):
+        client.embeddings.create(model="gpt-embed", input="hello")
+    with pytest.raises(openai.BadRequestError, match="token ids"):
+        client.embeddings.create(model=NAME, input=[[101, 7592, 102]])
+    with pytest.raises(openai.BadRequestError, match="dimensions: .* 384 values, not 256"):
+        client.embeddings.create(model=NAME, input="hello", dimensions=256)
+    # In OpenAI's error shape, the body's own mistakes too.
+    status, answer = post(server, "/v1/embeddings", {"model": NAME, "input": []})
+    assert status == 400 and "empty list" in answer["error"]["message"], answer
+    status, answer = post(server, "/v1/embeddings", {"model": NAME, "inputs": "hello"})
+    assert status == 400 and "unknown field `inputs`" in answer["error"]["message"], answer
+    assert answer["error"]["type"] == "invalid_request_error"
+    status, answer = post(server, "/v1/embeddings", {"model": "minilm-int8-text", "input": ["a"] * 65})
+    assert status == 400 and "65" in answer["error"]["message"], answer

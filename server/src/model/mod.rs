@@ -301,6 +301,15 @@ impl Model {
     /// shapes the caller has checked against the declarations; returns every declared output in
     /// declaration order.
     pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PredictError> {
+        Ok(self.infer_counting_tokens(inputs).await?.0)
+    }
+
+    /// [`Model::infer`], with the tokens a text bundle's tokenizer made of the request's text (0
+    /// for other bundles): what OpenAI's API reports as `usage`.
+    pub async fn infer_counting_tokens(
+        &self,
+        inputs: Vec<Tensor>,
+    ) -> Result<(Vec<Tensor>, usize), PredictError> {
         let started = Instant::now();
         // A sampled inference keeps what the prediction log will show of its inputs.
         let logged = self
@@ -311,10 +320,14 @@ impl Model {
         let answer = self.infer_checked(inputs).await;
         let duration = started.elapsed();
         self.metrics.statistics.answered(answer.is_ok(), duration);
+        let (answer, tokens) = match answer {
+            Ok((outputs, tokens)) => (Ok(outputs), tokens),
+            Err(error) => (Err(error), 0),
+        };
         if let Some((log, inputs)) = logged {
             self.log_prediction(&log, &inputs, &answer, duration);
         }
-        answer
+        answer.map(|outputs| (outputs, tokens))
     }
 
     fn log_prediction(
@@ -345,7 +358,10 @@ impl Model {
         });
     }
 
-    async fn infer_checked(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PredictError> {
+    async fn infer_checked(
+        &self,
+        inputs: Vec<Tensor>,
+    ) -> Result<(Vec<Tensor>, usize), PredictError> {
         let rows = self
             .bundle()
             .request_rows(&inputs)
@@ -370,6 +386,7 @@ impl Model {
         )
         .map_err(PredictError::InvalidInput)?;
         let mask = self.binding.mask_of(&inputs);
+        let tokens = self.binding.tokens_of(&inputs);
         let (reply, answer) = oneshot::channel();
         let job = Job {
             inputs: self.binding.to_graph_order(inputs),
@@ -404,7 +421,7 @@ impl Model {
             })?;
         let outputs = self.binding.declared_outputs(outputs, mask.as_deref())?;
         self.binding.check_outputs(&outputs)?;
-        Ok(outputs)
+        Ok((outputs, tokens))
     }
 }
 
@@ -586,6 +603,15 @@ impl GraphBinding {
         match &self.text {
             Some(text) => text.token_inputs(public),
             None => Ok(public),
+        }
+    }
+
+    /// The tokens a text bundle's tokenizer made: each row's own (its ids before the padding to
+    /// the request's longest row), summed; 0 for other bundles.
+    fn tokens_of(&self, declared_inputs: &[Tensor]) -> usize {
+        match &self.text {
+            Some(text) => text.tokens_of(declared_inputs),
+            None => 0,
         }
     }
 

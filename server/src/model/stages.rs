@@ -66,6 +66,22 @@ impl TextStage {
             .collect()
     }
 
+    /// The tokens of a request's rows, padding left out: the attention mask's ones where the
+    /// graph takes the mask, else every row at the request's length.
+    pub(super) fn tokens_of(&self, declared_inputs: &[Tensor]) -> usize {
+        let mask = self.fills.iter().position(|&(field, _)| field == 1);
+        match mask
+            .and_then(|index| declared_inputs.get(index))
+            .map(Tensor::data)
+        {
+            Some(TensorData::Int64(mask)) => mask.iter().filter(|&&one| one != 0).count(),
+            Some(TensorData::Int32(mask)) => mask.iter().filter(|&&one| one != 0).count(),
+            _ => declared_inputs
+                .first()
+                .map_or(0, |ids| ids.shape().iter().product()),
+        }
+    }
+
     /// The declared (token) inputs, in declaration order, for the public text input's rows.
     pub(super) fn token_inputs(&self, public: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
         let texts = match public.first().map(Tensor::data) {

@@ -16,6 +16,7 @@ use crate::defaults::{LIVE_PATH, READY_PATH};
 pub enum Api {
     Seed,
     V2,
+    OpenAi,
     Server,
 }
 
@@ -24,6 +25,7 @@ impl Api {
         match self {
             Api::Seed => "Seed API",
             Api::V2 => "Open Inference Protocol v2",
+            Api::OpenAi => "OpenAI embeddings API",
             Api::Server => "Server",
         }
     }
@@ -283,7 +285,7 @@ static SEED_MODEL_ROUTES: [Route; 12] = seed_routes! {
 const INFER_SUMMARY: &str =
     "Run the model (JSON; Triton's binary tensor data extension is also accepted, see docs/api.md)";
 
-static OTHER_ROUTES: [Route; 34] = [
+static OTHER_ROUTES: [Route; 35] = [
     Route::get("/health", "health", "Whether the server is ready (every model loaded and checked)")
         .open().answers("Health").unready_503(),
     Route::get("/models", "listModels", "The models this server serves")
@@ -348,6 +350,8 @@ static OTHER_ROUTES: [Route; 34] = [
         .grpc("CudaSharedMemoryUnregister").answers("Empty"),
     Route::v2_post("/v2/cudasharedmemory/region/{region}/unregister", "cudaSharedMemoryUnregister", "Unregister a CUDA shared memory region: none is registered, and nothing to do")
         .answers("Empty"),
+    Route::post("/v1/embeddings", "createEmbeddings", "OpenAI's embeddings: a text bundle's vector for each text (the model named in the body)")
+        .api(Api::OpenAi).inference().takes("EmbeddingsRequest").answers("Embeddings"),
     Route::get("/docs", "docs", "The API page (Swagger UI)")
         .api(Api::Server).open().undocumented(),
     Route::get("/docs/swagger-ui-bundle.js", "docsScript", "The API page's script")

@@ -118,15 +118,45 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(ErrorBody {
-                error: &self.message,
-            }),
-        )
-            .into_response();
+/// OpenAI's error body, which its clients read the message of: `{"error": {"message": ...}}`.
+#[derive(Serialize)]
+struct OpenAiErrorBody<'a> {
+    error: OpenAiError<'a>,
+}
+
+#[derive(Serialize)]
+struct OpenAiError<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+impl ApiError {
+    /// The answer in OpenAI's error shape, for `/v1/embeddings`: the same status, headers and
+    /// message, the message where OpenAI's clients look for it.
+    pub fn into_openai_response(self) -> Response {
+        let kind = if self.status.is_server_error() {
+            "server_error"
+        } else {
+            "invalid_request_error"
+        };
+        let body = Json(OpenAiErrorBody {
+            error: OpenAiError {
+                message: &self.message,
+                kind,
+                param: None,
+                code: None,
+            },
+        })
+        .into_response();
+        self.respond(body)
+    }
+
+    /// `body` with this error's status, `Retry-After` and internal detail.
+    fn respond(self, mut response: Response) -> Response {
+        *response.status_mut() = self.status;
         if let Some(detail) = self.internal_detail {
             response.extensions_mut().insert(InternalDetail(detail));
         }
@@ -136,5 +166,15 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(ErrorBody {
+            error: &self.message,
+        })
+        .into_response();
+        self.respond(body)
     }
 }

@@ -4,6 +4,7 @@ mod docs;
 mod error;
 mod gate;
 mod observe;
+mod openai;
 mod openapi;
 mod seed;
 mod v2;
@@ -213,6 +214,7 @@ fn handler(route: &Route) -> Option<MethodRouter<AppState>> {
         "predictTest" => on(filter, seed::predict_test),
         "predictTestLabel" => on(filter, seed::predict_test_label),
         "labels" => on(filter, seed::labels),
+        "createEmbeddings" => on(filter, openai::embeddings),
         _ => return None,
     })
 }

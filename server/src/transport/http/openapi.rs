@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use super::AppState;
 use crate::protocol::v2::SERVER_VERSION;
 use crate::serving::Registry;
-use crate::transport::routes::{self, Answer, Route};
+use crate::transport::routes::{self, Answer, Api, Route};
 
 const COMPONENTS: &str = include_str!("openapi-components.json");
 
@@ -50,7 +50,10 @@ pub fn document(registry: &Registry) -> Value {
 /// One route's operation object.
 fn operation(route: &Route) -> Value {
     let schema = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
-    let error = json!({"$ref": "#/components/responses/Error"});
+    let error = match route.api {
+        Api::OpenAi => json!({"$ref": "#/components/responses/OpenAiError"}),
+        _ => json!({"$ref": "#/components/responses/Error"}),
+    };
     let mut responses = match route.answers {
         Answer::Json(name) => json!({
             "200": {"description": "OK", "content": {"application/json": {"schema": schema(name)}}},
