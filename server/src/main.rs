@@ -244,6 +244,10 @@ struct InitArgs {
     /// Overwrite an existing file.
     #[arg(long, env = "PREDICTOR_INIT_FORCE")]
     force: bool,
+    /// A Hugging Face tokenizer.json in the model's folder: a text bundle, whose callers send
+    /// text and whose token-level output is pooled into one vector per text.
+    #[arg(long, env = "PREDICTOR_INIT_TOKENIZER")]
+    tokenizer: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -522,6 +526,25 @@ fn seconds(value: u64, flag: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(value))
 }
 
+/// The name of `path` in `folder`, the bundle, which it must sit in (a bundle names its files
+/// relative to its folder).
+fn file_in_folder(path: &Path, folder: &Path, what: &str) -> Result<String, String> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{}: not a file", path.display()))?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let same = std::fs::canonicalize(parent.unwrap_or(Path::new("."))).ok()
+        == std::fs::canonicalize(folder).ok();
+    if !same || !path.is_file() {
+        return Err(format!(
+            "{}: {what} must be a file in the model's folder ({}), which is the bundle",
+            path.display(),
+            folder.display()
+        ));
+    }
+    Ok(name.to_string_lossy().into_owned())
+}
+
 fn init(library: &Path, args: &InitArgs) -> Result<(), String> {
     let folder = args
         .model
@@ -543,9 +566,18 @@ fn init(library: &Path, args: &InitArgs) -> Result<(), String> {
         .ok_or_else(|| format!("{}: not a file", args.model.display()))?
         .to_string_lossy()
         .into_owned();
+    let tokenizer_name = match &args.tokenizer {
+        Some(path) => Some(file_in_folder(path, folder, "the tokenizer")?),
+        None => None,
+    };
+    let tokenizer = args
+        .tokenizer
+        .as_deref()
+        .zip(tokenizer_name.as_deref())
+        .map(|(path, name)| predictor::ops::init::TokenizerFile { path, name });
     let runtime = runtime(library)?;
     let predictor::ops::init::Scaffold { text, notes } =
-        predictor::ops::init::scaffold(&runtime, &args.model, &model_file, &name)
+        predictor::ops::init::scaffold(&runtime, &args.model, &model_file, &name, tokenizer)
             .map_err(|error| error.to_string())?;
     for note in &notes {
         eprintln!("note: {note}");

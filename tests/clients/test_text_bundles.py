@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import urllib.error
 import urllib.request
 
@@ -96,6 +97,45 @@ def test_check_passes_the_bundle(bundle):
     assert "graph and sample match" in checked.stdout
     # The largest request is every row at the tokenizer's 128 tokens, not the bundle's 256.
     assert "'input_ids' [64, 128]" in checked.stdout, checked.stdout
+
+
+def test_init_with_the_tokenizer_writes_the_text_bundle_and_check_passes_it(models, tmp_path):
+    """`predictor init model.onnx --tokenizer tokenizer.json` on the encoder alone: a text bundle
+    whose tokenizer fills the token inputs and whose token vectors are mean-pooled and normalised,
+    as the committed bundle declares; with the sample's expected output filled in, `check` passes."""
+    (tmp_path / "model.onnx").symlink_to(f"{models}/minilm-int8.onnx")
+    (tmp_path / "tokenizer.json").symlink_to(TOKENIZER)
+    written = subprocess.run(
+        [BINARY, "init", tmp_path / "model.onnx", "--tokenizer", tmp_path / "tokenizer.json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert written.returncode == 0, written.stderr
+    scaffold = tomllib.loads((tmp_path / "predictor.toml").read_text())
+    bundle = tomllib.loads((BUNDLE / "predictor.toml").read_text())
+    assert scaffold["text"] == {"tokenizer": "tokenizer.json"}
+    assert scaffold["pooling"] == bundle["pooling"]
+    assert scaffold["prediction"] == bundle["prediction"]
+    described = lambda values: [(v["name"], v["dtype"], v["shape"]) for v in values]  # noqa: E731
+    assert described(scaffold["inputs"]) == described(bundle["inputs"])
+    assert described(scaffold["outputs"]) == described(bundle["outputs"])
+    # The tokenizer cuts rows at 128 tokens: the bound init writes.
+    assert {tuple(v["max_shape"]) for v in scaffold["inputs"]} == {(64, 128)}
+    assert scaffold["sample"]["input"] == ["hello world"] == bundle["sample"]["input"]
+    filled = (tmp_path / "predictor.toml").read_text().replace(
+        "output = []", "output = " + json.dumps(bundle["sample"]["output"])
+    )
+    (tmp_path / "predictor.toml").write_text(filled)
+    checked = subprocess.run([BINARY, "check", tmp_path], capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stderr
+    # A graph whose inputs a tokenizer does not fill is refused, naming the input.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "model.onnx").symlink_to(f"{models}/ppocr-cls.onnx")
+    (tmp_path / "other" / "tokenizer.json").symlink_to(TOKENIZER)
+    refused = subprocess.run(
+        [BINARY, "init", tmp_path / "other" / "model.onnx", "--tokenizer", tmp_path / "other" / "tokenizer.json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert refused.returncode != 0 and "input 'x' is not a token input" in refused.stderr, refused.stderr
 
 
 def test_metadata_shows_the_text_input_not_the_token_inputs(server):

@@ -4,7 +4,8 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::bundle::SCHEMA_VERSION;
+use crate::bundle::{SCHEMA_VERSION, TOKEN_INPUTS};
+use crate::preprocess::tokens::TextTokenizer;
 use crate::runtime::{
     class_maps_text, Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError,
 };
@@ -23,7 +24,26 @@ pub enum InitError {
     },
     #[error("{0}: the model has no tensor output that predictor can serve")]
     NoOutput(String),
+    #[error("{model}: input '{name}' is not a token input ({}), which a tokenizer fills; --tokenizer is for a graph of token inputs only", crate::text::quoted(TOKEN_INPUTS.into_iter()))]
+    NotTokenInput { model: String, name: String },
+    #[error("{model}: the graph takes no 'input_ids', which a tokenizer fills")]
+    NoInputIds { model: String },
+    #[error("{0}")]
+    Tokenizer(String),
 }
+
+/// A text bundle's tokenizer for [`scaffold`]: the file, and its name in the bundle folder.
+pub struct TokenizerFile<'a> {
+    pub path: &'a Path,
+    pub name: &'a str,
+}
+
+/// Rows of a text bundle's requests that `init` bounds its token inputs to.
+const TEXT_ROWS: i64 = 64;
+/// The tokens `init` bounds a row to when the tokenizer does not truncate (BERT's positions).
+const TEXT_TOKENS: usize = 512;
+/// The name of the pooled output `init` adds to an encoder whose output is token-level.
+const POOLED_OUTPUT: &str = "sentence_embedding";
 
 /// Turns any file or folder name into a valid bundle name.
 pub fn bundle_name_from(raw: &str) -> String {
@@ -56,12 +76,15 @@ pub struct Scaffold {
 /// A declared value of the scaffold: name, dtype and shape.
 type Declared = (String, DType, Vec<i64>);
 
-/// The text of a `predictor.toml` for `model` (whose file name is written as `model_file`).
+/// The text of a `predictor.toml` for `model` (whose file name is written as `model_file`); with
+/// `tokenizer`, a text bundle: callers send text, the tokenizer fills the graph's token inputs,
+/// and a token-level float output is mean-pooled and normalised into one vector per text.
 pub fn scaffold(
     runtime: &OnnxRuntime,
     model: &Path,
     model_file: &str,
     name: &str,
+    tokenizer: Option<TokenizerFile>,
 ) -> Result<Scaffold, InitError> {
     let mut backend = runtime.open(model, 1)?;
     let signature = backend.signature().clone();
@@ -123,6 +146,10 @@ pub fn scaffold(
             )),
         }
     }
+    let text = match &tokenizer {
+        Some(file) => Some(text_bundle(model, file, &mut inputs, &mut outputs)?),
+        None => None,
+    };
     let class_scores = class_maps
         .first()
         .map(|&index| signature.outputs[index].name.as_str());
@@ -139,8 +166,8 @@ pub fn scaffold(
         })
     });
 
-    let mut text = String::new();
-    let out = &mut text;
+    let mut written = String::new();
+    let out = &mut written;
     let _ = writeln!(
         out,
         "# Written by `predictor init` from {model_file}; edit it, then run `predictor check`."
@@ -169,12 +196,35 @@ pub fn scaffold(
     }
     let _ = writeln!(out, "# The output that /predict returns.");
     let _ = writeln!(out, "prediction = {}", quote(&prediction.0));
+    if let (Some(file), Some(text)) = (&tokenizer, &text) {
+        let _ = writeln!(
+            out,
+            "\n# Callers send text, one string per row; the tokenizer fills the token inputs."
+        );
+        let _ = writeln!(out, "[text]");
+        let _ = writeln!(out, "tokenizer = {}", quote(file.name));
+        if let Some(pooled) = &text.pooled_from {
+            let _ = writeln!(out, "\n# One vector per text: the mean of its token vectors over the attention mask, L2-normalised.");
+            let _ = writeln!(out, "[pooling]");
+            let _ = writeln!(out, "output = {}", quote(POOLED_OUTPUT));
+            let _ = writeln!(out, "from = {}", quote(pooled));
+            let _ = writeln!(out, "method = \"mean\"");
+            let _ = writeln!(out, "normalize = true");
+        }
+    }
     for (section, values) in [("inputs", &inputs), ("outputs", &outputs)] {
         for (name, dtype, shape) in values.iter() {
             let _ = writeln!(out, "\n[[{section}]]");
             let _ = writeln!(out, "name = {}", quote(name));
             let _ = writeln!(out, "dtype = \"{dtype}\"");
             let _ = writeln!(out, "shape = {}", ShapeText(shape));
+            if let (Some(text), "inputs") = (&text, section) {
+                let _ = writeln!(
+                    out,
+                    "# Texts per request, tokens per text (the tokenizer cuts rows there)."
+                );
+                let _ = writeln!(out, "max_shape = [{TEXT_ROWS}, {}]", text.max_tokens);
+            }
             let class_maps = signature.outputs.iter().find_map(|v| match v.kind {
                 GraphValueKind::ClassScores { key } if v.name == *name => Some(key),
                 _ => None,
@@ -198,6 +248,7 @@ pub fn scaffold(
         prediction.0
     );
     let sample = match inputs.as_slice() {
+        _ if text.is_some() => "[\"hello world\"]".to_string(),
         [(_, dtype, shape)] => zeros(*dtype, shape),
         many => format!(
             "{{ {} }}",
@@ -221,7 +272,65 @@ pub fn scaffold(
     );
     let _ = writeln!(out, "# threads = 1");
     let _ = writeln!(out, "# max_batch_size = 32");
-    Ok(Scaffold { text, notes })
+    Ok(Scaffold {
+        text: written,
+        notes,
+    })
+}
+
+/// What `init` learnt of a text bundle's tokenizer and graph.
+struct TextScaffold {
+    /// The tokens a row is cut at: the tokenizer's own truncation, else [`TEXT_TOKENS`].
+    max_tokens: usize,
+    /// The token-level output pooled into [`POOLED_OUTPUT`], when the graph gives no vector per
+    /// row of its own.
+    pooled_from: Option<String>,
+}
+
+/// Checks that the graph's inputs are token inputs and the tokenizer reads; adds the pooled
+/// output to `outputs` for an encoder whose float output is token-level only.
+fn text_bundle(
+    model: &Path,
+    file: &TokenizerFile,
+    inputs: &mut [Declared],
+    outputs: &mut Vec<Declared>,
+) -> Result<TextScaffold, InitError> {
+    if let Some((name, _, _)) = inputs
+        .iter()
+        .find(|(name, _, _)| !TOKEN_INPUTS.contains(&name.as_str()))
+    {
+        return Err(InitError::NotTokenInput {
+            model: model.display().to_string(),
+            name: name.clone(),
+        });
+    }
+    if !inputs.iter().any(|(name, _, _)| name == "input_ids") {
+        return Err(InitError::NoInputIds {
+            model: model.display().to_string(),
+        });
+    }
+    for (_, _, shape) in inputs.iter_mut() {
+        *shape = vec![-1, -1];
+    }
+    let max_tokens = TextTokenizer::read(file.path, TEXT_TOKENS)
+        .map_err(InitError::Tokenizer)?
+        .max_tokens();
+    let vector = |(_, dtype, shape): &Declared| dtype.is_float() && shape.len() == 2;
+    let token_level = outputs
+        .iter()
+        .find(|(_, dtype, shape)| *dtype == DType::Float32 && shape.len() == 3 && shape[2] > 0);
+    let pooled_from = match token_level {
+        Some((name, _, shape)) if !outputs.iter().any(vector) => {
+            let (name, dim) = (name.clone(), shape[2]);
+            outputs.push((POOLED_OUTPUT.to_string(), DType::Float32, vec![-1, dim]));
+            Some(name)
+        }
+        _ => None,
+    };
+    Ok(TextScaffold {
+        max_tokens,
+        pooled_from,
+    })
 }
 
 /// The output a caller most likely wants from `/predict`: the class scores (`class_scores`, a
@@ -295,6 +404,50 @@ fn zeros(dtype: DType, shape: &[i64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_level_encoder_gets_a_pooled_prediction_and_only_token_inputs_pass() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/all-minilm-l6-v2/tokenizer.json");
+        let file = TokenizerFile {
+            path: &path,
+            name: "tokenizer.json",
+        };
+        let token = |name: &str| (name.to_string(), DType::Int64, vec![-1, 7]);
+        let tokens = |dim| {
+            (
+                "last_hidden_state".to_string(),
+                DType::Float32,
+                vec![-1, -1, dim],
+            )
+        };
+        let model = Path::new("model.onnx");
+        let mut inputs = vec![token("input_ids"), token("attention_mask")];
+        let mut outputs = vec![tokens(384)];
+        let text = text_bundle(model, &file, &mut inputs, &mut outputs).unwrap();
+        // The tokenizer's own truncation bounds the rows; every token input is [rows, tokens].
+        assert_eq!(text.max_tokens, 128);
+        assert!(inputs.iter().all(|(_, _, shape)| shape == &[-1, -1]));
+        assert_eq!(text.pooled_from.as_deref(), Some("last_hidden_state"));
+        let pooled = (POOLED_OUTPUT.to_string(), DType::Float32, vec![-1, 384]);
+        assert_eq!(outputs, [tokens(384), pooled.clone()]);
+        assert_eq!(likely_prediction(&outputs, None), Some(&pooled));
+        // An encoder that pools itself keeps its own vector.
+        let own = ("embedding".to_string(), DType::Float32, vec![-1, 384]);
+        let mut outputs = vec![tokens(384), own.clone()];
+        let text = text_bundle(model, &file, &mut inputs, &mut outputs).unwrap();
+        assert_eq!((text.pooled_from, outputs.len()), (None, 2));
+        // A graph input a tokenizer does not fill, or no input_ids.
+        let mut pixels = vec![token("input_ids"), token("pixels")];
+        let error = text_bundle(model, &file, &mut pixels, &mut vec![own.clone()]).err();
+        assert!(error
+            .unwrap()
+            .to_string()
+            .contains("input 'pixels' is not a token input"));
+        let mut no_ids = vec![token("attention_mask")];
+        let error = text_bundle(model, &file, &mut no_ids, &mut vec![own]).err();
+        assert!(error.unwrap().to_string().contains("no 'input_ids'"));
+    }
 
     #[test]
     fn zeros_follow_the_shape_with_one_row() {
