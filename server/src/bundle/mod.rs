@@ -300,6 +300,19 @@ impl Bundle {
         BundleError::new(&self.file, problem)
     }
 
+    /// A text bundle's bound on the tokens of a row: the least bound of its token inputs'
+    /// second dimension (their `max_shape`, else the default for a dynamic size). The tokenizer
+    /// cuts rows at the smaller of this and its own truncation.
+    pub fn sequence_bound(&self) -> usize {
+        self.config
+            .inputs
+            .iter()
+            .filter_map(|spec| spec.bound(1))
+            .map(Bound::size)
+            .min()
+            .unwrap_or(crate::defaults::MAX_DYNAMIC_SIZE)
+    }
+
     /// The rows of a request: the first dimension of the inputs declared with a dynamic one,
     /// which must agree (ONNX Runtime would broadcast one row against many, or fail inside the
     /// graph). `inputs` are in declaration order, their shapes checked against the declarations.

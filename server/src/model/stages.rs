@@ -24,14 +24,9 @@ impl TextStage {
             return Ok(None);
         };
         let inputs = &bundle.config.inputs;
-        let max_tokens = inputs
-            .iter()
-            .filter_map(|spec| spec.bound(1))
-            .map(|bound| bound.size())
-            .min()
-            .unwrap_or(crate::defaults::MAX_DYNAMIC_SIZE);
-        let tokenizer = TextTokenizer::read(&bundle.dir().join(&text.tokenizer), max_tokens)
-            .map_err(|problem| bundle.error(format!("text.tokenizer: {problem}")))?;
+        let tokenizer =
+            TextTokenizer::read(&bundle.dir().join(&text.tokenizer), bundle.sequence_bound())
+                .map_err(|problem| bundle.error(format!("text.tokenizer: {problem}")))?;
         let fills = inputs
             .iter()
             .map(|spec| {

@@ -7,6 +7,13 @@ use std::path::Path;
 
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
+/// The characters of a text read for each token a row may have: a text is cut there before it is
+/// tokenized, so that a long text costs the tokenizer no more than a row's tokens need (the
+/// library tokenizes a whole text before truncating it: 8 MB of text would make millions of
+/// tokens). A text whose first tokens average more than this many characters (long runs of
+/// spaces) gets fewer tokens than the bound.
+pub const CHARS_PER_TOKEN: usize = 32;
+
 /// A bundle's tokenizer, ready to encode requests' texts.
 pub struct TextTokenizer {
     tokenizer: Tokenizer,
@@ -87,11 +94,16 @@ impl TextTokenizer {
 
     /// The token inputs of `texts`, one row each, padded to the longest row.
     pub fn encode(&self, texts: &[&str]) -> Result<TokenBatch, String> {
+        let read = self.max_tokens.saturating_mul(CHARS_PER_TOKEN);
         let encodings = texts
             .iter()
             .map(|text| {
+                let text = match text.char_indices().nth(read) {
+                    Some((end, _)) => &text[..end],
+                    None => text,
+                };
                 self.tokenizer
-                    .encode_fast(*text, true)
+                    .encode_fast(text, true)
                     .map_err(|error| format!("cannot tokenize the text: {error}"))
             })
             .collect::<Result<Vec<Encoding>, String>>()?;
@@ -233,6 +245,17 @@ mod tests {
             assert_eq!(batch.input_ids[0], 2);
             assert_eq!(batch.input_ids[expected - 1], 3);
         }
+    }
+
+    #[test]
+    fn a_long_text_is_read_only_as_far_as_its_tokens_need() {
+        let tokenizer = tokenizer(128, 8);
+        let words = "the cat sat on the mat ".repeat(1_000);
+        let cut = &words[..8 * CHARS_PER_TOKEN];
+        assert_eq!(tokenizer.encode(&[&words]), tokenizer.encode(&[cut]));
+        // Past the characters read, nothing counts: 8 MB of spaces then a word is no token.
+        let spaces = format!("{}hello", " ".repeat(8 << 20));
+        assert_eq!(tokenizer.encode(&[&spaces]).unwrap().input_ids, [2, 3]);
     }
 
     #[test]
