@@ -2,9 +2,11 @@
 //! (`model`, `input` as a string or a list of strings, `encoding_format`), answered by a text
 //! bundle whose prediction is one vector per text, with the tokens it read as `usage`.
 
+use std::fmt;
+
 use base64::Engine;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::model::Model;
 use crate::serving::error::ServeError;
@@ -18,7 +20,7 @@ pub struct EmbeddingsRequest {
     /// The bundle's name.
     pub model: String,
     /// A text, or a list of texts (OpenAI's token arrays are refused: the bundle tokenizes).
-    pub input: Value,
+    pub input: Texts,
     /// "float" (the default) or "base64": each vector's float32 values, little-endian, in base64
     /// (what OpenAI's Python client asks for unless told otherwise).
     #[serde(default)]
@@ -29,6 +31,71 @@ pub struct EmbeddingsRequest {
     /// The caller's own label, accepted and not used.
     #[serde(default)]
     pub user: Option<String>,
+}
+
+/// The most texts one request may hold while its body is read, before the model's row bounds
+/// apply: a body of many short texts decodes to several times its size, and no more than this.
+pub const MAX_TEXTS: usize = 65_536;
+
+/// `input`: a string, or a non-empty list of strings, read as they come (no JSON tree of them).
+pub struct Texts(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Texts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextsVisitor;
+        impl<'de> Visitor<'de> for TextsVisitor {
+            type Value = Texts;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings (token ids are refused: the bundle's tokenizer reads the text)")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Texts, E> {
+                Ok(Texts(vec![text.to_string()]))
+            }
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Texts, E> {
+                Ok(Texts(vec![text]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Texts, A::Error> {
+                let mut texts = Vec::new();
+                while let Some(Text(text)) = items.next_element::<Text>()? {
+                    if texts.len() == MAX_TEXTS {
+                        return Err(de::Error::custom(format_args!(
+                            "more than {MAX_TEXTS} texts in one request: send fewer"
+                        )));
+                    }
+                    texts.push(text);
+                }
+                if texts.is_empty() {
+                    return Err(de::Error::custom("an empty list: send at least one text"));
+                }
+                Ok(Texts(texts))
+            }
+        }
+        deserializer.deserialize_any(TextsVisitor)
+    }
+}
+
+/// One text of a list.
+struct Text(String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl Visitor<'_> for TextVisitor {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a string (token ids are refused: the bundle's tokenizer reads the text)",
+                )
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Text, E> {
+                Ok(Text(text.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Text, E> {
+                Ok(Text(text))
+            }
+        }
+        deserializer.deserialize_string(TextVisitor)
+    }
 }
 
 /// The answer: one embedding per text, in order.
@@ -87,7 +154,7 @@ pub async fn embeddings(
             model.name()
         )));
     }
-    let texts = texts(request.input)?;
+    let Texts(texts) = request.input;
     let rows = texts.len();
     let input = Tensor::new(vec![rows], TensorData::String(texts))
         .map_err(|error| ServeError::internal(error.to_string()))?;
@@ -142,27 +209,33 @@ fn embedding_size(model: &Model) -> Result<usize, ServeError> {
     }
 }
 
-/// The texts of `input`: a string, or a non-empty list of strings.
-fn texts(input: Value) -> Result<Vec<String>, ServeError> {
-    let refused = |what: &str| {
-        ServeError::invalid(format!(
-            "input: expected a string or a list of strings, received {what}"
-        ))
-    };
-    match input {
-        Value::String(text) => Ok(vec![text]),
-        Value::Array(items) if items.is_empty() => Err(refused("an empty list")),
-        Value::Array(items) => items
-            .into_iter()
-            .map(|item| match item {
-                Value::String(text) => Ok(text),
-                Value::Number(_) | Value::Array(_) => Err(refused(
-                    "token ids (the bundle's own tokenizer reads the text: send the text)",
-                )),
-                _ => Err(refused("a list holding something else")),
-            })
-            .collect(),
-        Value::Null => Err(refused("null")),
-        _ => Err(refused("another kind of value")),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(json: &str) -> Result<Vec<String>, String> {
+        serde_json::from_str::<Texts>(json)
+            .map(|Texts(texts)| texts)
+            .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn input_is_a_text_or_a_list_of_texts() {
+        assert_eq!(input(r#""hello""#).unwrap(), ["hello"]);
+        assert_eq!(input(r#"["a", "b"]"#).unwrap(), ["a", "b"]);
+        assert!(input("[]").unwrap_err().contains("an empty list"));
+        for ids in ["[101, 102]", "[[101, 102]]"] {
+            let error = input(ids).unwrap_err();
+            assert!(error.contains("token ids are refused"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_list_stops_at_the_most_texts_a_request_may_hold() {
+        let list = format!("[{}\"\"]", "\"\",".repeat(MAX_TEXTS));
+        let error = input(&list).unwrap_err();
+        assert!(error.contains("more than 65536 texts"), "{error}");
+        let list = format!("[{}\"\"]", "\"\",".repeat(MAX_TEXTS - 1));
+        assert_eq!(input(&list).unwrap().len(), MAX_TEXTS);
     }
 }
