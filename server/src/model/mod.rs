@@ -30,6 +30,9 @@ use crate::runtime::{
 use crate::tensor::{shape_fits, DType, Tensor, TensorData};
 use crate::text::ShapeText;
 
+/// Text up to this many bytes is tokenized on the async reactor, more on a blocking thread.
+const TOKENIZE_ON_REACTOR_BYTES: usize = 16 * 1024;
+
 /// How a model is run, set by the deployment (flags), not by the bundle.
 #[derive(Clone)]
 pub struct LoadOptions {
@@ -125,7 +128,7 @@ struct GraphBinding {
     /// The graph's symbolic dimensions that inputs share, which every request must agree on.
     shared_dimensions: Vec<SharedDimension>,
     /// A text bundle's tokenizer, which makes the declared inputs from the callers' text.
-    text: Option<TextStage>,
+    text: Option<Arc<TextStage>>,
     /// A declared output pooled from a token-level one after the run.
     pooled: Option<PooledOutput>,
 }
@@ -204,7 +207,7 @@ impl Model {
             )
             .map_err(|problem| bundle.error(format!("inputs[{declared}].{problem}")))?;
         }
-        let text = TextStage::of(&bundle)?;
+        let text = TextStage::of(&bundle)?.map(Arc::new);
         let pooled = PooledOutput::of(&bundle);
         let binding = GraphBinding {
             bundle,
@@ -377,7 +380,8 @@ impl Model {
         }
         let inputs = self
             .binding
-            .declared_inputs(inputs)
+            .declared_inputs_off_reactor(inputs)
+            .await
             .map_err(PredictError::InvalidInput)?;
         dimensions::check(
             &self.binding.shared_dimensions,
@@ -604,6 +608,31 @@ impl GraphBinding {
             Some(text) => text.token_inputs(public),
             None => Ok(public),
         }
+    }
+
+    /// [`GraphBinding::declared_inputs`] for a request: much text is tokenized on a blocking
+    /// thread, not on the async reactor (64 rows of 4,096 characters are milliseconds of work).
+    async fn declared_inputs_off_reactor(
+        &self,
+        public: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, String> {
+        let Some(text) = self.text.clone() else {
+            return Ok(public);
+        };
+        let bytes: usize = public
+            .iter()
+            .map(|tensor| match tensor.data() {
+                TensorData::String(texts) => texts.iter().map(String::len).sum(),
+                _ => 0,
+            })
+            .sum();
+        if bytes < TOKENIZE_ON_REACTOR_BYTES {
+            return text.token_inputs(public);
+        }
+        let span = Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| text.token_inputs(public)))
+            .await
+            .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()))
     }
 
     /// The tokens a text bundle's tokenizer made: each row's own (its ids before the padding to
