@@ -58,10 +58,7 @@ impl Job {
 
     /// Its tokens: the second dimension of its first padded input (0 without padding).
     fn tokens(&self, padding: Option<&Padding>) -> usize {
-        padding
-            .and_then(|padding| padding.inputs.iter().position(Option::is_some))
-            .and_then(|index| self.inputs.get(index)?.shape().get(1).copied())
-            .unwrap_or(0)
+        padded_tokens(&self.inputs, padding)
     }
 }
 
@@ -425,7 +422,7 @@ fn timed_run(
     (outcome, elapsed)
 }
 
-/// A job's tokens: the second dimension of its first padded input.
+/// A job's tokens: the second dimension of its first padded input (0 without padding).
 fn padded_tokens(inputs: &[Tensor], padding: Option<&Padding>) -> usize {
     padding
         .and_then(|padding| padding.inputs.iter().position(Option::is_some))
