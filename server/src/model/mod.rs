@@ -522,15 +522,7 @@ impl GraphBinding {
             .join(", ");
         let resident_before_mib = process_memory::resident_mib().unwrap_or(0);
         process_memory::reset_peak();
-        let mask = self.mask_of(&inputs);
-        backend
-            .run(self.to_graph_order(inputs), &self.output_positions)
-            .map_err(|error| error.to_string())
-            .and_then(|outputs| {
-                self.declared_outputs(outputs, mask.as_deref())
-                    .map_err(|error| error.to_string())
-            })
-            .map_err(|error| {
+        self.run_declared(backend, inputs).map_err(|error| {
                 self.bundle.error(format!(
                     "the largest request the bounds allow ({inputs_text}) failed: {error}; declare the bounds the model takes in the inputs' max_shape"
                 ))
@@ -589,7 +581,7 @@ impl GraphBinding {
                     .map(|&declared| pad_values.get(declared).copied())
                     .collect(),
                 token_outputs: graph_outputs
-                    .map(|(_, spec)| spec.shape.len() >= 2 && spec.shape[1] == -1)
+                    .map(|(_, spec)| is_token_level(spec))
                     .collect(),
                 max_tokens: runtime.max_batch_tokens,
             })
@@ -680,6 +672,16 @@ impl GraphBinding {
         public: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, String> {
         let inputs = self.declared_inputs(public)?;
+        self.run_declared(backend, inputs)
+    }
+
+    /// Runs the declared inputs (in declaration order) on `backend`: in graph order, the
+    /// declared outputs made from the graph's.
+    fn run_declared(
+        &self,
+        backend: &mut impl Backend,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, String> {
         let mask = self.mask_of(&inputs);
         let outputs = backend
             .run(self.to_graph_order(inputs), &self.output_positions)
@@ -776,7 +778,7 @@ impl GraphBinding {
             // A text bundle's rows are padded to the longest of a joint run: a token-level
             // output is compared on the sample's own tokens.
             let ours = match (&self.text, alone.shape().get(1)) {
-                (Some(_), Some(&tokens)) if spec.shape.get(1) == Some(&-1) => {
+                (Some(_), Some(&tokens)) if is_token_level(spec) => {
                     ours.truncate_axis1(tokens).ok_or_else(|| {
                         refuse(format!(
                             "output '{}' has fewer tokens in a joint run than alone",
@@ -863,6 +865,12 @@ impl GraphBinding {
         }
         Ok(())
     }
+}
+
+/// Whether a text bundle's output has a token dimension: a dynamic second one, the length of the
+/// run's rows, which padding lengthens.
+fn is_token_level(spec: &TensorSpec) -> bool {
+    spec.shape.get(1) == Some(&-1)
 }
 
 /// Checks the declared inputs and outputs against the graph's; returns the graph order of the

@@ -84,16 +84,18 @@ impl TextStage {
             _ => return Err("expected one input of text, a string per row".to_string()),
         };
         let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let batch = self.tokenizer.encode(&texts)?;
+        let mut batch = self.tokenizer.encode(&texts)?;
         let shape = vec![batch.rows, batch.length];
         self.fills
             .iter()
             .map(|&(field, dtype)| {
-                let values = match field {
-                    0 => &batch.input_ids,
-                    1 => &batch.attention_mask,
-                    _ => &batch.token_type_ids,
-                };
+                // Each field fills one input (the bundle declares an input once): moved, not
+                // copied.
+                let values = std::mem::take(match field {
+                    0 => &mut batch.input_ids,
+                    1 => &mut batch.attention_mask,
+                    _ => &mut batch.token_type_ids,
+                });
                 let data = match dtype {
                     DType::Int32 => TensorData::Int32(
                         values
@@ -101,7 +103,7 @@ impl TextStage {
                             .map(|&value| i32::try_from(value).unwrap_or(i32::MAX))
                             .collect(),
                     ),
-                    _ => TensorData::Int64(values.clone()),
+                    _ => TensorData::Int64(values),
                 };
                 Tensor::new(shape.clone(), data).map_err(|error| error.to_string())
             })
