@@ -50,6 +50,10 @@ pub struct BundleConfig {
     /// An output made from a token-level one (a sentence embedding from token vectors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooling: Option<PoolingConfig>,
+    /// An output made from a graph output of class scores: their softmax (a classifier's logits
+    /// as probabilities).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub softmax: Option<SoftmaxConfig>,
 }
 
 /// A text bundle's tokenizer and public input.
@@ -86,6 +90,27 @@ pub struct PoolingConfig {
     /// similarity expects.
     #[serde(default)]
     pub normalize: bool,
+}
+
+/// A declared output that is not the graph's: the softmax of each row of the graph's output
+/// `from` ([rows, classes]), so that each row sums to 1.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoftmaxConfig {
+    /// The declared output it makes, float32 [-1, classes].
+    pub output: String,
+    /// The declared graph output it reads, float32 [-1, classes].
+    pub from: String,
+}
+
+impl BundleConfig {
+    /// The names of the declared outputs the server makes after the run, which the graph does
+    /// not have.
+    pub fn made_outputs(&self) -> impl Iterator<Item = &str> {
+        let pooled = self.pooling.as_ref().map(|pooling| pooling.output.as_str());
+        let softmax = self.softmax.as_ref().map(|softmax| softmax.output.as_str());
+        pooled.into_iter().chain(softmax)
+    }
 }
 
 /// One input or output: its graph name, element type and shape (-1 for a dynamic dimension).
@@ -606,6 +631,49 @@ fn check_pooling(config: &BundleConfig, problems: &mut Vec<String>) {
     }
 }
 
+/// A softmax output's declarations: both float32 [-1, classes] with the same classes, read from a
+/// graph output (not from another made one).
+fn check_softmax(config: &BundleConfig, problems: &mut Vec<String>) {
+    let Some(softmax) = &config.softmax else {
+        return;
+    };
+    let find = |name: &str| config.outputs.iter().find(|spec| spec.name == name);
+    let (Some(output), Some(from)) = (find(&softmax.output), find(&softmax.from)) else {
+        problems.push(format!(
+            "softmax: output '{}' and from '{}' must both be declared in outputs ({})",
+            softmax.output,
+            softmax.from,
+            names(&config.outputs)
+        ));
+        return;
+    };
+    if softmax.output == softmax.from {
+        problems.push("softmax: output and from name the same output".to_string());
+    }
+    let pooled = config.pooling.as_ref().map(|pooling| &pooling.output);
+    if let Some(pooled) = pooled.filter(|pooled| [&softmax.output, &softmax.from].contains(pooled))
+    {
+        problems.push(format!(
+            "softmax: reads a graph output of class scores and makes its own; '{pooled}' is pooling's output"
+        ));
+    }
+    let classes_agree = output.shape.len() == 2
+        && output.shape == from.shape
+        && output.shape[0] == -1
+        && output.shape[1] > 0;
+    if output.dtype != DType::Float32 || from.dtype != DType::Float32 || !classes_agree {
+        problems.push(format!(
+            "softmax: '{}' (float32 [-1, classes]) is the softmax of '{}' (float32 [-1, classes], the same classes); found {} {} from {} {}",
+            output.name,
+            from.name,
+            output.dtype,
+            ShapeText(&output.shape),
+            from.dtype,
+            ShapeText(&from.shape)
+        ));
+    }
+}
+
 /// Checks what can be checked without the graph; returns the prediction index and label rule.
 fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, LabelRule) {
     if config.schema_version != SCHEMA_VERSION {
@@ -645,6 +713,7 @@ fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, La
     check_specs("outputs", &config.outputs, problems);
     check_text(config, problems);
     check_pooling(config, problems);
+    check_softmax(config, problems);
     if !(config.sample.tolerance.is_finite() && config.sample.tolerance >= 0.0) {
         problems.push(format!(
             "sample.tolerance: expected a number >= 0, found {}",
@@ -1033,6 +1102,81 @@ tolerance = 1e-3
             "{TEXT}\n[runtime]\nmax_batch_size = 8\nmax_batch_tokens = 64\n"
         ))
         .is_ok());
+    }
+
+    /// A classifier whose graph answers logits: the softmax output is the prediction.
+    const LOGITS: &str = r#"
+schema_version = 1
+name = "tickets"
+version = "1"
+model = "model.onnx"
+labels = ["a", "b", "c"]
+prediction = "probabilities"
+
+[[inputs]]
+name = "features"
+dtype = "float32"
+shape = [-1, 4]
+
+[[outputs]]
+name = "logits"
+dtype = "float32"
+shape = [-1, 3]
+
+[[outputs]]
+name = "probabilities"
+dtype = "float32"
+shape = [-1, 3]
+
+[softmax]
+output = "probabilities"
+from = "logits"
+
+[sample]
+input = [[1, 2, 3, 4]]
+output = [[0.2, 0.3, 0.5]]
+tolerance = 1e-4
+"#;
+
+    #[test]
+    fn a_softmax_output_is_declared_beside_the_class_scores_it_reads() {
+        let bundle = parse(LOGITS).unwrap();
+        assert_eq!(bundle.prediction_spec().name, "probabilities");
+        assert_eq!(
+            bundle.config.made_outputs().collect::<Vec<_>>(),
+            ["probabilities"]
+        );
+        for (change, expected) in [
+            (
+                ("from = \"logits\"", "from = \"scores\""),
+                "must both be declared",
+            ),
+            (
+                ("from = \"logits\"", "from = \"probabilities\""),
+                "output and from name the same output",
+            ),
+            (
+                (
+                    "shape = [-1, 3]\n\n[softmax]",
+                    "shape = [-1, 4]\n\n[softmax]",
+                ),
+                "the same classes",
+            ),
+            (
+                ("[softmax]", "[softmax]\nnormalize = true"),
+                "unknown field `normalize`",
+            ),
+        ] {
+            let message = problems(&LOGITS.replacen(change.0, change.1, 1));
+            assert!(message.contains(expected), "{change:?}: {message}");
+        }
+        let text_and_softmax =
+            format!("{TEXT}\n[softmax]\noutput = \"embedding\"\nfrom = \"tokens\"\n");
+        let message = problems(&text_and_softmax);
+        assert!(
+            message.contains("'embedding' is pooling's output"),
+            "{message}"
+        );
     }
 
     #[test]

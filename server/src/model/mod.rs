@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tracing::Span;
 
 use self::dimensions::SharedDimension;
-use self::stages::{PooledOutput, TextStage};
+use self::stages::{OutputStage, TextStage};
 use self::worker::{Batching, Job, Padding, Queue, Refused};
 use crate::bundle::sample::{abridged_json, compare, perturbed, raw_json};
 use crate::bundle::{Bundle, BundleError, LabelRule, TensorSpec};
@@ -122,15 +122,15 @@ struct GraphBinding {
     bundle: Bundle,
     /// For each graph input, the index of its declaration in `bundle.config.inputs`.
     graph_input_order: Vec<usize>,
-    /// For each declared output but a pooled one, its index among the graph outputs (what the
+    /// For each declared output but a made one, its index among the graph outputs (what the
     /// worker asks for).
     output_positions: Vec<usize>,
     /// The graph's symbolic dimensions that inputs share, which every request must agree on.
     shared_dimensions: Vec<SharedDimension>,
     /// A text bundle's tokenizer, which makes the declared inputs from the callers' text.
     text: Option<Arc<TextStage>>,
-    /// A declared output pooled from a token-level one after the run.
-    pooled: Option<PooledOutput>,
+    /// The declared outputs the server makes after the run (pooled, softmax).
+    output_stage: OutputStage,
 }
 
 impl Model {
@@ -208,14 +208,14 @@ impl Model {
             .map_err(|problem| bundle.error(format!("inputs[{declared}].{problem}")))?;
         }
         let text = TextStage::of(&bundle)?.map(Arc::new);
-        let pooled = PooledOutput::of(&bundle);
+        let output_stage = OutputStage::of(&bundle);
         let binding = GraphBinding {
             bundle,
             graph_input_order,
             output_positions,
             shared_dimensions: dimensions::shared(&dimension_names),
             text,
-            pooled,
+            output_stage,
         };
         binding.check_sample(backend)?;
         let batching = binding.batching()?;
@@ -573,7 +573,7 @@ impl GraphBinding {
                 .outputs
                 .iter()
                 .enumerate()
-                .filter(|(index, _)| self.pooled.as_ref().is_none_or(|p| p.output != *index));
+                .filter(|(index, _)| !self.output_stage.is_made(*index));
             Arc::new(Padding {
                 inputs: self
                     .graph_input_order
@@ -638,30 +638,22 @@ impl GraphBinding {
 
     /// What pooling needs of the declared inputs after the run: their attention mask.
     fn mask_of(&self, declared_inputs: &[Tensor]) -> Option<Vec<i64>> {
-        self.pooled.as_ref()?.mask_of(declared_inputs)
+        self.output_stage.mask_of(declared_inputs)
     }
 
-    /// Every declared output, from what the graph gave: a pooled output added in its place.
+    /// Every declared output, from what the graph gave: each made one added in its place.
     fn declared_outputs(
         &self,
         outputs: Vec<Tensor>,
         mask: Option<&[i64]>,
     ) -> Result<Vec<Tensor>, RuntimeError> {
-        match &self.pooled {
-            Some(pooled) => pooled.add(outputs, mask),
-            None => Ok(outputs),
-        }
+        self.output_stage.complete(outputs, mask)
     }
 
-    /// The graph position of the declared output `declared`; none for a pooled output.
+    /// The graph position of the declared output `declared`; none for a made one.
     fn graph_position(&self, declared: usize) -> Option<usize> {
-        match &self.pooled {
-            Some(pooled) if declared == pooled.output => None,
-            Some(pooled) if declared > pooled.output => {
-                self.output_positions.get(declared - 1).copied()
-            }
-            _ => self.output_positions.get(declared).copied(),
-        }
+        let index = self.output_stage.graph_index(declared)?;
+        self.output_positions.get(index).copied()
     }
 
     /// Runs a request's public inputs on `backend` as a request is run: preprocessed, in graph
@@ -801,7 +793,7 @@ impl GraphBinding {
     /// keys, in their order: otherwise `/predict/label` would name the wrong classes.
     fn check_class_names(&self, backend: &impl Backend) -> Result<(), BundleError> {
         let Some(position) = self.graph_position(self.bundle.prediction) else {
-            return Ok(()); // a pooled output: float vectors, no classes
+            return Ok(()); // a made output: the server's, no class keys of the graph
         };
         let keyed_by_text = matches!(
             backend.signature().outputs[position].kind,
@@ -888,16 +880,13 @@ fn match_graph(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    // A pooled output is the server's, not the graph's.
-    let pooled = config
-        .pooling
-        .as_ref()
-        .map(|pooling| pooling.output.as_str());
+    // A made output is the server's, not the graph's.
+    let made: Vec<&str> = config.made_outputs().collect();
     let mut positions = |field: &str, specs: &[TensorSpec], values: &[GraphValue]| {
         specs
             .iter()
             .enumerate()
-            .filter(|(_, spec)| field != "outputs" || Some(spec.name.as_str()) != pooled)
+            .filter(|(_, spec)| field != "outputs" || !made.contains(&spec.name.as_str()))
             .map(|(index, spec)| {
                 let position = values.iter().position(|v| v.name == spec.name);
                 match position {

@@ -111,39 +111,78 @@ impl TextStage {
     }
 }
 
-/// A declared output pooled from a token-level one.
-pub(super) struct PooledOutput {
-    /// Its index among the declared outputs.
-    pub(super) output: usize,
-    /// The index of the output it pools, among the declared outputs.
-    from: usize,
-    method: Pooling,
-    normalize: bool,
-    /// The index of the attention mask among the declared inputs.
+/// How the declared outputs come from the graph's: most are the graph's own, in declaration
+/// order; a pooled or softmax output is made after the run from a declared graph output.
+pub(super) struct OutputStage {
+    /// For each declared output, how the server makes it (none: the graph gives it).
+    made: Vec<Option<MadeOutput>>,
+    /// The index of the attention mask among the declared inputs, which pooling reads.
     mask_input: Option<usize>,
 }
 
-impl PooledOutput {
-    pub(super) fn of(bundle: &Bundle) -> Option<PooledOutput> {
-        let pooling = bundle.config.pooling.as_ref()?;
-        let index = |name: &str| {
-            bundle
-                .config
-                .outputs
-                .iter()
-                .position(|spec| spec.name == name)
+enum MadeOutput {
+    /// A token-level output ([rows, tokens, dim]) pooled to [rows, dim].
+    Pooled {
+        from: usize,
+        method: Pooling,
+        normalize: bool,
+    },
+    /// The softmax of each row of class scores ([rows, classes]).
+    Softmax { from: usize },
+}
+
+impl OutputStage {
+    pub(super) fn of(bundle: &Bundle) -> OutputStage {
+        let config = &bundle.config;
+        let index = |name: &str| config.outputs.iter().position(|spec| spec.name == name);
+        let mut made: Vec<Option<MadeOutput>> = config.outputs.iter().map(|_| None).collect();
+        // The bundle's checks made sure both names are declared outputs.
+        let mut make = |output: &str, from: &str, how: &dyn Fn(usize) -> MadeOutput| {
+            if let (Some(output), Some(from)) = (index(output), index(from)) {
+                made[output] = Some(how(from));
+            }
         };
-        Some(PooledOutput {
-            output: index(&pooling.output)?,
-            from: index(&pooling.from)?,
-            method: pooling.method,
-            normalize: pooling.normalize,
-            mask_input: bundle
-                .config
+        if let Some(pooling) = &config.pooling {
+            make(&pooling.output, &pooling.from, &|from| MadeOutput::Pooled {
+                from,
+                method: pooling.method,
+                normalize: pooling.normalize,
+            });
+        }
+        if let Some(softmax) = &config.softmax {
+            make(&softmax.output, &softmax.from, &|from| {
+                MadeOutput::Softmax { from }
+            });
+        }
+        let pools = made
+            .iter()
+            .any(|made| matches!(made, Some(MadeOutput::Pooled { .. })));
+        OutputStage {
+            made,
+            mask_input: config
                 .inputs
                 .iter()
-                .position(|spec| spec.name == "attention_mask"),
-        })
+                .position(|spec| spec.name == "attention_mask")
+                .filter(|_| pools),
+        }
+    }
+
+    /// Whether the server makes the declared output `declared` (the graph does not give it).
+    pub(super) fn is_made(&self, declared: usize) -> bool {
+        matches!(self.made.get(declared), Some(Some(_)))
+    }
+
+    /// The index of the declared output `declared` among the graph outputs a run returns; none
+    /// for a made one.
+    pub(super) fn graph_index(&self, declared: usize) -> Option<usize> {
+        if self.is_made(declared) {
+            return None;
+        }
+        Some(
+            (0..declared)
+                .filter(|&before| !self.is_made(before))
+                .count(),
+        )
     }
 
     /// The attention mask among a request's declared inputs, kept for pooling after the run.
@@ -156,47 +195,96 @@ impl PooledOutput {
         }
     }
 
-    /// Every declared output, from the graph's (the declared ones but this, in order): the pooled
-    /// one made and put in its place.
-    pub(super) fn add(
+    /// Every declared output, from the graph's (the declared ones but the made ones, in order):
+    /// each made one put in its place.
+    pub(super) fn complete(
         &self,
-        mut outputs: Vec<Tensor>,
+        graph_outputs: Vec<Tensor>,
         mask: Option<&[i64]>,
     ) -> Result<Vec<Tensor>, RuntimeError> {
-        let from = if self.from > self.output {
-            self.from - 1
-        } else {
-            self.from
-        };
-        let tokens = outputs.get(from).ok_or_else(|| {
-            RuntimeError::Inference("the model returned no token-level output".to_string())
-        })?;
-        let (TensorData::Float32(values), &[rows, length, dim]) = (tokens.data(), tokens.shape())
-        else {
-            return Err(RuntimeError::Inference(format!(
-                "the token-level output came back as {} of shape {:?}, not float32 [rows, tokens, dim]",
-                tokens.dtype(),
-                tokens.shape()
-            )));
-        };
-        let everything = vec![1; rows * length];
-        let mask = match (self.method, mask) {
-            (Pooling::First, _) | (_, None) => &everything[..],
-            (_, Some(mask)) => mask,
-        };
-        if mask.len() != rows * length {
-            return Err(RuntimeError::Inference(format!(
-                "the token-level output has {rows} x {length} tokens for an attention mask of {}",
-                mask.len()
-            )));
+        let mut graph_outputs = graph_outputs.into_iter();
+        let mut declared: Vec<Option<Tensor>> = self
+            .made
+            .iter()
+            .map(|made| match made {
+                None => graph_outputs.next(),
+                Some(_) => None,
+            })
+            .collect();
+        for (index, made) in self.made.iter().enumerate() {
+            let Some(made) = made else {
+                continue;
+            };
+            let (MadeOutput::Pooled { from, .. } | MadeOutput::Softmax { from }) = made;
+            let source = declared
+                .get(*from)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| {
+                    RuntimeError::Inference("the model returned too few outputs".to_string())
+                })?;
+            declared[index] = Some(match made {
+                MadeOutput::Pooled {
+                    method, normalize, ..
+                } => pooled(source, *method, *normalize, mask)?,
+                MadeOutput::Softmax { .. } => softmax(source)?,
+            });
         }
-        let mut pooled = pooling::pool(self.method, values, mask, rows, length, dim);
-        if self.normalize {
-            pooling::normalize_l2(&mut pooled, dim);
-        }
-        let pooled = Tensor::new(vec![rows, dim], TensorData::Float32(pooled))
-            .map_err(|error| RuntimeError::Inference(error.to_string()))?;
-        outputs.insert(self.output.min(outputs.len()), pooled);
-        Ok(outputs)
+        declared
+            .into_iter()
+            .map(|output| {
+                output.ok_or_else(|| {
+                    RuntimeError::Inference("the model returned too few outputs".to_string())
+                })
+            })
+            .collect()
     }
+}
+
+/// `tokens` ([rows, tokens, dim]) pooled to one vector per row over the attention mask.
+fn pooled(
+    tokens: &Tensor,
+    method: Pooling,
+    normalize: bool,
+    mask: Option<&[i64]>,
+) -> Result<Tensor, RuntimeError> {
+    let (TensorData::Float32(values), &[rows, length, dim]) = (tokens.data(), tokens.shape())
+    else {
+        return Err(RuntimeError::Inference(format!(
+            "the token-level output came back as {} of shape {:?}, not float32 [rows, tokens, dim]",
+            tokens.dtype(),
+            tokens.shape()
+        )));
+    };
+    let everything = vec![1; rows * length];
+    let mask = match (method, mask) {
+        (Pooling::First, _) | (_, None) => &everything[..],
+        (_, Some(mask)) => mask,
+    };
+    if mask.len() != rows * length {
+        return Err(RuntimeError::Inference(format!(
+            "the token-level output has {rows} x {length} tokens for an attention mask of {}",
+            mask.len()
+        )));
+    }
+    let mut pooled = pooling::pool(method, values, mask, rows, length, dim);
+    if normalize {
+        pooling::normalize_l2(&mut pooled, dim);
+    }
+    Tensor::new(vec![rows, dim], TensorData::Float32(pooled))
+        .map_err(|error| RuntimeError::Inference(error.to_string()))
+}
+
+/// The softmax of each row of `scores` ([rows, classes]).
+fn softmax(scores: &Tensor) -> Result<Tensor, RuntimeError> {
+    let (TensorData::Float32(values), &[rows, classes]) = (scores.data(), scores.shape()) else {
+        return Err(RuntimeError::Inference(format!(
+            "the class scores came back as {} of shape {:?}, not float32 [rows, classes]",
+            scores.dtype(),
+            scores.shape()
+        )));
+    };
+    let mut probabilities = values.clone();
+    pooling::softmax(&mut probabilities, classes);
+    Tensor::new(vec![rows, classes], TensorData::Float32(probabilities))
+        .map_err(|error| RuntimeError::Inference(error.to_string()))
 }

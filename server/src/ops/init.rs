@@ -44,6 +44,8 @@ const TEXT_ROWS: i64 = 64;
 const TEXT_TOKENS: usize = 512;
 /// The name of the pooled output `init` adds to an encoder whose output is token-level.
 const POOLED_OUTPUT: &str = "sentence_embedding";
+/// The output `init` adds for a classifier's logits.
+const SOFTMAX_OUTPUT: &str = "probabilities";
 
 /// Turns any file or folder name into a valid bundle name.
 pub fn bundle_name_from(raw: &str) -> String {
@@ -150,6 +152,7 @@ pub fn scaffold(
         Some(file) => Some(text_bundle(model, file, &mut inputs, &mut outputs)?),
         None => None,
     };
+    let softmax_from = softmax_output(&mut outputs);
     let class_scores = class_maps
         .first()
         .map(|&index| signature.outputs[index].name.as_str());
@@ -211,6 +214,15 @@ pub fn scaffold(
             let _ = writeln!(out, "method = \"mean\"");
             let _ = writeln!(out, "normalize = true");
         }
+    }
+    if let Some(logits) = &softmax_from {
+        let _ = writeln!(
+            out,
+            "\n# The class probabilities: the softmax of each row of '{logits}'."
+        );
+        let _ = writeln!(out, "[softmax]");
+        let _ = writeln!(out, "output = {}", quote(SOFTMAX_OUTPUT));
+        let _ = writeln!(out, "from = {}", quote(logits));
     }
     for (section, values) in [("inputs", &inputs), ("outputs", &outputs)] {
         for (name, dtype, shape) in values.iter() {
@@ -331,6 +343,27 @@ fn text_bundle(
         max_tokens,
         pooled_from,
     })
+}
+
+/// A classifier's logits (a float32 output `[-1, classes]` named so, the Hugging Face way) and no
+/// probabilities: adds [`SOFTMAX_OUTPUT`], their softmax, and returns the logits' name.
+fn softmax_output(outputs: &mut Vec<Declared>) -> Option<String> {
+    let has_probabilities = outputs
+        .iter()
+        .any(|(name, _, _)| name.to_ascii_lowercase().contains("prob"));
+    let (name, _, shape) = outputs.iter().find(|(name, dtype, shape)| {
+        name.eq_ignore_ascii_case("logits")
+            && *dtype == DType::Float32
+            && shape.len() == 2
+            && shape[0] == -1
+            && shape[1] > 0
+    })?;
+    if has_probabilities {
+        return None;
+    }
+    let (name, shape) = (name.clone(), shape.clone());
+    outputs.push((SOFTMAX_OUTPUT.to_string(), DType::Float32, shape));
+    Some(name)
 }
 
 /// The output a caller most likely wants from `/predict`: the class scores (`class_scores`, a

@@ -191,7 +191,7 @@ pub async fn embeddings(
 }
 
 /// The length of the vectors `model` answers, when it answers embeddings: a text bundle whose
-/// prediction is float32 [rows, dim].
+/// prediction is float32 [rows, dim] and not class scores (a classifier has labels or a softmax).
 fn embedding_size(model: &Model) -> Result<usize, ServeError> {
     let bundle = model.bundle();
     let spec = bundle.prediction_spec();
@@ -199,10 +199,11 @@ fn embedding_size(model: &Model) -> Result<usize, ServeError> {
         &[-1, dim] if dim > 0 && spec.dtype == DType::Float32 => usize::try_from(dim).ok(),
         _ => None,
     };
+    let classifier = !bundle.config.labels.is_empty() || bundle.config.softmax.is_some();
     match (size, &bundle.config.text) {
-        (Some(dim), Some(_)) => Ok(dim),
+        (Some(dim), Some(_)) if !classifier => Ok(dim),
         _ => Err(ServeError::invalid(format!(
-            "model '{}' does not answer embeddings: /v1/embeddings takes a text bundle ([text]) whose prediction is float32 [-1, dim]; use /v2/models/{}/infer",
+            "model '{}' does not answer embeddings: /v1/embeddings takes a text bundle ([text]) whose prediction is float32 [-1, dim] and not class scores (no labels, no softmax); use /v2/models/{}/infer",
             model.name(),
             model.name()
         ))),
