@@ -19,6 +19,8 @@ let
         config.${name} or (throw "predictor: ${where}/predictor.toml: the field `${name}` is missing");
       name = field "name";
       model = field "model";
+      # A text bundle's tokenizer is part of it too.
+      tokenizer = config.text.tokenizer or null;
     in
     assert lib.assertMsg (
       builtins.match "[a-z0-9][a-z0-9._-]*" name != null
@@ -26,11 +28,17 @@ let
     assert lib.assertMsg (builtins.pathExists (
       path + "/${model}"
     )) "predictor: ${where}/predictor.toml: model \"${model}\" is not in the bundle folder";
+    assert lib.assertMsg (
+      tokenizer == null || builtins.pathExists (path + "/${tokenizer}")
+    ) "predictor: ${where}/predictor.toml: text.tokenizer \"${tokenizer}\" is not in the bundle folder";
     {
       inherit path name model;
       version = field "version";
       description = config.description or "";
       modelFile = path + "/${model}";
+      # The bundle's files the server reads besides predictor.toml: the model, and a text bundle's
+      # tokenizer.
+      dataFiles = [ (path + "/${model}") ] ++ lib.optional (tokenizer != null) (path + "/${tokenizer}");
       # As in the image's labels: a change of the model is a change of the image.
       modelSha256 = builtins.hashFile "sha256" (path + "/${model}");
     };
@@ -38,8 +46,9 @@ in
 {
   /**
     Reads a bundle folder's predictor.toml in Nix: `{ path, name, version, description, model,
-    modelFile, modelSha256 }`. Throws a message naming the folder and the field when predictor.toml,
-    its name, version or model, or the model file is missing, or the name is not URL-safe.
+    modelFile, dataFiles, modelSha256 }`. Throws a message naming the folder and the field when
+    predictor.toml, its name, version or model, the model file or a text bundle's tokenizer is
+    missing, or the name is not URL-safe.
 
     # Arguments
     - `lib`: nixpkgs' lib.
@@ -48,7 +57,7 @@ in
   inherit readBundle;
 
   /**
-    The validated bundle (`.info` is lib.readBundle's answer): predictor.toml and the model file (nothing else of the folder) in the
+    The validated bundle (`.info` is lib.readBundle's answer): predictor.toml and its data files (the model, a text bundle's tokenizer; nothing else of the folder) in the
     store, checked by `predictor check` at build time (the graph matches predictor.toml, the sample
     gives its expected output). Bundles are data: build them with the native package set, also for
     cross-built images.
@@ -68,10 +77,7 @@ in
       {
         src = pkgs.lib.fileset.toSource {
           root = path;
-          fileset = pkgs.lib.fileset.unions [
-            (path + "/predictor.toml")
-            info.modelFile
-          ];
+          fileset = pkgs.lib.fileset.unions ([ (path + "/predictor.toml") ] ++ info.dataFiles);
         };
         nativeBuildInputs = [ server ];
         # Not merged into the derivation's attributes: `name` and `version` would replace its own.

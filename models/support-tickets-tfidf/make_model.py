@@ -9,8 +9,8 @@
 # ]
 # ///
 """Make model.onnx: a text classifier, TF-IDF then logistic regression, sorting short support
-tickets into billing, delivery and technical. The corpus is written here (fixed seed), so
-nothing is downloaded.
+tickets into billing, delivery and technical. The corpus is written in tickets.py (fixed seed),
+so nothing is downloaded.
 
 The input is a string tensor [rows, 1]; the outputs are the class names (a string tensor) and
 their probabilities as a ZipMap keyed by the class names, skl2onnx's default. One option is set:
@@ -25,7 +25,7 @@ environment holding them:
 It prints the [sample] expected output, computed by scikit-learn itself, for predictor.toml.
 """
 
-import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,42 +35,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-PHRASES = {
-    "billing": [
-        "I was charged twice for my subscription",
-        "please refund the last invoice",
-        "my credit card payment failed",
-        "why is there an extra fee on my bill",
-        "cancel my plan and stop charging me",
-        "the invoice amount is wrong",
-    ],
-    "delivery": [
-        "my parcel has not arrived yet",
-        "the package was delivered to the wrong address",
-        "where is my order, tracking shows no update",
-        "the courier left the box outside in the rain",
-        "shipping is taking more than two weeks",
-        "the delivery was damaged when it arrived",
-    ],
-    "technical": [
-        "the app crashes when I open settings",
-        "I cannot log in, the password reset email never comes",
-        "the website shows an error after the update",
-        "sync stopped working on my phone",
-        "the download is stuck at ninety percent",
-        "the screen stays black after I start the program",
-    ],
-}
-OPENINGS = ["", "hello, ", "hi team, ", "urgent: ", "good morning, "]
-CLOSINGS = ["", " thanks", " please help", " what can I do", " this is frustrating"]
+sys.path.insert(0, str(Path(__file__).parent))
+import tickets  # noqa: E402 (the corpus, beside this file)
 
-rng = random.Random(0)
-texts, classes = [], []
-for name, phrases in PHRASES.items():
-    for phrase in phrases:
-        for _ in range(4):
-            texts.append(rng.choice(OPENINGS) + phrase + rng.choice(CLOSINGS))
-            classes.append(name)
+texts, classes = tickets.corpus()
 
 model = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000, random_state=0))
 model.fit(texts, classes)

@@ -127,12 +127,14 @@ def stage_closure(root, facts, binary, onnxruntime, work):
 
 
 def stage_bundle(facts, repo, work):
-    """The bundle as lib.mkBundle leaves it: predictor.toml and the model file, read-only."""
+    """The bundle as lib.mkBundle leaves it: predictor.toml and its data files (the model, a text
+    bundle's tokenizer), read-only."""
     bundle = work / "bundle"
     source = repo / facts["bundle"]["source"]
-    model = tomllib.load(open(source / "predictor.toml", "rb"))["model"]
+    config = tomllib.load(open(source / "predictor.toml", "rb"))
+    tokenizer = [config["text"]["tokenizer"]] if "text" in config else []
     bundle.mkdir()
-    for name in ("predictor.toml", model):
+    for name in ["predictor.toml", config["model"], *tokenizer]:
         shutil.copy(source / name, bundle / name)
         os.chmod(bundle / name, 0o444)
     os.chmod(bundle, 0o555)

@@ -20,6 +20,13 @@ def read_bundle(folder):
         return tomllib.load(file)
 
 
+def public_inputs(bundle):
+    """The inputs callers send: a text bundle's one text input, else the declared inputs."""
+    if "text" in bundle:
+        return [{"name": bundle["text"].get("input", "text"), "dtype": "string", "shape": [-1]}]
+    return bundle["inputs"]
+
+
 class Server:
     """A `predictor serve` process; `http`, `grpc` and `metrics` are its host:port addresses."""
 

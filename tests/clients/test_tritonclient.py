@@ -11,7 +11,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from conftest import BUNDLES, EVERY_DTYPE, REPO, client, module, read_bundle
+from conftest import BUNDLES, EVERY_DTYPE, REPO, client, module, public_inputs, read_bundle
 
 REPO_MODELS = REPO / "models"
 
@@ -85,7 +85,7 @@ def test_model_metadata_and_readiness_follow_the_bundle(server, protocol, folder
         described = [(t["name"], t["datatype"], [int(d) for d in t["shape"]]) for t in metadata[kind]]
         declared = [
             (t["name"], np_to_triton_dtype(np.dtype(NUMPY_DTYPES[t["dtype"]])), t["shape"])
-            for t in bundle[kind]
+            for t in (public_inputs(bundle) if kind == "inputs" else bundle[kind])
         ]
         assert described == declared
 
@@ -94,7 +94,7 @@ def test_model_metadata_and_readiness_follow_the_bundle(server, protocol, folder
 @pytest.mark.parametrize("folder", BUNDLES, ids=lambda p: p.name)
 def test_inference_gives_the_seed_prediction_and_the_sample(server, encoding, folder):
     bundle = read_bundle(folder)
-    [spec] = bundle["inputs"]
+    [spec] = public_inputs(bundle)
     rows = bundle["sample"]["input"]
     array = np.array(rows, dtype=NUMPY_DTYPES[spec["dtype"]])
     triton = client(server, encoding.split("-")[0])
@@ -275,7 +275,7 @@ def test_model_config_is_the_bundles_as_triton_writes_it(server, protocol, folde
     assert config["backend"] == "onnxruntime"
     batching = bundle.get("runtime", {}).get("max_batch_size", 0)
     assert int(config.get("max_batch_size", 0)) == (batching if batching > 1 else 0)
-    for kind, declared in (("input", bundle["inputs"]), ("output", bundle["outputs"])):
+    for kind, declared in (("input", public_inputs(bundle)), ("output", bundle["outputs"])):
         described = [(t["name"], t["data_type"], [int(d) for d in t["dims"]]) for t in config[kind]]
         reshaped = [t["name"] for t in config[kind] if "reshape" in t]
         # Triton's config names BYTES TYPE_STRING; a batching model's dims leave out the batch.

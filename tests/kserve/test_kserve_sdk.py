@@ -15,7 +15,7 @@ from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRe
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests/clients"))
-from conftest import BUNDLES, Server, read_bundle  # noqa: E402  (the client tests' fixtures, reused)
+from conftest import BUNDLES, Server, public_inputs, read_bundle  # noqa: E402  (the client tests' fixtures, reused)
 
 # predictor.toml's dtype: the numpy type and the protocol's datatype (BYTES: an object array of str).
 TYPES = {
@@ -45,7 +45,7 @@ def seed_prediction(server, name, rows):
 
 
 def request_for(bundle):
-    [spec] = bundle["inputs"]
+    [spec] = public_inputs(bundle)
     numpy_type, datatype = TYPES[spec["dtype"]]
     rows = np.array(bundle["sample"]["input"], dtype=numpy_type)
     tensor = InferInput(spec["name"], list(rows.shape), datatype)

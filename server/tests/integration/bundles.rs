@@ -74,7 +74,24 @@ fn init_then_filled_sample_passes_check_for_every_bundle() {
         let folder = tempfile::tempdir().unwrap();
         std::fs::copy(bundle.join("model.onnx"), folder.path().join("model.onnx")).unwrap();
         let model = folder.path().join("model.onnx");
-        let output = predictor(&["init", model.to_str().unwrap()]);
+        let mut init = vec!["init".to_string(), model.to_str().unwrap().to_string()];
+        // A text bundle is made from its model and its tokenizer.
+        let real: toml::Table =
+            toml::from_str(&std::fs::read_to_string(bundle.join("predictor.toml")).unwrap())
+                .unwrap();
+        if let Some(tokenizer) = real
+            .get("text")
+            .and_then(|text| text.get("tokenizer"))
+            .and_then(toml::Value::as_str)
+        {
+            let copy = folder.path().join("tokenizer.json");
+            std::fs::copy(bundle.join(tokenizer), &copy).unwrap();
+            init.extend([
+                "--tokenizer".to_string(),
+                copy.to_str().unwrap().to_string(),
+            ]);
+        }
+        let output = predictor(&init.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(
             output.status.success(),
             "{}",
