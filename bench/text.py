@@ -1,11 +1,11 @@
-"""The text scenario: the MiniLM text bundle (tests/third_party/text) served by the release server
+"""The text scenario: the MiniLM text bundle (models/minilm-embeddings) served by the release server
 pinned to one core, sentences of mixed lengths sent from the other, one per request over
 `/predict`, at 1 and 16 connections, with the bundle's padded batching and without it; and in the
 same run R, ONNX Runtime's own rows per second on the same sentences, tokenized and padded the same
 way in runs of the bundle's batch size, one thread, in-process (server/examples/bench_runtime.rs).
 Prints the table and the two targets as ratios; writes text-results.json. Run by bench/text.
 
-    python bench/text.py --out .cache/bench --models "$(scripts/third-party-models)"
+    scripts/fetch-models && python bench/text.py --out .cache/bench
 """
 
 import argparse
@@ -21,8 +21,7 @@ from pathlib import Path
 
 from run import LOAD_CPU, SERVER_CPU, REPO, Server, least_stolen, pinned, release
 
-BUNDLE = REPO / "tests/third_party/text/minilm-int8-text"
-TOKENIZER = REPO / "server/tests/data/all-minilm-l6-v2/tokenizer.json"
+BUNDLE = REPO / "models/minilm-embeddings"
 BATCH_ROWS = 8  # the bundle's runtime.max_batch_size
 # (name, what it asks, needed ratio)
 TARGETS = [
@@ -39,7 +38,7 @@ def sentences(count=512, seed=20261206):
     return [" ".join(draw.choice(words) for _ in range(draw.randint(3, 60))) for _ in range(count)]
 
 
-def bundle_folder(out, models, batching):
+def bundle_folder(out, batching):
     """The bundle in a folder of its own (the model and the tokenizer linked), batching or not."""
     folder = out / ("batched" if batching else "alone") / BUNDLE.name
     shutil.rmtree(folder.parent, ignore_errors=True)
@@ -48,8 +47,8 @@ def bundle_folder(out, models, batching):
     if not batching:
         text = text.replace(f"max_batch_size = {BATCH_ROWS}", "max_batch_size = 1")
     (folder / "predictor.toml").write_text(text)
-    (folder / "model.onnx").symlink_to(Path(models) / "minilm-int8.onnx")
-    (folder / "tokenizer.json").symlink_to(TOKENIZER)
+    (folder / "model.onnx").symlink_to(BUNDLE / "model.onnx")
+    (folder / "tokenizer.json").symlink_to(BUNDLE / "tokenizer.json")
     return folder
 
 
@@ -95,7 +94,6 @@ def load(address, texts, connections, seconds):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--models", required=True, help="scripts/third-party-models' folder")
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
     out = args.out / "text"
@@ -103,7 +101,7 @@ def main():
     texts = sentences()
     (out / "sentences.json").write_text(json.dumps(texts))
 
-    batched = bundle_folder(out, args.models, batching=True)
+    batched = bundle_folder(out, batching=True)
     reference, steal = least_stolen(lambda: json.loads(subprocess.run(
         ["taskset", "-c", SERVER_CPU, release("examples/bench_runtime"), str(batched / "predictor.toml"),
          str(BATCH_ROWS), str(args.seconds), str(out / "sentences.json")],
@@ -111,7 +109,7 @@ def main():
     rows = [{"scenario": f"ONNX Runtime in-process, runs of {BATCH_ROWS}", "connections": "-",
              "rows_per_second": reference["rows_per_second"], "p50_ms": None, "p99_ms": None, "steal": steal}]
     measured = {}
-    for name, folder in [("padded batching", batched), ("no batching", bundle_folder(out, args.models, batching=False))]:
+    for name, folder in [("padded batching", batched), ("no batching", bundle_folder(out, batching=False))]:
         server = Server([folder], out / f"{name.replace(' ', '-')}.log")
         try:
             for connections in (1, 16):

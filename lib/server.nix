@@ -22,6 +22,14 @@ let
   # The integration tests also read every bundle under models/, and replay the fuzz targets'
   # corpora (server/tests/fuzz_corpora.rs).
   testSource = lib: sourceWith lib (repositoryFiles sourceFiles.tests);
+  # The bundles' files that git does not hold (their fetch.toml), put where a checkout keeps them
+  # after scripts/fetch-models, before the tests run. Not in `src`: crane reads its source while
+  # evaluating, which a derivation there would make an import from derivation.
+  copyFetchedFiles =
+    pkgs:
+    pkgs.lib.concatMapStrings (fetch: ''
+      cp ${fetch.file} models/${fetch.folder}/${fetch.path}
+    '') ((import ./bundle.nix).fetchedFiles pkgs ../models);
 
   /**
     crane's library for `pkgs`, with the fenix toolchain pinned by rust-toolchain.toml. For a
@@ -124,6 +132,7 @@ in
       testArgs = args // {
         inherit cargoArtifacts doInstallCargoArtifacts;
         src = testSource pkgs.lib;
+        preCheck = copyFetchedFiles pkgs;
         # An exported variable wins over .cargo/config.toml's [env] (not part of this source).
         PREDICTOR_ONNXRUNTIME = onnxruntimeLibrary pkgs;
         # The tests run the server under taskset (thread defaults) and send it signals (kill).

