@@ -148,8 +148,14 @@ impl Model {
         let started = Instant::now();
         let model_path = bundle.model_path();
         if !model_path.is_file() {
+            // A model too large for git is named in the folder's fetch.toml instead.
+            let fetched = if bundle.dir().join("fetch.toml").is_file() {
+                "; the bundle's fetch.toml says where it comes from (in a checkout of predictor, scripts/fetch-models brings it)"
+            } else {
+                ""
+            };
             return Err(bundle.error(format!(
-                "model: file {} does not exist",
+                "model: file {} does not exist{fetched}",
                 model_path.display()
             )));
         }

@@ -139,6 +139,26 @@ fn init_then_filled_sample_passes_check_for_every_bundle() {
 
 /// Without `runtime.threads`, a model gets as many intra-op threads as the process may use CPUs:
 /// its affinity (here `taskset`) bounds them.
+/// A bundle whose model is fetched (fetch.toml), copied without it: `check` names the missing
+/// file and where it comes from, not only that it is missing.
+#[test]
+fn a_fetched_model_not_yet_fetched_is_named_with_its_fetch_toml() {
+    let bundle = common::bundle("minilm-embeddings");
+    let folder = tempfile::tempdir().unwrap();
+    for file in ["predictor.toml", "fetch.toml", "tokenizer.json"] {
+        std::fs::copy(bundle.join(file), folder.path().join(file)).unwrap();
+    }
+    let output = predictor(&["check", folder.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains(
+            "model.onnx does not exist; the bundle's fetch.toml says where it comes from"
+        ),
+        "{message}"
+    );
+}
+
 #[test]
 fn threads_default_to_the_cpus_the_process_may_use() {
     let (_folder, path) = common::edited_copy(|text| text.replace("threads = 1\n", ""));
