@@ -18,11 +18,10 @@ import numpy as np
 import onnxruntime as ort
 import openai
 import pytest
-import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import REPO, Server
+from conftest import REPO, Server, text_client_and_input
 
 NAME = "minilm-embeddings"
 BUNDLE = REPO / "models" / NAME
@@ -139,14 +138,7 @@ def test_sentences_on_the_seed_api_get_the_python_pipelines_embeddings(server, s
 
 @pytest.mark.parametrize("protocol", ["http-json", "http-binary", "grpc"])
 def test_sentences_over_v2_get_the_python_pipelines_embeddings(server, session, protocol):
-    module = grpcclient if protocol == "grpc" else httpclient
-    client = module.InferenceServerClient(server.grpc if protocol == "grpc" else server.http)
-    text = module.InferInput("text", [len(SENTENCES)], "BYTES")
-    values = np.array([sentence.encode() for sentence in SENTENCES], dtype=np.object_)
-    if protocol == "http-json":
-        text.set_data_from_numpy(values, binary_data=False)
-    else:
-        text.set_data_from_numpy(values)
+    module, client, text = text_client_and_input(server, protocol, SENTENCES)
     wanted = [module.InferRequestedOutput("sentence_embedding")]
     result = client.infer(NAME, [text], outputs=wanted)
     assert_close(result.as_numpy("sentence_embedding"), embed(session, SENTENCES))

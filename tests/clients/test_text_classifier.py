@@ -13,11 +13,9 @@ import numpy as np
 import onnxruntime as ort
 import openai
 import pytest
-import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 from tokenizers import Tokenizer
 
-from conftest import REPO, Server, read_bundle
+from conftest import REPO, Server, read_bundle, text_client_and_input
 
 FOLDER = REPO / "models/support-tickets-wordpiece"
 NAME = "support-tickets-wordpiece"
@@ -95,14 +93,7 @@ def test_tickets_on_the_seed_api_get_the_python_pipelines_probabilities_and_labe
 
 @pytest.mark.parametrize("protocol", ["http-json", "http-binary", "grpc"])
 def test_tickets_over_v2_get_logits_probabilities_and_the_top_classes(server, reference, protocol):
-    module = grpcclient if protocol == "grpc" else httpclient
-    client = module.InferenceServerClient(server.grpc if protocol == "grpc" else server.http)
-    text = module.InferInput("text", [len(TICKETS)], "BYTES")
-    values = np.array([ticket.encode() for ticket in TICKETS], dtype=np.object_)
-    if protocol == "http-json":
-        text.set_data_from_numpy(values, binary_data=False)
-    else:
-        text.set_data_from_numpy(values)
+    module, client, text = text_client_and_input(server, protocol, TICKETS)
     expected = reference(TICKETS)
     result = client.infer(NAME, [text])
     np.testing.assert_allclose(result.as_numpy("probabilities"), expected, atol=TOLERANCE, rtol=0)
