@@ -8,9 +8,9 @@
 //! after the send timeout.
 //!
 //! Places go to those who use them: past the cap a new connection takes the place of one that has
-//! sent no request (the longest waiting first), or of one idle between requests, which is closed;
-//! so a caller that sends its request at once is served while attackers hold every place, however
-//! fast they reconnect. Without such a place it is still served, as an overflow: one request, a
+//! sent no request (the one the server has waited for longest), or of one idle between requests,
+//! which is closed; so a caller that sends its request at once is served while attackers hold
+//! every place, however fast they reconnect. Without such a place it is still served, as an overflow: one request, a
 //! short time to send it, then closed. Overflow places are capped too; past them a connection is
 //! closed at once (the open-file limit keeps headroom for the process's own files).
 //!
@@ -108,8 +108,8 @@ impl ConnectionPlaces {
     }
 
     /// A place for a new connection: a free regular one; else the regular place of another,
-    /// which is ended for it: the one that has waited longest without sending a request (still
-    /// on its first head), else the one idle longest between requests (for at least
+    /// which is ended for it: the one whose peer has kept the server waiting longest for its
+    /// first request (a request already in its socket, unread, is no wait of the peer's), else the one idle longest between requests (for at least
     /// [`EVICTABLE_BETWEEN_REQUESTS`]); else an overflow place; else none. So a caller that
     /// sends its request at once is served while attackers hold every place, however fast they
     /// reconnect (each new connection of theirs ends the oldest of their own), and a connection
@@ -145,20 +145,24 @@ impl ConnectionPlaces {
             .holders
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A connection never served waits for the peer's first request: evictable while the
+        // server waits for its bytes, not while they sit unread (under load, a caller's request
+        // may wait for the server longer than attackers take to turn over every other place).
         let longest = holders
             .by_id
             .values()
-            .map(|(activity, evict)| (activity.idle_for(), activity.served(), evict))
-            .filter(|(idle, served, evict)| {
-                let least = if *served {
-                    EVICTABLE_BETWEEN_REQUESTS
+            .filter(|(_, evict)| !evict.is_cancelled())
+            .filter_map(|(activity, evict)| {
+                if activity.served() {
+                    let idle = activity.idle_for();
+                    (idle >= EVICTABLE_BETWEEN_REQUESTS).then_some((false, idle, evict))
                 } else {
-                    Duration::from_nanos(1)
-                };
-                *idle >= least && !evict.is_cancelled()
+                    let waited = activity.peer_silent_for()?;
+                    (activity.idle_for() > Duration::ZERO).then_some((true, waited, evict))
+                }
             })
-            // The never served first, then the longest idle.
-            .max_by_key(|(idle, served, _)| (!*served, *idle));
+            // The never served first, then the longest waiting or idle.
+            .max_by_key(|(never_served, waited, _)| (*never_served, *waited));
         match longest {
             Some((_, _, evict)) => {
                 evict.cancel();
@@ -367,6 +371,7 @@ async fn serve_connection<S: Service + Clone>(
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let mut closing = false;
+    let mut spared = false;
     // When the idle close began: streams that never end (a health Watch) do not hold it open
     // past the send timeout.
     let mut idle_close: Option<Instant> = None;
@@ -384,9 +389,15 @@ async fn serve_connection<S: Service + Clone>(
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }
-            () = evict.cancelled(), if !closing => {
+            () = evict.cancelled(), if !closing && !spared => {
                 if activity.idle_for() > Duration::ZERO {
-                    break;
+                    if activity.served() || activity.peer_silent_for().is_some() {
+                        break;
+                    }
+                    // Its first request's bytes came since it was chosen: it keeps its place
+                    // (the newcomer waits for another, or takes an overflow place).
+                    spared = true;
+                    continue;
                 }
                 // A request began since it was chosen: it is answered, then the connection closes.
                 connection.as_mut().graceful_shutdown();
@@ -423,6 +434,10 @@ struct Activity {
     progress_millis: AtomicU64,
     /// When the socket began refusing bytes (its buffer full), plus one; 0 while it takes them.
     blocked_millis: AtomicU64,
+    /// When a read last found the socket empty (the server waiting for the peer), plus one; 0
+    /// once the peer sent bytes, and before the server first read: a connection whose request
+    /// sits unread in its socket is not the peer's delay.
+    peer_silent_millis: AtomicU64,
     /// Whether a request has come in on it.
     served: AtomicBool,
 }
@@ -436,6 +451,7 @@ impl Activity {
             waiting: AtomicUsize::new(0),
             progress_millis: AtomicU64::new(0),
             blocked_millis: AtomicU64::new(0),
+            peer_silent_millis: AtomicU64::new(0),
             served: AtomicBool::new(false),
         }
     }
@@ -466,6 +482,13 @@ impl Activity {
             return Duration::ZERO;
         };
         Duration::from_millis(now.saturating_sub(since))
+    }
+
+    /// How long the server has been waiting for the peer to send: none while the peer's bytes
+    /// are coming, or have not been read yet.
+    fn peer_silent_for(&self) -> Option<Duration> {
+        let since = self.peer_silent_millis.load(Ordering::Relaxed);
+        (since > 0).then(|| Duration::from_millis(self.now_millis().saturating_sub(since - 1)))
     }
 
     /// How long the connection has had no request in progress (since it opened, or since the
@@ -515,7 +538,23 @@ impl AsyncRead for Tracked {
         context: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(context, buf)
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(context, buf);
+        let silent = &self.activity.peer_silent_millis;
+        match &polled {
+            Poll::Pending => {
+                if silent.load(Ordering::Relaxed) == 0 {
+                    silent.store(self.activity.now_millis() + 1, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                if silent.load(Ordering::Relaxed) != 0 {
+                    silent.store(0, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(_) => {}
+        }
+        polled
     }
 }
 
