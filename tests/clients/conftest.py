@@ -8,10 +8,7 @@ import threading
 import tomllib
 from pathlib import Path
 
-import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = sorted(p.parent for p in (REPO / "models").glob("*/predictor.toml"))
@@ -21,20 +18,6 @@ EVERY_DTYPE = REPO / "server/tests/fixtures/every-dtype"
 def read_bundle(folder):
     with open(folder / "predictor.toml", "rb") as file:
         return tomllib.load(file)
-
-
-def text_client_and_input(server, protocol, texts):
-    """A tritonclient for `protocol` ("http-json", "http-binary" or "grpc"), its module, and the
-    v2 BYTES input "text" holding `texts`, one per row, in that protocol's encoding."""
-    module = grpcclient if protocol == "grpc" else httpclient
-    client = module.InferenceServerClient(server.grpc if protocol == "grpc" else server.http)
-    text = module.InferInput("text", [len(texts)], "BYTES")
-    values = np.array([value.encode() for value in texts], dtype=np.object_)
-    if protocol == "http-json":
-        text.set_data_from_numpy(values, binary_data=False)
-    else:
-        text.set_data_from_numpy(values)
-    return module, client, text
 
 
 def public_inputs(bundle):

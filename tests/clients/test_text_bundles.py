@@ -21,7 +21,8 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import REPO, Server, text_client_and_input
+from conftest import REPO, Server
+from text_inputs import text_client_and_input
 
 NAME = "minilm-embeddings"
 BUNDLE = REPO / "models" / NAME

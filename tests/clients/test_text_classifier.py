@@ -15,7 +15,8 @@ import openai
 import pytest
 from tokenizers import Tokenizer
 
-from conftest import REPO, Server, read_bundle, text_client_and_input
+from conftest import REPO, Server, read_bundle
+from text_inputs import text_client_and_input
 
 FOLDER = REPO / "models/support-tickets-wordpiece"
 NAME = "support-tickets-wordpiece"
