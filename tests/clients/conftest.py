@@ -1,5 +1,7 @@
 """Fixtures for the client tests: the real `predictor` binary serving every bundle under models/
-and the every-dtype test fixture, on free ports, with the real ONNX Runtime."""
+and the every-dtype test fixture, on free ports, with the real ONNX Runtime. The KServe, docs and
+perf_analyzer suites import it too, from virtual environments without tritonclient or numpy: it
+imports only the standard library and pytest."""
 
 import json
 import os
