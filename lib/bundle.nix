@@ -25,7 +25,8 @@ let
       fetchFile = path + "/fetch.toml";
       fetched = if builtins.pathExists fetchFile then (lib.importTOML fetchFile).file else [ ];
       fetchedModel = lib.findFirst (file: file.path == model) null fetched;
-      present = file: builtins.pathExists (path + "/${file}") || lib.any (f: f.path == file) fetched;
+      isFetched = file: lib.any (fetch: fetch.path == file) fetched;
+      present = file: builtins.pathExists (path + "/${file}") || isFetched file;
     in
     assert lib.assertMsg (
       builtins.match "[a-z0-9][a-z0-9._-]*" name != null
@@ -41,7 +42,7 @@ let
       # The bundle's files in the folder that the server reads besides predictor.toml: the model
       # and a text bundle's tokenizer, unless fetched.
       dataFiles = map (file: path + "/${file}") (
-        lib.filter (file: !(lib.any (f: f.path == file) fetched)) (
+        lib.filter (file: !(isFetched file)) (
           [ model ] ++ lib.optional (tokenizer != null) tokenizer
         )
       );

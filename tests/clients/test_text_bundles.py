@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import tomllib
-import urllib.error
 import urllib.request
 
 import numpy as np
@@ -22,7 +21,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from conftest import REPO, Server
-from text_inputs import text_client_and_input
+from text_helpers import post, text_client_and_input
 
 NAME = "minilm-embeddings"
 BUNDLE = REPO / "models" / NAME
@@ -59,17 +58,6 @@ def server(bundle):
     server = Server([bundle])
     yield server
     server.stop()
-
-
-def post(server, path, body):
-    request = urllib.request.Request(
-        f"http://{server.http}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def assert_close(actual, expected):

@@ -5,9 +5,6 @@ Hugging Face's tokenizers on the bundle's tokenizer.json (padded to the longest 
 on its model.onnx and numpy's softmax."""
 
 import concurrent.futures
-import json
-import urllib.error
-import urllib.request
 
 import numpy as np
 import onnxruntime as ort
@@ -16,7 +13,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from conftest import REPO, Server, read_bundle
-from text_inputs import text_client_and_input
+from text_helpers import post, text_client_and_input
 
 FOLDER = REPO / "models/support-tickets-wordpiece"
 NAME = "support-tickets-wordpiece"
@@ -60,17 +57,6 @@ def reference():
         return exp / exp.sum(axis=1, keepdims=True)
 
     return probabilities
-
-
-def post(server, path, body):
-    request = urllib.request.Request(
-        f"http://{server.http}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def test_the_bundles_sample_is_the_python_pipelines_answer(reference):

@@ -577,25 +577,40 @@ fn check_text(config: &BundleConfig, problems: &mut Vec<String>) {
     }
 }
 
+/// The declarations of a made output (`section`'s `output`) and of the output it reads (`from`):
+/// both declared, and not the same one; none when either is missing.
+fn made_output_pair<'a>(
+    section: &str,
+    output: &str,
+    from: &str,
+    config: &'a BundleConfig,
+    problems: &mut Vec<String>,
+) -> Option<(&'a TensorSpec, &'a TensorSpec)> {
+    let find = |name: &str| config.outputs.iter().find(|spec| spec.name == name);
+    let (Some(output_spec), Some(from_spec)) = (find(output), find(from)) else {
+        problems.push(format!(
+            "{section}: output '{output}' and from '{from}' must both be declared in outputs ({})",
+            names(&config.outputs)
+        ));
+        return None;
+    };
+    if output == from {
+        problems.push(format!("{section}: output and from name the same output"));
+    }
+    Some((output_spec, from_spec))
+}
+
 /// A pooled output's declarations: it makes a declared output of [rows, dim] from a declared
 /// token-level output of [rows, tokens, dim], both float32, over a text bundle's attention mask.
 fn check_pooling(config: &BundleConfig, problems: &mut Vec<String>) {
     let Some(pooling) = &config.pooling else {
         return;
     };
-    let find = |name: &str| config.outputs.iter().find(|spec| spec.name == name);
-    let (Some(output), Some(from)) = (find(&pooling.output), find(&pooling.from)) else {
-        problems.push(format!(
-            "pooling: output '{}' and from '{}' must both be declared in outputs ({})",
-            pooling.output,
-            pooling.from,
-            names(&config.outputs)
-        ));
+    let Some((output, from)) =
+        made_output_pair("pooling", &pooling.output, &pooling.from, config, problems)
+    else {
         return;
     };
-    if pooling.output == pooling.from {
-        problems.push("pooling: output and from name the same output".to_string());
-    }
     let dims_agree = output.shape.len() == 2
         && from.shape.len() == 3
         && output.shape[0] == -1
@@ -637,19 +652,11 @@ fn check_softmax(config: &BundleConfig, problems: &mut Vec<String>) {
     let Some(softmax) = &config.softmax else {
         return;
     };
-    let find = |name: &str| config.outputs.iter().find(|spec| spec.name == name);
-    let (Some(output), Some(from)) = (find(&softmax.output), find(&softmax.from)) else {
-        problems.push(format!(
-            "softmax: output '{}' and from '{}' must both be declared in outputs ({})",
-            softmax.output,
-            softmax.from,
-            names(&config.outputs)
-        ));
+    let Some((output, from)) =
+        made_output_pair("softmax", &softmax.output, &softmax.from, config, problems)
+    else {
         return;
     };
-    if softmax.output == softmax.from {
-        problems.push("softmax: output and from name the same output".to_string());
-    }
     let pooled = config.pooling.as_ref().map(|pooling| &pooling.output);
     if let Some(pooled) = pooled.filter(|pooled| [&softmax.output, &softmax.from].contains(pooled))
     {

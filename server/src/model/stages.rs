@@ -137,22 +137,19 @@ impl OutputStage {
         let index = |name: &str| config.outputs.iter().position(|spec| spec.name == name);
         let mut made: Vec<Option<MadeOutput>> = config.outputs.iter().map(|_| None).collect();
         // The bundle's checks made sure both names are declared outputs.
-        let mut make = |output: &str, from: &str, how: &dyn Fn(usize) -> MadeOutput| {
-            if let (Some(output), Some(from)) = (index(output), index(from)) {
-                made[output] = Some(how(from));
-            }
-        };
         if let Some(pooling) = &config.pooling {
-            make(&pooling.output, &pooling.from, &|from| MadeOutput::Pooled {
-                from,
-                method: pooling.method,
-                normalize: pooling.normalize,
-            });
+            if let (Some(output), Some(from)) = (index(&pooling.output), index(&pooling.from)) {
+                made[output] = Some(MadeOutput::Pooled {
+                    from,
+                    method: pooling.method,
+                    normalize: pooling.normalize,
+                });
+            }
         }
         if let Some(softmax) = &config.softmax {
-            make(&softmax.output, &softmax.from, &|from| {
-                MadeOutput::Softmax { from }
-            });
+            if let (Some(output), Some(from)) = (index(&softmax.output), index(&softmax.from)) {
+                made[output] = Some(MadeOutput::Softmax { from });
+            }
         }
         let pools = made
             .iter()

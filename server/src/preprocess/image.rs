@@ -141,8 +141,8 @@ fn clip8(sum: i32) -> u8 {
 /// `image` resized to `width` x `height` as Pillow's `Image.resize(..., Image.BILINEAR)`: the
 /// horizontal pass, then the vertical one, each rounded to 8 bits, each skipped when its size
 /// stays.
-pub fn resize(image: &RgbImage, width: usize, height: usize) -> RgbImage {
-    let mut current = image.clone();
+pub fn resize(image: RgbImage, width: usize, height: usize) -> RgbImage {
+    let mut current = image;
     if width != current.width {
         let weights = bilinear_weights(current.width, width);
         let mut pixels = Vec::with_capacity(width * current.height * 3);
@@ -286,12 +286,12 @@ mod tests {
                 serde_json::Value::Number(shorter) => {
                     let shorter = shorter.as_u64().unwrap() as usize;
                     let (width, height) = shorter_side_size(image.width, image.height, shorter);
-                    image = resize(&image, width, height);
+                    image = resize(image, width, height);
                 }
                 serde_json::Value::Array(size) => {
                     let height = size[0].as_u64().unwrap() as usize;
                     let width = size[1].as_u64().unwrap() as usize;
-                    image = resize(&image, width, height);
+                    image = resize(image, width, height);
                 }
                 _ => {}
             }

@@ -10,9 +10,10 @@
 //! Places go to those who use them: past the cap a new connection takes the place of one that has
 //! sent no request (the one the server has waited for longest), or of one idle between requests,
 //! which is closed; so a caller that sends its request at once is served while attackers hold
-//! every place, however fast they reconnect. Without such a place it is still served, as an overflow: one request, a
-//! short time to send it, then closed. Overflow places are capped too; past them a connection is
-//! closed at once (the open-file limit keeps headroom for the process's own files).
+//! every place, however fast they reconnect. Without such a place it is still served, as an
+//! overflow: one request, a short time to send it, then closed. Overflow places are capped too;
+//! past them a connection is closed at once (the open-file limit keeps headroom for the process's
+//! own files).
 //!
 //! The answers hyper writes by itself to bytes that are no HTTP/1 request get a JSON body on the
 //! way out (`parse_error_answers`).
@@ -109,11 +110,11 @@ impl ConnectionPlaces {
 
     /// A place for a new connection: a free regular one; else the regular place of another,
     /// which is ended for it: the one whose peer has kept the server waiting longest for its
-    /// first request (a request already in its socket, unread, is no wait of the peer's), else the one idle longest between requests (for at least
-    /// [`EVICTABLE_BETWEEN_REQUESTS`]); else an overflow place; else none. So a caller that
-    /// sends its request at once is served while attackers hold every place, however fast they
-    /// reconnect (each new connection of theirs ends the oldest of their own), and a connection
-    /// with a request in progress is never ended.
+    /// first request (a request already in its socket, unread, is no wait of the peer's), else
+    /// the one idle longest between requests (for at least [`EVICTABLE_BETWEEN_REQUESTS`]); else
+    /// an overflow place; else none. So a caller that sends its request at once is served while
+    /// attackers hold every place, however fast they reconnect (each new connection of theirs
+    /// ends the oldest of their own), and a connection with a request in progress is never ended.
     async fn take(&self) -> Option<Place> {
         if let Ok(permit) = self.regular.clone().try_acquire_owned() {
             return Some(Place::Regular(permit));

@@ -1,5 +1,10 @@
-"""The v2 text input of the text bundles' tests, in each encoding tritonclient has (not in
-conftest.py, which the KServe, docs and perf_analyzer suites import without tritonclient)."""
+"""What the text bundles' tests share: a JSON POST, and the v2 text input in each encoding
+tritonclient has (not in conftest.py, which the KServe, docs and perf_analyzer suites import
+without tritonclient)."""
+
+import json
+import urllib.error
+import urllib.request
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -18,3 +23,15 @@ def text_client_and_input(server, protocol, texts):
     else:
         text.set_data_from_numpy(values)
     return module, client, text
+
+
+def post(server, path, body):
+    """POSTs `body` as JSON to the server's HTTP port: (status, the answer's JSON)."""
+    request = urllib.request.Request(
+        f"http://{server.http}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
