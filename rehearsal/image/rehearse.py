@@ -128,13 +128,14 @@ def stage_closure(root, facts, binary, onnxruntime, work):
 
 def stage_bundle(facts, repo, work):
     """The bundle as lib.mkBundle leaves it: predictor.toml and its data files (the model, a text
-    bundle's tokenizer), read-only."""
+    bundle's tokenizer, an image bundle's sample images), read-only."""
     bundle = work / "bundle"
     source = repo / facts["bundle"]["source"]
     config = tomllib.load(open(source / "predictor.toml", "rb"))
     tokenizer = [config["text"]["tokenizer"]] if "text" in config else []
+    images = config["sample"]["input"] if "image" in config else []
     bundle.mkdir()
-    for name in ["predictor.toml", config["model"], *tokenizer]:
+    for name in ["predictor.toml", config["model"], *tokenizer, *images]:
         shutil.copy(source / name, bundle / name)
         os.chmod(bundle / name, 0o444)
     os.chmod(bundle, 0o555)

@@ -30,6 +30,10 @@ pub const REQUEST_TIMEOUT_SECONDS: u64 = 30;
 pub const MAX_QUEUED_REQUESTS: NonZeroUsize = at_least_one(64);
 /// Rows (the first dimension) one request may send (`--max-rows-per-request`).
 pub const MAX_ROWS_PER_REQUEST: NonZeroUsize = at_least_one(4096);
+/// Pixels one image sent to an image bundle may have (`--max-image-pixels`): 16.7 million
+/// (4096 x 4096), about 48 MiB decoded. An image's header is read first: a larger one is
+/// refused before it is decoded.
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 24;
 /// The largest size of a dynamic dimension other than the rows, where the bundle declares no
 /// `max_shape`: a sequence of tokens, an image's height or width. Past it a request is refused.
 pub const MAX_DYNAMIC_SIZE: usize = 1024;

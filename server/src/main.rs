@@ -216,6 +216,10 @@ struct LoadArgs {
     /// Rows (the first dimension) one request may send; more get 400 (gRPC: INVALID_ARGUMENT).
     #[arg(long, env = "PREDICTOR_MAX_ROWS_PER_REQUEST", default_value_t = defaults::MAX_ROWS_PER_REQUEST)]
     max_rows_per_request: NonZeroUsize,
+    /// Pixels (width x height) one image sent to an image bundle may have; a larger one is
+    /// refused with 400 before it is decoded. Each image being decoded holds 3 bytes a pixel.
+    #[arg(long, env = "PREDICTOR_MAX_IMAGE_PIXELS", default_value_t = defaults::MAX_IMAGE_PIXELS)]
+    max_image_pixels: u64,
 }
 
 impl From<&LoadArgs> for LoadOptions {
@@ -225,6 +229,7 @@ impl From<&LoadArgs> for LoadOptions {
             instances: args.instances,
             max_queued_requests: args.max_queued_requests,
             max_rows_per_request: args.max_rows_per_request,
+            max_image_pixels: args.max_image_pixels,
             prediction_log: None,
             measure_largest_request: false,
         }
@@ -248,6 +253,11 @@ struct InitArgs {
     /// text and whose token-level output is pooled into one vector per text.
     #[arg(long, env = "PREDICTOR_INIT_TOKENIZER")]
     tokenizer: Option<PathBuf>,
+    /// An image bundle: callers send encoded images (JPEG, PNG, WebP), which the server
+    /// decodes, resizes and normalizes into the graph's one image input. Writes an [image] table
+    /// to fill in from the model card, and a stand-in sample image, sample.png.
+    #[arg(long, env = "PREDICTOR_INIT_IMAGE")]
+    image: bool,
 }
 
 #[derive(Args)]
@@ -576,9 +586,19 @@ fn init(library: &Path, args: &InitArgs) -> Result<(), String> {
         .zip(tokenizer_name.as_deref())
         .map(|(path, name)| predictor::ops::init::TokenizerFile { path, name });
     let runtime = runtime(library)?;
-    let predictor::ops::init::Scaffold { text, notes } =
-        predictor::ops::init::scaffold(&runtime, &args.model, &model_file, &name, tokenizer)
-            .map_err(|error| error.to_string())?;
+    let predictor::ops::init::Scaffold {
+        text,
+        notes,
+        sample_image,
+    } = predictor::ops::init::scaffold(
+        &runtime,
+        &args.model,
+        &model_file,
+        &name,
+        tokenizer,
+        args.image,
+    )
+    .map_err(|error| error.to_string())?;
     for note in &notes {
         eprintln!("note: {note}");
     }
@@ -609,6 +629,17 @@ fn init(library: &Path, args: &InitArgs) -> Result<(), String> {
         ));
     }
     std::fs::write(&output, text).map_err(|error| format!("{}: {error}", output.display()))?;
+    if let Some(image) = sample_image {
+        // A stand-in: an image the author already put there is theirs.
+        let path = folder.join(predictor::ops::init::SAMPLE_IMAGE);
+        if !path.exists() {
+            std::fs::write(&path, image).map_err(|error| format!("{}: {error}", path.display()))?;
+            println!(
+                "wrote {}: replace it with a real image, and name yours in [sample] input",
+                path.display()
+            );
+        }
+    }
     println!(
         "wrote {}: fill in [sample] (and labels), then run `predictor check {}`",
         output.display(),

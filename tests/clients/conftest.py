@@ -3,6 +3,7 @@ and the every-dtype test fixture, on free ports, with the real ONNX Runtime. The
 perf_analyzer suites import it too, from virtual environments without tritonclient or numpy: it
 imports only the standard library and pytest."""
 
+import base64
 import json
 import os
 import subprocess
@@ -23,10 +24,26 @@ def read_bundle(folder):
 
 
 def public_inputs(bundle):
-    """The inputs callers send: a text bundle's one text input, else the declared inputs."""
+    """The inputs callers send: a text bundle's one text input, an image bundle's one input of
+    encoded images, else the declared inputs."""
     if "text" in bundle:
         return [{"name": bundle["text"].get("input", "text"), "dtype": "string", "shape": [-1]}]
+    if "image" in bundle:
+        return [{"name": bundle["image"].get("input", "image"), "dtype": "bytes", "shape": [-1]}]
     return bundle["inputs"]
+
+
+def sample_rows(folder, bundle):
+    """The sample's rows as a request carries them: an image bundle's sample names image files in
+    its folder, whose bytes are the rows; other bundles' are the rows themselves."""
+    if "image" in bundle:
+        return [(folder / name).read_bytes() for name in bundle["sample"]["input"]]
+    return bundle["sample"]["input"]
+
+
+def seed_rows(rows):
+    """Rows as the seed API's JSON takes them: an image (bytes) in base64."""
+    return [base64.b64encode(row).decode() if isinstance(row, bytes) else row for row in rows]
 
 
 class Server:

@@ -1,6 +1,7 @@
 """The Open Inference Protocol v2, checked with the stock Triton clients (tritonclient, HTTP and
 gRPC) as their documentation uses them, against the real server and every bundle."""
 
+import base64
 import json
 import time
 import urllib.request
@@ -11,7 +12,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from conftest import BUNDLES, EVERY_DTYPE, REPO, client, module, public_inputs, read_bundle
+from conftest import BUNDLES, EVERY_DTYPE, REPO, client, module, public_inputs, read_bundle, sample_rows, seed_rows
 
 REPO_MODELS = REPO / "models"
 
@@ -22,8 +23,10 @@ NUMPY_DTYPES = {
     "bool": np.bool_, "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
     "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
     "float16": np.float16, "float32": np.float32, "float64": np.float64,
-    # BYTES: tritonclient sends and returns numpy object arrays (str in, bytes out).
+    # BYTES: tritonclient sends and returns numpy object arrays (str in, bytes out); an image
+    # bundle's are encoded images (bytes).
     "string": np.object_,
+    "bytes": np.object_,
 }
 
 
@@ -31,7 +34,13 @@ def infer_input(encoding, name, array):
     """An input as tritonclient builds it, for one encoding."""
     protocol = encoding.split("-")[0]
     tensor = module(protocol).InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-    if protocol == "http":
+    if encoding == "http-json" and any(isinstance(value, bytes) for value in array.flat):
+        # JSON carries bytes that are not text (an image) in base64, as the input's content_type
+        # parameter says; tritonclient sets no input parameters of its own, so it is set here.
+        encoded = [base64.b64encode(value).decode() for value in array.flat]
+        tensor.set_data_from_numpy(np.array(encoded, dtype=np.object_).reshape(array.shape), binary_data=False)
+        tensor._parameters["content_type"] = "base64"
+    elif protocol == "http":
         tensor.set_data_from_numpy(array, binary_data=encoding == "http-binary")
     else:
         tensor.set_data_from_numpy(array)
@@ -48,7 +57,7 @@ def seed_predict(server, name, data):
     """The seed API's answer for the same rows: the reference every protocol must match."""
     request = urllib.request.Request(
         f"http://{server.http}/models/{name}/predict",
-        data=json.dumps({"data": data}).encode(),
+        data=json.dumps({"data": seed_rows(data)}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request) as response:
@@ -95,7 +104,7 @@ def test_model_metadata_and_readiness_follow_the_bundle(server, protocol, folder
 def test_inference_gives_the_seed_prediction_and_the_sample(server, encoding, folder):
     bundle = read_bundle(folder)
     [spec] = public_inputs(bundle)
-    rows = bundle["sample"]["input"]
+    rows = sample_rows(folder, bundle)
     array = np.array(rows, dtype=NUMPY_DTYPES[spec["dtype"]])
     triton = client(server, encoding.split("-")[0])
     result = triton.infer(bundle["name"], [infer_input(encoding, spec["name"], array)], request_id="sample-1")

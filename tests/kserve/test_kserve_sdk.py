@@ -15,7 +15,7 @@ from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRe
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests/clients"))
-from conftest import BUNDLES, Server, public_inputs, read_bundle  # noqa: E402  (the client tests' fixtures, reused)
+from conftest import BUNDLES, Server, public_inputs, read_bundle, sample_rows, seed_rows  # noqa: E402  (the client tests' fixtures, reused)
 
 # predictor.toml's dtype: the numpy type and the protocol's datatype (BYTES: an object array of str).
 TYPES = {
@@ -24,6 +24,7 @@ TYPES = {
     "int64": (np.int64, "INT64"),
     "int32": (np.int32, "INT32"),
     "string": (np.object_, "BYTES"),
+    "bytes": (np.object_, "BYTES"),
 }
 
 
@@ -37,17 +38,17 @@ def server():
 def seed_prediction(server, name, rows):
     request = urllib.request.Request(
         f"http://{server.http}/models/{name}/predict",
-        data=json.dumps({"data": rows}).encode(),
+        data=json.dumps({"data": seed_rows(rows)}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request) as answer:
         return json.load(answer)["prediction"]
 
 
-def request_for(bundle):
+def request_for(folder, bundle):
     [spec] = public_inputs(bundle)
     numpy_type, datatype = TYPES[spec["dtype"]]
-    rows = np.array(bundle["sample"]["input"], dtype=numpy_type)
+    rows = np.array(sample_rows(folder, bundle), dtype=numpy_type)
     tensor = InferInput(spec["name"], list(rows.shape), datatype)
     tensor.set_data_from_numpy(rows)
     return InferRequest(model_name=bundle["name"], infer_inputs=[tensor])
@@ -69,12 +70,12 @@ def test_the_rest_client_checks_health_and_infers(server, folder):
             assert await client.is_server_live(base)
             assert await client.is_server_ready(base)
             assert await client.is_model_ready(base, bundle["name"])
-            return await client.infer(base, request_for(bundle), model_name=bundle["name"])
+            return await client.infer(base, request_for(folder, bundle), model_name=bundle["name"])
         finally:
             await client.close()
 
     response = asyncio.run(run())
-    expected = seed_prediction(server, bundle["name"], bundle["sample"]["input"])
+    expected = seed_prediction(server, bundle["name"], sample_rows(folder, bundle))
     np.testing.assert_array_equal(prediction(bundle, response), np.array(expected, dtype=prediction(bundle, response).dtype))
 
 
@@ -88,10 +89,10 @@ def test_the_grpc_client_checks_health_and_infers(server, folder):
             assert await client.is_server_live()
             assert await client.is_server_ready()
             assert await client.is_model_ready(bundle["name"])
-            return await client.infer(request_for(bundle))
+            return await client.infer(request_for(folder, bundle))
         finally:
             await client.close()
 
     response = asyncio.run(run())
-    expected = seed_prediction(server, bundle["name"], bundle["sample"]["input"])
+    expected = seed_prediction(server, bundle["name"], sample_rows(folder, bundle))
     np.testing.assert_array_equal(prediction(bundle, response), np.array(expected, dtype=prediction(bundle, response).dtype))

@@ -10,7 +10,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::postprocess::pooling::Pooling;
-use crate::tensor::{DType, Tensor};
+use crate::preprocess::image::{ChannelOrder, Layout};
+use crate::tensor::{DType, Tensor, TensorData};
 use crate::text::ShapeText;
 
 mod labels;
@@ -47,6 +48,10 @@ pub struct BundleConfig {
     /// and callers send the text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<TextConfig>,
+    /// Images in: callers send encoded images, and the server makes the graph's one image input
+    /// from them, as torchvision's transforms do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageConfig>,
     /// An output made from a token-level one (a sentence embedding from token vectors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooling: Option<PoolingConfig>,
@@ -69,6 +74,62 @@ pub struct TextConfig {
 
 fn default_text_input() -> String {
     "text".to_string()
+}
+
+/// An image bundle's preprocessing, the steps a model card states (torchvision's `Resize`,
+/// `CenterCrop`, `ToTensor`, `Normalize`): each image decoded to RGB, resized, cropped to the
+/// graph input's height and width (its declared shape says them), each value divided by
+/// `divide_by`, less `mean`, divided by `std`, per channel, in `channels` order, laid out as
+/// `layout` says.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    /// The name callers give the images (default "image"): one encoded image (JPEG, PNG, WebP)
+    /// per row, BYTES of shape [-1].
+    #[serde(default = "default_image_input")]
+    pub input: String,
+    /// Before the crop: the shorter side to this many pixels (`Resize(256)`), or exactly
+    /// [height, width] (`Resize((224, 224))`). Without it, only an image smaller than the crop is
+    /// resized, up, its shorter side to the crop's longer one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<ResizeRule>,
+    /// What each 8-bit value is divided by first (default 255: `ToTensor`'s [0, 1]).
+    #[serde(default = "default_divide_by")]
+    pub divide_by: f32,
+    /// Per channel, in `channels` order, subtracted after the division (default 0).
+    #[serde(default)]
+    pub mean: [f32; 3],
+    /// Per channel, in `channels` order, divided by last (default 1).
+    #[serde(default = "default_std")]
+    pub std: [f32; 3],
+    /// The channel order the graph takes: "RGB" (default) or "BGR" (OpenCV's, Paddle's).
+    #[serde(default)]
+    pub channels: ChannelOrder,
+    /// "NCHW" (default, PyTorch's: [rows, 3, height, width]) or "NHWC" (TensorFlow's).
+    #[serde(default)]
+    pub layout: Layout,
+}
+
+/// How an image is resized before its center crop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ResizeRule {
+    /// The shorter side to this many pixels, the longer one in proportion (truncated).
+    ShorterSide(usize),
+    /// Exactly [height, width].
+    Exact([usize; 2]),
+}
+
+fn default_image_input() -> String {
+    "image".to_string()
+}
+
+fn default_divide_by() -> f32 {
+    255.0
+}
+
+fn default_std() -> [f32; 3] {
+    [1.0; 3]
 }
 
 /// The graph inputs a tokenizer fills, by their names in the graph: a text bundle's `inputs` are
@@ -290,9 +351,10 @@ impl Bundle {
         }
         let sample_input = sample::raw_json(&config.sample.input)
             .map_err(|error| BundleError::new(file, format!("sample.input: {error}")))?;
-        let public_inputs = match &config.text {
-            Some(text) => vec![text_input(text, &config.inputs)],
-            None => config.inputs.clone(),
+        let public_inputs = match (&config.text, &config.image) {
+            (Some(text), _) => vec![text_input(text, &config.inputs)],
+            (None, Some(image)) => vec![image_input(image, &config.inputs)],
+            (None, None) => config.inputs.clone(),
         };
         Ok(Bundle {
             file: file.to_path_buf(),
@@ -446,6 +508,45 @@ impl Bundle {
     }
 }
 
+impl Bundle {
+    /// `[sample] input` as the tensors a request of it would give: an image bundle's sample names
+    /// image files inside the bundle folder, whose bytes are the rows.
+    pub fn sample_inputs(&self) -> Result<Vec<Tensor>, String> {
+        let inputs = self.decode_inputs(&self.sample_input, "sample.input")?;
+        if self.config.image.is_none() {
+            return Ok(inputs);
+        }
+        inputs
+            .into_iter()
+            .map(|tensor| {
+                let (shape, data) = tensor.into_parts();
+                let TensorData::Bytes(names) = data else {
+                    return Err("sample.input: expected the names of image files".to_string());
+                };
+                let images = names
+                    .iter()
+                    .map(|name| self.read_sample_image(&String::from_utf8_lossy(name)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Tensor::new(shape, TensorData::Bytes(images)).map_err(|error| error.to_string())
+            })
+            .collect()
+    }
+
+    fn read_sample_image(&self, name: &str) -> Result<Vec<u8>, String> {
+        let path = Path::new(name);
+        let inside = path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if name.is_empty() || !inside {
+            return Err(format!(
+                "sample.input: expected the name of an image file inside the bundle folder, found '{name}'"
+            ));
+        }
+        std::fs::read(self.dir().join(path))
+            .map_err(|error| format!("sample.input: cannot read image '{name}': {error}"))
+    }
+}
+
 /// A JSON object whose keys are unique: a key given twice is refused (serde would keep the last
 /// and drop the other silently), as the Open Inference Protocol refuses an input given twice.
 struct UniqueKeys(BTreeMap<String, Box<RawValue>>);
@@ -528,6 +629,114 @@ fn text_input(text: &TextConfig, token_inputs: &[TensorSpec]) -> TensorSpec {
         max_shape: rows.map(|rows| vec![rows]),
         dimension_names: None,
     }
+}
+
+/// An image bundle's public input: one encoded image per row, as many rows as its graph input
+/// takes.
+fn image_input(image: &ImageConfig, graph_inputs: &[TensorSpec]) -> TensorSpec {
+    let rows = graph_inputs
+        .iter()
+        .filter_map(|spec| spec.max_shape.as_ref()?.first().copied())
+        .min();
+    TensorSpec {
+        name: image.input.clone(),
+        dtype: DType::Bytes,
+        shape: vec![-1],
+        max_shape: rows.map(|rows| vec![rows]),
+        dimension_names: None,
+    }
+}
+
+/// An image bundle's declarations: one graph input, float32 of [rows, 3, height, width] (or
+/// [rows, height, width, 3] for NHWC), the public input a name of its own, sane numbers.
+fn check_image(config: &BundleConfig, problems: &mut Vec<String>) {
+    let Some(image) = &config.image else {
+        return;
+    };
+    if config.text.is_some() {
+        problems
+            .push("image: a bundle takes text ([text]) or images ([image]), not both".to_string());
+    }
+    if image.input.is_empty() {
+        problems.push("image.input: expected a name, found ''".to_string());
+    }
+    match config.inputs.as_slice() {
+        [spec] => {
+            if spec.name == image.input {
+                problems.push(format!(
+                    "image.input: '{}' is the graph input's name; callers' images need a name of their own",
+                    image.input
+                ));
+            }
+            if image_size(image.layout, &spec.shape).is_none() || spec.dtype != DType::Float32 {
+                let expected = match image.layout {
+                    Layout::Nchw => "[-1, 3, height, width]",
+                    Layout::Nhwc => "[-1, height, width, 3]",
+                };
+                problems.push(format!(
+                    "inputs[0]: an image bundle's graph input ({}) must be float32 of shape {expected} with a fixed height and width; found {} {}",
+                    image.layout.name(),
+                    spec.dtype,
+                    ShapeText(&spec.shape)
+                ));
+            }
+            if let (Some(ResizeRule::Exact(size)), Some(crop)) =
+                (image.resize, image_size(image.layout, &spec.shape))
+            {
+                if size[0] < crop[0] || size[1] < crop[1] {
+                    problems.push(format!(
+                        "image.resize: [{}, {}] is smaller than the graph's [{}, {}] (height, width), which the image is cropped to",
+                        size[0], size[1], crop[0], crop[1]
+                    ));
+                }
+            }
+        }
+        specs => problems.push(format!(
+            "inputs: an image bundle's graph takes one input, the image; found {}",
+            specs.len()
+        )),
+    }
+    match image.resize {
+        Some(ResizeRule::ShorterSide(0)) => {
+            problems.push("image.resize: expected a size > 0, found 0".to_string());
+        }
+        Some(ResizeRule::Exact(size)) if size.contains(&0) => problems.push(format!(
+            "image.resize: expected [height, width], each > 0; found [{}, {}]",
+            size[0], size[1]
+        )),
+        _ => {}
+    }
+    if !(image.divide_by.is_finite() && image.divide_by > 0.0) {
+        problems.push(format!(
+            "image.divide_by: expected a number > 0, found {}",
+            image.divide_by
+        ));
+    }
+    if image.mean.iter().any(|mean| !mean.is_finite()) {
+        problems.push(format!(
+            "image.mean: expected finite numbers, found {:?}",
+            image.mean
+        ));
+    }
+    if image.std.iter().any(|std| !(std.is_finite() && *std > 0.0)) {
+        problems.push(format!(
+            "image.std: expected numbers > 0, found {:?}",
+            image.std
+        ));
+    }
+}
+
+/// The [height, width] of an image graph input's `shape` in `layout`: fixed sizes, three channels,
+/// a dynamic first dimension; none for any other shape.
+pub fn image_size(layout: Layout, shape: &[i64]) -> Option<[usize; 2]> {
+    let (channels, height, width) = match (layout, shape) {
+        (Layout::Nchw, &[-1, channels, height, width]) => (channels, height, width),
+        (Layout::Nhwc, &[-1, height, width, channels]) => (channels, height, width),
+        _ => return None,
+    };
+    let height = usize::try_from(height).ok().filter(|&size| size > 0)?;
+    let width = usize::try_from(width).ok().filter(|&size| size > 0)?;
+    (channels == 3).then_some([height, width])
 }
 
 /// A text bundle's declarations: its inputs are token inputs the tokenizer fills, of shape
@@ -719,6 +928,7 @@ fn check_config(config: &BundleConfig, problems: &mut Vec<String>) -> (usize, La
     check_specs("inputs", &config.inputs, problems);
     check_specs("outputs", &config.outputs, problems);
     check_text(config, problems);
+    check_image(config, problems);
     check_pooling(config, problems);
     check_softmax(config, problems);
     if !(config.sample.tolerance.is_finite() && config.sample.tolerance >= 0.0) {
@@ -860,6 +1070,11 @@ fn check_specs(field: &str, specs: &[TensorSpec], problems: &mut Vec<String>) {
             problems.push(format!(
                 "{field}[{index}].name: '{}' is declared twice",
                 spec.name
+            ));
+        }
+        if spec.dtype == DType::Bytes {
+            problems.push(format!(
+                "{field}[{index}].dtype: bytes are an image bundle's encoded images, which the server decodes ([image]); a graph's text is \"string\""
             ));
         }
         for (axis, &dim) in spec.shape.iter().enumerate() {
@@ -1015,6 +1230,132 @@ input = ["hello world"]
 output = [[0, 0, 0, 0, 0, 0, 0, 1]]
 tolerance = 1e-3
 "#;
+
+    const IMAGE: &str = r#"
+schema_version = 1
+name = "pages"
+version = "1"
+model = "model.onnx"
+labels = ["0", "90", "180", "270"]
+
+[image]
+resize = 256
+mean = [0.485, 0.456, 0.406]
+std = [0.229, 0.224, 0.225]
+channels = "BGR"
+
+[[inputs]]
+name = "x"
+dtype = "float32"
+shape = [-1, 3, 224, 224]
+max_shape = [8, 3, 224, 224]
+
+[[outputs]]
+name = "probabilities"
+dtype = "float32"
+shape = [-1, 4]
+
+[sample]
+input = ["page.png"]
+output = [[1.0, 0.0, 0.0, 0.0]]
+tolerance = 0.01
+"#;
+
+    #[test]
+    fn an_image_bundle_shows_callers_one_input_of_encoded_images() {
+        let bundle = parse(IMAGE).unwrap();
+        let [image] = bundle.public_inputs.as_slice() else {
+            panic!("{:?}", bundle.public_inputs)
+        };
+        assert_eq!(
+            (image.name.as_str(), image.dtype, image.shape.as_slice()),
+            ("image", DType::Bytes, &[-1][..])
+        );
+        assert_eq!(image.max_shape, Some(vec![8]));
+        let config = bundle.config.image.as_ref().unwrap();
+        assert_eq!(
+            (config.resize, config.divide_by, config.layout),
+            (Some(ResizeRule::ShorterSide(256)), 255.0, Layout::Nchw)
+        );
+        assert_eq!(config.channels, ChannelOrder::Bgr);
+        assert_eq!(
+            image_size(Layout::Nchw, &[-1, 3, 224, 200]),
+            Some([224, 200])
+        );
+        assert_eq!(
+            image_size(Layout::Nhwc, &[-1, 224, 200, 3]),
+            Some([224, 200])
+        );
+        assert_eq!(image_size(Layout::Nhwc, &[-1, 3, 224, 224]), None);
+        assert_eq!(image_size(Layout::Nchw, &[-1, 3, -1, 224]), None);
+        // The sample names files in the bundle folder, which must be there.
+        let message = bundle.sample_inputs().unwrap_err();
+        assert!(
+            message.contains("cannot read image 'page.png'"),
+            "{message}"
+        );
+        let escaping = parse(&IMAGE.replace("[\"page.png\"]", "[\"../page.png\"]")).unwrap();
+        let message = escaping.sample_inputs().unwrap_err();
+        assert!(message.contains("inside the bundle folder"), "{message}");
+    }
+
+    #[test]
+    fn an_image_bundles_declarations_are_checked() {
+        for (change, expected) in [
+            (
+                ("shape = [-1, 3, 224, 224]", "shape = [-1, 224, 224, 3]"),
+                "must be float32 of shape [-1, 3, height, width]",
+            ),
+            (
+                ("channels = \"BGR\"", "layout = \"NHWC\""),
+                "must be float32 of shape [-1, height, width, 3]",
+            ),
+            (
+                (
+                    "dtype = \"float32\"\nshape = [-1, 3",
+                    "dtype = \"uint8\"\nshape = [-1, 3",
+                ),
+                "found uint8 [-1, 3, 224, 224]",
+            ),
+            (
+                ("shape = [-1, 3, 224, 224]", "shape = [-1, 3, -1, -1]"),
+                "with a fixed height and width",
+            ),
+            (("resize = 256", "resize = 0"), "expected a size > 0"),
+            (
+                ("resize = 256", "resize = [200, 300]"),
+                "[200, 300] is smaller than the graph's [224, 224]",
+            ),
+            (("resize = 256", "divide_by = 0.0"), "image.divide_by"),
+            (
+                ("std = [0.229, 0.224, 0.225]", "std = [0.229, 0.0, 0.225]"),
+                "image.std: expected numbers > 0",
+            ),
+            (
+                ("[image]", "[image]\ninput = \"x\""),
+                "is the graph input's name",
+            ),
+            (
+                ("channels = \"BGR\"", "channels = \"RGBA\""),
+                "unknown variant `RGBA`",
+            ),
+            (
+                ("[image]", "[text]\ntokenizer = \"t.json\"\n\n[image]"),
+                "takes text ([text]) or images ([image]), not both",
+            ),
+        ] {
+            let message = problems(&IMAGE.replace(change.0, change.1));
+            assert!(message.contains(expected), "{change:?}: {message}");
+        }
+        let two_inputs = IMAGE.replace(
+            "[[outputs]]",
+            "[[inputs]]\nname = \"y\"\ndtype = \"float32\"\nshape = [-1, 1]\n\n[[outputs]]",
+        );
+        assert!(problems(&two_inputs).contains("takes one input, the image; found 2"));
+        // Bytes are the server's own: no graph input or output is declared so.
+        let bytes = IRIS.replacen("dtype = \"float32\"", "dtype = \"bytes\"", 1);
+        assert!(problems(&bytes).contains("bytes are an image bundle's encoded images"));
+    }
 
     #[test]
     fn a_text_bundle_shows_callers_one_text_input_bounded_by_its_token_inputs_rows() {

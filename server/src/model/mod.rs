@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tracing::Span;
 
 use self::dimensions::SharedDimension;
-use self::stages::{OutputStage, TextStage};
+use self::stages::{ImageStage, OutputStage, TextStage};
 use self::worker::{Batching, Job, Padding, Queue, Refused};
 use crate::bundle::sample::{abridged_json, compare, perturbed, raw_json};
 use crate::bundle::{Bundle, BundleError, LabelRule, TensorSpec};
@@ -45,6 +45,8 @@ pub struct LoadOptions {
     /// Rows (first dimension) one request may send; more is refused before running, so that no
     /// one caller holds a model for long.
     pub max_rows_per_request: NonZeroUsize,
+    /// Pixels one image sent to an image bundle may have; its header is read first.
+    pub max_image_pixels: u64,
     /// Where sampled inferences are recorded, if anywhere.
     pub prediction_log: Option<Arc<PredictionLog>>,
     /// Runs the largest request the bundle's bounds allow at load and measures the memory it
@@ -83,6 +85,7 @@ impl Default for LoadOptions {
             instances: None,
             max_queued_requests: defaults::MAX_QUEUED_REQUESTS,
             max_rows_per_request: defaults::MAX_ROWS_PER_REQUEST,
+            max_image_pixels: defaults::MAX_IMAGE_PIXELS,
             prediction_log: None,
             measure_largest_request: false,
         }
@@ -129,6 +132,9 @@ struct GraphBinding {
     shared_dimensions: Vec<SharedDimension>,
     /// A text bundle's tokenizer, which makes the declared inputs from the callers' text.
     text: Option<Arc<TextStage>>,
+    /// An image bundle's preprocessing, which makes the graph's image input from the callers'
+    /// encoded images.
+    image: Option<Arc<ImageStage>>,
     /// The declared outputs the server makes after the run (pooled, softmax).
     output_stage: OutputStage,
 }
@@ -214,6 +220,7 @@ impl Model {
             .map_err(|problem| bundle.error(format!("inputs[{declared}].{problem}")))?;
         }
         let text = TextStage::of(&bundle)?.map(Arc::new);
+        let image = ImageStage::of(&bundle, options.max_image_pixels).map(Arc::new);
         let output_stage = OutputStage::of(&bundle);
         let binding = GraphBinding {
             bundle,
@@ -221,6 +228,7 @@ impl Model {
             output_positions,
             shared_dimensions: dimensions::shared(&dimension_names),
             text,
+            image,
             output_stage,
         };
         binding.check_sample(backend)?;
@@ -600,20 +608,30 @@ impl GraphBinding {
     }
 
     /// The declared inputs, in declaration order, for a request's public ones: the same tensors,
-    /// or a text bundle's tokens for its text.
+    /// a text bundle's tokens for its text, an image bundle's pixels for its images.
     fn declared_inputs(&self, public: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
-        match &self.text {
-            Some(text) => text.token_inputs(public),
-            None => Ok(public),
+        match (&self.text, &self.image) {
+            (Some(text), _) => text.token_inputs(public),
+            (None, Some(image)) => image.pixel_inputs(public),
+            (None, None) => Ok(public),
         }
     }
 
-    /// [`GraphBinding::declared_inputs`] for a request: much text is tokenized on a blocking
-    /// thread, not on the async reactor (64 rows of 4,096 characters are milliseconds of work).
+    /// [`GraphBinding::declared_inputs`] for a request: images are decoded, and much text is
+    /// tokenized, on a blocking thread, not on the async reactor (an image, or 64 rows of 4,096
+    /// characters, are milliseconds of work).
     async fn declared_inputs_off_reactor(
         &self,
         public: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, String> {
+        if let Some(image) = self.image.clone() {
+            let span = Span::current();
+            return tokio::task::spawn_blocking(move || {
+                span.in_scope(|| image.pixel_inputs(public))
+            })
+            .await
+            .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()));
+        }
         let Some(text) = self.text.clone() else {
             return Ok(public);
         };
@@ -739,9 +757,21 @@ impl GraphBinding {
                 .decode_inputs(input, "sample.input")
                 .map_err(|problem| self.bundle.error(problem))
         };
-        let alone_inputs = decode(&self.bundle.sample_input)?;
-        let perturbed = raw_json(&perturbed(&sample.input)).map_err(refuse)?;
-        let other_inputs = decode(&perturbed)?;
+        // An image bundle's sample is perturbed in its pixels (its encoded images cannot be), so
+        // its runs take the graph's inputs; other bundles' runs take what a request sends.
+        let pixels = self.image.is_some();
+        let (alone_inputs, other_inputs) = if pixels {
+            let alone = self
+                .bundle
+                .sample_inputs()
+                .and_then(|public| self.declared_inputs(public))
+                .map_err(|problem| self.bundle.error(problem))?;
+            let other = alone.iter().map(perturbed_pixels).collect();
+            (alone, other)
+        } else {
+            let perturbed = raw_json(&perturbed(&sample.input)).map_err(refuse)?;
+            (decode(&self.bundle.sample_input)?, decode(&perturbed)?)
+        };
         let (other_rows, sample_rows) = (
             self.bundle.request_rows(&other_inputs).map_err(refuse)?,
             self.bundle.request_rows(&alone_inputs).map_err(refuse)?,
@@ -755,8 +785,11 @@ impl GraphBinding {
             })
             .collect::<Result<_, _>>()?;
         let mut run = |inputs| {
-            self.run_public(backend, inputs)
-                .map_err(|error| refuse(format!("a joint run of the sample failed: {error}")))
+            let outputs = match pixels {
+                true => self.run_declared(backend, inputs),
+                false => self.run_public(backend, inputs),
+            };
+            outputs.map_err(|error| refuse(format!("a joint run of the sample failed: {error}")))
         };
         let alone = run(alone_inputs)?;
         let joint = run(joined)?;
@@ -821,7 +854,7 @@ impl GraphBinding {
         let sample = &self.bundle.config.sample;
         let inputs = self
             .bundle
-            .decode_inputs(&self.bundle.sample_input, "sample.input")
+            .sample_inputs()
             .map_err(|problem| self.bundle.error(problem))?;
         let outputs = self
             .run_public(backend, inputs)
@@ -862,6 +895,19 @@ impl GraphBinding {
             }
         }
         Ok(())
+    }
+}
+
+/// Float pixels halved and raised by 1 (other values as they are): rows unlike the sample's for
+/// the rows-independence check of an image bundle.
+fn perturbed_pixels(tensor: &Tensor) -> Tensor {
+    match tensor.data() {
+        TensorData::Float32(values) => {
+            let values = values.iter().map(|value| value * 0.5 + 1.0).collect();
+            Tensor::new(tensor.shape().to_vec(), TensorData::Float32(values))
+                .unwrap_or_else(|_| tensor.clone())
+        }
+        _ => tensor.clone(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::bundle::{SCHEMA_VERSION, TOKEN_INPUTS};
+use crate::preprocess::image::Layout;
 use crate::preprocess::tokens::TextTokenizer;
 use crate::runtime::{
     class_maps_text, Backend, GraphValue, GraphValueKind, OnnxRuntime, RuntimeError,
@@ -30,6 +31,10 @@ pub enum InitError {
     NoInputIds { model: String },
     #[error("{0}")]
     Tokenizer(String),
+    #[error("{model}: --image is for a graph of one float32 image input, [rows, 3, height, width] or [rows, height, width, 3]; this one takes {found}")]
+    NotAnImageInput { model: String, found: String },
+    #[error("--image and --tokenizer: a bundle takes images or text, not both")]
+    ImageAndText,
 }
 
 /// A text bundle's tokenizer for [`scaffold`]: the file, and its name in the bundle folder.
@@ -46,6 +51,12 @@ const TEXT_TOKENS: usize = 512;
 const POOLED_OUTPUT: &str = "sentence_embedding";
 /// The output `init` adds for a classifier's logits.
 const SOFTMAX_OUTPUT: &str = "probabilities";
+/// Images of an image bundle's requests that `init` bounds its image input to.
+const IMAGE_ROWS: i64 = 64;
+/// The height and width `init` gives an image input whose graph leaves them dynamic.
+const IMAGE_SIZE: i64 = 224;
+/// The sample image `init --image` writes beside the model, for the author to replace.
+pub const SAMPLE_IMAGE: &str = "sample.png";
 
 /// Turns any file or folder name into a valid bundle name.
 pub fn bundle_name_from(raw: &str) -> String {
@@ -73,6 +84,8 @@ pub struct Scaffold {
     pub text: String,
     /// Outputs left out, and why; each says what to do.
     pub notes: Vec<String>,
+    /// An image bundle's sample image ([`SAMPLE_IMAGE`], a PNG), to write beside the model.
+    pub sample_image: Option<Vec<u8>>,
 }
 
 /// A declared value of the scaffold: name, dtype and shape.
@@ -87,7 +100,11 @@ pub fn scaffold(
     model_file: &str,
     name: &str,
     tokenizer: Option<TokenizerFile>,
+    image: bool,
 ) -> Result<Scaffold, InitError> {
+    if image && tokenizer.is_some() {
+        return Err(InitError::ImageAndText);
+    }
     let mut backend = runtime.open(model, 1)?;
     let signature = backend.signature().clone();
     let mut inputs: Vec<Declared> = Vec::new();
@@ -152,6 +169,10 @@ pub fn scaffold(
         Some(file) => Some(text_bundle(model, file, &mut inputs, &mut outputs)?),
         None => None,
     };
+    let layout = match image {
+        true => Some(image_bundle(model, &mut inputs)?),
+        false => None,
+    };
     let softmax_from = softmax_output(&mut outputs);
     let class_scores = class_maps
         .first()
@@ -215,6 +236,40 @@ pub fn scaffold(
             let _ = writeln!(out, "normalize = true");
         }
     }
+    if let Some(layout) = layout {
+        let _ = writeln!(
+            out,
+            "\n# Callers send images (JPEG, PNG, WebP), one per row; the server makes '{}' of them,",
+            inputs[0].0
+        );
+        let _ = writeln!(
+            out,
+            "# as torchvision's Resize, CenterCrop (to the input's height and width), ToTensor and"
+        );
+        let _ = writeln!(
+            out,
+            "# Normalize do. Fill in the numbers the model card states (these are ImageNet's)."
+        );
+        let _ = writeln!(out, "[image]");
+        let _ = writeln!(
+            out,
+            "# The shorter side before the crop (Resize(256)), or [height, width] exactly."
+        );
+        let _ = writeln!(out, "resize = 256");
+        let _ = writeln!(
+            out,
+            "# Each value divided by divide_by (255: [0, 1]), less mean, divided by std, per channel."
+        );
+        let _ = writeln!(out, "divide_by = 255.0");
+        let _ = writeln!(out, "mean = [0.485, 0.456, 0.406]");
+        let _ = writeln!(out, "std = [0.229, 0.224, 0.225]");
+        let _ = writeln!(
+            out,
+            "# \"RGB\" (PIL's, torchvision's) or \"BGR\" (OpenCV's)."
+        );
+        let _ = writeln!(out, "channels = \"RGB\"");
+        let _ = writeln!(out, "layout = \"{}\"", layout.name());
+    }
     if let Some(logits) = &softmax_from {
         let _ = writeln!(
             out,
@@ -236,6 +291,14 @@ pub fn scaffold(
                     "# Texts per request, tokens per text (the tokenizer cuts rows there)."
                 );
                 let _ = writeln!(out, "max_shape = [{TEXT_ROWS}, {}]", text.max_tokens);
+            }
+            if let (Some(_), "inputs") = (&layout, section) {
+                let _ = writeln!(out, "# Images per request.");
+                let bound: Vec<String> = std::iter::once(IMAGE_ROWS)
+                    .chain(shape.iter().skip(1).copied())
+                    .map(|size| size.to_string())
+                    .collect();
+                let _ = writeln!(out, "max_shape = [{}]", bound.join(", "));
             }
             let class_maps = signature.outputs.iter().find_map(|v| match v.kind {
                 GraphValueKind::ClassScores { key } if v.name == *name => Some(key),
@@ -261,6 +324,13 @@ pub fn scaffold(
     );
     let sample = match inputs.as_slice() {
         _ if text.is_some() => "[\"hello world\"]".to_string(),
+        _ if layout.is_some() => {
+            let _ = writeln!(
+                out,
+                "# The names of image files in this folder, one per row ({SAMPLE_IMAGE} is a stand-in)."
+            );
+            format!("[{}]", quote(SAMPLE_IMAGE))
+        }
         [(_, dtype, shape)] => zeros(*dtype, shape),
         many => format!(
             "{{ {} }}",
@@ -287,7 +357,52 @@ pub fn scaffold(
     Ok(Scaffold {
         text: written,
         notes,
+        sample_image: layout.map(|_| stand_in_image()),
     })
+}
+
+/// Checks that the graph takes one float32 image, [rows, 3, height, width] or [rows, height,
+/// width, 3]; a dynamic height or width becomes [`IMAGE_SIZE`]. Returns its layout.
+fn image_bundle(model: &Path, inputs: &mut [Declared]) -> Result<Layout, InitError> {
+    let refuse = |found: String| InitError::NotAnImageInput {
+        model: model.display().to_string(),
+        found,
+    };
+    let [(_, dtype, shape)] = inputs else {
+        return Err(refuse(format!("{} inputs", inputs.len())));
+    };
+    let found = format!("{dtype} {}", ShapeText(shape));
+    if *dtype != DType::Float32 || shape.len() != 4 {
+        return Err(refuse(found));
+    }
+    let layout = match (shape[1], shape[3]) {
+        (3, _) => Layout::Nchw,
+        (_, 3) => Layout::Nhwc,
+        _ => return Err(refuse(found)),
+    };
+    let spatial = match layout {
+        Layout::Nchw => 2..4,
+        Layout::Nhwc => 1..3,
+    };
+    shape[0] = -1;
+    for size in &mut shape[spatial] {
+        if *size < 1 {
+            *size = IMAGE_SIZE;
+        }
+    }
+    Ok(layout)
+}
+
+/// A stand-in sample image: a 256 x 256 PNG of colour gradients, for the author to replace with
+/// a real one.
+fn stand_in_image() -> Vec<u8> {
+    let gradient = image::RgbImage::from_fn(256, 256, |x, y| {
+        image::Rgb([x as u8, y as u8, (x as u8).wrapping_add(y as u8) / 2])
+    });
+    let mut png = Vec::new();
+    // Encoding into memory fails only when memory does.
+    let _ = gradient.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png);
+    png
 }
 
 /// What `init` learnt of a text bundle's tokenizer and graph.
@@ -424,7 +539,7 @@ fn quote(text: &str) -> String {
 fn zeros(dtype: DType, shape: &[i64]) -> String {
     let zero = match dtype {
         DType::Bool => "false",
-        DType::String => "\"\"",
+        DType::String | DType::Bytes => "\"\"",
         d if d.is_float() => "0.0",
         _ => "0",
     };

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::bundle::sample::compare;
 use crate::bundle::Bundle;
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, TensorData};
 
 /// A server to probe: `http://HOST:PORT`, with an optional path prefix.
 #[derive(Debug, Clone)]
@@ -93,14 +93,19 @@ pub fn health(target: &Target) -> Result<(), String> {
     }
 }
 
-/// Posts the bundle's `[sample] input` to `/models/<name>/predict` and compares the prediction with
-/// `[sample] output` within `[sample] tolerance`, with the comparison `predictor check` uses.
+/// Posts the bundle's `[sample] input` to `/models/<name>/predict` (an image bundle's images in
+/// base64) and compares the prediction with `[sample] output` within `[sample] tolerance`, with
+/// the comparison `predictor check` uses.
 pub fn sample(target: &Target, bundle_path: &Path) -> Result<String, String> {
     let bundle = Bundle::read(bundle_path).map_err(|error| error.to_string())?;
     let name = bundle.name();
     let sample = &bundle.config.sample;
     let path = format!("/models/{name}/predict");
-    let (status, body) = target.request(&path, Some(&json!({ "data": sample.input })))?;
+    let data = match &bundle.config.image {
+        None => sample.input.clone(),
+        Some(_) => images_in_base64(&bundle)?,
+    };
+    let (status, body) = target.request(&path, Some(&json!({ "data": data })))?;
     if status != 200 {
         return Err(format!("{name}: POST {path} answered {status}: {body}"));
     }
@@ -122,6 +127,22 @@ pub fn sample(target: &Target, bundle_path: &Path) -> Result<String, String> {
         "ok: {name} {}: the served sample matches (tolerance {})",
         bundle.config.version, sample.tolerance
     ))
+}
+
+/// An image bundle's sample images as the seed API's rows: each in base64.
+fn images_in_base64(bundle: &Bundle) -> Result<Value, String> {
+    use base64::Engine;
+    let inputs = bundle
+        .sample_inputs()
+        .map_err(|problem| bundle.error(problem).to_string())?;
+    let rows = match inputs.first().map(Tensor::data) {
+        Some(TensorData::Bytes(images)) => images
+            .iter()
+            .map(|image| Value::from(base64::engine::general_purpose::STANDARD.encode(image)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Value::Array(rows))
 }
 
 /// `predictor probe`: health first, then the sample of each bundle; every line goes to stdout.

@@ -60,6 +60,9 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, ImageError> {
             max_pixels,
         });
     }
+    if format == "JPEG" {
+        return decode_jpeg(bytes);
+    }
     let (mut reader, _) = open(bytes)?;
     // What the decoders may allocate: the image at up to 8 bytes a pixel (16-bit RGBA), and
     // their own buffers.
@@ -71,6 +74,40 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, ImageError> {
         width: rgb.width() as usize,
         height: rgb.height() as usize,
         pixels: rgb.into_raw(),
+    })
+}
+
+/// A JPEG decoded to RGB by zune-jpeg in strict mode: a JPEG whose data ends before its image
+/// does (an upload cut short) is refused, as Pillow refuses it, not filled with grey. Its size
+/// has been checked against the bound.
+fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
+    use zune_jpeg::zune_core::{bytestream::ZCursor, colorspace::ColorSpace};
+    let options = zune_jpeg::zune_core::options::DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX)
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let undecodable = |reason: String| ImageError::Undecodable {
+        format: "JPEG",
+        reason,
+    };
+    let pixels = decoder
+        .decode()
+        .map_err(|error| undecodable(error.to_string()))?;
+    let (width, height) = decoder
+        .dimensions()
+        .ok_or_else(|| undecodable("no size".to_string()))?;
+    if pixels.len() != width * height * 3 {
+        return Err(undecodable(format!(
+            "{} bytes of pixels for {width} x {height}",
+            pixels.len()
+        )));
+    }
+    Ok(RgbImage {
+        width,
+        height,
+        pixels,
     })
 }
 
@@ -219,26 +256,57 @@ pub fn center_crop(image: &RgbImage, width: usize, height: usize) -> RgbImage {
 
 /// How the pixels are laid out in the graph's input: channels first (`[3, height, width]` a row,
 /// PyTorch's) or last (`[height, width, 3]`, TensorFlow's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Layout {
+    #[default]
     Nchw,
     Nhwc,
 }
 
+impl Layout {
+    /// As `predictor.toml` writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Nchw => "NCHW",
+            Layout::Nhwc => "NHWC",
+        }
+    }
+}
+
+/// The order of the channels in the graph's input: PIL's and torchvision's RGB, or OpenCV's BGR.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ChannelOrder {
+    #[default]
+    Rgb,
+    Bgr,
+}
+
+impl ChannelOrder {
+    /// For each channel of the graph's input, its index in an RGB pixel.
+    fn sources(self) -> [usize; 3] {
+        match self {
+            ChannelOrder::Rgb => [0, 1, 2],
+            ChannelOrder::Bgr => [2, 1, 0],
+        }
+    }
+}
+
 /// torchvision's `ToTensor` then `Normalize(mean, std)`: each 8-bit value divided by `divide_by`
 /// (255 for [0, 1]), less its channel's mean, divided by its channel's standard deviation, in
-/// float32 as torchvision computes it; the channels in `order` (indices into R, G, B: `[0, 1, 2]`
-/// for RGB, `[2, 1, 0]` for BGR), laid out as `layout` says. Appends one row's values to `out`.
+/// float32 as torchvision computes it; the channels in `order` (`mean` and `std` given in that
+/// order too), laid out as `layout` says. Appends one row's values to `out`.
 pub fn normalize_into(
     image: &RgbImage,
     divide_by: f32,
     mean: [f32; 3],
     std: [f32; 3],
-    order: [usize; 3],
+    order: ChannelOrder,
     layout: Layout,
     out: &mut Vec<f32>,
 ) {
+    let order = order.sources();
     let value = |pixel: usize, channel: usize| {
         let source = order[channel];
         (f32::from(image.pixels[pixel * 3 + source]) / divide_by - mean[channel]) / std[channel]
@@ -421,7 +489,15 @@ mod tests {
         let expected =
             |value: u8, channel: usize| (f32::from(value) / 255.0 - mean[channel]) / std[channel];
         let mut chw = Vec::new();
-        normalize_into(&image, 255.0, mean, std, [0, 1, 2], Layout::Nchw, &mut chw);
+        normalize_into(
+            &image,
+            255.0,
+            mean,
+            std,
+            ChannelOrder::Rgb,
+            Layout::Nchw,
+            &mut chw,
+        );
         assert_eq!(
             chw,
             [
@@ -439,7 +515,7 @@ mod tests {
             255.0,
             mean,
             std,
-            [2, 1, 0],
+            ChannelOrder::Bgr,
             Layout::Nhwc,
             &mut hwc_bgr,
         );
@@ -461,7 +537,7 @@ mod tests {
             1.0,
             [0.0; 3],
             [1.0; 3],
-            [0, 1, 2],
+            ChannelOrder::Rgb,
             Layout::Nhwc,
             &mut raw,
         );

@@ -15,7 +15,7 @@ use ort::value::{
 };
 
 use super::{Backend, GraphSignature, GraphValue, GraphValueKind, RuntimeError};
-use crate::tensor::{with_dtype, with_fixed_data, with_fixed_dtype, DType, Tensor, TensorData};
+use crate::tensor::{with_fixed_data, with_fixed_dtype, DType, Tensor, TensorData};
 
 /// The process-wide ONNX Runtime (the library can be loaded, and its environment built, only once).
 #[derive(Clone)]
@@ -263,8 +263,14 @@ fn run_error(error: ort::Error) -> RuntimeError {
 }
 
 fn dtype_of(element: TensorElementType) -> Option<DType> {
+    // Bytes are the server's own (encoded images): ONNX Runtime's strings are `string`.
     DType::ALL.iter().copied().find(|&dtype| {
-        with_dtype!(dtype, T => <T as IntoTensorElementType>::into_tensor_element_type()) == element
+        with_fixed_dtype!(
+            dtype,
+            T => <T as IntoTensorElementType>::into_tensor_element_type() == element,
+            strings => element == TensorElementType::String,
+            bytes => false
+        )
     })
 }
 
@@ -334,7 +340,9 @@ fn to_ort(tensor: Tensor) -> Result<DynValue, ort::Error> {
     Ok(with_fixed_data!(
         data,
         v => ort::value::Tensor::from_array((shape, v))?.into_dyn(),
-        strings => string_tensor(shape, &strings)?
+        strings => string_tensor(shape, &strings)?,
+        // A bundle's checks keep bytes out of the graph's inputs: its preprocessing reads them.
+        _bytes => return Err(ort::Error::new("bytes are no graph input; strings are"))
     ))
 }
 
@@ -452,6 +460,6 @@ fn from_ort(name: &str, value: &DynValue) -> Result<Tensor, RuntimeError> {
             .map_err(|e| RuntimeError::Inference(e.to_string()))?;
         let shape = shape.iter().map(|&d| d.max(0) as usize).collect();
         (shape, TensorData::String(strings))
-    });
+    }, bytes => return Err(unsupported()));
     Tensor::new(shape, data).map_err(|e| RuntimeError::Inference(e.to_string()))
 }

@@ -108,7 +108,7 @@ impl Decoder {
             }
             Nesting::Shape => {
                 // The shape is known only at the end: strings are bounded as they come.
-                if dtype == DType::String && self.leaves > crate::defaults::MAX_STRING_ELEMENTS {
+                if dtype.size().is_none() && self.leaves > crate::defaults::MAX_STRING_ELEMENTS {
                     let limit = crate::defaults::MAX_STRING_ELEMENTS;
                     return Err(self.fail(TensorError::TooManyStrings { limit }));
                 }
@@ -179,7 +179,7 @@ impl<'de> Visitor<'de> for &mut Decoder {
     }
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<(), E> {
-        if self.out.dtype() == DType::String {
+        if self.out.dtype().size().is_none() {
             self.leaf(Ok(Value::String(value.to_string())))
         } else {
             self.leaf(Err("a string"))

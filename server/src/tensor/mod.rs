@@ -13,8 +13,9 @@ mod json;
 
 /// The one table of the fixed-size element types: the variant, its Rust type, its name in
 /// `predictor.toml` and the Open Inference Protocol's. Everything per element type below is
-/// generated from it; the one variable-size type, `String` (BYTES: UTF-8 text, as ONNX Runtime's
-/// string tensors hold), is added by hand beside each generated list.
+/// generated from it; the two variable-size types are added by hand beside each generated list:
+/// `String` (BYTES holding UTF-8 text, as ONNX Runtime's string tensors hold) and `Bytes` (BYTES
+/// holding any bytes: encoded images, which only the server's preprocessing reads).
 macro_rules! dtype_table {
     ($callback:ident!($($arguments:tt)*)) => {
         $callback! {
@@ -44,16 +45,21 @@ macro_rules! define_dtypes {
             /// UTF-8 text of any length (the protocol's BYTES).
             #[serde(rename = "string")]
             String,
+            /// Bytes of any kind (the protocol's BYTES, with no UTF-8 rule): an image bundle's
+            /// encoded images.
+            #[serde(rename = "bytes")]
+            Bytes,
         }
 
         impl DType {
             /// Every dtype, for lookups by name.
-            pub const ALL: &'static [DType] = &[$(DType::$variant,)* DType::String];
+            pub const ALL: &'static [DType] = &[$(DType::$variant,)* DType::String, DType::Bytes];
 
             pub fn name(self) -> &'static str {
                 match self {
                     $(DType::$variant => $name,)*
                     DType::String => "string",
+                    DType::Bytes => "bytes",
                 }
             }
 
@@ -61,16 +67,16 @@ macro_rules! define_dtypes {
             pub fn v2_name(self) -> &'static str {
                 match self {
                     $(DType::$variant => $v2,)*
-                    DType::String => "BYTES",
+                    DType::String | DType::Bytes => "BYTES",
                 }
             }
 
             /// Bytes per element in the binary (raw) encoding (a bool is one byte); None for
-            /// strings, each of which is its length (4 bytes, little-endian) then its bytes.
+            /// BYTES, each element of which is its length (4 bytes, little-endian) then its bytes.
             pub fn size(self) -> Option<usize> {
                 match self {
                     $(DType::$variant => Some(std::mem::size_of::<$t>()),)*
-                    DType::String => None,
+                    DType::String | DType::Bytes => None,
                 }
             }
         }
@@ -80,6 +86,7 @@ macro_rules! define_dtypes {
         pub enum TensorData {
             $($variant(Vec<$t>),)*
             String(Vec<String>),
+            Bytes(Vec<Vec<u8>>),
         }
 
         /// Applies `$body` to the vector inside any [`TensorData`] variant, bound to `$v`.
@@ -88,17 +95,24 @@ macro_rules! define_dtypes {
                 match $d data {
                     $(TensorData::$variant($d v) => $d body,)*
                     TensorData::String($d v) => $d body,
+                    TensorData::Bytes($d v) => $d body,
                 }
             };
         }
 
         /// [`with_data!`] for code that only fixed-size elements fit (a C array for ONNX
-        /// Runtime): strings take the second arm.
+        /// Runtime): strings take the second arm, bytes the third.
         macro_rules! with_fixed_data {
-            ($d data:expr, $d v:ident => $d body:expr, $d strings:ident => $d other:expr) => {
+            (
+                $d data:expr,
+                $d v:ident => $d body:expr,
+                $d strings:ident => $d other:expr,
+                $d bytes:ident => $d raw:expr
+            ) => {
                 match $d data {
                     $(TensorData::$variant($d v) => $d body,)*
                     TensorData::String($d strings) => $d other,
+                    TensorData::Bytes($d bytes) => $d raw,
                 }
             };
         }
@@ -115,19 +129,30 @@ macro_rules! define_dtypes {
                         type $d element = String;
                         $d body
                     }
+                    DType::Bytes => {
+                        type $d element = Vec<u8>;
+                        $d body
+                    }
                 }
             };
         }
 
-        /// [`with_dtype!`] for code that only fixed-size elements fit: strings take `$other`.
+        /// [`with_dtype!`] for code that only fixed-size elements fit: strings take `$other`,
+        /// bytes `$raw`.
         macro_rules! with_fixed_dtype {
-            ($d dtype:expr, $d element:ident => $d body:expr, strings => $d other:expr) => {
+            (
+                $d dtype:expr,
+                $d element:ident => $d body:expr,
+                strings => $d other:expr,
+                bytes => $d raw:expr
+            ) => {
                 match $d dtype {
                     $(DType::$variant => {
                         type $d element = $t;
                         $d body
                     })*
                     DType::String => $d other,
+                    DType::Bytes => $d raw,
                 }
             };
         }
@@ -141,6 +166,7 @@ macro_rules! define_dtypes {
                 match self {
                     $(TensorData::$variant(_) => DType::$variant,)*
                     TensorData::String(_) => DType::String,
+                    TensorData::Bytes(_) => DType::Bytes,
                 }
             }
 
@@ -149,6 +175,7 @@ macro_rules! define_dtypes {
                 match (self, other) {
                     $((TensorData::$variant(a), TensorData::$variant(mut b)) => a.append(&mut b),)*
                     (TensorData::String(a), TensorData::String(mut b)) => a.append(&mut b),
+                    (TensorData::Bytes(a), TensorData::Bytes(mut b)) => a.append(&mut b),
                     _ => return None,
                 }
                 Some(())
@@ -160,8 +187,9 @@ macro_rules! define_dtypes {
             }
 
             /// Decodes the binary encoding of the Open Inference Protocol: fixed-size elements
-            /// little-endian, row-major, without padding (a bool is one byte, 0 or 1); strings
-            /// each as a 4-byte little-endian length, then that many bytes of UTF-8.
+            /// little-endian, row-major, without padding (a bool is one byte, 0 or 1); BYTES
+            /// elements each as a 4-byte little-endian length, then that many bytes (of UTF-8 for
+            /// strings).
             /// At most `max` elements are decoded: a string tensor stops there.
             pub fn from_le_bytes(dtype: DType, bytes: &[u8], max: usize) -> Result<TensorData, String> {
                 let mut count = 0;
@@ -189,11 +217,17 @@ macro_rules! define_dtypes {
                 TensorData::String(values)
             }
         }
+
+        impl From<Vec<Vec<u8>>> for TensorData {
+            fn from(values: Vec<Vec<u8>>) -> Self {
+                TensorData::Bytes(values)
+            }
+        }
     };
 }
 
 dtype_table!(define_dtypes!($));
-pub(crate) use {with_dtype, with_fixed_data, with_fixed_dtype};
+pub(crate) use {with_fixed_data, with_fixed_dtype};
 
 impl DType {
     pub fn is_float(self) -> bool {
@@ -231,6 +265,14 @@ macro_rules! json_element_as_itself {
 }
 json_element_as_itself!(bool, i8, i16, i32, i64, u8, u16, u32, u64, f32, f64, String);
 
+/// Bytes as JSON text, a byte that is not UTF-8 replaced (U+FFFD): JSON has no bytes, and only
+/// a request's own encoded images are bytes, which no answer repeats.
+impl JsonElement for Vec<u8> {
+    fn serialize_element<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        String::from_utf8_lossy(self).serialize(serializer)
+    }
+}
+
 impl JsonElement for f16 {
     fn serialize_element<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.to_f32().serialize(serializer)
@@ -262,7 +304,7 @@ impl TensorData {
 
     /// Element `index` printed in its own type (a float32 as `0.35`, not its f64 widening).
     pub fn value_text(&self, index: usize) -> String {
-        with_data!(self, v => v[index].to_string())
+        with_data!(self, v => element::Element::to_text(&v[index]))
     }
 
     /// BYTES elements given one by one (gRPC's `bytes_contents`), each UTF-8 (a NUL included).
@@ -278,6 +320,36 @@ impl TensorData {
             })
             .collect::<Result<Vec<_>, _>>()
             .map(TensorData::String)
+    }
+
+    /// BYTES elements given in base64 (standard alphabet, padded), decoded: bytes as they are,
+    /// strings as UTF-8.
+    pub fn from_base64(self) -> Result<Self, String> {
+        use base64::Engine;
+        let decode = |index: usize, text: &[u8]| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|error| format!("element {index} is not base64: {error}"))
+        };
+        match self {
+            TensorData::Bytes(elements) => elements
+                .iter()
+                .enumerate()
+                .map(|(index, text)| decode(index, text))
+                .collect::<Result<_, _>>()
+                .map(TensorData::Bytes),
+            TensorData::String(elements) => TensorData::strings_from_bytes(
+                elements
+                    .iter()
+                    .enumerate()
+                    .map(|(index, text)| decode(index, text.as_bytes()))
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => Err(format!(
+                "the content_type \"base64\" is for BYTES data, not {}",
+                other.dtype().v2_name()
+            )),
+        }
     }
 
     /// Appends the elements little-endian, row-major, without padding (see [`Self::from_le_bytes`]).
@@ -350,6 +422,12 @@ impl TensorData {
                     .as_str()
                     .ok_or_else(|| LeafError::WrongType(kind_of(value)))?;
                 v.push(text.to_string());
+            }
+            TensorData::Bytes(v) => {
+                let text = value
+                    .as_str()
+                    .ok_or_else(|| LeafError::WrongType(kind_of(value)))?;
+                v.push(text.as_bytes().to_vec());
             }
         }
         Ok(())
@@ -841,9 +919,41 @@ mod protocol_tests {
     use serde_json::json;
 
     #[test]
+    fn bytes_take_any_bytes_and_strings_only_utf8() {
+        // A JPEG's first bytes: no UTF-8.
+        let jpeg = [0xFF, 0xD8, 0xFF, 0xE0];
+        let mut wire = Vec::new();
+        TensorData::Bytes(vec![jpeg.to_vec()]).write_le_bytes(&mut wire);
+        assert_eq!(
+            TensorData::from_le_bytes(DType::Bytes, &wire, 1).unwrap(),
+            TensorData::Bytes(vec![jpeg.to_vec()])
+        );
+        let refused = TensorData::from_le_bytes(DType::String, &wire, 1).unwrap_err();
+        assert!(refused.contains("is not UTF-8 text"), "{refused}");
+        // JSON carries them in base64, when the input says so.
+        let base64 = TensorData::Bytes(vec![b"/9j/4A==".to_vec()]).from_base64();
+        assert_eq!(base64.unwrap(), TensorData::Bytes(vec![jpeg.to_vec()]));
+        let text = TensorData::String(vec!["aMOp".into()]).from_base64();
+        assert_eq!(text.unwrap(), TensorData::String(vec!["hé".into()]));
+        let message = TensorData::Bytes(vec![b"ok".to_vec(), b"not base64!".to_vec()])
+            .from_base64()
+            .unwrap_err();
+        assert!(message.starts_with("element 0 is not base64"), "{message}");
+        let message = TensorData::Float32(vec![1.0]).from_base64().unwrap_err();
+        assert!(message.contains("for BYTES data, not FP32"), "{message}");
+    }
+
+    #[test]
     fn every_dtype_has_a_protocol_name_and_its_bytes_round_trip() {
         for &dtype in DType::ALL {
-            assert_eq!(DType::from_v2_name(dtype.v2_name()), Some(dtype));
+            // BYTES is both strings and bytes: its name gives strings, the bundle says which.
+            let named = DType::from_v2_name(dtype.v2_name());
+            assert_eq!(
+                named,
+                Some(dtype)
+                    .filter(|&d| d != DType::Bytes)
+                    .or(Some(DType::String))
+            );
             let data = [json!([0, 1]), json!([false, true]), json!(["", "zwei"])]
                 .iter()
                 .find_map(|leaves| TensorData::from_json_leaves(&leaves.to_string(), dtype, 2).ok())

@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use base64::Engine;
 use common::{all_bundles, assert_close, predictor, sample, Server};
 use serde_json::json;
 
@@ -33,14 +34,29 @@ async fn every_bundle_answers_its_sample_over_http() {
         assert_eq!(status, 200, "{}: {test}", bundle.display());
         assert_close(&test["prediction"], &sample["output"], tolerance);
 
-        let (status, posted) = server
-            .post_json("/predict", &json!({ "data": sample["input"] }))
-            .await;
+        // An image bundle's sample names image files: JSON carries them in base64, and each
+        // alone is a body of its own.
+        let images = sample_images(&bundle, &sample);
+        let data = match &images {
+            Some(images) => json!(images
+                .iter()
+                .map(|image| base64::engine::general_purpose::STANDARD.encode(image))
+                .collect::<Vec<_>>()),
+            None => sample["input"].clone(),
+        };
+        let (status, posted) = server.post_json("/predict", &json!({ "data": data })).await;
         assert_eq!(status, 200, "{}: {posted}", bundle.display());
         assert_eq!(
             posted, test,
             "POST /predict of the sample equals GET /predict/test"
         );
+        for (row, image) in images.iter().flatten().enumerate() {
+            let (status, alone) = server
+                .post_raw("/predict", Some("image/jpeg"), image.clone())
+                .await;
+            assert_eq!(status, 200, "{}: {alone}", bundle.display());
+            assert_eq!(alone["prediction"][0], test["prediction"][row]);
+        }
 
         // A bundle with labels answers each row's top class by name; one without (an encoder)
         // has no label routes.
@@ -74,6 +90,20 @@ async fn every_bundle_answers_its_sample_over_http() {
     }
 }
 
+/// The files an image bundle's sample names, read; none for other bundles.
+fn sample_images(bundle: &std::path::Path, sample: &serde_json::Value) -> Option<Vec<Vec<u8>>> {
+    let config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(bundle.join("predictor.toml")).unwrap()).unwrap();
+    config.get("image")?;
+    let names = sample["input"].as_array().unwrap();
+    Some(
+        names
+            .iter()
+            .map(|name| std::fs::read(bundle.join(name.as_str().unwrap())).unwrap())
+            .collect(),
+    )
+}
+
 #[test]
 fn init_then_filled_sample_passes_check_for_every_bundle() {
     for bundle in all_bundles() {
@@ -96,6 +126,12 @@ fn init_then_filled_sample_passes_check_for_every_bundle() {
                 "--tokenizer".to_string(),
                 copy.to_str().unwrap().to_string(),
             ]);
+        }
+        // An image bundle is made with --image; its preprocessing and sample images are the
+        // author's to give, from the model card: copied from the real bundle below.
+        let image = real.get("image").cloned();
+        if image.is_some() {
+            init.push("--image".to_string());
         }
         let output = predictor(&init.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(
@@ -125,6 +161,14 @@ fn init_then_filled_sample_passes_check_for_every_bundle() {
             filled.insert(key.into(), toml::Value::try_from(&real[key]).unwrap());
         }
         config.insert("sample".into(), toml::Value::Table(filled));
+        if let Some(image) = image {
+            assert!(folder.path().join("sample.png").is_file(), "{text}");
+            config.insert("image".into(), image);
+            for name in real["input"].as_array().unwrap() {
+                let name = name.as_str().unwrap();
+                std::fs::copy(bundle.join(name), folder.path().join(name)).unwrap();
+            }
+        }
         std::fs::write(&written, toml::to_string(&config).unwrap()).unwrap();
         let accepted = predictor(&["check", folder.path().to_str().unwrap()]);
         assert!(

@@ -88,6 +88,10 @@ impl TypedContents {
                 TensorData::strings_from_bytes(take(&mut c.bytes_contents))?,
                 "bytes_contents",
             ),
+            DType::Bytes => (
+                TensorData::Bytes(take(&mut c.bytes_contents)),
+                "bytes_contents",
+            ),
         };
         // What is left must be empty: values in a field of another datatype are a mistake.
         let others = [

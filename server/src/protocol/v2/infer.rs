@@ -59,6 +59,9 @@ pub struct InputRequest {
 pub enum InputData {
     /// JSON values, nested or flat: REST's `data`.
     Json(Box<RawValue>),
+    /// REST's `data` of BYTES elements each in base64 (the input's `content_type` parameter
+    /// says "base64"): how JSON carries bytes that are not text, such as an image.
+    Base64Json(Box<RawValue>),
     /// Little-endian bytes (BYTES: each element its 4-byte length, then its bytes): REST's
     /// binary data, gRPC's `raw_input_contents`.
     Raw(Bytes),
@@ -122,6 +125,12 @@ pub fn validate(
             InputData::Json(values) => {
                 TensorData::from_json_leaves(values.get(), slot.dtype, slot.count)
                     .map_err(|error| invalid(format!("{}: {error}", owner())))?
+            }
+            InputData::Base64Json(values) => {
+                TensorData::from_json_leaves(values.get(), slot.dtype, slot.count)
+                    .map_err(|error| error.to_string())
+                    .and_then(TensorData::from_base64)
+                    .map_err(|problem| invalid(format!("{}: {problem}", owner())))?
             }
             InputData::Raw(bytes) => inputs.decode_raw(&slot, &bytes)?,
             InputData::Typed(contents) => contents

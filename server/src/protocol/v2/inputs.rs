@@ -103,7 +103,7 @@ impl<'m> RequestInputs<'m> {
                     received()
                 ))
             })?;
-        if spec.dtype == DType::String {
+        if spec.dtype.size().is_none() {
             self.strings = self.strings.saturating_add(count);
             if self.strings > defaults::MAX_STRING_ELEMENTS {
                 return Err(invalid(format!(

@@ -59,7 +59,7 @@ pub fn choose_outputs(
             None | Some(0) => None,
             Some(k) => {
                 let dtype = specs[index].dtype;
-                if matches!(dtype, DType::Bool | DType::Float16 | DType::String) {
+                if matches!(dtype, DType::Bool | DType::Float16) || dtype.size().is_none() {
                     return Err(invalid(format!(
                         "output '{name}': classification needs numeric scores, but the output is {}",
                         dtype.v2_name()

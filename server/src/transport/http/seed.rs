@@ -1,16 +1,15 @@
 //! The seed's REST API, per model: at the root when one model is served, and under
 //! `/models/{name}` always.
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-
 use axum::Json;
 use serde::Serialize;
 
 use super::{ApiError, ApiJson, AppState, SelectedModel};
 use crate::bundle::{BundleConfig, TensorSpec};
-use crate::protocol::seed::{self, PredictRequest, Prediction};
+use crate::protocol::seed::{self, PredictRequest, Prediction, SeedInput};
 use crate::tensor::Tensor;
 
 #[derive(Serialize)]
@@ -108,30 +107,57 @@ pub(super) async fn labels(SelectedModel(model): SelectedModel) -> Response {
 
 pub(super) async fn predict(
     SelectedModel(model): SelectedModel,
-    ApiJson(request): ApiJson<PredictRequest>,
+    PredictBody(input): PredictBody,
 ) -> Result<Json<Prediction<Tensor>>, ApiError> {
-    let prediction = seed::predict(&model, request.data).await?;
+    let prediction = seed::predict(&model, input).await?;
     Ok(Json(Prediction { prediction }))
 }
 
 pub(super) async fn predict_label(
     SelectedModel(model): SelectedModel,
-    ApiJson(request): ApiJson<PredictRequest>,
+    PredictBody(input): PredictBody,
 ) -> Result<Json<Prediction<Vec<Option<String>>>>, ApiError> {
-    let prediction = seed::predict_labels(&model, request.data).await?;
+    let prediction = seed::predict_labels(&model, input).await?;
     Ok(Json(Prediction { prediction }))
 }
 
 pub(super) async fn predict_test(
     SelectedModel(model): SelectedModel,
 ) -> Result<Json<Prediction<Tensor>>, ApiError> {
-    let prediction = seed::predict(&model, seed::sample_input(&model)).await?;
+    let prediction = seed::predict(&model, SeedInput::Sample).await?;
     Ok(Json(Prediction { prediction }))
 }
 
 pub(super) async fn predict_test_label(
     SelectedModel(model): SelectedModel,
 ) -> Result<Json<Prediction<Vec<Option<String>>>>, ApiError> {
-    let prediction = seed::predict_labels(&model, seed::sample_input(&model)).await?;
+    let prediction = seed::predict_labels(&model, SeedInput::Sample).await?;
     Ok(Json(Prediction { prediction }))
+}
+
+/// The body of `/predict` and `/predict/label`: JSON (`{"data": ...}`), or one encoded image
+/// when the request says `Content-Type: image/...`.
+pub(super) struct PredictBody(SeedInput);
+
+impl<S: Send + Sync> FromRequest<S> for PredictBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let is_image = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                value
+                    .trim_start()
+                    .get(..6)
+                    .is_some_and(|kind| kind.eq_ignore_ascii_case("image/"))
+            });
+        if is_image {
+            let bytes = axum::body::Bytes::from_request(request, state).await?;
+            return Ok(PredictBody(SeedInput::Image(bytes)));
+        }
+        let ApiJson(PredictRequest { data }) = ApiJson::from_request(request, state).await?;
+        Ok(PredictBody(SeedInput::Json(data)))
+    }
 }

