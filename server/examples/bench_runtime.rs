@@ -1,17 +1,21 @@
 //! The benchmark's R: how many runs per second ONNX Runtime itself does on a bundle's model, with
-//! one intra-op thread, in-process, without the server around it. `bench/run` and `bench/text`
-//! call it.
+//! one intra-op thread, in-process, without the server around it. `bench/run`, `bench/text` and
+//! `bench/image` call it.
 //!
-//!     cargo run --release --example bench_runtime -- BUNDLE ROWS SECONDS [SENTENCES.json]
+//!     cargo run --release --example bench_runtime -- BUNDLE ROWS SECONDS [INPUTS.json]
 //!
-//! For a text bundle, SENTENCES.json (a list of strings) is cut into runs of ROWS sentences in
+//! For a text bundle, INPUTS.json (a list of strings) is cut into runs of ROWS sentences in
 //! order, each tokenized and padded to its longest as the server does, before the clock starts.
+//! For an image bundle, INPUTS.json is a list of image files, read before the clock starts; each
+//! run decodes and preprocesses its ROWS images as the server does (on the clock: it is the
+//! server's work too), then runs them.
 //! Prints one JSON object: {"runs_per_second": ..., "rows_per_second": ..., "seconds_per_run": ...}.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use predictor::bundle::{Bundle, TOKEN_INPUTS};
+use predictor::defaults;
 use predictor::preprocess::tokens::TextTokenizer;
 use predictor::runtime::{Backend, OnnxRuntime};
 use predictor::tensor::{Tensor, TensorData};
@@ -21,7 +25,7 @@ fn main() -> Result<(), String> {
     let (bundle, rows, seconds, sentences) = match args.as_slice() {
         [bundle, rows, seconds] => (bundle, rows, seconds, None),
         [bundle, rows, seconds, sentences] => (bundle, rows, seconds, Some(sentences)),
-        _ => return Err("usage: bench_runtime BUNDLE ROWS SECONDS [SENTENCES.json]".into()),
+        _ => return Err("usage: bench_runtime BUNDLE ROWS SECONDS [INPUTS.json]".into()),
     };
     let rows: usize = rows.parse().map_err(|_| "ROWS: a number")?;
     let seconds: f64 = seconds.parse().map_err(|_| "SECONDS: a number")?;
@@ -31,6 +35,34 @@ fn main() -> Result<(), String> {
     let mut backend = runtime
         .open(&bundle.model_path(), 1)
         .map_err(|e| e.to_string())?;
+    if let (Some(steps), Some(images)) = (
+        bundle.image_preprocessing(defaults::MAX_IMAGE_PIXELS),
+        sentences,
+    ) {
+        let files: Vec<PathBuf> =
+            serde_json::from_slice(&std::fs::read(images).map_err(|e| format!("{images}: {e}"))?)
+                .map_err(|e| format!("{images}: {e}"))?;
+        let images = files
+            .iter()
+            .map(|file| std::fs::read(file).map_err(|e| format!("{}: {e}", file.display())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut next = images.iter().cycle();
+        let outputs: Vec<usize> = (0..backend.signature().outputs.len()).collect();
+        return count_runs(rows, seconds, || {
+            let mut values = Vec::with_capacity(rows * steps.values_per_image());
+            for image in next.by_ref().take(rows) {
+                steps
+                    .pixels_into(image, &mut values)
+                    .map_err(|e| e.to_string())?;
+            }
+            let pixels = Tensor::new(steps.shape(rows), TensorData::Float32(values))
+                .map_err(|e| e.to_string())?;
+            backend
+                .run(vec![pixels], &outputs)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+    }
     let runs_inputs = match (&bundle.config.text, sentences) {
         (Some(text), Some(sentences)) => {
             let tokenizer =
@@ -94,13 +126,22 @@ fn main() -> Result<(), String> {
     }
     let outputs: Vec<usize> = (0..backend.signature().outputs.len()).collect();
     let mut next = runs_inputs.iter().cycle();
-    let mut run_once = || {
+    count_runs(rows, seconds, || {
         let inputs = next.next().cloned().unwrap_or_default();
         backend
             .run(inputs, &outputs)
             .map(drop)
             .map_err(|e| e.to_string())
-    };
+    })
+}
+
+/// Runs `run_once` 20 times to warm up, then as often as it can for `seconds`, and prints the
+/// rate, each run of `rows` rows.
+fn count_runs(
+    rows: usize,
+    seconds: f64,
+    mut run_once: impl FnMut() -> Result<(), String>,
+) -> Result<(), String> {
     // Warm up, then count runs for the given time.
     for _ in 0..20 {
         run_once()?;

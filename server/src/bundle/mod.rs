@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::postprocess::pooling::Pooling;
-use crate::preprocess::image::{ChannelOrder, Layout};
+use crate::preprocess::image::{ChannelOrder, Layout, Preprocessing, ResizeRule};
 use crate::tensor::{DType, Tensor, TensorData};
 use crate::text::ShapeText;
 
@@ -108,16 +108,6 @@ pub struct ImageConfig {
     /// "NCHW" (default, PyTorch's: [rows, 3, height, width]) or "NHWC" (TensorFlow's).
     #[serde(default)]
     pub layout: Layout,
-}
-
-/// How an image is resized before its center crop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum ResizeRule {
-    /// The shorter side to this many pixels, the longer one in proportion (truncated).
-    ShorterSide(usize),
-    /// Exactly [height, width].
-    Exact([usize; 2]),
 }
 
 fn default_image_input() -> String {
@@ -509,6 +499,23 @@ impl Bundle {
 }
 
 impl Bundle {
+    /// An image bundle's steps from encoded images to its graph's input (none for others), each
+    /// image bounded to `max_pixels`.
+    pub fn image_preprocessing(&self, max_pixels: u64) -> Option<Preprocessing> {
+        let image = self.config.image.as_ref()?;
+        let spec = self.config.inputs.first()?;
+        Some(Preprocessing {
+            resize: image.resize,
+            size: image_size(image.layout, &spec.shape)?,
+            divide_by: image.divide_by,
+            mean: image.mean,
+            std: image.std,
+            channels: image.channels,
+            layout: image.layout,
+            max_pixels,
+        })
+    }
+
     /// `[sample] input` as the tensors a request of it would give: an image bundle's sample names
     /// image files inside the bundle folder, whose bytes are the rows.
     pub fn sample_inputs(&self) -> Result<Vec<Tensor>, String> {

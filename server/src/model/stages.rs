@@ -3,9 +3,9 @@
 //! pooled output is made from a token-level one over the attention mask; an image bundle's
 //! preprocessing makes the graph's pixels from the callers' encoded images.
 
-use crate::bundle::{self, Bundle, BundleError, ImageConfig, ResizeRule, TOKEN_INPUTS};
+use crate::bundle::{Bundle, BundleError, TOKEN_INPUTS};
 use crate::postprocess::pooling::{self, Pooling};
-use crate::preprocess::image::{self, RgbImage};
+use crate::preprocess::image::{ImageError, Preprocessing};
 use crate::preprocess::tokens::TextTokenizer;
 use crate::runtime::RuntimeError;
 use crate::tensor::{DType, Tensor, TensorData};
@@ -113,26 +113,19 @@ impl TextStage {
     }
 }
 
-/// An image bundle's preprocessing and the graph input it fills.
+/// An image bundle's preprocessing: the callers' encoded images to the graph's one input.
 pub(super) struct ImageStage {
-    config: ImageConfig,
-    /// The graph input's [height, width], which each image is cropped to.
-    size: [usize; 2],
-    /// Pixels one image may have, before and after its resize.
-    max_pixels: u64,
+    /// The name callers give the images, for messages.
+    input: String,
+    preprocessing: Preprocessing,
 }
 
 impl ImageStage {
-    /// The stage of an image bundle (none for others); its checks made sure that the one graph
-    /// input is an image of a fixed size.
+    /// The stage of an image bundle (none for others), each image bounded to `max_pixels`.
     pub(super) fn of(bundle: &Bundle, max_pixels: u64) -> Option<ImageStage> {
-        let config = bundle.config.image.clone()?;
-        let spec = bundle.config.inputs.first()?;
-        let size = bundle::image_size(config.layout, &spec.shape)?;
         Some(ImageStage {
-            config,
-            size,
-            max_pixels,
+            input: bundle.config.image.as_ref()?.input.clone(),
+            preprocessing: bundle.image_preprocessing(max_pixels)?,
         })
     }
 
@@ -144,81 +137,21 @@ impl ImageStage {
             Some(TensorData::Bytes(images)) if public.len() == 1 => images,
             _ => return Err("expected one input of images, encoded bytes per row".to_string()),
         };
-        let [height, width] = self.size;
-        let config = &self.config;
-        let mut values = Vec::with_capacity(images.len() * 3 * height * width);
-        let name = &self.config.input;
-        for (row, bytes) in images.iter().enumerate() {
-            let fitted = image::decode(bytes, self.max_pixels)
-                .map_err(|error| match error {
+        let steps = &self.preprocessing;
+        let mut values = Vec::with_capacity(images.len() * steps.values_per_image());
+        for (row, image) in images.iter().enumerate() {
+            steps.pixels_into(image, &mut values).map_err(|error| {
+                let hint = match error {
                     // Most likely an image sent as JSON text.
-                    image::ImageError::NotAnImage => format!(
-                        "{error}; JSON carries an image in base64 (the seed API's rows; over v2, with the input's parameter \"content_type\": \"base64\")"
-                    ),
-                    other => other.to_string(),
-                })
-                .and_then(|decoded| self.fit(decoded))
-                .map_err(|problem| format!("input '{name}' row {row}: {problem}"))?;
-            image::normalize_into(
-                &fitted,
-                config.divide_by,
-                config.mean,
-                config.std,
-                config.channels,
-                config.layout,
-                &mut values,
-            );
+                    ImageError::NotAnImage => "; JSON carries an image in base64 (the seed API's rows; over v2, with the input's parameter \"content_type\": \"base64\")",
+                    _ => "",
+                };
+                format!("input '{}' row {row}: {error}{hint}", self.input)
+            })?;
         }
-        let shape = match config.layout {
-            image::Layout::Nchw => vec![images.len(), 3, height, width],
-            image::Layout::Nhwc => vec![images.len(), height, width, 3],
-        };
-        Ok(vec![
-            Tensor::new(shape, TensorData::Float32(values)).map_err(|error| error.to_string())?
-        ])
-    }
-
-    /// `decoded` resized as the bundle says, then cropped to the graph's size: an image smaller
-    /// than the crop is first resized up, its shorter side to the crop's longer one. An image so
-    /// elongated that its resize would pass the pixel bound is refused.
-    fn fit(&self, decoded: RgbImage) -> Result<RgbImage, String> {
-        let [height, width] = self.size;
-        let resized = match self.config.resize {
-            Some(ResizeRule::ShorterSide(shorter)) => {
-                let (new_width, new_height) =
-                    image::shorter_side_size(decoded.width, decoded.height, shorter);
-                self.resized(decoded, new_width, new_height)?
-            }
-            Some(ResizeRule::Exact([new_height, new_width])) => {
-                self.resized(decoded, new_width, new_height)?
-            }
-            None => decoded,
-        };
-        let resized = if resized.width < width || resized.height < height {
-            let (new_width, new_height) =
-                image::shorter_side_size(resized.width, resized.height, width.max(height));
-            self.resized(resized, new_width, new_height)?
-        } else {
-            resized
-        };
-        Ok(image::center_crop(&resized, width, height))
-    }
-
-    fn resized(&self, image: RgbImage, width: usize, height: usize) -> Result<RgbImage, String> {
-        let pixels = (width as u64).saturating_mul(height as u64);
-        if image.width == 0 || image.height == 0 || width == 0 || height == 0 {
-            return Err(format!(
-                "the image is {} x {} pixels, which cannot be resized",
-                image.width, image.height
-            ));
-        }
-        if pixels > self.max_pixels {
-            return Err(format!(
-                "the image is {} x {} pixels: resized to {width} x {height} it would pass the {} pixels an image may have",
-                image.width, image.height, self.max_pixels
-            ));
-        }
-        Ok(image::resize(image, width, height))
+        let tensor = Tensor::new(steps.shape(images.len()), TensorData::Float32(values))
+            .map_err(|error| error.to_string())?;
+        Ok(vec![tensor])
     }
 }
 

@@ -38,6 +38,116 @@ pub enum ImageError {
         format: &'static str,
         reason: String,
     },
+    #[error("the image is {width} x {height} pixels: resized to {to_width} x {to_height} it would pass the {max_pixels} pixels an image may have")]
+    TooLargeResized {
+        width: usize,
+        height: usize,
+        to_width: usize,
+        to_height: usize,
+        max_pixels: u64,
+    },
+}
+
+/// How an image is resized before its center crop, as torchvision's `Resize` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum ResizeRule {
+    /// The shorter side to this many pixels, the longer one in proportion (truncated).
+    ShorterSide(usize),
+    /// Exactly [height, width].
+    Exact([usize; 2]),
+}
+
+/// An image bundle's steps from encoded bytes to its graph's values: decode, resize, center crop
+/// to the graph's height and width, normalize.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preprocessing {
+    pub resize: Option<ResizeRule>,
+    /// The graph input's [height, width], which each image is cropped to.
+    pub size: [usize; 2],
+    pub divide_by: f32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub channels: ChannelOrder,
+    pub layout: Layout,
+    /// Pixels an image may have: as its header says (before it is decoded), and once resized.
+    pub max_pixels: u64,
+}
+
+impl Preprocessing {
+    /// Appends the graph's values for one encoded image to `out`.
+    pub fn pixels_into(&self, encoded: &[u8], out: &mut Vec<f32>) -> Result<(), ImageError> {
+        let fitted = self.fit(decode(encoded, self.max_pixels)?)?;
+        normalize_into(
+            &fitted,
+            self.divide_by,
+            self.mean,
+            self.std,
+            self.channels,
+            self.layout,
+            out,
+        );
+        Ok(())
+    }
+
+    /// The shape of the values of `rows` images.
+    pub fn shape(&self, rows: usize) -> Vec<usize> {
+        let [height, width] = self.size;
+        match self.layout {
+            Layout::Nchw => vec![rows, 3, height, width],
+            Layout::Nhwc => vec![rows, height, width, 3],
+        }
+    }
+
+    /// Values of one image.
+    pub fn values_per_image(&self) -> usize {
+        3 * self.size[0] * self.size[1]
+    }
+
+    /// `decoded` resized as the bundle says, then cropped to the graph's size: an image smaller
+    /// than the crop is first resized up, its shorter side to the crop's longer one. An image so
+    /// elongated that its resize would pass the pixel bound is refused.
+    fn fit(&self, decoded: RgbImage) -> Result<RgbImage, ImageError> {
+        let [height, width] = self.size;
+        let resized = match self.resize {
+            Some(ResizeRule::ShorterSide(shorter)) => {
+                let (new_width, new_height) =
+                    shorter_side_size(decoded.width, decoded.height, shorter);
+                self.resized(decoded, new_width, new_height)?
+            }
+            Some(ResizeRule::Exact([new_height, new_width])) => {
+                self.resized(decoded, new_width, new_height)?
+            }
+            None => decoded,
+        };
+        let resized = if resized.width < width || resized.height < height {
+            let (new_width, new_height) =
+                shorter_side_size(resized.width, resized.height, width.max(height));
+            self.resized(resized, new_width, new_height)?
+        } else {
+            resized
+        };
+        Ok(center_crop(&resized, width, height))
+    }
+
+    fn resized(
+        &self,
+        image: RgbImage,
+        width: usize,
+        height: usize,
+    ) -> Result<RgbImage, ImageError> {
+        let pixels = (width as u64).saturating_mul(height as u64);
+        if pixels > self.max_pixels || width == 0 || height == 0 {
+            return Err(ImageError::TooLargeResized {
+                width: image.width,
+                height: image.height,
+                to_width: width,
+                to_height: height,
+                max_pixels: self.max_pixels,
+            });
+        }
+        Ok(resize(image, width, height))
+    }
 }
 
 /// Decodes `bytes` to RGB, refusing an image of more than `max_pixels` pixels before any of it is
@@ -53,6 +163,11 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, ImageError> {
     probe.no_limits();
     let (width, height) = probe.into_dimensions().map_err(undecodable)?;
     let (width, height) = (u64::from(width), u64::from(height));
+    if width == 0 || height == 0 {
+        return Err(undecodable(image::ImageError::Limits(
+            image::error::LimitError::from_kind(image::error::LimitErrorKind::DimensionError),
+        )));
+    }
     if width.saturating_mul(height) > max_pixels {
         return Err(ImageError::TooLarge {
             width,

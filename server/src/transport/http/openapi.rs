@@ -102,6 +102,17 @@ fn operation(route: &Route) -> Value {
             "required": true,
             "content": {"application/json": {"schema": schema(name)}},
         });
+        // The seed's prediction routes take an image bundle's one image as the body itself:
+        // Swagger UI's "Try it out" then offers a file to upload.
+        if name == "PredictRequest" {
+            operation["requestBody"]["content"]["image/*"] = json!({
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "For an image bundle: one JPEG, PNG or WebP image (one row)",
+                },
+            });
+        }
     }
     operation
 }

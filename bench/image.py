@@ -1,0 +1,84 @@
+"""The image scenario: the image bundle models/document-orientation served by the release server
+pinned to one core, one real photograph (server/tests/data/images/china.jpg, 427 x 640 JPEG) sent
+raw to `/predict` from the other core by oha, at 1 and 8 connections, with the bundle's batching;
+and in the same run the in-process reference: the same image decoded, preprocessed and run by ONNX
+Runtime with one thread, in runs of one image, in-process (server/examples/bench_runtime.rs, the
+server's own decoding and preprocessing code). Prints the table and the target as a ratio; writes
+image-results.json. Run by bench/image.
+
+    scripts/fetch-models && python bench/image.py --out .cache/bench
+"""
+
+import argparse
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from run import LOAD_CPU, REPO, SERVER_CPU, Server, least_stolen, oha, release
+
+BUNDLE = REPO / "models/document-orientation"
+IMAGE = REPO / "server/tests/data/images/china.jpg"
+# (name, what it asks, needed ratio)
+TARGET = ("server at 8 connections / decode + preprocess + run in-process, runs of 1", 0.8)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    out = args.out / "image"
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ["BENCH_OUT"] = str(out)
+    (out / "images.json").write_text(json.dumps([str(IMAGE)]))
+
+    def in_process(rows_per_run):
+        return least_stolen(lambda: json.loads(subprocess.run(
+            ["taskset", "-c", SERVER_CPU, release("examples/bench_runtime"), str(BUNDLE / "predictor.toml"),
+             str(rows_per_run), str(args.seconds), str(out / "images.json")],
+            check=True, capture_output=True, text=True).stdout))
+
+    reference, steal = in_process(1)
+    rows = [{"scenario": "decode + preprocess + run in-process, runs of 1", "connections": "-",
+             "images_per_second": reference["rows_per_second"], "p50_ms": None, "p99_ms": None, "steal": steal}]
+    batched, steal = in_process(8)
+    rows.append({"scenario": "decode + preprocess + run in-process, runs of 8", "connections": "-",
+                 "images_per_second": batched["rows_per_second"], "p50_ms": None, "p99_ms": None, "steal": steal})
+    measured = {}
+    server = Server([BUNDLE], out / "server.log")
+    try:
+        body = IMAGE.read_bytes()
+        for connections in (1, 8):
+            summary, steal = least_stolen(lambda: oha(f"http://{server.address}/predict", body, connections,
+                                                      args.seconds, ["content-type: image/jpeg"]))
+            latency = summary["latencyPercentiles"]
+            failures = sum(count for status, count in summary.get("statusCodeDistribution", {}).items()
+                           if status != "200")
+            measured[connections] = summary["summary"]["requestsPerSec"]
+            rows.append({"scenario": "server, raw JPEG to /predict", "connections": connections,
+                         "images_per_second": measured[connections], "p50_ms": latency["p50"] * 1000,
+                         "p99_ms": latency["p99"] * 1000, "failures": failures, "steal": steal,
+                         "rss_mib": server.rss_mib()})
+    finally:
+        server.stop()
+
+    print(f"{'scenario':50} {'conn':>4} {'images/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'steal':>6}")
+    for row in rows:
+        p50 = "" if row["p50_ms"] is None else f"{row['p50_ms']:.1f}"
+        p99 = "" if row["p99_ms"] is None else f"{row['p99_ms']:.1f}"
+        print(f"{row['scenario']:50} {row['connections']:>4} {row['images_per_second']:9.1f} {p50:>8} {p99:>8} "
+              f"{row['steal']:6.1%}")
+    name, needed = TARGET
+    ratio = measured[8] / reference["rows_per_second"]
+    print(f"\n{'met ' if ratio >= needed else 'MISSED'} {ratio:5.2f} (needs {needed}) {name}")
+    failures = sum(row.get("failures", 0) for row in rows)
+    if failures:
+        print(f"\n{failures} requests failed")
+    results = {"rows": rows, "targets": [{"name": name, "ratio": ratio, "needed": needed}], "load_cpu": LOAD_CPU}
+    (args.out / "image-results.json").write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {args.out / 'image-results.json'}")
+
+
+if __name__ == "__main__":
+    main()
