@@ -20,7 +20,7 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from PIL import Image
+from PIL import Image, ImageOps
 
 from conftest import REPO, Server, read_bundle
 from text_helpers import post
@@ -282,3 +282,50 @@ def test_the_pixel_bound_is_a_flag_which_the_sample_must_keep():
     # A bound that the bundle's own sample passes: the server does not start, and says why.
     with pytest.raises(RuntimeError, match="sample.input: input 'image' row 0: the image is 600 x 800 pixels"):
         Server([FOLDER], flags=["--max-image-pixels", "100000"])
+
+
+@pytest.mark.parametrize("format", ["JPEG", "PNG"])
+def test_exif_orientation_is_applied_only_when_the_bundle_says_so(tmp_path, reference, format):
+    """A phone's way: the page stored turned a quarter counter-clockwise, its EXIF orientation (6)
+    saying to turn it a quarter clockwise for display. As Image.open leaves it by default; as
+    ImageOps.exif_transpose turns it with `apply_exif_orientation = true`."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    page = Image.open(FOLDER / "document.png").convert("RGB")
+    stored = encoded(page.transpose(Image.Transpose.ROTATE_90), format, exif=exif)
+    turned = ImageOps.exif_transpose(Image.open(io.BytesIO(stored)))
+    assert turned.size == page.size
+
+    bundle = tmp_path / NAME
+    bundle.mkdir()
+    config = (FOLDER / "predictor.toml").read_text().replace("[image]\n", "[image]\napply_exif_orientation = true\n")
+    (bundle / "predictor.toml").write_text(config)
+    for name in ("model.onnx", *BUNDLE["sample"]["input"]):
+        (bundle / name).symlink_to(FOLDER / name)
+    for folder, label, expected in ((FOLDER, "270", reference([stored])), (bundle, "0", reference([encoded(turned, "PNG")]))):
+        server = Server([folder])
+        try:
+            status, answer = post_image(server, PREDICT, stored, f"image/{format.lower()}")
+            assert status == 200, answer
+            assert_within_bound(answer["prediction"], expected)
+            status, answer = post_image(server, PREDICT + "/label", stored, f"image/{format.lower()}")
+            assert (status, answer["prediction"]) == (200, [label])
+        finally:
+            server.stop()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_the_classification_extension_names_the_best_turns(server, protocol):
+    """Top-k as Triton's classification extension gives it: "score:index:label", best first."""
+    module = grpcclient if protocol == "grpc" else httpclient
+    client = module.InferenceServerClient(server.grpc if protocol == "grpc" else server.http)
+    images = [encoded(page, "PNG") for page, _ in page_turns()]
+    tensor = module.InferInput("image", [len(images)], "BYTES")
+    tensor.set_data_from_numpy(np.array(images, dtype=np.object_))
+    wanted = module.InferRequestedOutput(OUTPUT, class_count=2)
+    top = client.infer(NAME, [tensor], outputs=[wanted]).as_numpy(OUTPUT)
+    assert top.shape == (len(images), 2)
+    for row, (_, label) in zip(top, page_turns()):
+        score, index, name = row[0].decode().split(":")
+        assert (LABELS[int(index)], name) == (label, label)
+        assert float(score) > float(row[1].decode().split(":")[0])

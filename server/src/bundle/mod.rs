@@ -108,6 +108,11 @@ pub struct ImageConfig {
     /// "NCHW" (default, PyTorch's: [rows, 3, height, width]) or "NHWC" (TensorFlow's).
     #[serde(default)]
     pub layout: Layout,
+    /// Whether each image is first turned as its EXIF orientation says (a phone's photograph
+    /// taken upright but stored sideways), as Pillow's `ImageOps.exif_transpose`; default false,
+    /// as `Image.open` and torchvision leave it.
+    #[serde(default)]
+    pub apply_exif_orientation: bool,
 }
 
 fn default_image_input() -> String {
@@ -513,6 +518,7 @@ impl Bundle {
             channels: image.channels,
             layout: image.layout,
             max_pixels,
+            apply_exif_orientation: image.apply_exif_orientation,
         })
     }
 

@@ -7,11 +7,12 @@
 //! 1 % by 1 after a resize); PNG and lossless WebP give Pillow's pixels exactly.
 //! As `convert("RGB")`: an alpha channel is dropped (not blended), greyscale is repeated over the
 //! three channels, a palette is looked up; 16-bit images are rounded to 8 bits (Pillow clips
-//! them); EXIF orientation is not applied.
+//! them); EXIF orientation is applied only when the bundle asks (`ImageOps.exif_transpose`).
 
 use std::io::Cursor;
 
-use image::{ImageFormat, ImageReader, Limits};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 /// A decoded image as Pillow's mode "RGB": 8 bits a channel, rows top to bottom, three bytes a
 /// pixel.
@@ -72,12 +73,16 @@ pub struct Preprocessing {
     pub layout: Layout,
     /// Pixels an image may have: as its header says (before it is decoded), and once resized.
     pub max_pixels: u64,
+    /// Whether an image is turned as its EXIF orientation says (Pillow's `exif_transpose`)
+    /// before anything else; off, as `Image.open` leaves it.
+    pub apply_exif_orientation: bool,
 }
 
 impl Preprocessing {
     /// Appends the graph's values for one encoded image to `out`.
     pub fn pixels_into(&self, encoded: &[u8], out: &mut Vec<f32>) -> Result<(), ImageError> {
-        let fitted = self.fit(decode(encoded, self.max_pixels)?)?;
+        let decoded = decode(encoded, self.max_pixels, self.apply_exif_orientation)?;
+        let fitted = self.fit(decoded)?;
         normalize_into(
             &fitted,
             self.divide_by,
@@ -151,8 +156,13 @@ impl Preprocessing {
 }
 
 /// Decodes `bytes` to RGB, refusing an image of more than `max_pixels` pixels before any of it is
-/// decoded (its header says its size): a few kilobytes of PNG may declare 20,000 x 20,000.
-pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, ImageError> {
+/// decoded (its header says its size): a few kilobytes of PNG may declare 20,000 x 20,000. With
+/// `apply_exif_orientation`, turns it as its EXIF orientation says.
+pub fn decode(
+    bytes: &[u8],
+    max_pixels: u64,
+    apply_exif_orientation: bool,
+) -> Result<RgbImage, ImageError> {
     let (mut probe, format) = open(bytes)?;
     let undecodable = |error: image::ImageError| ImageError::Undecodable {
         format,
@@ -175,16 +185,28 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, ImageError> {
             max_pixels,
         });
     }
-    if format == "JPEG" {
-        return decode_jpeg(bytes);
-    }
-    let (mut reader, _) = open(bytes)?;
-    // What the decoders may allocate: the image at up to 8 bytes a pixel (16-bit RGBA), and
-    // their own buffers.
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(16 << 20));
-    reader.limits(limits);
-    let rgb = reader.decode().map_err(undecodable)?.to_rgb8();
+    let (rgb, orientation) = if format == "JPEG" {
+        decode_jpeg(bytes)?
+    } else {
+        let (mut reader, _) = open(bytes)?;
+        // What the decoders may allocate: the image at up to 8 bytes a pixel (16-bit RGBA), and
+        // their own buffers.
+        let mut limits = Limits::default();
+        limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(16 << 20));
+        reader.limits(limits);
+        let mut decoder = reader.into_decoder().map_err(undecodable)?;
+        // Unreadable metadata is no reason to refuse the pixels: as no orientation.
+        let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+        let image = DynamicImage::from_decoder(decoder).map_err(undecodable)?;
+        (image.into_rgb8(), orientation)
+    };
+    let rgb = if apply_exif_orientation && orientation != Orientation::NoTransforms {
+        let mut turned = DynamicImage::ImageRgb8(rgb);
+        turned.apply_orientation(orientation);
+        turned.into_rgb8()
+    } else {
+        rgb
+    };
     Ok(RgbImage {
         width: rgb.width() as usize,
         height: rgb.height() as usize,
@@ -195,7 +217,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, ImageError> {
 /// A JPEG decoded to RGB by zune-jpeg in strict mode: a JPEG whose data ends before its image
 /// does (an upload cut short) is refused, as Pillow refuses it, not filled with grey. Its size
 /// has been checked against the bound.
-fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
+fn decode_jpeg(bytes: &[u8]) -> Result<(image::RgbImage, Orientation), ImageError> {
     use zune_jpeg::zune_core::{bytestream::ZCursor, colorspace::ColorSpace};
     let options = zune_jpeg::zune_core::options::DecoderOptions::default()
         .set_strict_mode(true)
@@ -213,17 +235,16 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     let (width, height) = decoder
         .dimensions()
         .ok_or_else(|| undecodable("no size".to_string()))?;
-    if pixels.len() != width * height * 3 {
-        return Err(undecodable(format!(
-            "{} bytes of pixels for {width} x {height}",
-            pixels.len()
-        )));
-    }
-    Ok(RgbImage {
-        width,
-        height,
-        pixels,
-    })
+    let orientation = decoder
+        .exif()
+        .and_then(|exif| Orientation::from_exif_chunk(exif))
+        .unwrap_or(Orientation::NoTransforms);
+    let size = |side: usize| u32::try_from(side).ok();
+    let rgb = size(width)
+        .zip(size(height))
+        .and_then(|(width, height)| image::RgbImage::from_raw(width, height, pixels))
+        .ok_or_else(|| undecodable(format!("its pixels do not fill {width} x {height}")))?;
+    Ok((rgb, orientation))
 }
 
 /// A reader of encoded bytes held in memory.
@@ -464,7 +485,7 @@ mod tests {
             serde_json::from_slice(&read("references.json")).unwrap();
         for reference in references.as_array().unwrap() {
             let name = reference["image"].as_str().unwrap();
-            let mut image = decode(&read(name), 1 << 24).unwrap();
+            let mut image = decode(&read(name), 1 << 24, false).unwrap();
             match &reference["resize"] {
                 serde_json::Value::Number(shorter) => {
                     let shorter = shorter.as_u64().unwrap() as usize;
@@ -483,7 +504,12 @@ mod tests {
                 let width = crop[1].as_u64().unwrap() as usize;
                 image = center_crop(&image, width, height);
             }
-            let expected = decode(&read(reference["expected"].as_str().unwrap()), 1 << 24).unwrap();
+            let expected = decode(
+                &read(reference["expected"].as_str().unwrap()),
+                1 << 24,
+                false,
+            )
+            .unwrap();
             assert_eq!(
                 (image.width, image.height),
                 (expected.width, expected.height),
@@ -537,7 +563,7 @@ mod tests {
         chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00]);
         chunk(b"IEND", &[]);
         assert_eq!(
-            decode(&png, 40_000_000),
+            decode(&png, 40_000_000, false),
             Err(ImageError::TooLarge {
                 width: 20_000,
                 height: 20_000,
@@ -566,13 +592,16 @@ mod tests {
 
     #[test]
     fn what_is_not_an_image_is_said_so() {
-        assert_eq!(decode(b"hello world", 1 << 20), Err(ImageError::NotAnImage));
-        assert_eq!(decode(b"", 1 << 20), Err(ImageError::NotAnImage));
+        assert_eq!(
+            decode(b"hello world", 1 << 20, false),
+            Err(ImageError::NotAnImage)
+        );
+        assert_eq!(decode(b"", 1 << 20, false), Err(ImageError::NotAnImage));
         let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;";
-        assert_eq!(decode(gif, 1 << 20), Err(ImageError::NotAnImage));
+        assert_eq!(decode(gif, 1 << 20, false), Err(ImageError::NotAnImage));
         // A JPEG cut short is a JPEG that cannot be decoded.
         let jpeg = read("china.jpg");
-        match decode(&jpeg[..600], 1 << 24) {
+        match decode(&jpeg[..600], 1 << 24, false) {
             Err(ImageError::Undecodable { format: "JPEG", .. }) => {}
             other => panic!("{other:?}"),
         }
