@@ -15,7 +15,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from run import LOAD_CPU, REPO, SERVER_CPU, Server, least_stolen, oha, release
+from run import LOAD_CPU, REPO, SERVER_CPU, Server, least_stolen, oha, print_scenarios, release
 
 BUNDLE = REPO / "models/document-orientation"
 IMAGE = REPO / "server/tests/data/images/china.jpg"
@@ -41,10 +41,10 @@ def main():
 
     reference, steal = in_process(1)
     rows = [{"scenario": "decode + preprocess + run in-process, runs of 1", "connections": "-",
-             "images_per_second": reference["rows_per_second"], "p50_ms": None, "p99_ms": None, "steal": steal}]
+             "rows_per_second": reference["rows_per_second"], "p50_ms": None, "p99_ms": None, "steal": steal}]
     batched, steal = in_process(8)
     rows.append({"scenario": "decode + preprocess + run in-process, runs of 8", "connections": "-",
-                 "images_per_second": batched["rows_per_second"], "p50_ms": None, "p99_ms": None, "steal": steal})
+                 "rows_per_second": batched["rows_per_second"], "p50_ms": None, "p99_ms": None, "steal": steal})
     measured = {}
     server = Server([BUNDLE], out / "server.log")
     try:
@@ -57,18 +57,13 @@ def main():
                            if status != "200")
             measured[connections] = summary["summary"]["requestsPerSec"]
             rows.append({"scenario": "server, raw JPEG to /predict", "connections": connections,
-                         "images_per_second": measured[connections], "p50_ms": latency["p50"] * 1000,
+                         "rows_per_second": measured[connections], "p50_ms": latency["p50"] * 1000,
                          "p99_ms": latency["p99"] * 1000, "failures": failures, "steal": steal,
                          "rss_mib": server.rss_mib()})
     finally:
         server.stop()
 
-    print(f"{'scenario':50} {'conn':>4} {'images/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'steal':>6}")
-    for row in rows:
-        p50 = "" if row["p50_ms"] is None else f"{row['p50_ms']:.1f}"
-        p99 = "" if row["p99_ms"] is None else f"{row['p99_ms']:.1f}"
-        print(f"{row['scenario']:50} {row['connections']:>4} {row['images_per_second']:9.1f} {p50:>8} {p99:>8} "
-              f"{row['steal']:6.1%}")
+    print_scenarios(rows, width=50)
     name, needed = TARGET
     ratio = measured[8] / reference["rows_per_second"]
     print(f"\n{'met ' if ratio >= needed else 'MISSED'} {ratio:5.2f} (needs {needed}) {name}")

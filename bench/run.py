@@ -59,6 +59,17 @@ def least_stolen(load):
     return best
 
 
+def print_scenarios(rows, width=45):
+    """The table of bench/text and bench/image: each scenario's rows per second (a sentence or an
+    image a row), latencies and the CPU time the host took."""
+    print(f"{'scenario':{width}} {'conn':>4} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'steal':>6}")
+    for row in rows:
+        p50 = "" if row["p50_ms"] is None else f"{row['p50_ms']:.1f}"
+        p99 = "" if row["p99_ms"] is None else f"{row['p99_ms']:.1f}"
+        print(f"{row['scenario']:{width}} {row['connections']:>4} {row['rows_per_second']:9.1f} {p50:>8} {p99:>8} "
+              f"{row['steal']:6.1%}")
+
+
 def release(name):
     return str(REPO / "target/release" / name)
 

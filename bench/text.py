@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from run import LOAD_CPU, SERVER_CPU, REPO, Server, least_stolen, pinned, release
+from run import LOAD_CPU, SERVER_CPU, REPO, Server, least_stolen, pinned, print_scenarios, release
 
 BUNDLE = REPO / "models/minilm-embeddings"
 BATCH_ROWS = 8  # the bundle's runtime.max_batch_size
@@ -132,12 +132,7 @@ def main():
         finally:
             server.stop()
 
-    print(f"{'scenario':45} {'conn':>4} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'steal':>6}")
-    for row in rows:
-        p50 = "" if row["p50_ms"] is None else f"{row['p50_ms']:.1f}"
-        p99 = "" if row["p99_ms"] is None else f"{row['p99_ms']:.1f}"
-        print(f"{row['scenario']:45} {row['connections']:>4} {row['rows_per_second']:9.1f} {p50:>8} {p99:>8} "
-              f"{row['steal']:6.1%}")
+    print_scenarios(rows)
     ratios = [
         measured["padded batching", 16] / reference["rows_per_second"],
         measured["padded batching", 16] / measured["no batching", 16],

@@ -347,8 +347,8 @@ impl Bundle {
         let sample_input = sample::raw_json(&config.sample.input)
             .map_err(|error| BundleError::new(file, format!("sample.input: {error}")))?;
         let public_inputs = match (&config.text, &config.image) {
-            (Some(text), _) => vec![text_input(text, &config.inputs)],
-            (None, Some(image)) => vec![image_input(image, &config.inputs)],
+            (Some(text), _) => vec![row_input(&text.input, DType::String, &config.inputs)],
+            (None, Some(image)) => vec![row_input(&image.input, DType::Bytes, &config.inputs)],
             (None, None) => config.inputs.clone(),
         };
         Ok(Bundle {
@@ -629,31 +629,16 @@ fn is_safe_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
 }
 
-/// A text bundle's public input: one string per row, as many rows as its token inputs take.
-fn text_input(text: &TextConfig, token_inputs: &[TensorSpec]) -> TensorSpec {
-    let rows = token_inputs
-        .iter()
-        .filter_map(|spec| spec.max_shape.as_ref()?.first().copied())
-        .min();
-    TensorSpec {
-        name: text.input.clone(),
-        dtype: DType::String,
-        shape: vec![-1],
-        max_shape: rows.map(|rows| vec![rows]),
-        dimension_names: None,
-    }
-}
-
-/// An image bundle's public input: one encoded image per row, as many rows as its graph input
-/// takes.
-fn image_input(image: &ImageConfig, graph_inputs: &[TensorSpec]) -> TensorSpec {
+/// The one public input of a text or image bundle, `name`: a string (text) or bytes (an encoded
+/// image) per row, as many rows as the graph inputs it fills take.
+fn row_input(name: &str, dtype: DType, graph_inputs: &[TensorSpec]) -> TensorSpec {
     let rows = graph_inputs
         .iter()
         .filter_map(|spec| spec.max_shape.as_ref()?.first().copied())
         .min();
     TensorSpec {
-        name: image.input.clone(),
-        dtype: DType::Bytes,
+        name: name.to_string(),
+        dtype,
         shape: vec![-1],
         max_shape: rows.map(|rows| vec![rows]),
         dimension_names: None,

@@ -237,38 +237,26 @@ pub fn scaffold(
         }
     }
     if let Some(layout) = layout {
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "\n# Callers send images (JPEG, PNG, WebP), one per row; the server makes '{}' of them,",
-            inputs[0].0
+            r#"
+# Callers send images (JPEG, PNG, WebP), one per row; the server makes '{input}' of them, as
+# torchvision's Resize, CenterCrop (to the input's height and width), ToTensor and Normalize do.
+# Fill in the numbers the model card states (these are ImageNet's).
+[image]
+# The shorter side before the crop (Resize(256)), or [height, width] exactly.
+resize = 256
+# Each value divided by divide_by (255: [0, 1]), less mean, divided by std, per channel.
+divide_by = 255.0
+mean = [0.485, 0.456, 0.406]
+std = [0.229, 0.224, 0.225]
+# "RGB" (PIL's, torchvision's) or "BGR" (OpenCV's).
+channels = "RGB"
+layout = "{layout}"
+"#,
+            input = inputs[0].0,
+            layout = layout.name()
         );
-        let _ = writeln!(
-            out,
-            "# as torchvision's Resize, CenterCrop (to the input's height and width), ToTensor and"
-        );
-        let _ = writeln!(
-            out,
-            "# Normalize do. Fill in the numbers the model card states (these are ImageNet's)."
-        );
-        let _ = writeln!(out, "[image]");
-        let _ = writeln!(
-            out,
-            "# The shorter side before the crop (Resize(256)), or [height, width] exactly."
-        );
-        let _ = writeln!(out, "resize = 256");
-        let _ = writeln!(
-            out,
-            "# Each value divided by divide_by (255: [0, 1]), less mean, divided by std, per channel."
-        );
-        let _ = writeln!(out, "divide_by = 255.0");
-        let _ = writeln!(out, "mean = [0.485, 0.456, 0.406]");
-        let _ = writeln!(out, "std = [0.229, 0.224, 0.225]");
-        let _ = writeln!(
-            out,
-            "# \"RGB\" (PIL's, torchvision's) or \"BGR\" (OpenCV's)."
-        );
-        let _ = writeln!(out, "channels = \"RGB\"");
-        let _ = writeln!(out, "layout = \"{}\"", layout.name());
     }
     if let Some(logits) = &softmax_from {
         let _ = writeln!(
