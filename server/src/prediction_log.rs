@@ -186,7 +186,8 @@ impl PredictionLog {
         inputs
             .iter()
             .map(|tensor| {
-                if whole {
+                // Bytes (an image bundle's encoded images) are no text a log line can show.
+                if whole && tensor.dtype() != DType::Bytes {
                     Kept::Whole(tensor.clone())
                 } else {
                     Kept::described(tensor)
@@ -296,6 +297,16 @@ mod tests {
         let quarter = log(0.25);
         let picked: Vec<usize> = (0..8).filter(|_| quarter.sampled()).collect();
         assert_eq!(picked, vec![3, 7]);
+    }
+
+    #[test]
+    fn encoded_images_are_described_never_written() {
+        let image = Tensor::new(vec![1], TensorData::Bytes(vec![vec![0xFF, 0xD8, 0xFF]])).unwrap();
+        let kept = log(1.0).keep(std::slice::from_ref(&image));
+        let [Kept::Described { dtype, shape }] = kept.as_slice() else {
+            panic!("an image was kept whole")
+        };
+        assert_eq!((*dtype, shape.as_slice()), (DType::Bytes, &[1][..]));
     }
 
     #[test]
