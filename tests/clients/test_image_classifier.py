@@ -44,6 +44,24 @@ def server():
 
 
 @pytest.fixture(scope="module")
+def batched_server(tmp_path_factory):
+    """The bundle with dynamic batching (runtime.max_batch_size = 8), which it leaves out."""
+    server = Server([bundle_copy(tmp_path_factory.mktemp("batched"), lambda text: text + "\n[runtime]\nmax_batch_size = 8\n")])
+    yield server
+    server.stop()
+
+
+def bundle_copy(parent, edit):
+    """The bundle in `parent`, its predictor.toml edited, its other files linked."""
+    folder = parent / NAME
+    folder.mkdir()
+    (folder / "predictor.toml").write_text(edit((FOLDER / "predictor.toml").read_text()))
+    for name in ("model.onnx", *BUNDLE["sample"]["input"]):
+        (folder / name).symlink_to(FOLDER / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
 def reference():
     """The Python pipeline: the model's probabilities for a list of encoded images."""
     session = ort.InferenceSession(str(FOLDER / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -191,14 +209,14 @@ def test_the_seed_apis_json_takes_images_in_base64(server, reference):
     assert_within_bound(answer["prediction"], reference(images))
 
 
-def test_concurrent_callers_each_get_their_own_images_answer(server, reference):
+def test_concurrent_callers_each_get_their_own_images_answer(batched_server, reference):
     """48 requests at once, one to three images each, over the three encodings: batched together
     (runtime.max_batch_size), each answer is its own images'."""
     turns = [encoded(page, "JPEG", quality=80) for page, _ in page_turns()]
     requests = [(ENCODINGS[i % 3], [turns[(i + k) % 4] for k in range(1 + i % 3)]) for i in range(48)]
     expected = {index: reference([image])[0] for index, image in enumerate(turns)}
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda request: infer_v2(server, *request), requests))
+        answers = list(pool.map(lambda request: infer_v2(batched_server, *request), requests))
     for (_, images), answer in zip(requests, answers):
         assert_within_bound(answer, [expected[turns.index(image)] for image in images])
 
@@ -296,12 +314,7 @@ def test_exif_orientation_is_applied_only_when_the_bundle_says_so(tmp_path, refe
     turned = ImageOps.exif_transpose(Image.open(io.BytesIO(stored)))
     assert turned.size == page.size
 
-    bundle = tmp_path / NAME
-    bundle.mkdir()
-    config = (FOLDER / "predictor.toml").read_text().replace("[image]\n", "[image]\napply_exif_orientation = true\n")
-    (bundle / "predictor.toml").write_text(config)
-    for name in ("model.onnx", *BUNDLE["sample"]["input"]):
-        (bundle / name).symlink_to(FOLDER / name)
+    bundle = bundle_copy(tmp_path, lambda text: text.replace("[image]\n", "[image]\napply_exif_orientation = true\n"))
     for folder, label, expected in ((FOLDER, "270", reference([stored])), (bundle, "0", reference([encoded(turned, "PNG")]))):
         server = Server([folder])
         try:
@@ -315,8 +328,10 @@ def test_exif_orientation_is_applied_only_when_the_bundle_says_so(tmp_path, refe
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_the_classification_extension_names_the_best_turns(server, protocol):
-    """Top-k as Triton's classification extension gives it: "score:index:label", best first."""
+def test_the_classification_extension_names_the_best_turns(batched_server, protocol):
+    """Top-k as Triton's classification extension gives it: "score:index:label", best first, for
+    each row of a batching model (Triton ranks an unbatched model's whole output as one)."""
+    server = batched_server
     module = grpcclient if protocol == "grpc" else httpclient
     client = module.InferenceServerClient(server.grpc if protocol == "grpc" else server.http)
     images = [encoded(page, "PNG") for page, _ in page_turns()]

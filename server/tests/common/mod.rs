@@ -62,10 +62,16 @@ pub fn edited_copy_of(
     edit: impl Fn(String) -> String,
 ) -> (tempfile::TempDir, PathBuf) {
     let folder = tempfile::tempdir().unwrap();
-    // The bytes, not the mode: tests change the copy, and the source may be read-only (the Nix
-    // store, and scripts/rehearse-sandbox), which fs::copy would carry over.
-    let model = std::fs::read(source.join("model.onnx")).unwrap();
-    std::fs::write(folder.path().join("model.onnx"), model).unwrap();
+    // Every file of the bundle (the model, a tokenizer, sample images), as bytes, not with their
+    // mode: tests change the copy, and the source may be read-only (the Nix store, and
+    // scripts/rehearse-sandbox), which fs::copy would carry over.
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let name = path.file_name().unwrap();
+            std::fs::write(folder.path().join(name), std::fs::read(&path).unwrap()).unwrap();
+        }
+    }
     let text = std::fs::read_to_string(source.join("predictor.toml")).unwrap();
     let edited = edit(text.clone());
     assert_ne!(edited, text, "the edit must change something");

@@ -104,6 +104,21 @@ fn sample_images(bundle: &std::path::Path, sample: &serde_json::Value) -> Option
     )
 }
 
+/// An image bundle may batch: its rows are checked independent on their pixels (the sample's,
+/// then a perturbed copy of them in one run), since its encoded images cannot be perturbed.
+#[test]
+fn an_image_bundle_batches_once_its_rows_are_found_independent() {
+    let (_folder, batched) = common::edited_copy_of(&common::bundle("document-orientation"), |text| {
+        format!("{text}\n[runtime]\nmax_batch_size = 8\n")
+    });
+    let output = predictor(&["check", batched.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn init_then_filled_sample_passes_check_for_every_bundle() {
     for bundle in all_bundles() {
