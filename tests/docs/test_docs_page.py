@@ -79,3 +79,28 @@ def test_the_api_page_lists_the_routes_and_tries_predict_and_v2_infer(server):
         data = probabilities["data"]
         assert_sample([data[row * 3:(row + 1) * 3] for row in range(rows)], sample)
         browser.close()
+
+
+def test_try_it_out_on_predict_takes_an_image_file():
+    """An image bundle's page: "Try it out" on POST /predict/label offers the image/* body as a
+    file to choose; the page sends the file itself, and shows the page's turn."""
+    bundle = REPO / "models/document-orientation"
+    image_server = Server([bundle])
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 2400})
+            page.goto(f"http://{image_server.http}/docs")
+            page.wait_for_selector(".opblock", timeout=30_000)
+            operation = page.locator("#operations-Seed_API-predictLabelOfTheOnlyModel")
+            operation.locator(".opblock-summary").click()
+            operation.get_by_role("button", name="Try it out").click()
+            operation.locator(".opblock-section-request-body select").select_option("image/*")
+            operation.locator('input[type="file"]').set_input_files(str(bundle / "document-rotated.jpg"))
+            operation.get_by_role("button", name="Execute").click()
+            answer = operation.locator(".responses-table.live-responses-table .response-col_description pre")
+            answer.first.wait_for(timeout=30_000)
+            assert json.loads(answer.first.inner_text()) == {"prediction": ["270"]}
+            browser.close()
+    finally:
+        image_server.stop()

@@ -726,7 +726,7 @@ fn check_image(config: &BundleConfig, problems: &mut Vec<String>) {
 
 /// The [height, width] of an image graph input's `shape` in `layout`: fixed sizes, three channels,
 /// a dynamic first dimension; none for any other shape.
-pub fn image_size(layout: Layout, shape: &[i64]) -> Option<[usize; 2]> {
+fn image_size(layout: Layout, shape: &[i64]) -> Option<[usize; 2]> {
     let (channels, height, width) = match (layout, shape) {
         (Layout::Nchw, &[-1, channels, height, width]) => (channels, height, width),
         (Layout::Nhwc, &[-1, height, width, channels]) => (channels, height, width),

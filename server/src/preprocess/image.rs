@@ -34,6 +34,8 @@ pub enum ImageError {
         height: u64,
         max_pixels: u64,
     },
+    #[error("the image is {width} x {height} pixels: it has none")]
+    NoPixels { width: u64, height: u64 },
     #[error("the {format} image cannot be decoded: {reason}")]
     Undecodable {
         format: &'static str,
@@ -174,9 +176,7 @@ pub fn decode(
     let (width, height) = probe.into_dimensions().map_err(undecodable)?;
     let (width, height) = (u64::from(width), u64::from(height));
     if width == 0 || height == 0 {
-        return Err(undecodable(image::ImageError::Limits(
-            image::error::LimitError::from_kind(image::error::LimitErrorKind::DimensionError),
-        )));
+        return Err(ImageError::NoPixels { width, height });
     }
     if width.saturating_mul(height) > max_pixels {
         return Err(ImageError::TooLarge {

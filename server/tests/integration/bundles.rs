@@ -108,9 +108,10 @@ fn sample_images(bundle: &std::path::Path, sample: &serde_json::Value) -> Option
 /// then a perturbed copy of them in one run), since its encoded images cannot be perturbed.
 #[test]
 fn an_image_bundle_batches_once_its_rows_are_found_independent() {
-    let (_folder, batched) = common::edited_copy_of(&common::bundle("document-orientation"), |text| {
-        format!("{text}\n[runtime]\nmax_batch_size = 8\n")
-    });
+    let (_folder, batched) =
+        common::edited_copy_of(&common::bundle("document-orientation"), |text| {
+            format!("{text}\n[runtime]\nmax_batch_size = 8\n")
+        });
     let output = predictor(&["check", batched.to_str().unwrap()]);
     assert!(
         output.status.success(),
