@@ -14,10 +14,9 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
-from run import LOAD_CPU, REPO, SERVER_CPU, Server, least_stolen, oha, print_scenarios, release
+from run import LOAD_CPU, REPO, Server, bench_runtime, least_stolen, oha, print_scenarios, release
 
 BUNDLE = REPO / "models/document-orientation"
 IMAGE = REPO / "server/tests/data/images/china.jpg"
@@ -47,10 +46,8 @@ def main():
     (out / "images.json").write_text(json.dumps([str(IMAGE)]))
 
     def in_process(rows_per_run):
-        return least_stolen(lambda: json.loads(subprocess.run(
-            ["taskset", "-c", SERVER_CPU, release("examples/bench_runtime"), str(BUNDLE / "predictor.toml"),
-             str(rows_per_run), str(args.seconds), str(out / "images.json")],
-            check=True, capture_output=True, text=True).stdout))
+        return least_stolen(lambda: bench_runtime(BUNDLE / "predictor.toml", rows_per_run, args.seconds,
+                                                  out / "images.json"))
 
     reference, steal = in_process(1)
     rows = [{"scenario": "decode + preprocess + run in-process, runs of 1", "connections": "-",

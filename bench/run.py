@@ -180,9 +180,12 @@ def perf_analyzer(url, protocol, model, shape, concurrency, seconds):
     }
 
 
-def bench_runtime(bundle, rows, seconds):
+def bench_runtime(bundle, rows, seconds, inputs=None):
+    """bench_runtime's figures on the server's core: a bundle's runs of `rows`, from its sample, or
+    from `inputs` (a JSON file of a text bundle's sentences or an image bundle's image files)."""
     output = subprocess.run(
-        ["taskset", "-c", SERVER_CPU, release("examples/bench_runtime"), str(bundle), str(rows), str(seconds)],
+        ["taskset", "-c", SERVER_CPU, release("examples/bench_runtime"), str(bundle), str(rows), str(seconds),
+         *([str(inputs)] if inputs else [])],
         check=True, capture_output=True, text=True,
     )
     return json.loads(output.stdout)

@@ -14,12 +14,11 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
 
-from run import LOAD_CPU, SERVER_CPU, REPO, Server, least_stolen, pinned, print_scenarios, release
+from run import LOAD_CPU, REPO, Server, bench_runtime, least_stolen, pinned, print_scenarios, release
 
 BUNDLE = REPO / "models/minilm-embeddings"
 BATCH_ROWS = 8  # the bundle's runtime.max_batch_size
@@ -104,10 +103,8 @@ def main():
     batched = bundle_folder(out, batching=True)
 
     def in_process(rows_per_run):
-        return least_stolen(lambda: json.loads(subprocess.run(
-            ["taskset", "-c", SERVER_CPU, release("examples/bench_runtime"), str(batched / "predictor.toml"),
-             str(rows_per_run), str(args.seconds), str(out / "sentences.json")],
-            check=True, capture_output=True, text=True).stdout))
+        return least_stolen(lambda: bench_runtime(batched / "predictor.toml", rows_per_run, args.seconds,
+                                                  out / "sentences.json"))
 
     reference, steal = in_process(BATCH_ROWS)
     rows = [{"scenario": f"ONNX Runtime in-process, runs of {BATCH_ROWS}", "connections": "-",

@@ -135,6 +135,9 @@ struct GraphBinding {
     /// An image bundle's preprocessing, which makes the graph's image input from the callers'
     /// encoded images.
     image: Option<Arc<ImageStage>>,
+    /// `[sample] input` as a request gives it (an image bundle's files read), read once at load:
+    /// the checks at load and `/predict/test` run it.
+    sample: Vec<Tensor>,
     /// The declared outputs the server makes after the run (pooled, softmax).
     output_stage: OutputStage,
 }
@@ -222,6 +225,9 @@ impl Model {
         let text = TextStage::of(&bundle)?.map(Arc::new);
         let image = ImageStage::of(&bundle, options.max_image_pixels).map(Arc::new);
         let output_stage = OutputStage::of(&bundle);
+        let sample = bundle
+            .sample_inputs()
+            .map_err(|problem| bundle.error(problem))?;
         let binding = GraphBinding {
             bundle,
             graph_input_order,
@@ -230,6 +236,7 @@ impl Model {
             text,
             image,
             output_stage,
+            sample,
         };
         binding.check_sample(backend)?;
         let batching = binding.batching()?;
@@ -284,6 +291,11 @@ impl Model {
 
     pub fn bundle(&self) -> &Bundle {
         &self.binding.bundle
+    }
+
+    /// `[sample] input` as a request would give it (`/predict/test`), read at load.
+    pub fn sample_inputs(&self) -> Vec<Tensor> {
+        self.binding.sample.clone()
     }
 
     pub fn name(&self) -> &str {
@@ -506,10 +518,7 @@ impl GraphBinding {
                 .iter()
                 .map(|spec| Tensor::zeros(spec.dtype, vec![1; spec.shape.len()]))
                 .collect(),
-            None => self
-                .bundle
-                .decode_inputs(&self.bundle.sample_input, "sample.input")
-                .map_err(|problem| self.bundle.error(problem))?,
+            None => self.sample.clone(),
         };
         let inputs: Vec<Tensor> = specs
             .iter()
@@ -762,15 +771,13 @@ impl GraphBinding {
         let pixels = self.image.is_some();
         let (alone_inputs, other_inputs) = if pixels {
             let alone = self
-                .bundle
-                .sample_inputs()
-                .and_then(|public| self.declared_inputs(public))
+                .declared_inputs(self.sample.clone())
                 .map_err(|problem| self.bundle.error(problem))?;
             let other = alone.iter().map(perturbed_pixels).collect();
             (alone, other)
         } else {
             let perturbed = raw_json(&perturbed(&sample.input)).map_err(refuse)?;
-            (decode(&self.bundle.sample_input)?, decode(&perturbed)?)
+            (self.sample.clone(), decode(&perturbed)?)
         };
         let (other_rows, sample_rows) = (
             self.bundle.request_rows(&other_inputs).map_err(refuse)?,
@@ -852,12 +859,8 @@ impl GraphBinding {
     /// Runs `[sample] input` and compares the prediction with `[sample] output`.
     fn check_sample(&self, backend: &mut impl Backend) -> Result<(), BundleError> {
         let sample = &self.bundle.config.sample;
-        let inputs = self
-            .bundle
-            .sample_inputs()
-            .map_err(|problem| self.bundle.error(problem))?;
         let outputs = self
-            .run_public(backend, inputs)
+            .run_public(backend, self.sample.clone())
             .map_err(|error| self.bundle.error(format!("sample.input: {error}")))?;
         self.check_outputs(&outputs)
             .map_err(|error| self.bundle.error(format!("sample: {error}")))?;

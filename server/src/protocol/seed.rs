@@ -51,9 +51,10 @@ async fn inputs_of(model: &Arc<Model>, input: SeedInput) -> Result<Vec<Tensor>, 
     let bundle = model.bundle();
     let is_image_bundle = bundle.config.image.is_some();
     match input {
-        SeedInput::Sample => bundle.sample_inputs(),
+        SeedInput::Sample => Ok(model.sample_inputs()),
         SeedInput::Image(bytes) if is_image_bundle => {
-            let image = TensorData::Bytes(vec![bytes.to_vec()]);
+            // The body's own buffer when nothing else holds it: no copy.
+            let image = TensorData::Bytes(vec![Vec::from(bytes)]);
             Ok(vec![
                 Tensor::new(vec![1], image).map_err(|error| error.to_string())?
             ])
