@@ -23,6 +23,7 @@ import tritonclient.http as httpclient
 from PIL import Image, ImageOps
 
 from conftest import REPO, Server, read_bundle
+from image_reference import torchvision_pixels
 from text_helpers import post
 
 FOLDER = REPO / "models/document-orientation"
@@ -34,11 +35,21 @@ BOUND = 0.01
 PHOTOGRAPHS = REPO / "server/tests/data/images"
 ENCODINGS = ["http-json", "http-binary", "grpc"]
 PREDICT = f"/models/{NAME}/predict"
+# Image bundles whose graph input is float16, float64 or uint8 (make_bundles.py there).
+ELEMENT_TYPE_BUNDLES = REPO / "server/tests/fixtures/image-dtypes"
+ELEMENT_TYPES = ["float16", "float64", "uint8"]
 
 
 @pytest.fixture(scope="module")
 def server():
     server = Server([FOLDER, REPO / "models/iris-svc"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def element_type_server():
+    server = Server([ELEMENT_TYPE_BUNDLES / dtype for dtype in ELEMENT_TYPES])
     yield server
     server.stop()
 
@@ -72,39 +83,6 @@ def reference():
         return session.run(None, {graph_input["name"]: pixels})[0]
 
     return probabilities
-
-
-def torchvision_pixels(encoded, steps, shape):
-    """One image as torchvision's transforms make it from `Image.open(...).convert("RGB")`, with the
-    bundle's steps: Resize (shorter side, or [height, width]; bilinear, antialiased: PIL's
-    resize), CenterCrop to the graph's size, ToTensor's division, Normalize, channel order, layout."""
-    image = Image.open(io.BytesIO(encoded)).convert("RGB")
-    layout = steps.get("layout", "NCHW")
-    height, width = shape[2:4] if layout == "NCHW" else shape[1:3]
-    resize = steps.get("resize")
-    if isinstance(resize, int):
-        image = image.resize(shorter_side(image.size, resize), Image.BILINEAR)
-    elif resize:
-        image = image.resize((resize[1], resize[0]), Image.BILINEAR)
-    if image.width < width or image.height < height:
-        image = image.resize(shorter_side(image.size, max(width, height)), Image.BILINEAR)
-    left = int(round((image.width - width) / 2.0))
-    top = int(round((image.height - height) / 2.0))
-    image = image.crop((left, top, left + width, top + height))
-    values = np.asarray(image, dtype=np.float32) / np.float32(steps.get("divide_by", 255.0))
-    if steps.get("channels", "RGB") == "BGR":
-        values = values[:, :, ::-1]
-    mean = np.array(steps.get("mean", [0.0] * 3), dtype=np.float32)
-    std = np.array(steps.get("std", [1.0] * 3), dtype=np.float32)
-    values = (values - mean) / std
-    return values.transpose(2, 0, 1) if layout == "NCHW" else values
-
-
-def shorter_side(size, shorter):
-    """torchvision's Resize(shorter) of a (width, height): the longer side truncated."""
-    width, height = size
-    longer = int(shorter * max(width, height) / min(width, height))
-    return (shorter, longer) if width <= height else (longer, shorter)
 
 
 def encoded(image, format, **options):
@@ -143,7 +121,7 @@ def post_image(server, path, image, content_type):
         return error.code, json.loads(error.read())
 
 
-def infer_v2(server, encoding, images):
+def infer_v2(server, encoding, images, model=NAME, output=OUTPUT):
     """The images as one v2 request of BYTES rows, in one of tritonclient's encodings: binary and
     gRPC carry the bytes as they are, JSON in base64 (the input's content_type parameter)."""
     module = grpcclient if encoding == "grpc" else httpclient
@@ -156,7 +134,7 @@ def infer_v2(server, encoding, images):
         tensor._parameters["content_type"] = "base64"
     else:
         tensor.set_data_from_numpy(np.array(images, dtype=np.object_))
-    return client.infer(NAME, [tensor]).as_numpy(OUTPUT)
+    return client.infer(model, [tensor]).as_numpy(output)
 
 
 def test_the_bundles_sample_is_the_python_pipelines_answer(reference):
@@ -344,3 +322,26 @@ def test_the_classification_extension_names_the_best_turns(batched_server, proto
         score, index, name = row[0].decode().split(":")
         assert (LABELS[int(index)], name) == (label, label)
         assert float(score) > float(row[1].decode().split(":")[0])
+
+
+@pytest.mark.parametrize("dtype", ELEMENT_TYPES)
+def test_an_image_input_of_each_element_type_gets_the_python_pipelines_values(element_type_server, dtype):
+    """Each fixture's graph gives back what it was given: over every encoding, the values are the
+    Python pipeline's made that element type by numpy (float16 rounded to the nearest, float64
+    widened, uint8 the pixels themselves), exactly, for images Pillow and the server decode alike."""
+    bundle = read_bundle(ELEMENT_TYPE_BUNDLES / dtype)
+    [graph_input] = bundle["inputs"]
+    images = [
+        (FOLDER / "document.png").read_bytes(),
+        *((PHOTOGRAPHS / name).read_bytes() for name in ("gradient-rgba.png", "grey.png", "palette.png", "gradient.webp")),
+    ]
+    expected = np.stack([torchvision_pixels(image, bundle["image"], graph_input["shape"], dtype) for image in images])
+    for encoding in ENCODINGS:
+        seen = infer_v2(element_type_server, encoding, images, model=bundle["name"], output="seen")
+        assert seen.dtype == expected.dtype, encoding
+        np.testing.assert_array_equal(seen, expected, err_msg=encoding)
+    # The seed API, an image as the body: the graph's mean of each channel of those values.
+    axes = (1, 2) if bundle["image"].get("layout", "NCHW") == "NCHW" else (0, 1)
+    status, answer = post_image(element_type_server, f"/models/{bundle['name']}/predict", images[0], "image/png")
+    assert status == 200, answer
+    np.testing.assert_allclose(answer["prediction"], [expected[0].astype(np.float32).mean(axis=axes)], rtol=1e-5)

@@ -647,6 +647,12 @@ fn row_input(name: &str, dtype: DType, graph_inputs: &[TensorSpec]) -> TensorSpe
 
 /// An image bundle's declarations: one graph input, float32 of [rows, 3, height, width] (or
 /// [rows, height, width, 3] for NHWC), the public input a name of its own, sane numbers.
+/// The element types an image bundle's graph input may have (see [`PixelValue`]).
+///
+/// [`PixelValue`]: crate::preprocess::image::PixelValue
+pub const IMAGE_INPUT_DTYPES: [DType; 4] =
+    [DType::Float32, DType::Float16, DType::Float64, DType::Uint8];
+
 fn check_image(config: &BundleConfig, problems: &mut Vec<String>) {
     let Some(image) = &config.image else {
         return;
@@ -666,16 +672,26 @@ fn check_image(config: &BundleConfig, problems: &mut Vec<String>) {
                     image.input
                 ));
             }
-            if image_size(image.layout, &spec.shape).is_none() || spec.dtype != DType::Float32 {
+            if image_size(image.layout, &spec.shape).is_none()
+                || !IMAGE_INPUT_DTYPES.contains(&spec.dtype)
+            {
                 let expected = match image.layout {
                     Layout::Nchw => "[-1, 3, height, width]",
                     Layout::Nhwc => "[-1, height, width, 3]",
                 };
                 problems.push(format!(
-                    "inputs[0]: an image bundle's graph input ({}) must be float32 of shape {expected} with a fixed height and width; found {} {}",
+                    "inputs[0]: an image bundle's graph input ({}) must be float32, float16, float64 or uint8 of shape {expected} with a fixed height and width; found {} {}",
                     image.layout.name(),
                     spec.dtype,
                     ShapeText(&spec.shape)
+                ));
+            }
+            let normalizes =
+                image.divide_by != 1.0 || image.mean != [0.0; 3] || image.std != [1.0; 3];
+            if spec.dtype == DType::Uint8 && normalizes {
+                problems.push(format!(
+                    "image: a uint8 graph input takes the pixels as they are (0 to 255), so divide_by = 1, mean = [0, 0, 0] and std = [1, 1, 1]; found divide_by = {}, mean = {:?}, std = {:?}",
+                    image.divide_by, image.mean, image.std
                 ));
             }
             if let (Some(ResizeRule::Exact(size)), Some(crop)) =
@@ -1302,18 +1318,25 @@ tolerance = 0.01
         for (change, expected) in [
             (
                 ("shape = [-1, 3, 224, 224]", "shape = [-1, 224, 224, 3]"),
-                "must be float32 of shape [-1, 3, height, width]",
+                "must be float32, float16, float64 or uint8 of shape [-1, 3, height, width]",
             ),
             (
                 ("channels = \"BGR\"", "layout = \"NHWC\""),
-                "must be float32 of shape [-1, height, width, 3]",
+                "must be float32, float16, float64 or uint8 of shape [-1, height, width, 3]",
+            ),
+            (
+                (
+                    "dtype = \"float32\"\nshape = [-1, 3",
+                    "dtype = \"int32\"\nshape = [-1, 3",
+                ),
+                "found int32 [-1, 3, 224, 224]",
             ),
             (
                 (
                     "dtype = \"float32\"\nshape = [-1, 3",
                     "dtype = \"uint8\"\nshape = [-1, 3",
                 ),
-                "found uint8 [-1, 3, 224, 224]",
+                "a uint8 graph input takes the pixels as they are",
             ),
             (
                 ("shape = [-1, 3, 224, 224]", "shape = [-1, 3, -1, -1]"),
@@ -1350,6 +1373,22 @@ tolerance = 0.01
             "[[inputs]]\nname = \"y\"\ndtype = \"float32\"\nshape = [-1, 1]\n\n[[outputs]]",
         );
         assert!(problems(&two_inputs).contains("takes one input, the image; found 2"));
+        // The graph's other image element types; uint8 with the pixels as they are.
+        for dtype in ["float16", "float64"] {
+            let other = IMAGE.replace(
+                "dtype = \"float32\"\nshape = [-1, 3",
+                &format!("dtype = \"{dtype}\"\nshape = [-1, 3"),
+            );
+            assert!(parse(&other).is_ok(), "{dtype}");
+        }
+        let raw_pixels = IMAGE
+            .replace(
+                "dtype = \"float32\"\nshape = [-1, 3",
+                "dtype = \"uint8\"\nshape = [-1, 3",
+            )
+            .replace("mean = [0.485, 0.456, 0.406]", "divide_by = 1")
+            .replace("std = [0.229, 0.224, 0.225]", "");
+        parse(&raw_pixels).unwrap();
         // Bytes are the server's own: no graph input or output is declared so.
         let bytes = IRIS.replacen("dtype = \"float32\"", "dtype = \"bytes\"", 1);
         assert!(problems(&bytes).contains("bytes are an image bundle's encoded images"));

@@ -901,17 +901,28 @@ impl GraphBinding {
     }
 }
 
-/// Float pixels halved and raised by 1 (other values as they are): rows unlike the sample's for
-/// the rows-independence check of an image bundle.
+/// Pixels halved and raised by 1 (other values as they are): rows unlike the sample's for the
+/// rows-independence check of an image bundle.
 fn perturbed_pixels(tensor: &Tensor) -> Tensor {
-    match tensor.data() {
+    let data = match tensor.data() {
+        TensorData::Float16(values) => TensorData::Float16(
+            values
+                .iter()
+                .map(|value| half::f16::from_f32(value.to_f32() * 0.5 + 1.0))
+                .collect(),
+        ),
         TensorData::Float32(values) => {
-            let values = values.iter().map(|value| value * 0.5 + 1.0).collect();
-            Tensor::new(tensor.shape().to_vec(), TensorData::Float32(values))
-                .unwrap_or_else(|_| tensor.clone())
+            TensorData::Float32(values.iter().map(|value| value * 0.5 + 1.0).collect())
         }
-        _ => tensor.clone(),
-    }
+        TensorData::Float64(values) => {
+            TensorData::Float64(values.iter().map(|value| value * 0.5 + 1.0).collect())
+        }
+        TensorData::Uint8(values) => {
+            TensorData::Uint8(values.iter().map(|value| value / 2 + 1).collect())
+        }
+        _ => return tensor.clone(),
+    };
+    Tensor::new(tensor.shape().to_vec(), data).unwrap_or_else(|_| tensor.clone())
 }
 
 /// Whether a text bundle's output has a token dimension: a dynamic second one, the length of the

@@ -5,7 +5,7 @@
 
 use crate::bundle::{Bundle, BundleError, TOKEN_INPUTS};
 use crate::postprocess::pooling::{self, Pooling};
-use crate::preprocess::image::{ImageError, Preprocessing};
+use crate::preprocess::image::{ImageError, PixelValue, Preprocessing};
 use crate::preprocess::tokens::TextTokenizer;
 use crate::runtime::RuntimeError;
 use crate::tensor::{DType, Tensor, TensorData};
@@ -118,6 +118,9 @@ pub(super) struct ImageStage {
     /// The name callers give the images, for messages.
     input: String,
     preprocessing: Preprocessing,
+    /// The graph's image input's element type (float32, float16, float64 or uint8: the bundle's
+    /// checks see to it).
+    dtype: DType,
 }
 
 impl ImageStage {
@@ -126,17 +129,31 @@ impl ImageStage {
         Some(ImageStage {
             input: bundle.config.image.as_ref()?.input.clone(),
             preprocessing: bundle.image_preprocessing(max_pixels)?,
+            dtype: bundle.config.inputs.first()?.dtype,
         })
     }
 
-    /// The graph's image input (float32, [rows, 3, height, width] or [rows, height, width, 3])
-    /// for the public input's rows, one encoded image each: decoded, resized, cropped and
-    /// normalized one after another, so that one decoded image is held at a time.
+    /// The graph's image input ([rows, 3, height, width] or [rows, height, width, 3]) for the
+    /// public input's rows, one encoded image each: decoded, resized, cropped and normalized one
+    /// after another, so that one decoded image is held at a time.
     pub(super) fn pixel_inputs(&self, public: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
         let images = match public.first().map(Tensor::data) {
             Some(TensorData::Bytes(images)) if public.len() == 1 => images,
             _ => return Err("expected one input of images, encoded bytes per row".to_string()),
         };
+        let data = match self.dtype {
+            DType::Float16 => TensorData::Float16(self.values(images)?),
+            DType::Float64 => TensorData::Float64(self.values(images)?),
+            DType::Uint8 => TensorData::Uint8(self.values(images)?),
+            _ => TensorData::Float32(self.values(images)?),
+        };
+        let tensor = Tensor::new(self.preprocessing.shape(images.len()), data)
+            .map_err(|error| error.to_string())?;
+        Ok(vec![tensor])
+    }
+
+    /// The values of every image, one after another.
+    fn values<T: PixelValue>(&self, images: &[Vec<u8>]) -> Result<Vec<T>, String> {
         let steps = &self.preprocessing;
         let mut values = Vec::with_capacity(images.len() * steps.values_per_image());
         for (row, image) in images.iter().enumerate() {
@@ -149,9 +166,7 @@ impl ImageStage {
                 format!("input '{}' row {row}: {error}{hint}", self.input)
             })?;
         }
-        let tensor = Tensor::new(steps.shape(images.len()), TensorData::Float32(values))
-            .map_err(|error| error.to_string())?;
-        Ok(vec![tensor])
+        Ok(values)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::bundle::{SCHEMA_VERSION, TOKEN_INPUTS};
+use crate::bundle::{IMAGE_INPUT_DTYPES, SCHEMA_VERSION, TOKEN_INPUTS};
 use crate::preprocess::image::Layout;
 use crate::preprocess::tokens::TextTokenizer;
 use crate::runtime::{
@@ -31,7 +31,7 @@ pub enum InitError {
     NoInputIds { model: String },
     #[error("{0}")]
     Tokenizer(String),
-    #[error("{model}: --image is for a graph of one float32 image input, [rows, 3, height, width] or [rows, height, width, 3]; this one takes {found}")]
+    #[error("{model}: --image is for a graph of one image input (float32, float16, float64 or uint8), [rows, 3, height, width] or [rows, height, width, 3]; this one takes {found}")]
     NotAnImageInput { model: String, found: String },
     #[error("--image and --tokenizer: a bundle takes images or text, not both")]
     ImageAndText,
@@ -237,6 +237,15 @@ pub fn scaffold(
         }
     }
     if let Some(layout) = layout {
+        // A uint8 graph takes the pixels as they are; a float one, normalized.
+        let normalization = match inputs[0].1 {
+            DType::Uint8 => "# A uint8 input takes the pixels as they are (0 to 255): nothing is normalized.
+divide_by = 1.0",
+            _ => "# Each value divided by divide_by (255: [0, 1]), less mean, divided by std, per channel.
+divide_by = 255.0
+mean = [0.485, 0.456, 0.406]
+std = [0.229, 0.224, 0.225]",
+        };
         let _ = write!(
             out,
             r#"
@@ -246,10 +255,7 @@ pub fn scaffold(
 [image]
 # The shorter side before the crop (Resize(256)), or [height, width] exactly.
 resize = 256
-# Each value divided by divide_by (255: [0, 1]), less mean, divided by std, per channel.
-divide_by = 255.0
-mean = [0.485, 0.456, 0.406]
-std = [0.229, 0.224, 0.225]
+{normalization}
 # "RGB" (PIL's, torchvision's) or "BGR" (OpenCV's).
 channels = "RGB"
 layout = "{layout}"
@@ -349,8 +355,9 @@ layout = "{layout}"
     })
 }
 
-/// Checks that the graph takes one float32 image, [rows, 3, height, width] or [rows, height,
-/// width, 3]; a dynamic height or width becomes [`IMAGE_SIZE`]. Returns its layout.
+/// Checks that the graph takes one image (float32, float16, float64 or uint8), [rows, 3, height,
+/// width] or [rows, height, width, 3]; a dynamic height or width becomes [`IMAGE_SIZE`]. Returns
+/// its layout.
 fn image_bundle(model: &Path, inputs: &mut [Declared]) -> Result<Layout, InitError> {
     let refuse = |found: String| InitError::NotAnImageInput {
         model: model.display().to_string(),
@@ -360,7 +367,7 @@ fn image_bundle(model: &Path, inputs: &mut [Declared]) -> Result<Layout, InitErr
         return Err(refuse(format!("{} inputs", inputs.len())));
     };
     let found = format!("{dtype} {}", ShapeText(shape));
-    if *dtype != DType::Float32 || shape.len() != 4 {
+    if !IMAGE_INPUT_DTYPES.contains(dtype) || shape.len() != 4 {
         return Err(refuse(found));
     }
     let layout = match (shape[1], shape[3]) {

@@ -1,6 +1,7 @@
-//! Encoded images (JPEG, PNG, WebP) to a graph's float input, as torchvision's transforms make one
+//! Encoded images (JPEG, PNG, WebP) to a graph's image input, as torchvision's transforms make one
 //! from a PIL image: `Image.open(...).convert("RGB")`, `Resize` (bilinear, antialiased: Pillow's
-//! own resampling, in its fixed-point arithmetic), `CenterCrop`, `ToTensor` and `Normalize`.
+//! own resampling, in its fixed-point arithmetic), `CenterCrop`, `ToTensor` and `Normalize`, then
+//! the input's element type ([`PixelValue`]).
 //!
 //! Decoding is the `image` crate's (zune-jpeg, png, image-webp), not Pillow's libjpeg-turbo: of a
 //! real photograph's values at full size, under 2 % differ from Pillow's, by up to 3 levels (about
@@ -82,7 +83,11 @@ pub struct Preprocessing {
 
 impl Preprocessing {
     /// Appends the graph's values for one encoded image to `out`.
-    pub fn pixels_into(&self, encoded: &[u8], out: &mut Vec<f32>) -> Result<(), ImageError> {
+    pub fn pixels_into<T: PixelValue>(
+        &self,
+        encoded: &[u8],
+        out: &mut Vec<T>,
+    ) -> Result<(), ImageError> {
         let decoded = decode(encoded, self.max_pixels, self.apply_exif_orientation)?;
         let fitted = self.fit(decoded)?;
         normalize_into(
@@ -429,23 +434,58 @@ impl ChannelOrder {
     }
 }
 
+/// An element type a graph's image input may have, made from a normalized value (float32, as
+/// torchvision computes it): float64 widened, float16 rounded to the nearest (numpy's `astype`),
+/// uint8 rounded and clipped to [0, 255] (a uint8 input's bundle normalizes nothing, so its values
+/// are the pixels themselves: the bundle's checks see to it).
+pub trait PixelValue: Copy {
+    fn from_normalized(value: f32) -> Self;
+}
+
+impl PixelValue for f32 {
+    fn from_normalized(value: f32) -> f32 {
+        value
+    }
+}
+
+impl PixelValue for f64 {
+    fn from_normalized(value: f32) -> f64 {
+        f64::from(value)
+    }
+}
+
+impl PixelValue for half::f16 {
+    fn from_normalized(value: f32) -> half::f16 {
+        half::f16::from_f32(value)
+    }
+}
+
+impl PixelValue for u8 {
+    fn from_normalized(value: f32) -> u8 {
+        value.round().clamp(0.0, 255.0) as u8
+    }
+}
+
 /// torchvision's `ToTensor` then `Normalize(mean, std)`: each 8-bit value divided by `divide_by`
 /// (255 for [0, 1]), less its channel's mean, divided by its channel's standard deviation, in
-/// float32 as torchvision computes it; the channels in `order` (`mean` and `std` given in that
-/// order too), laid out as `layout` says. Appends one row's values to `out`.
-pub fn normalize_into(
+/// float32 as torchvision computes it, then made a `T`; the channels in `order` (`mean` and `std`
+/// given in that order too), laid out as `layout` says. Appends one row's values to `out`.
+pub fn normalize_into<T: PixelValue>(
     image: &RgbImage,
     divide_by: f32,
     mean: [f32; 3],
     std: [f32; 3],
     order: ChannelOrder,
     layout: Layout,
-    out: &mut Vec<f32>,
+    out: &mut Vec<T>,
 ) {
     let order = order.sources();
     let value = |pixel: usize, channel: usize| {
         let source = order[channel];
-        (f32::from(image.pixels[pixel * 3 + source]) / divide_by - mean[channel]) / std[channel]
+        T::from_normalized(
+            (f32::from(image.pixels[pixel * 3 + source]) / divide_by - mean[channel])
+                / std[channel],
+        )
     };
     let pixels = image.width * image.height;
     out.reserve(pixels * 3);
@@ -632,7 +672,7 @@ mod tests {
         let (mean, std) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
         let expected =
             |value: u8, channel: usize| (f32::from(value) / 255.0 - mean[channel]) / std[channel];
-        let mut chw = Vec::new();
+        let mut chw = Vec::<f32>::new();
         normalize_into(
             &image,
             255.0,
@@ -653,7 +693,7 @@ mod tests {
                 expected(51, 2)
             ]
         );
-        let mut hwc_bgr = Vec::new();
+        let mut hwc_bgr = Vec::<f32>::new();
         normalize_into(
             &image,
             255.0,
@@ -674,8 +714,8 @@ mod tests {
                 expected(255, 2)
             ]
         );
-        // Raw values: divided by 1, no mean, deviation 1.
-        let mut raw = Vec::new();
+        // Raw values: divided by 1, no mean, deviation 1; as uint8, the pixels themselves.
+        let mut raw = Vec::<f32>::new();
         normalize_into(
             &image,
             1.0,
@@ -686,6 +726,31 @@ mod tests {
             &mut raw,
         );
         assert_eq!(raw, [0.0, 128.0, 255.0, 255.0, 0.0, 51.0]);
+        let mut bytes = Vec::<u8>::new();
+        normalize_into(
+            &image,
+            1.0,
+            [0.0; 3],
+            [1.0; 3],
+            ChannelOrder::Rgb,
+            Layout::Nhwc,
+            &mut bytes,
+        );
+        assert_eq!(bytes, image.pixels);
+    }
+
+    /// The other element types are made from the float32 value.
+    #[test]
+    fn pixel_values_of_each_element_type_come_from_the_float32_value() {
+        let third = 1.0f32 / 3.0;
+        assert_eq!(f64::from_normalized(third), f64::from(third));
+        // float16's nearest to 1/3 is 0.33325195.
+        assert_eq!(half::f16::from_normalized(third).to_f32(), 0.333_251_95);
+        assert_eq!(half::f16::from_normalized(1e6), half::f16::INFINITY);
+        assert_eq!(
+            [-3.0, 0.4, 0.5, 1.5, 254.6, 300.0].map(u8::from_normalized),
+            [0, 0, 1, 2, 255, 255]
+        );
     }
 
     #[test]

@@ -108,15 +108,64 @@ fn sample_images(bundle: &std::path::Path, sample: &serde_json::Value) -> Option
 /// then a perturbed copy of them in one run), since its encoded images cannot be perturbed.
 #[test]
 fn an_image_bundle_batches_once_its_rows_are_found_independent() {
-    let (_folder, batched) =
-        common::edited_copy_of(&common::bundle("document-orientation"), |text| {
+    let image_bundles = [
+        common::bundle("document-orientation"),
+        common::fixture("image-dtypes/float16"),
+        common::fixture("image-dtypes/float64"),
+        common::fixture("image-dtypes/uint8"),
+    ];
+    for bundle in image_bundles {
+        let (_folder, batched) = common::edited_copy_of(&bundle, |text| {
             format!("{text}\n[runtime]\nmax_batch_size = 8\n")
         });
-    let output = predictor(&["check", batched.to_str().unwrap()]);
+        for folder in [&bundle, &batched] {
+            let output = predictor(&["check", folder.to_str().unwrap()]);
+            assert!(
+                output.status.success(),
+                "{}: {}",
+                folder.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
+
+/// A graph that takes uint8 pixels gets an [image] table that normalizes nothing, which check
+/// accepts once the sample and the resize are filled in (a normalizing one it would refuse).
+#[test]
+fn init_image_of_a_uint8_graph_takes_the_pixels_as_they_are() {
+    let folder = tempfile::tempdir().unwrap();
+    let fixture = common::fixture("image-dtypes/uint8");
+    for name in ["model.onnx", "sample.png"] {
+        std::fs::copy(fixture.join(name), folder.path().join(name)).unwrap();
+    }
+    let model = folder.path().join("model.onnx");
+    let output = predictor(&["init", model.to_str().unwrap(), "--image"]);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+    let written = folder.path().join("predictor.toml");
+    let text = std::fs::read_to_string(&written).unwrap();
+    assert!(text.contains("divide_by = 1.0"), "{text}");
+    assert!(!text.contains("mean ="), "{text}");
+    assert!(text.contains("layout = \"NHWC\""), "{text}");
+    let real: toml::Table =
+        toml::from_str(&std::fs::read_to_string(fixture.join("predictor.toml")).unwrap()).unwrap();
+    let mut config: toml::Table = toml::from_str(&text).unwrap();
+    config.insert("sample".into(), real["sample"].clone());
+    config["image"]
+        .as_table_mut()
+        .unwrap()
+        .insert("resize".into(), real["image"]["resize"].clone());
+    std::fs::write(&written, toml::to_string(&config).unwrap()).unwrap();
+    let accepted = predictor(&["check", folder.path().to_str().unwrap()]);
+    assert!(
+        accepted.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&accepted.stderr),
+        toml::to_string(&config).unwrap()
     );
 }
 
