@@ -327,6 +327,11 @@ fn builder(
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.keepalive_interval)
         .keep_alive_timeout(limits.keepalive_interval)
+        // What a stream's answer may have buffered beyond the peer's window: one piece, not
+        // hyper's 400 KiB, so that an answer the peer does not take stays with its request, whose
+        // place it holds (`transport::gate::held_until_sent`), and the rest of what a stalled
+        // connection holds is a piece a stream.
+        .max_send_buf_size(PIECE)
         .max_concurrent_streams(if overflow {
             1
         } else {

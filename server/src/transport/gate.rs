@@ -1,14 +1,18 @@
 //! What a call passes before its handler, over HTTP and gRPC alike, in this order: who calls (a
 //! valid bearer token when the server has tokens, unless its route is open), then, for an
 //! inference, its body, read whole ([`body::read`]) so that a slow sender holds no place, then a
-//! place among the requests in flight, held until it is answered (for a stream of inferences,
-//! each message's body as it comes, and each message's place). The policy is the call's route
-//! ([`crate::transport::routes`]); each transport turns a [`Refusal`] into its own status.
+//! place among the requests in flight, held until its answer is sent ([`held_until_sent`]; for a
+//! stream of inferences, each message's body as it comes, and each message's place). The policy
+//! is the call's route ([`crate::transport::routes`]); each transport turns a [`Refusal`] into its
+//! own status.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderValue, Response};
+use http_body::Frame;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::serving::error::ServeError;
@@ -68,4 +72,43 @@ pub async fn pass(
         body: Body::from(body),
         place: Some(place),
     })
+}
+
+/// `answer` with `place` held until its body has been sent whole, or dropped (its connection
+/// closed, at the latest at the send timeout): an answer waiting for a caller that does not read
+/// counts among the requests in flight, so that the answers held in memory are at most
+/// `--max-concurrent-requests`, whatever the callers read.
+pub fn held_until_sent(answer: Response<Body>, place: OwnedSemaphorePermit) -> Response<Body> {
+    answer.map(|body| {
+        Body::new(PlaceHeld {
+            body,
+            _place: place,
+        })
+    })
+}
+
+/// An answer's body and the place of its request.
+struct PlaceHeld {
+    body: Body,
+    _place: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for PlaceHeld {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(context)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }

@@ -791,6 +791,88 @@ async fn answers_nobody_reads_are_dropped_at_the_send_timeout() {
     }
 }
 
+/// An answer waiting for a caller that does not read holds its request's place until it is sent
+/// or dropped, so that the answers held in memory are at most `--max-concurrent-requests`: four
+/// requests on an HTTP/2 connection whose window stays closed take all four places (a caller gets
+/// 503), until the send timeout closes that connection and the caller is served again. (The
+/// answers, of 4,096 rows, are larger than a window the server may still grant before it has
+/// applied the connection's settings.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_waiting_to_be_sent_hold_their_places() {
+    let server = Server::start_with(
+        &[&bundle("iris-svc")],
+        &[
+            "--max-concurrent-requests",
+            "4",
+            "--send-timeout-seconds",
+            "3",
+        ],
+    );
+    let tcp = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    let (mut client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake(tcp)
+        .await
+        .unwrap();
+    let driven = tokio::spawn(connection);
+    let rows: Vec<f32> = common::IRIS_ROW.repeat(4096);
+    let body = serde_json::json!({"inputs": [{"name": "input", "shape": [4096, 4], "datatype": "FP32", "data": rows}]});
+    let body = Bytes::from(serde_json::to_vec(&body).unwrap());
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        client = client.ready().await.unwrap();
+        let request = axum::http::Request::post("http://x/v2/models/iris-svc/infer")
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let (answer, mut send) = client.send_request(request, false).unwrap();
+        send.send_data(body.clone(), true).unwrap();
+        answers.push(answer);
+    }
+    let caller = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let status = || async {
+        caller
+            .post(server.url("/v2/models/iris-svc/infer"))
+            .json(&iris_json())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // The answers' heads come; their bodies wait for a window that never opens (kept: a body
+    // dropped would reset its stream, which frees its place).
+    let mut bodies = Vec::new();
+    for answer in answers {
+        let head = tokio::time::timeout(Duration::from_secs(30), answer)
+            .await
+            .expect("an answer's head within 30 s")
+            .unwrap();
+        assert_eq!(head.status(), 200);
+        bodies.push(head.into_body());
+    }
+    assert_eq!(
+        status().await,
+        503,
+        "the four unsent answers hold the places"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !driven.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the connection whose answers nobody reads still open after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status().await, 200, "the places freed with the connection");
+    drop(bodies);
+}
+
 /// The grpc-status a call ends with: in the answer's head (an error at once) or its trailers.
 async fn grpc_status(answer: h2::client::ResponseFuture) -> String {
     let answer = tokio::time::timeout(Duration::from_secs(30), answer)

@@ -211,8 +211,10 @@ where
                 };
                 let request = axum::extract::Request::from_parts(parts, body);
                 let answer = inner.call(request).await;
-                drop(passed.place);
-                answer
+                Ok(match (answer, passed.place) {
+                    (Ok(response), Some(place)) => gate::held_until_sent(response, place),
+                    (answer, _) => answer?,
+                })
             }
         });
         let timer_slot = TimerSlot::default();

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
 use crate::serving::auth::CHALLENGE;
-use crate::transport::gate::{pass, Refusal};
+use crate::transport::gate::{held_until_sent, pass, Refusal};
 use crate::transport::routes;
 
 /// One middleware (each layer costs a clone of the routes per request): the credentials, then
@@ -25,12 +25,12 @@ pub async fn gate(State(registry): State<AppState>, request: Request, next: Next
         Err(refusal) => return refused(refusal),
     };
     let answer = next.run(Request::from_parts(parts, passed.body));
-    let Some(_place) = passed.place else {
+    let Some(place) = passed.place else {
         return answer.await;
     };
     let limits = registry.limits();
     match tokio::time::timeout(limits.request_timeout, answer).await {
-        Ok(response) => response,
+        Ok(response) => held_until_sent(response, place),
         Err(_) => ApiError::unavailable(limits.timeout_message()).into_response(),
     }
 }
