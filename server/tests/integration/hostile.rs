@@ -17,12 +17,12 @@ use serde_json::Value;
 
 use common::{bundle, Server};
 
-fn iris_json() -> Value {
+pub(crate) fn iris_json() -> Value {
     common::iris_infer_json()
 }
 
 /// A ModelInfer message for one iris row, framed for gRPC.
-fn grpc_frame() -> Vec<u8> {
+pub(crate) fn grpc_frame() -> Vec<u8> {
     common::grpc_frame(&common::iris_infer_request())
 }
 
@@ -874,7 +874,7 @@ async fn answers_waiting_to_be_sent_hold_their_places() {
 }
 
 /// The grpc-status a call ends with: in the answer's head (an error at once) or its trailers.
-async fn grpc_status(answer: h2::client::ResponseFuture) -> String {
+pub(crate) async fn grpc_status(answer: h2::client::ResponseFuture) -> String {
     let answer = tokio::time::timeout(Duration::from_secs(30), answer)
         .await
         .expect("an answer within 30 s")
@@ -896,7 +896,7 @@ async fn grpc_status(answer: h2::client::ResponseFuture) -> String {
 }
 
 /// The head of a call to the inference service's `method`, for a raw HTTP/2 client.
-fn grpc_request(method: &str) -> axum::http::Request<()> {
+pub(crate) fn grpc_request(method: &str) -> axum::http::Request<()> {
     axum::http::Request::post(format!("http://x/inference.GRPCInferenceService/{method}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")

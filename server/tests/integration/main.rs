@@ -14,6 +14,7 @@ mod hostile;
 mod layering;
 mod limits;
 mod manifests;
+mod memory_bound;
 mod observability;
 mod probe_cli;
 mod seed_api;
