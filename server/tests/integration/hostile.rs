@@ -533,15 +533,16 @@ async fn grpc_messages_cannot_decode_to_hundreds_of_times_their_size() {
     assert!(grown < 96 << 20, "RSS grew by {} MiB", grown >> 20);
 }
 
-/// v2 bodies of 1 MiB carrying about 110,000 tiny `parameters` entries, 64 at once, under the
-/// flags of the issue that found them (they once took the RSS to 529 MiB): each is refused 400
-/// while it is read (at its 65th parameter), the RSS grows by less than the terms of
-/// docs/operations.md's bound for those flags (its base is the server's own RSS before the
-/// attack, which a debug build makes larger than the document's), and an ordinary caller is
-/// served beside. A
-/// map of 64 scalars is taken, one of 65 or with an array value is refused, over REST and gRPC.
+/// v2 bodies of 1 MiB carrying about 110,000 tiny `parameters` entries, or 28,000 empty `inputs`
+/// entries, 64 at once, under the flags of the issue that found them (they once took the RSS to
+/// 529 MiB): each is refused 400 while it is read (at its 65th parameter, its 257th input), the
+/// RSS grows by less than the terms of docs/operations.md's bound for those flags (its base is
+/// the server's own RSS before the attack, which a debug build makes larger than the
+/// document's), and an ordinary caller is served beside. A map of 64 scalars is taken, one of 65
+/// or with an array value is refused, over REST and gRPC; 256 outputs are read (and refused for
+/// the model's), 257 are not, nor a shape of 65 dimensions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parameter_maps_cannot_decode_to_many_times_their_size() {
+async fn json_bodies_of_tiny_entries_cannot_decode_to_many_times_their_size() {
     let server = Server::start_with(
         &[&bundle("iris-svc")],
         &[
@@ -602,15 +603,45 @@ async fn parameter_maps_cannot_decode_to_many_times_their_size() {
         .unwrap();
     assert_eq!(grpc_status(answer).await, "3", "65 parameters over gRPC");
 
-    // The attack: 1 MiB of `"pNNNNN":1` entries, 64 bodies at once, four rounds.
-    let mut attack = String::from("{\"parameters\":{");
+    // Lists are capped as they are read.
+    let outputs = |count: usize| {
+        let list = vec![serde_json::json!({"name": "label"}); count];
+        let mut body = iris_json();
+        body["outputs"] = Value::from(list);
+        body
+    };
+    let mut deep = iris_json();
+    deep["inputs"][0]["shape"] = Value::from(vec![1; 65]);
+    for (body, expected) in [
+        (outputs(256), "output 'label'"),
+        (
+            outputs(257),
+            "more than 256 inputs or outputs in one request",
+        ),
+        (deep, "more than 64 dimensions in a shape"),
+    ] {
+        let response = server.client.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 400);
+        let text = response.text().await.unwrap();
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+
+    // The attacks: 1 MiB of `"pNNNNN":1` entries, or of empty inputs, 64 bodies at once, four
+    // rounds (two of each).
+    let mut parameters = String::from("{\"parameters\":{");
     let mut index = 0;
-    while attack.len() < (1 << 20) - 64 {
-        attack.push_str(&format!("\"p{index}\":1,"));
+    while parameters.len() < (1 << 20) - 64 {
+        parameters.push_str(&format!("\"p{index}\":1,"));
         index += 1;
     }
-    attack.push_str("\"end\":1},\"inputs\":[]}");
-    let attack = Bytes::from(attack);
+    parameters.push_str("\"end\":1},\"inputs\":[]}");
+    let entry = r#"{"name":"","shape":[],"datatype":""},"#;
+    let inputs = format!(
+        "{{\"inputs\":[{}{}]}}",
+        entry.repeat(((1 << 20) - 64) / entry.len()),
+        entry.trim_end_matches(',')
+    );
+    let attacks = [Bytes::from(parameters), Bytes::from(inputs)];
     let base = server.rss_bytes();
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -628,7 +659,8 @@ async fn parameter_maps_cannot_decode_to_many_times_their_size() {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    for _ in 0..4 {
+    for round in 0..4 {
+        let attack = &attacks[round % 2];
         let senders: Vec<_> = (0..64)
             .map(|_| {
                 let (client, url, body) = (reqwest::Client::new(), url.clone(), attack.clone());
@@ -874,7 +906,7 @@ async fn answers_waiting_to_be_sent_hold_their_places() {
 }
 
 /// The grpc-status a call ends with: in the answer's head (an error at once) or its trailers.
-pub(crate) async fn grpc_status(answer: h2::client::ResponseFuture) -> String {
+async fn grpc_status(answer: h2::client::ResponseFuture) -> String {
     let answer = tokio::time::timeout(Duration::from_secs(30), answer)
         .await
         .expect("an answer within 30 s")

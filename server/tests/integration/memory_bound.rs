@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 
 use crate::common::{self, bundle, Server};
-use crate::hostile::{grpc_frame, grpc_request, grpc_status, iris_json};
+use crate::hostile::{grpc_frame, grpc_request, iris_json};
 
 const SOAK: Duration = Duration::from_secs(60);
 const KIB: u64 = 1 << 10;
@@ -139,7 +139,7 @@ const ATTACKS: [&str; 8] = [
     "stream messages ended DEADLINE_EXCEEDED",
     "empty inputs refused INVALID_ARGUMENT",
     "unread answers' connections closed",
-    "parameter maps refused 400",
+    "JSON bodies of tiny entries refused 400",
     "gzip bombs refused 413",
     "slow uploads answered 408",
     "declared lengths refused 413",
@@ -188,7 +188,7 @@ async fn every_attack_at_once_beside_a_steady_load_stays_under_the_memory_bound(
         tokio::spawn(gzip_bombs(server.clone(), until, seen.clone())),
     ];
     for _ in 0..4 {
-        tasks.push(tokio::spawn(parameter_maps(
+        tasks.push(tokio::spawn(tiny_entries(
             server.clone(),
             until,
             seen.clone(),
@@ -309,7 +309,7 @@ async fn ordinary_grpc(address: SocketAddr, until: Instant, failures: Failures) 
                 .map_err(|error| error.to_string())?;
             body.send_data(Bytes::from(grpc_frame()), true)
                 .map_err(|error| error.to_string())?;
-            Ok::<String, String>(grpc_status(answer).await)
+            call_status(answer).await
         };
         match tokio::time::timeout(Duration::from_secs(5), call).await {
             Ok(Ok(status)) if status == "0" => answered += 1,
@@ -328,6 +328,28 @@ async fn ordinary_grpc(address: SocketAddr, until: Instant, failures: Failures) 
     if answered == 0 {
         failures.lock().unwrap().push("gRPC: no answer".into());
     }
+}
+
+/// The grpc-status a call ends with (in its head or its trailers), or why it has none: the
+/// attackers' connections may be closed under them.
+async fn call_status(answer: h2::client::ResponseFuture) -> Result<String, String> {
+    let answer = answer.await.map_err(|error| error.to_string())?;
+    let status = |value: Option<&axum::http::HeaderValue>| {
+        value
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string)
+    };
+    if let Some(status) = status(answer.headers().get("grpc-status")) {
+        return Ok(status);
+    }
+    let mut body = answer.into_body();
+    while let Some(data) = body.data().await {
+        data.map_err(|error| error.to_string())?;
+    }
+    let trailers = body.trailers().await.map_err(|error| error.to_string())?;
+    trailers
+        .and_then(|trailers| status(trailers.get("grpc-status")))
+        .ok_or_else(|| "no grpc-status".to_string())
 }
 
 /// Eight HTTP/2 connections that only answer pings, made again as the idle timeout closes them.
@@ -382,8 +404,8 @@ async fn stream_parts(address: SocketAddr, until: Instant, seen: Outcomes) {
             ends.push((client, body, answer));
         }
         for (_client, _body, answer) in ends {
-            let ended = tokio::time::timeout(Duration::from_secs(10), grpc_status(answer)).await;
-            if ended.is_ok_and(|status| status == "4") {
+            let ended = tokio::time::timeout(Duration::from_secs(10), call_status(answer)).await;
+            if ended.is_ok_and(|status| status.is_ok_and(|code| code == "4")) {
                 seen.saw("stream messages ended DEADLINE_EXCEEDED");
             }
         }
@@ -411,8 +433,8 @@ async fn empty_inputs(address: SocketAddr, until: Instant, seen: Outcomes) {
                 break;
             };
             let _ = body.send_data(frame.clone(), true);
-            let ended = tokio::time::timeout(Duration::from_secs(10), grpc_status(answer)).await;
-            if ended.is_ok_and(|status| status == "3") {
+            let ended = tokio::time::timeout(Duration::from_secs(10), call_status(answer)).await;
+            if ended.is_ok_and(|status| status.is_ok_and(|code| code == "3")) {
                 seen.saw("empty inputs refused INVALID_ARGUMENT");
             }
         }
@@ -463,29 +485,38 @@ async fn unread_answers(address: SocketAddr, until: Instant, seen: Outcomes) {
     }
 }
 
-/// v2 bodies of 1 MiB of tiny `parameters` entries, one after another.
-async fn parameter_maps(server: Arc<Server>, until: Instant, seen: Outcomes) {
-    let mut attack = String::from("{\"parameters\":{");
+/// v2 bodies of 1 MiB of tiny `parameters` entries, or of empty `inputs` entries, one after
+/// another.
+async fn tiny_entries(server: Arc<Server>, until: Instant, seen: Outcomes) {
+    let mut parameters = String::from("{\"parameters\":{");
     let mut index = 0;
-    while attack.len() < (1 << 20) - 64 {
-        attack.push_str(&format!("\"p{index}\":1,"));
+    while parameters.len() < (1 << 20) - 64 {
+        parameters.push_str(&format!("\"p{index}\":1,"));
         index += 1;
     }
-    attack.push_str("\"end\":1},\"inputs\":[]}");
-    let attack = Bytes::from(attack);
+    parameters.push_str("\"end\":1},\"inputs\":[]}");
+    let entry = r#"{"name":"","shape":[],"datatype":""},"#;
+    let inputs = format!(
+        "{{\"inputs\":[{}{}]}}",
+        entry.repeat(((1 << 20) - 64) / entry.len()),
+        entry.trim_end_matches(',')
+    );
+    let attacks = [Bytes::from(parameters), Bytes::from(inputs)];
+    let mut round = 0;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
     while Instant::now() < until {
+        round += 1;
         let sent = client
             .post(server.url("/v2/models/iris-svc/infer"))
             .header("content-type", "application/json")
-            .body(attack.clone())
+            .body(attacks[round % 2].clone())
             .send()
             .await;
         if sent.is_ok_and(|answer| answer.status() == 400) {
-            seen.saw("parameter maps refused 400");
+            seen.saw("JSON bodies of tiny entries refused 400");
         }
     }
 }

@@ -26,7 +26,9 @@ pub use metadata::{
 };
 pub use models::{find_model, refuse_load, repository_index, triton_version};
 pub use outputs::{answer_tensor, choose_outputs, OutputChoice, RequestedOutput};
-pub use parameters::{too_many_parameters, Parameter, Parameters, MAX_PARAMETERS};
+pub use parameters::{
+    too_many_parameters, Parameter, Parameters, MAX_PARAMETERS, MAX_RANK, MAX_TENSORS,
+};
 pub use shared_memory::SharedMemorySpan;
 pub use statistics::{model_statistics, statistics, Duration, ModelStatisticsReport};
 

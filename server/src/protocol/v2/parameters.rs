@@ -12,6 +12,14 @@ use crate::text::clip;
 /// with their values scalars, what a map decodes to is then bounded by its own bytes.
 pub const MAX_PARAMETERS: usize = 64;
 
+/// The most inputs, or outputs, one request may name: far more than a model takes (a large
+/// language model's cache of 80 layers is 160), few enough that a JSON body of empty entries
+/// decodes to a bounded structure.
+pub const MAX_TENSORS: usize = 256;
+
+/// The most dimensions a tensor's shape may have (numpy's own limit).
+pub const MAX_RANK: usize = 64;
+
 /// The refusal of a map with more than [`MAX_PARAMETERS`] entries.
 pub fn too_many_parameters(owner: &str) -> ServeError {
     invalid(format!(

@@ -216,19 +216,22 @@ pub(super) async fn model_metadata(V2Model(model): V2Model) -> Response {
     Json(oip::model_metadata(&model)).into_response()
 }
 
-/// The JSON of an inference request, as REST sends it.
+/// The JSON of an inference request, as REST sends it. Its lists are capped while they are read
+/// ([`Capped`]), as are its parameter maps ([`JsonParameters`]): beside its tensors' data (kept
+/// as text, decoded once), a body decodes to at most its own texts and a structure of a few MiB,
+/// however many empty entries it holds.
 #[derive(Deserialize)]
 struct WireRequest {
     id: Option<String>,
     parameters: Option<JsonParameters>,
-    inputs: Vec<RequestInput>,
-    outputs: Option<Vec<RequestOutput>>,
+    inputs: Capped<RequestInput, Tensors>,
+    outputs: Option<Capped<RequestOutput, Tensors>>,
 }
 
 #[derive(Deserialize)]
 struct RequestInput {
     name: String,
-    shape: Vec<i64>,
+    shape: Capped<i64, Dimensions>,
     datatype: String,
     parameters: Option<JsonParameters>,
     /// Kept as text and decoded straight into the tensor once its datatype and shape are known.
@@ -239,6 +242,62 @@ struct RequestInput {
 struct RequestOutput {
     name: String,
     parameters: Option<JsonParameters>,
+}
+
+/// A JSON list of at most `C::MAX` entries, refused at the next one while it is read.
+struct Capped<T, C>(Vec<T>, std::marker::PhantomData<C>);
+
+/// A cap on a list: its length, and what its entries are.
+trait Cap {
+    const MAX: usize;
+    const WHAT: &'static str;
+}
+
+/// A request's inputs or outputs.
+struct Tensors;
+
+impl Cap for Tensors {
+    const MAX: usize = oip::MAX_TENSORS;
+    const WHAT: &'static str = "inputs or outputs in one request";
+}
+
+/// A shape's dimensions.
+struct Dimensions;
+
+impl Cap for Dimensions {
+    const MAX: usize = oip::MAX_RANK;
+    const WHAT: &'static str = "dimensions in a shape";
+}
+
+impl<'de, T: Deserialize<'de>, C: Cap> Deserialize<'de> for Capped<T, C> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries<T, C>(std::marker::PhantomData<(T, C)>);
+        impl<'de, T: Deserialize<'de>, C: Cap> serde::de::Visitor<'de> for Entries<T, C> {
+            type Value = Capped<T, C>;
+            fn expecting(&self, out: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(out, "a list of at most {} {}", C::MAX, C::WHAT)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut entries: A,
+            ) -> Result<Capped<T, C>, A::Error> {
+                use serde::de::Error;
+                let mut list = Vec::new();
+                while let Some(entry) = entries.next_element()? {
+                    if list.len() == C::MAX {
+                        return Err(A::Error::custom(format_args!(
+                            "more than {} {}",
+                            C::MAX,
+                            C::WHAT
+                        )));
+                    }
+                    list.push(entry);
+                }
+                Ok(Capped(list, std::marker::PhantomData))
+            }
+        }
+        deserializer.deserialize_seq(Entries(std::marker::PhantomData))
+    }
 }
 
 /// A JSON parameter map as the protocol has it: at most [`oip::MAX_PARAMETERS`] entries, each a
@@ -436,8 +495,8 @@ fn decode_request(
     })?;
     identified(request.id.clone());
     let mut binary = body.slice(json_length..);
-    let mut inputs = Vec::with_capacity(request.inputs.len());
-    for input in request.inputs {
+    let mut inputs = Vec::with_capacity(request.inputs.0.len());
+    for input in request.inputs.0 {
         let owner = || format!("input '{}'", crate::text::clip(&input.name));
         let (size, shared_memory, content_type) = match &input.parameters {
             None => (None, None, None),
@@ -480,7 +539,7 @@ fn decode_request(
         inputs.push(InputRequest {
             name: input.name,
             datatype: input.datatype,
-            shape: input.shape,
+            shape: input.shape.0,
             data,
         });
     }
@@ -495,7 +554,7 @@ fn decode_request(
             .parameters
             .read("binary_data_output", "the request", "true or false")?;
     let mut outputs = Vec::new();
-    for output in request.outputs.into_iter().flatten() {
+    for output in request.outputs.into_iter().flat_map(|outputs| outputs.0) {
         let owner = format!("output '{}'", crate::text::clip(&output.name));
         let parameters = &output.parameters;
         outputs.push(oip::RequestedOutput {
