@@ -298,6 +298,11 @@ impl Model {
         self.binding.sample.clone()
     }
 
+    /// `--max-image-pixels`, for an image bundle.
+    pub fn max_image_pixels(&self) -> Option<u64> {
+        self.binding.image.as_deref().map(ImageStage::max_pixels)
+    }
+
     pub fn name(&self) -> &str {
         self.bundle().name()
     }

@@ -133,6 +133,11 @@ impl ImageStage {
         })
     }
 
+    /// Pixels an image may have.
+    pub(super) fn max_pixels(&self) -> u64 {
+        self.preprocessing.max_pixels
+    }
+
     /// The graph's image input ([rows, 3, height, width] or [rows, height, width, 3]) for the
     /// public input's rows, one encoded image each: decoded, resized, cropped and normalized one
     /// after another, so that one decoded image is held at a time.

@@ -37,6 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::ops::memory_bound;
 use crate::transport::Service;
 use tokio_util::task::TaskTracker;
 
@@ -332,6 +333,9 @@ fn builder(
         // place it holds (`transport::gate::held_until_sent`), and the rest of what a stalled
         // connection holds is a piece a stream.
         .max_send_buf_size(PIECE)
+        // Named here because the memory bound counts them (hyper's defaults).
+        .initial_connection_window_size(memory_bound::HTTP2_CONNECTION_WINDOW)
+        .max_header_list_size(memory_bound::HTTP2_HEADER_LIST)
         .max_concurrent_streams(if overflow {
             1
         } else {
@@ -649,7 +653,7 @@ impl Drop for PieceOut {
 /// The largest piece of an answer given at once: HTTP/2 takes a whole piece once its peer's window
 /// has room for one byte of it, so a larger answer is given in pieces, each asked for only once
 /// the last has gone on, and a window that stays shut is seen as a stalled piece.
-const PIECE: usize = 16 << 10;
+const PIECE: usize = memory_bound::ANSWER_PIECE;
 
 /// An answer's body, in pieces of at most [`PIECE`] bytes, each in progress until it is taken.
 struct Answering {

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
+use crate::ops::memory_bound::{self, MemoryBound};
 use crate::serving::Registry;
 use crate::transport::grpc;
 use crate::transport::http::{self, HttpOptions};
@@ -52,8 +53,8 @@ const RESERVED_FILES: usize = 64;
 
 /// The regular and overflow places for connections: `max_connections` regular ones (by default
 /// the open-file limit less the overflow places and a reserve), and up to 64 overflow places, so
-/// that the process never runs out of descriptors.
-fn connection_places(max_connections: Option<usize>) -> ConnectionPlaces {
+/// that the process never runs out of descriptors; and how many they are together.
+fn connection_places(max_connections: Option<usize>) -> (ConnectionPlaces, usize) {
     let files = open_file_limit().unwrap_or(1024);
     let overflow = (files / 8).min(64);
     let regular = max_connections
@@ -65,7 +66,33 @@ fn connection_places(max_connections: Option<usize>) -> ConnectionPlaces {
         overflow_connections = overflow,
         "connection places"
     );
-    ConnectionPlaces::new(regular, overflow)
+    (ConnectionPlaces::new(regular, overflow), regular + overflow)
+}
+
+/// Logs what callers can make the server hold, as a formula of its flags
+/// ([`memory_bound`]), beside its models' own runs.
+fn log_memory_bound(registry: &Registry, options: &ListenOptions, connections: usize) {
+    let limits = registry.limits();
+    let bound = MemoryBound::of(&memory_bound::Flags {
+        max_upload_bytes: limits.max_upload_bytes as u64,
+        max_body_bytes: limits.max_body_bytes as u64,
+        max_concurrent_requests: limits.max_concurrent_requests.get() as u64,
+        connections: connections as u64,
+        max_concurrent_streams: u64::from(options.connections.max_concurrent_streams),
+        max_image_pixels: registry
+            .models()
+            .iter()
+            .filter_map(|model| model.max_image_pixels())
+            .max(),
+    });
+    tracing::info!(
+        memory_bound_mib = memory_bound::mib(bound.total()),
+        uploads_mib = memory_bound::mib(bound.uploads),
+        requests_mib = memory_bound::mib(bound.requests),
+        connections_mib = memory_bound::mib(bound.connections),
+        spare_mib = memory_bound::mib(bound.spare),
+        "memory bound: what callers can make the server hold beside its models' runs (docs/operations.md)"
+    );
 }
 
 /// The soft limit on open files, as `/proc/self/limits` says (Linux; the standard library does
@@ -96,6 +123,9 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
         // Listening for the signals before saying "listening": a supervisor may signal as soon
         // as it reads that line, and an unhandled SIGTERM would kill the process undrained.
         let mut signals = ShutdownSignals::listen()?;
+        // Said before "listening", which is the last line of the start.
+        let (places, connections) = connection_places(options.max_connections);
+        log_memory_bound(&registry, options, connections);
         let bind = |port| async move {
             let address = SocketAddr::new(options.address, port);
             TcpListener::bind(address)
@@ -159,7 +189,6 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
                 Err::<(), _>("stopped before the requests in flight finished".to_string())
             }
         };
-        let places = connection_places(options.max_connections);
         let on = |protocols| Serving {
             protocols,
             options,
