@@ -639,6 +639,8 @@ impl GraphBinding {
         public: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, String> {
         if let Some(image) = self.image.clone() {
+            // Held until the images are decoded; the semaphore is never closed.
+            let _decoder = IMAGE_DECODERS.acquire().await;
             let span = Span::current();
             return tokio::task::spawn_blocking(move || {
                 span.in_scope(|| image.pixel_inputs(public))
@@ -905,6 +907,17 @@ impl GraphBinding {
         Ok(())
     }
 }
+
+/// Requests whose images are decoded at once, in the whole process: one a CPU the process may
+/// use (decoding is CPU work: more at once would go no faster), so that what decoding holds is
+/// this many images at `--max-image-pixels`, not one per request in flight. The others wait
+/// for their turn within their request's timeout.
+pub fn image_decoders() -> usize {
+    thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+static IMAGE_DECODERS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(image_decoders()));
 
 /// Pixels halved and raised by 1 (other values as they are): rows unlike the sample's for the
 /// rows-independence check of an image bundle.

@@ -22,7 +22,8 @@ const HELD_PER_BODY_BYTE: u64 = 1 + 2 + 4;
 /// And whatever its size: a gRPC message's structure takes 1 MiB more, a JSON body's at most a
 /// few MiB (its lists are capped as they are read).
 const HELD_PER_REQUEST: u64 = 4 * MIB;
-/// An image being decoded: up to 8 bytes a pixel (16-bit RGBA) and its 3-byte RGB copy.
+/// An image being decoded: up to 8 bytes a pixel (16-bit RGBA) and its 3-byte RGB copy. One at
+/// a time per request, and [`Flags::image_decoders`] requests at once.
 const HELD_PER_IMAGE_PIXEL: u64 = 8 + 3;
 
 /// The flags the bound is a formula of.
@@ -40,6 +41,8 @@ pub struct Flags {
     pub max_concurrent_streams: u64,
     /// `--max-image-pixels`, where an image bundle is served.
     pub max_image_pixels: Option<u64>,
+    /// Requests whose images are decoded at once (one a CPU).
+    pub image_decoders: u64,
 }
 
 /// The bound's terms, in bytes.
@@ -47,7 +50,7 @@ pub struct Flags {
 pub struct MemoryBound {
     /// Bodies still arriving.
     pub uploads: u64,
-    /// Requests in flight: bodies, what they decode to, images being decoded, answers.
+    /// Requests in flight: bodies, what they decode to, images being decoded.
     pub requests: u64,
     /// Connections' buffers.
     pub connections: u64,
@@ -57,21 +60,25 @@ pub struct MemoryBound {
 
 impl MemoryBound {
     pub fn of(flags: &Flags) -> MemoryBound {
-        let image = flags
-            .max_image_pixels
-            .map_or(0, |pixels| pixels.saturating_mul(HELD_PER_IMAGE_PIXEL));
+        let images = flags.max_image_pixels.map_or(0, |pixels| {
+            pixels
+                .saturating_mul(HELD_PER_IMAGE_PIXEL)
+                .saturating_mul(flags.image_decoders)
+        });
         let per_request = flags
             .max_body_bytes
             .saturating_mul(HELD_PER_BODY_BYTE)
-            .saturating_add(HELD_PER_REQUEST)
-            .saturating_add(image);
+            .saturating_add(HELD_PER_REQUEST);
         let per_stream = u64::from(HTTP2_HEADER_LIST) + ANSWER_PIECE as u64;
         let per_connection = flags
             .max_concurrent_streams
             .saturating_mul(per_stream)
             .saturating_add(u64::from(HTTP2_CONNECTION_WINDOW));
         let uploads = flags.max_upload_bytes;
-        let requests = flags.max_concurrent_requests.saturating_mul(per_request);
+        let requests = flags
+            .max_concurrent_requests
+            .saturating_mul(per_request)
+            .saturating_add(images);
         let connections = flags.connections.saturating_mul(per_connection);
         let held = uploads.saturating_add(requests).saturating_add(connections);
         MemoryBound {
@@ -111,6 +118,7 @@ mod tests {
             connections: 48 + 32,
             max_concurrent_streams: 8,
             max_image_pixels: None,
+            image_decoders: 2,
         });
         assert_eq!(
             (
@@ -121,7 +129,8 @@ mod tests {
             ),
             (32, 176, 100, 385)
         );
-        // The defaults under 1,024 open files (896 + 64 connections), with an image bundle.
+        // The defaults under 1,024 open files (896 + 64 connections), with an image bundle, on
+        // 2 CPUs.
         let defaults = MemoryBound::of(&Flags {
             max_upload_bytes: 256 * MIB,
             max_body_bytes: 8 * MIB,
@@ -129,6 +138,7 @@ mod tests {
             connections: 896 + 64,
             max_concurrent_streams: 100,
             max_image_pixels: Some(1 << 24),
+            image_decoders: 2,
         });
         assert_eq!(
             (
@@ -137,7 +147,7 @@ mod tests {
                 mib(defaults.connections),
                 mib(defaults.total())
             ),
-            (256, 15_104, 3_960, 24_150)
+            (256, 4_192, 3_960, 10_510)
         );
     }
 }

@@ -84,6 +84,7 @@ fn log_memory_bound(registry: &Registry, options: &ListenOptions, connections: u
             .iter()
             .filter_map(|model| model.max_image_pixels())
             .max(),
+        image_decoders: crate::model::image_decoders() as u64,
     });
     tracing::info!(
         memory_bound_mib = memory_bound::mib(bound.total()),
