@@ -21,6 +21,7 @@ use crate::defaults::{
     self, DRAIN_TIMEOUT_SECONDS, GRPC_PORT, HTTP_PORT, LIVE_PATH, MAX_BODY_BYTES, METRICS_PATH,
     METRICS_PORT, READY_PATH, TARGET_IN_FLIGHT_PER_REPLICA,
 };
+use crate::ops::memory_bound::{self, MemoryBound};
 
 /// `predictor manifests BUNDLE --image REF [--kserve [--serverless]]`.
 #[derive(Args, Debug)]
@@ -331,12 +332,28 @@ pub fn memory_mib(hints: &RuntimeHints, model_bytes: u64) -> u64 {
     })
 }
 
-/// What the server's own limits let requests in flight hold at most, in MiB: as many bodies of the
-/// largest size as it admits inference requests at once. The memory limit adds it to the request,
-/// so that the kernel never kills a server that keeps within its own limits.
-pub fn request_budget_mib() -> u64 {
-    const MIB: u64 = 1024 * 1024;
-    (defaults::MAX_CONCURRENT_REQUESTS.get() as u64 * MAX_BODY_BYTES as u64).div_ceil(MIB)
+/// The connections one server of the manifests takes (`--max-connections`): its own, not the
+/// open-file limit's, which a container sets high; behind a Service, far more than its callers
+/// keep open.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Its overflow places: a container's open-file limit is high enough for the most there are.
+const OVERFLOW_CONNECTIONS: usize = 64;
+
+/// What callers can make one server of the manifests hold beside its models' runs, in MiB
+/// ([`memory_bound`], for the flags the manifests set; `cpus` decode images at once where the
+/// bundle takes images). The memory limit adds it to the request, so that the kernel never kills
+/// a server that keeps within its own limits.
+pub fn server_bound_mib(cpus: usize, takes_images: bool) -> u64 {
+    let bound = MemoryBound::of(&memory_bound::Flags {
+        max_upload_bytes: defaults::MAX_UPLOAD_BYTES as u64,
+        max_body_bytes: MAX_BODY_BYTES as u64,
+        max_concurrent_requests: defaults::MAX_CONCURRENT_REQUESTS.get() as u64,
+        connections: (MAX_CONNECTIONS + OVERFLOW_CONNECTIONS) as u64,
+        max_concurrent_streams: u64::from(defaults::MAX_CONCURRENT_STREAMS),
+        max_image_pixels: takes_images.then_some(defaults::MAX_IMAGE_PIXELS),
+        image_decoders: cpus as u64,
+    });
+    memory_bound::mib(bound.total())
 }
 
 /// The CPUs of one server of the bundle: `runtime.threads` for each of its `runtime.instances`,
@@ -355,6 +372,7 @@ struct Plan<'a> {
     selector: Value,
     cpus: usize,
     memory_mib: u64,
+    takes_images: bool,
     options: &'a Options,
 }
 
@@ -397,6 +415,7 @@ impl<'a> Plan<'a> {
             selector,
             cpus: cpus(&bundle.config.runtime),
             memory_mib: memory_mib(&bundle.config.runtime, model_bytes),
+            takes_images: bundle.config.image.is_some(),
             options,
         })
     }
@@ -407,12 +426,13 @@ impl<'a> Plan<'a> {
 
     /// CPU: the limit is the request, so the server, whose default thread count follows its CPU
     /// limit, runs the threads the bundle asks for. Memory: the scheduler reserves what the server
-    /// needs in steady use; the limit adds what its own request limits let callers make it hold.
+    /// needs in steady use; the limit adds what its own limits let callers make it hold.
     fn resources(&self) -> Value {
         let cpu = self.cpus.to_string();
+        let limit = self.memory_mib + server_bound_mib(self.cpus, self.takes_images);
         json!({
             "requests": {"cpu": cpu, "memory": format!("{}Mi", self.memory_mib)},
-            "limits": {"cpu": cpu, "memory": format!("{}Mi", self.memory_mib + request_budget_mib())},
+            "limits": {"cpu": cpu, "memory": format!("{limit}Mi")},
         })
     }
 
@@ -515,12 +535,21 @@ impl<'a> Plan<'a> {
         environment.extend(listeners);
         environment.extend([
             env("PREDICTOR_LOG_FORMAT", "json".into()),
-            // What the memory limit was sized for (request_budget_mib).
+            // What the memory limit was sized for (server_bound_mib).
             env("PREDICTOR_MAX_BODY_BYTES", MAX_BODY_BYTES.to_string()),
             env(
                 "PREDICTOR_MAX_CONCURRENT_REQUESTS",
                 defaults::MAX_CONCURRENT_REQUESTS.to_string(),
             ),
+            env(
+                "PREDICTOR_MAX_UPLOAD_BYTES",
+                defaults::MAX_UPLOAD_BYTES.to_string(),
+            ),
+            env(
+                "PREDICTOR_MAX_CONCURRENT_STREAMS",
+                defaults::MAX_CONCURRENT_STREAMS.to_string(),
+            ),
+            env("PREDICTOR_MAX_CONNECTIONS", MAX_CONNECTIONS.to_string()),
         ]);
 
         let mut security = json!({
@@ -872,14 +901,17 @@ tolerance = 1e-4
             generated(runtime, false)[0]["spec"]["template"]["spec"]["containers"][0]["resources"]
                 .clone()
         };
-        // No hints: one CPU; 128 MiB + 4 × 3 MiB, and up to 64 bodies of 8 MiB more.
-        assert_eq!(request_budget_mib(), 512);
+        // No hints: one CPU; 128 MiB + 4 × 3 MiB, and the server's bound for the flags the
+        // manifests set: 256 MiB arriving, 64 requests of 60 MiB, 320 connections of 4.1 MiB,
+        // and a quarter.
+        assert_eq!(server_bound_mib(1, false), 6_770);
+        assert_eq!(server_bound_mib(2, true), 6_770 + 440);
         let default = resources("");
         assert_eq!(default["requests"], json!({"cpu": "1", "memory": "140Mi"}));
-        assert_eq!(default["limits"], json!({"cpu": "1", "memory": "652Mi"}));
+        assert_eq!(default["limits"], json!({"cpu": "1", "memory": "6910Mi"}));
         let hinted = resources("[runtime]\nthreads = 3\nmemory_mib = 512");
         assert_eq!(hinted["requests"], json!({"cpu": "3", "memory": "512Mi"}));
-        assert_eq!(hinted["limits"], json!({"cpu": "3", "memory": "1024Mi"}));
+        assert_eq!(hinted["limits"], json!({"cpu": "3", "memory": "7282Mi"}));
         let instances = resources("[runtime]\nthreads = 3\ninstances = 2");
         assert_eq!(
             instances["requests"],
