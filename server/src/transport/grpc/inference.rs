@@ -19,6 +19,7 @@ use crate::metrics::RouteLabels;
 use crate::protocol::v2::infer::{self, InferRequest, InputData, InputRequest, Placement};
 use crate::protocol::v2::{self as oip, cuda_shared_memory, Parameter, Parameters, TypedContents};
 use crate::request_context::{choose_request_id, REQUEST_ID, TRACEPARENT};
+use crate::serving::decoding::decode_sized;
 use crate::serving::error::{ErrorKind, ServeError};
 use crate::serving::Registry;
 use crate::transport::observe::Observation;
@@ -514,8 +515,13 @@ impl InferenceService {
             &request.model_name,
             Some(&request.model_version),
         )?;
-        let request = Self::decode_request(&mut request)?;
-        let valid = infer::validate(&self.registry, model.bundle(), request)?;
+        // Its tensors decoded and checked off the reactor when it is large, as REST's bodies are.
+        let (registry, validating) = (self.registry.clone(), model.clone());
+        let valid = decode_sized(prost::Message::encoded_len(&request), move || {
+            let request = Self::decode_request(&mut request)?;
+            infer::validate(&registry, validating.bundle(), request)
+        })
+        .await?;
         let answer = infer::answer(&self.registry, &model, valid).await?;
         let mut outputs = Vec::with_capacity(answer.outputs.len());
         let mut raw_output_contents = Vec::with_capacity(answer.outputs.len());

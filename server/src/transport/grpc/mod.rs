@@ -12,6 +12,7 @@ use tonic::{Code, Status};
 use crate::metrics::RouteLabels;
 use crate::protocol::v2 as oip;
 use crate::request_context::{choose_request_id, REQUEST_ID};
+use crate::serving::decoding::OFF_REACTOR_BYTES;
 use crate::serving::error::{ErrorKind, ServeError};
 use crate::serving::Registry;
 use crate::transport::gate::{self, Refusal};
@@ -74,7 +75,9 @@ impl<U: prost::Message + Default + 'static> tonic::codec::Decoder for CallersDec
     type Error = Status;
 
     /// Refuses a message whose structure would outgrow its wire size (`wire.rs`) before
-    /// decoding it (the buffer holds the whole message, contiguous).
+    /// decoding it (the buffer holds the whole message, contiguous). A large one is decoded with
+    /// its worker thread handed over to blocking work, so that the reactor's other tasks move on
+    /// (the codec is synchronous: `serving::decoding`'s hand-off cannot be used here).
     fn decode(
         &mut self,
         buf: &mut tonic::codec::DecodeBuf<'_>,
@@ -84,9 +87,15 @@ impl<U: prost::Message + Default + 'static> tonic::codec::Decoder for CallersDec
             buf.advance(buf.remaining());
             return Err(Status::invalid_argument(why));
         }
-        self.0
-            .decode(buf)
-            .map_err(|status| Status::invalid_argument(status.message()))
+        let many_threads = tokio::runtime::Handle::try_current().is_ok_and(|reactor| {
+            reactor.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        let decoded = if many_threads && buf.remaining() >= OFF_REACTOR_BYTES {
+            tokio::task::block_in_place(|| self.0.decode(buf))
+        } else {
+            self.0.decode(buf)
+        };
+        decoded.map_err(|status| Status::invalid_argument(status.message()))
     }
 
     fn buffer_settings(&self) -> tonic::codec::BufferSettings {
