@@ -628,20 +628,7 @@ async fn json_bodies_of_tiny_entries_cannot_decode_to_many_times_their_size() {
 
     // The attacks: 1 MiB of `"pNNNNN":1` entries, or of empty inputs, 64 bodies at once, four
     // rounds (two of each).
-    let mut parameters = String::from("{\"parameters\":{");
-    let mut index = 0;
-    while parameters.len() < (1 << 20) - 64 {
-        parameters.push_str(&format!("\"p{index}\":1,"));
-        index += 1;
-    }
-    parameters.push_str("\"end\":1},\"inputs\":[]}");
-    let entry = r#"{"name":"","shape":[],"datatype":""},"#;
-    let inputs = format!(
-        "{{\"inputs\":[{}{}]}}",
-        entry.repeat(((1 << 20) - 64) / entry.len()),
-        entry.trim_end_matches(',')
-    );
-    let attacks = [Bytes::from(parameters), Bytes::from(inputs)];
+    let attacks = tiny_entry_bodies();
     let base = server.rss_bytes();
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -729,34 +716,13 @@ async fn answers_nobody_reads_are_dropped_at_the_send_timeout() {
             "256",
         ],
     );
-    let rows: Vec<f32> = common::IRIS_ROW.repeat(4096);
-    let body = serde_json::json!({"inputs": [{"name": "input", "shape": [4096, 4], "datatype": "FP32", "data": rows}]});
-    let body = Bytes::from(serde_json::to_vec(&body).unwrap());
+    let body = rows_4096_body();
     let before = server.rss_bytes();
 
     let mut connections = Vec::new();
     for _ in 0..4 {
-        let tcp = tokio::net::TcpStream::connect(server.address)
-            .await
-            .unwrap();
-        let (mut client, connection) = h2::client::Builder::new()
-            .initial_window_size(0)
-            .handshake(tcp)
-            .await
-            .unwrap();
-        let driven = tokio::spawn(connection);
-        let mut answers = Vec::new();
-        for _ in 0..25 {
-            client = client.ready().await.unwrap();
-            let request = axum::http::Request::post("http://x/v2/models/iris-svc/infer")
-                .header("content-type", "application/json")
-                .body(())
-                .unwrap();
-            let (answer, mut send) = client.send_request(request, false).unwrap();
-            send.send_data(body.clone(), true).unwrap();
-            answers.push(answer);
-        }
-        connections.push((client, answers, driven));
+        let connection = unread_answers_of(server.address, &body, 25).await;
+        connections.push(connection.expect("25 requests on a connection"));
     }
     // HTTP/1: the requests written by a thread of their own (the server stops reading them once
     // its answers back up), none of the answers read until the end.
@@ -840,29 +806,10 @@ async fn answers_waiting_to_be_sent_hold_their_places() {
             "3",
         ],
     );
-    let tcp = tokio::net::TcpStream::connect(server.address)
+    let body = rows_4096_body();
+    let (_client, answers, driven) = unread_answers_of(server.address, &body, 4)
         .await
-        .unwrap();
-    let (mut client, connection) = h2::client::Builder::new()
-        .initial_window_size(0)
-        .handshake(tcp)
-        .await
-        .unwrap();
-    let driven = tokio::spawn(connection);
-    let rows: Vec<f32> = common::IRIS_ROW.repeat(4096);
-    let body = serde_json::json!({"inputs": [{"name": "input", "shape": [4096, 4], "datatype": "FP32", "data": rows}]});
-    let body = Bytes::from(serde_json::to_vec(&body).unwrap());
-    let mut answers = Vec::new();
-    for _ in 0..4 {
-        client = client.ready().await.unwrap();
-        let request = axum::http::Request::post("http://x/v2/models/iris-svc/infer")
-            .header("content-type", "application/json")
-            .body(())
-            .unwrap();
-        let (answer, mut send) = client.send_request(request, false).unwrap();
-        send.send_data(body.clone(), true).unwrap();
-        answers.push(answer);
-    }
+        .expect("4 requests on a connection");
     let caller = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -903,6 +850,67 @@ async fn answers_waiting_to_be_sent_hold_their_places() {
     }
     assert_eq!(status().await, 200, "the places freed with the connection");
     drop(bodies);
+}
+
+/// v2 JSON bodies of 1 MiB of tiny entries, which once decoded to many times their size:
+/// `parameters` entries (about 110,000), and empty `inputs` entries (about 28,000).
+pub(crate) fn tiny_entry_bodies() -> [Bytes; 2] {
+    let mut parameters = String::from("{\"parameters\":{");
+    let mut index = 0;
+    while parameters.len() < (1 << 20) - 64 {
+        parameters.push_str(&format!("\"p{index}\":1,"));
+        index += 1;
+    }
+    parameters.push_str("\"end\":1},\"inputs\":[]}");
+    let entry = r#"{"name":"","shape":[],"datatype":""},"#;
+    let inputs = format!(
+        "{{\"inputs\":[{}{}]}}",
+        entry.repeat(((1 << 20) - 64) / entry.len()),
+        entry.trim_end_matches(',')
+    );
+    [Bytes::from(parameters), Bytes::from(inputs)]
+}
+
+/// A v2 request of 4,096 iris rows: its answer, of about 150 KB, is larger than any window an
+/// HTTP/2 peer may have granted before the server applied its settings.
+pub(crate) fn rows_4096_body() -> Bytes {
+    let rows: Vec<f32> = common::IRIS_ROW.repeat(4096);
+    let body = serde_json::json!({"inputs": [{"name": "input", "shape": [4096, 4], "datatype": "FP32", "data": rows}]});
+    Bytes::from(serde_json::to_vec(&body).unwrap())
+}
+
+/// An HTTP/2 connection to `address` whose receive window stays closed, with `count` v2
+/// inferences of `body` sent on it: the client, the answers (whose bodies wait; dropping one
+/// resets its stream), and the task driving the connection, which ends when the server closes it.
+/// None when the connection or a request could not be made.
+pub(crate) async fn unread_answers_of(
+    address: SocketAddr,
+    body: &Bytes,
+    count: usize,
+) -> Option<(
+    h2::client::SendRequest<Bytes>,
+    Vec<h2::client::ResponseFuture>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+)> {
+    let tcp = tokio::net::TcpStream::connect(address).await.ok()?;
+    let (mut client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake(tcp)
+        .await
+        .ok()?;
+    let driven = tokio::spawn(connection);
+    let mut answers = Vec::new();
+    for _ in 0..count {
+        client = client.ready().await.ok()?;
+        let request = axum::http::Request::post("http://x/v2/models/iris-svc/infer")
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let (answer, mut send) = client.send_request(request, false).ok()?;
+        send.send_data(body.clone(), true).ok()?;
+        answers.push(answer);
+    }
+    Some((client, answers, driven))
 }
 
 /// The grpc-status a call ends with: in the answer's head (an error at once) or its trailers.

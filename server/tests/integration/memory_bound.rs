@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 
 use crate::common::{self, bundle, Server};
-use crate::hostile::{grpc_frame, grpc_request, iris_json};
+use crate::hostile::{
+    grpc_frame, grpc_request, iris_json, rows_4096_body, tiny_entry_bodies, unread_answers_of,
+};
 
 const SOAK: Duration = Duration::from_secs(60);
 
@@ -469,37 +471,11 @@ async fn empty_inputs(address: SocketAddr, until: Instant, seen: Outcomes) {
 /// Four requests of 4,096 rows on an HTTP/2 connection whose window stays closed: their answers
 /// wait until the send timeout closes the connection; then again.
 async fn unread_answers(address: SocketAddr, until: Instant, seen: Outcomes) {
-    let rows: Vec<f32> = common::IRIS_ROW.repeat(4096);
-    let body = serde_json::json!({"inputs": [{"name": "input", "shape": [4096, 4], "datatype": "FP32", "data": rows}]});
-    let body = Bytes::from(serde_json::to_vec(&body).unwrap());
+    let body = rows_4096_body();
     while Instant::now() < until {
-        let Ok(tcp) = tokio::net::TcpStream::connect(address).await else {
+        let Some((_client, answers, driven)) = unread_answers_of(address, &body, 4).await else {
             continue;
         };
-        let handshake = h2::client::Builder::new()
-            .initial_window_size(0)
-            .handshake(tcp)
-            .await;
-        let Ok((mut client, connection)) = handshake else {
-            continue;
-        };
-        let driven = tokio::spawn(connection);
-        let mut answers = Vec::new();
-        for _ in 0..4 {
-            let Ok(ready) = client.ready().await else {
-                break;
-            };
-            client = ready;
-            let request = axum::http::Request::post("http://x/v2/models/iris-svc/infer")
-                .header("content-type", "application/json")
-                .body(())
-                .unwrap();
-            let Ok((answer, mut send)) = client.send_request(request, false) else {
-                break;
-            };
-            let _ = send.send_data(body.clone(), true);
-            answers.push(answer);
-        }
         if tokio::time::timeout(Duration::from_secs(20), driven)
             .await
             .is_ok()
@@ -513,20 +489,7 @@ async fn unread_answers(address: SocketAddr, until: Instant, seen: Outcomes) {
 /// v2 bodies of 1 MiB of tiny `parameters` entries, or of empty `inputs` entries, one after
 /// another.
 async fn tiny_entries(server: Arc<Server>, until: Instant, seen: Outcomes) {
-    let mut parameters = String::from("{\"parameters\":{");
-    let mut index = 0;
-    while parameters.len() < (1 << 20) - 64 {
-        parameters.push_str(&format!("\"p{index}\":1,"));
-        index += 1;
-    }
-    parameters.push_str("\"end\":1},\"inputs\":[]}");
-    let entry = r#"{"name":"","shape":[],"datatype":""},"#;
-    let inputs = format!(
-        "{{\"inputs\":[{}{}]}}",
-        entry.repeat(((1 << 20) - 64) / entry.len()),
-        entry.trim_end_matches(',')
-    );
-    let attacks = [Bytes::from(parameters), Bytes::from(inputs)];
+    let attacks = tiny_entry_bodies();
     let mut round = 0;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
