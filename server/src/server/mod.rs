@@ -3,6 +3,7 @@
 //! flushes the logs.
 
 pub mod listener;
+mod notify;
 mod parse_error_answers;
 pub mod single_port;
 
@@ -164,6 +165,11 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
                 Listeners::Single(listener)
             }
         };
+        // Every model is loaded and has passed its sample: a notify unit is started now.
+        notify::notify(&format!(
+            "READY=1\nSTATUS=serving {} models",
+            registry.models().len()
+        ));
         let stopping = CancellationToken::new();
         let drain_timeout = options.drain_timeout;
         // Draining has a bound: a stalled client or a second signal ends it. The listeners are
@@ -175,6 +181,7 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
                 signals.next().await;
                 tracing::info!("shutting down: not ready, no new connections, finishing requests in flight");
                 registry.begin_shutdown();
+                notify::notify("STOPPING=1\nSTATUS=draining the requests in flight");
                 stopping.cancel();
                 tokio::select! {
                     _ = signals.next() => {
