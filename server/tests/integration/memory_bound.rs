@@ -403,20 +403,22 @@ async fn ping_only(address: SocketAddr, until: Instant, seen: Outcomes) {
     }
 }
 
+/// An HTTP/2 connection to `address`, driven, ready for a request; None when the server refused
+/// or closed it (an attacker's connection may lose its place).
+async fn connected(address: SocketAddr) -> Option<h2::client::SendRequest<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(address).await.ok()?;
+    let (client, connection) = h2::client::handshake(tcp).await.ok()?;
+    tokio::spawn(connection);
+    client.ready().await.ok()
+}
+
 /// Four ModelStreamInfer messages declaring almost 1 MiB that stop after 512 KiB: each ends at
 /// the body timeout; then four more.
 async fn stream_parts(address: SocketAddr, until: Instant, seen: Outcomes) {
     while Instant::now() < until {
         let mut ends = Vec::new();
         for _ in 0..4 {
-            let Ok(tcp) = tokio::net::TcpStream::connect(address).await else {
-                continue;
-            };
-            let Ok((client, connection)) = h2::client::handshake(tcp).await else {
-                continue;
-            };
-            tokio::spawn(connection);
-            let Ok(mut client) = client.ready().await else {
+            let Some(mut client) = connected(address).await else {
                 continue;
             };
             let Ok((answer, mut body)) =
@@ -444,14 +446,7 @@ async fn empty_inputs(address: SocketAddr, until: Instant, seen: Outcomes) {
     let message = [0x2a_u8, 0].repeat((1 << 19) - 32);
     let frame = Bytes::from(common::grpc_frame_of(&message));
     while Instant::now() < until {
-        let Ok(tcp) = tokio::net::TcpStream::connect(address).await else {
-            continue;
-        };
-        let Ok((client, connection)) = h2::client::handshake(tcp).await else {
-            continue;
-        };
-        tokio::spawn(connection);
-        let Ok(mut client) = client.ready().await else {
+        let Some(mut client) = connected(address).await else {
             continue;
         };
         for _ in 0..8 {
