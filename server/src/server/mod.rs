@@ -2,6 +2,7 @@
 //! for all three, the signals, and a bounded drain. It returns, never exits, so that the caller
 //! flushes the logs.
 
+mod activation;
 pub mod listener;
 mod notify;
 mod parse_error_answers;
@@ -128,43 +129,17 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
         // Said before "listening", which is the last line of the start.
         let (places, connections) = connection_places(options.max_connections);
         log_memory_bound(&registry, options, connections);
-        let bind = |port| async move {
-            let address = SocketAddr::new(options.address, port);
-            TcpListener::bind(address)
-                .await
-                .map_err(|error| format!("cannot listen on {address}: {error}"))
-        };
-        let local = |listener: &TcpListener| listener.local_addr().map_err(|e| e.to_string());
-        // One listener per port; on a single port the log line names it for all three, so that
-        // whoever reads the line finds each protocol where it is.
-        let listeners = match options.ports {
-            Ports::Separate {
-                http,
-                grpc,
-                metrics,
-            } => {
-                let listeners = [bind(http).await?, bind(grpc).await?, bind(metrics).await?];
+        let listeners = match activation::passed_to_this_process()? {
+            Some(passed) => {
                 tracing::info!(
-                    address = %local(&listeners[0])?,
-                    grpc_address = %local(&listeners[1])?,
-                    metrics_address = %local(&listeners[2])?,
-                    "listening"
+                    names = passed.names.join(":"),
+                    "taking the listening sockets systemd passed (socket activation)"
                 );
-                Listeners::Separate(listeners)
+                Listeners::passed(&passed, options.ports)?
             }
-            Ports::Single(port) => {
-                let listener = bind(port).await?;
-                let address = local(&listener)?;
-                tracing::info!(
-                    address = %address,
-                    grpc_address = %address,
-                    metrics_address = %address,
-                    single_port = true,
-                    "listening"
-                );
-                Listeners::Single(listener)
-            }
+            None => Listeners::bind(options.address, options.ports).await?,
         };
+        listeners.log_listening()?;
         // Every model is loaded and has passed its sample: a notify unit is started now.
         notify::notify(&format!(
             "READY=1\nSTATUS=serving {} models",
@@ -240,10 +215,76 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
     Ok(())
 }
 
-/// The bound listeners: HTTP, gRPC and metrics, or the one for all.
+/// The listeners: HTTP, gRPC and metrics, or the one for all; bound by the server, or passed by
+/// systemd.
 enum Listeners {
     Separate([TcpListener; 3]),
     Single(TcpListener),
+}
+
+impl Listeners {
+    /// Listens on `ports` of `address`.
+    async fn bind(address: IpAddr, ports: Ports) -> Result<Listeners, String> {
+        let bind = |port| async move {
+            let address = SocketAddr::new(address, port);
+            TcpListener::bind(address)
+                .await
+                .map_err(|error| format!("cannot listen on {address}: {error}"))
+        };
+        Ok(match ports {
+            Ports::Separate {
+                http,
+                grpc,
+                metrics,
+            } => Listeners::Separate([bind(http).await?, bind(grpc).await?, bind(metrics).await?]),
+            Ports::Single(port) => Listeners::Single(bind(port).await?),
+        })
+    }
+
+    /// The sockets systemd `passed` (socket activation): the ports and address flags are not
+    /// used then, the socket units say where to listen.
+    fn passed(passed: &activation::Passed, ports: Ports) -> Result<Listeners, String> {
+        let take = |fd| {
+            activation::listener(fd).and_then(|listener| {
+                TcpListener::from_std(listener).map_err(|error| {
+                    format!("cannot serve the socket systemd passed as descriptor {fd}: {error}")
+                })
+            })
+        };
+        Ok(match passed.assign(matches!(ports, Ports::Single(_)))? {
+            activation::Assignment::Separate {
+                http,
+                grpc,
+                metrics,
+            } => Listeners::Separate([take(http)?, take(grpc)?, take(metrics)?]),
+            activation::Assignment::Single(fd) => Listeners::Single(take(fd)?),
+        })
+    }
+
+    /// The last line of the start, naming where each protocol listens (on a single port, the
+    /// one address for all three, so that whoever reads the line finds each protocol).
+    fn log_listening(&self) -> Result<(), String> {
+        let local = |listener: &TcpListener| listener.local_addr().map_err(|e| e.to_string());
+        match self {
+            Listeners::Separate([http, grpc, metrics]) => tracing::info!(
+                address = %local(http)?,
+                grpc_address = %local(grpc)?,
+                metrics_address = %local(metrics)?,
+                "listening"
+            ),
+            Listeners::Single(listener) => {
+                let address = local(listener)?;
+                tracing::info!(
+                    address = %address,
+                    grpc_address = %address,
+                    metrics_address = %address,
+                    single_port = true,
+                    "listening"
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How a listener is served: its protocols, the shared connection places, and the stop.

@@ -393,6 +393,44 @@ pub async fn h2_connect(address: SocketAddr) -> h2::client::SendRequest<axum::bo
     client.ready().await.unwrap()
 }
 
+/// One unary gRPC call of `method` over a new HTTP/2 connection to `address`: its grpc-status
+/// and the answer's message bytes (without the frame header).
+pub async fn grpc_call(
+    address: SocketAddr,
+    method: &str,
+    message: axum::body::Bytes,
+    authorization: Option<&str>,
+) -> (String, Vec<u8>) {
+    let mut client = h2_connect(address).await;
+    let mut request = axum::http::Request::post(format!(
+        "http://{address}/inference.GRPCInferenceService/{method}"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers");
+    if let Some(authorization) = authorization {
+        request = request.header("authorization", authorization);
+    }
+    let (answer, mut body) = client
+        .send_request(request.body(()).unwrap(), false)
+        .unwrap();
+    body.send_data(message, true).unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(30), answer)
+        .await
+        .unwrap()
+        .unwrap();
+    if let Some(status) = answer.headers().get("grpc-status") {
+        return (status.to_str().unwrap().to_string(), Vec::new());
+    }
+    let mut body = answer.into_body();
+    let mut bytes = Vec::new();
+    while let Some(data) = body.data().await {
+        bytes.extend_from_slice(&data.unwrap());
+    }
+    let trailers = body.trailers().await.unwrap().unwrap();
+    let status = trailers["grpc-status"].to_str().unwrap().to_string();
+    (status, bytes.get(5..).unwrap_or_default().to_vec())
+}
+
 /// The resident memory of process `pid` now, from /proc (0 once it has exited).
 pub fn rss_of(pid: u32) -> u64 {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {

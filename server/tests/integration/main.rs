@@ -18,6 +18,7 @@ mod memory_bound;
 mod observability;
 mod probe_cli;
 mod seed_api;
+mod service_manager;
 mod shutdown;
 mod single_port;
 mod strings_and_maps;

@@ -28,44 +28,6 @@ fn iris_request() -> ModelInferRequest {
     common::iris_infer_request()
 }
 
-/// One unary gRPC call of `method` over a new HTTP/2 connection to `address`: its grpc-status
-/// and the answer's message bytes (without the frame header).
-async fn grpc_call(
-    address: SocketAddr,
-    method: &str,
-    message: Bytes,
-    authorization: Option<&str>,
-) -> (String, Vec<u8>) {
-    let mut client = common::h2_connect(address).await;
-    let mut request = axum::http::Request::post(format!(
-        "http://{address}/inference.GRPCInferenceService/{method}"
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers");
-    if let Some(authorization) = authorization {
-        request = request.header("authorization", authorization);
-    }
-    let (answer, mut body) = client
-        .send_request(request.body(()).unwrap(), false)
-        .unwrap();
-    body.send_data(message, true).unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(30), answer)
-        .await
-        .unwrap()
-        .unwrap();
-    if let Some(status) = answer.headers().get("grpc-status") {
-        return (status.to_str().unwrap().to_string(), Vec::new());
-    }
-    let mut body = answer.into_body();
-    let mut bytes = Vec::new();
-    while let Some(data) = body.data().await {
-        bytes.extend_from_slice(&data.unwrap());
-    }
-    let trailers = body.trailers().await.unwrap().unwrap();
-    let status = trailers["grpc-status"].to_str().unwrap().to_string();
-    (status, bytes.get(5..).unwrap_or_default().to_vec())
-}
-
 /// A REST request over h2c (HTTP/2 without TLS, no gRPC content type): its status and body.
 async fn h2c_post(address: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
     let mut client = common::h2_connect(address).await;
@@ -124,7 +86,7 @@ async fn one_port_serves_the_seed_api_v2_rest_grpc_and_the_metrics_at_once() {
     assert_eq!(h2c["outputs"], rest["outputs"]);
 
     let (status, message) =
-        grpc_call(server.address, "ModelInfer", frame(&iris_request()), None).await;
+        common::grpc_call(server.address, "ModelInfer", frame(&iris_request()), None).await;
     assert_eq!(status, "0");
     let answer = ModelInferResponse::decode(message.as_slice()).unwrap();
     assert_eq!(answer.model_name, "iris-svc");
@@ -170,10 +132,10 @@ async fn tokens_and_the_concurrency_limit_hold_on_the_grpc_path_of_the_one_port(
     let bearer = format!("Bearer {TOKEN}");
     for wrong in [None, Some("Bearer not-the-token-0123456789")] {
         let (status, _) =
-            grpc_call(server.address, "ModelInfer", frame(&iris_request()), wrong).await;
+            common::grpc_call(server.address, "ModelInfer", frame(&iris_request()), wrong).await;
         assert_eq!(status, "16", "UNAUTHENTICATED with {wrong:?}");
     }
-    let (status, _) = grpc_call(
+    let (status, _) = common::grpc_call(
         server.address,
         "ModelInfer",
         frame(&iris_request()),
@@ -183,7 +145,7 @@ async fn tokens_and_the_concurrency_limit_hold_on_the_grpc_path_of_the_one_port(
     assert_eq!(status, "0");
     // The health methods stay open, as on the gRPC port.
     let live = predictor::transport::grpc::proto::ServerLiveRequest {};
-    let (status, _) = grpc_call(server.address, "ServerLive", frame(&live), None).await;
+    let (status, _) = common::grpc_call(server.address, "ServerLive", frame(&live), None).await;
     assert_eq!(status, "0");
     // REST on the same port needs it too; the scrape, as on the metrics port, does not.
     let (status, _) = server
@@ -223,7 +185,8 @@ async fn tokens_and_the_concurrency_limit_hold_on_the_grpc_path_of_the_one_port(
             n >= 1.0
         })
     });
-    let (status, _) = grpc_call(server.address, "ModelInfer", frame(&iris_request()), None).await;
+    let (status, _) =
+        common::grpc_call(server.address, "ModelInfer", frame(&iris_request()), None).await;
     assert_eq!(
         status, "14",
         "UNAVAILABLE while the REST request holds the one place"
@@ -248,7 +211,7 @@ async fn body_limits_latency_metrics_and_access_lines_hold_on_the_one_port() {
     assert_eq!(status, 413, "{body}");
     let mut request = iris_request();
     request.id = "x".repeat(8192);
-    let (status, _) = grpc_call(server.address, "ModelInfer", frame(&request), None).await;
+    let (status, _) = common::grpc_call(server.address, "ModelInfer", frame(&request), None).await;
     assert_eq!(
         status, "11",
         "OUT_OF_RANGE past the limit, as on the gRPC port"
@@ -259,7 +222,8 @@ async fn body_limits_latency_metrics_and_access_lines_hold_on_the_one_port() {
         .post_json("/v2/models/iris-svc/infer", &infer_json())
         .await;
     assert_eq!(status, 200);
-    let (status, _) = grpc_call(server.address, "ModelInfer", frame(&iris_request()), None).await;
+    let (status, _) =
+        common::grpc_call(server.address, "ModelInfer", frame(&iris_request()), None).await;
     assert_eq!(status, "0");
     for (protocol, endpoint) in [("http", "/v2/models/{model}/infer"), ("grpc", "ModelInfer")] {
         let series = format!(
