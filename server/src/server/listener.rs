@@ -15,6 +15,13 @@
 //! past them a connection is closed at once (the open-file limit keeps headroom for the process's
 //! own files).
 //!
+//! When the server stops, connections close without losing a request: an HTTP/2 one is told at
+//! once (GOAWAY: its peer opens its next stream elsewhere, the streams it began are answered); an
+//! HTTP/1 one answers its next requests with `Connection: close` and closes once it has had none
+//! in progress for [`DRAIN_GRACE`] (a caller between two requests is not raced, nor one that has
+//! just connected and not sent yet). Callers then reconnect: under systemd, to the sockets the
+//! next instance takes over.
+//!
 //! The answers hyper writes by itself to bytes that are no HTTP/1 request get a JSON body on the
 //! way out (`parse_error_answers`).
 
@@ -97,6 +104,10 @@ const EVICTIONS_AT_ONCE: usize = 16;
 pub(super) const CHOOSING_AT_ONCE: usize = 2 * EVICTIONS_AT_ONCE;
 /// How long a new connection waits for the place of the connection it ended.
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
+/// While the server stops: how long an HTTP/1 connection (or one that has not sent its first
+/// request) may have no request in progress before it is closed. A caller that keeps its
+/// connection sends its next request well within it, and is answered with `Connection: close`.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 impl ConnectionPlaces {
     pub fn new(regular: usize, overflow: usize) -> Self {
@@ -290,6 +301,10 @@ where
             drop(place);
         });
     }
+    // Not accepting any more: connections that come now wait in the backlog, or are refused once
+    // the listener closes (under socket activation, systemd holds the socket for the next
+    // instance).
+    drop(listener);
     connections.close();
     connections.wait().await;
     Ok(())
@@ -381,6 +396,7 @@ async fn serve_connection<S: Service + Clone>(
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let mut closing = false;
+    let mut draining = false;
     let mut spared = false;
     // When the idle close began: streams that never end (a health Watch) do not hold it open
     // past the send timeout.
@@ -395,9 +411,13 @@ async fn serve_connection<S: Service + Clone>(
     loop {
         tokio::select! {
             _ = connection.as_mut() => break,
-            () = stopping.cancelled(), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
+            () = stopping.cancelled(), if !draining => {
+                draining = true;
+                activity.draining.store(true, Ordering::SeqCst);
+                if !closing && activity.drained() {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
             }
             () = evict.cancelled(), if !closing && !spared => {
                 if activity.idle_for() > Duration::ZERO {
@@ -420,6 +440,10 @@ async fn serve_connection<S: Service + Clone>(
                 }
                 if idle_close.is_some_and(|since| since.elapsed() >= timeouts.send) {
                     break;
+                }
+                if draining && !closing && activity.drained() {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
                 }
                 if !closing && activity.idle_for() >= timeouts.idle {
                     connection.as_mut().graceful_shutdown();
@@ -450,6 +474,10 @@ struct Activity {
     peer_silent_millis: AtomicU64,
     /// Whether a request has come in on it.
     served: AtomicBool,
+    /// Whether its requests came over HTTP/2 (none yet: false).
+    http2: AtomicBool,
+    /// Whether the server is stopping: HTTP/1 answers say `Connection: close`.
+    draining: AtomicBool,
 }
 
 impl Activity {
@@ -463,7 +491,16 @@ impl Activity {
             blocked_millis: AtomicU64::new(0),
             peer_silent_millis: AtomicU64::new(0),
             served: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         }
+    }
+
+    /// Whether, the server stopping, the connection can be told to close now without racing a
+    /// request: an HTTP/2 one at once (GOAWAY lets the streams already begun finish), another
+    /// once it has had no request in progress for [`DRAIN_GRACE`].
+    fn drained(&self) -> bool {
+        self.http2.load(Ordering::Relaxed) || self.idle_for() >= DRAIN_GRACE
     }
 
     fn served(&self) -> bool {
@@ -732,10 +769,22 @@ where
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
         let activity = self.activity.clone();
+        let http1 = request.version() < axum::http::Version::HTTP_2;
+        if !http1 && !activity.http2.load(Ordering::Relaxed) {
+            activity.http2.store(true, Ordering::Relaxed);
+        }
         let until_answered = InProgress::start(activity.clone());
         let answer = tower::ServiceExt::oneshot(self.inner.clone(), request.map(Body::new));
         Box::pin(async move {
-            let answer = answer.await?;
+            let mut answer = answer.await?;
+            // The server is stopping: the caller's next request goes to a new connection (hyper
+            // closes this one once the answer is written).
+            if http1 && activity.draining.load(Ordering::SeqCst) {
+                answer.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
             drop(until_answered);
             Ok(answer.map(|body| {
                 Body::new(Answering {

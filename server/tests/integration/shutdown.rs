@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -190,4 +190,82 @@ fn a_service_manager_is_told_ready_then_stopping() {
     );
     let status = server.wait_for_exit(Duration::from_secs(60));
     assert!(status.is_some_and(|status| status.success()), "{status:?}");
+}
+
+/// Sends a kept-alive HTTP/1.1 request for the server's readiness on `stream`; gives back the
+/// answer's head, lower-cased, once its body is read too.
+fn ask_ready(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut read = Vec::new();
+    let mut byte = [0u8; 1];
+    while !read.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed before the head");
+        read.push(byte[0]);
+    }
+    let head = String::from_utf8(read).unwrap().to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .map_or(0, |length| length.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head
+}
+
+/// While the server drains, kept-alive connections close without racing their callers: an
+/// HTTP/1.1 caller that sends its next request, and one that connected before the signal and
+/// sends its first after it, are answered with `Connection: close`, then the connection closes;
+/// an HTTP/2 connection gets GOAWAY and closes cleanly. Then the server exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn draining_closes_kept_alive_connections_once_their_callers_are_answered() {
+    let mut server = Server::start(&[&bundle("iris-svc")]);
+    let tcp = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    let (mut http2, http2_connection) = h2::client::handshake(tcp).await.unwrap();
+    let http2_connection = tokio::spawn(http2_connection);
+    let request = axum::http::Request::get(format!("http://{}/v2/health/live", server.address))
+        .body(())
+        .unwrap();
+    let (answer, _) = http2.send_request(request, true).unwrap();
+    assert_eq!(answer.await.unwrap().status(), 200);
+
+    let mut kept = TcpStream::connect(server.address).unwrap();
+    let head = ask_ready(&mut kept);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    let mut fresh = TcpStream::connect(server.address).unwrap();
+    server.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.log_events().iter().any(|event| {
+        event["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("shutting down")
+    }) {
+        assert!(Instant::now() < deadline, "no drain within 30 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (which, stream) in [("kept", &mut kept), ("fresh", &mut fresh)] {
+        let head = ask_ready(stream);
+        assert!(head.starts_with("http/1.1 200"), "{which}: {head}");
+        assert!(head.contains("connection: close"), "{which}: {head}");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        assert_eq!(
+            stream.read(&mut [0u8; 1]).unwrap(),
+            0,
+            "{which}: not closed"
+        );
+    }
+    let closed = tokio::time::timeout(Duration::from_secs(30), http2_connection)
+        .await
+        .expect("the HTTP/2 connection closed within 30 s")
+        .unwrap();
+    assert!(closed.is_ok(), "{closed:?}");
+    let status = tokio::task::block_in_place(|| server.wait_for_exit(Duration::from_secs(30)));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
 }
