@@ -435,8 +435,11 @@ fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
     metrics.set_build_info(runtime.version());
     let mut load_options: LoadOptions = (&args.load).into();
     load_options.prediction_log = prediction_log(args)?.map(Arc::new);
+    // Under systemd, the start's timeout is extended while the models load and check their samples.
+    let loading = predictor::server::notify::Loading::begin(args.bundles.len());
     let models =
         model::load_all(&args.bundles, &runtime, &load_options, &metrics).map_err(report)?;
+    drop(loading);
     for model in &models {
         tracing::info!(
             model = model.name(),

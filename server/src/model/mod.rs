@@ -321,6 +321,11 @@ impl Model {
         self.jobs.is_running()
     }
 
+    /// How long the longest of its runs in progress has lasted (zero when none runs).
+    pub fn longest_run(&self) -> Duration {
+        self.jobs.longest_run()
+    }
+
     /// ONNX Runtime's intra-op threads of each instance.
     pub fn threads(&self) -> usize {
         self.threads

@@ -4,7 +4,7 @@
 
 use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -112,6 +112,7 @@ pub struct Queue {
     capacity: usize,
     waiting: Arc<AtomicUsize>,
     running: Arc<AtomicBool>,
+    runs: Arc<RunClocks>,
 }
 
 impl Queue {
@@ -135,6 +136,60 @@ impl Queue {
     /// Whether the worker thread still runs; false once it has ended, whatever ended it.
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::SeqCst)
+    }
+
+    /// How long the longest run in progress has lasted (zero when no instance runs).
+    pub fn longest_run(&self) -> Duration {
+        self.runs.longest()
+    }
+}
+
+/// When each instance's run in progress began, so that a run that never ends is seen from outside
+/// the worker (the watchdog): milliseconds since `epoch` plus one, 0 while the instance waits.
+struct RunClocks {
+    epoch: Instant,
+    started: Vec<AtomicU64>,
+}
+
+impl RunClocks {
+    fn new(instances: usize) -> Self {
+        RunClocks {
+            epoch: Instant::now(),
+            started: (0..instances).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Instance `instance`'s run, timed until the guard is dropped (a panic too).
+    fn running(&self, instance: usize) -> RunTimed<'_> {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.started[instance].store(now + 1, Ordering::SeqCst);
+        RunTimed {
+            clock: &self.started[instance],
+        }
+    }
+
+    fn longest(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let earliest = self
+            .started
+            .iter()
+            .map(|started| started.load(Ordering::SeqCst))
+            .filter(|&started| started > 0)
+            .min();
+        earliest.map_or(Duration::ZERO, |started| {
+            Duration::from_millis(now.saturating_sub(started - 1))
+        })
+    }
+}
+
+/// A run in progress, on its instance's clock.
+struct RunTimed<'a> {
+    clock: &'a AtomicU64,
+}
+
+impl Drop for RunTimed<'_> {
+    fn drop(&mut self) {
+        self.clock.store(0, Ordering::SeqCst);
     }
 }
 
@@ -175,6 +230,7 @@ pub fn spawn<B: Backend + 'static>(
     let waiting = Arc::new(AtomicUsize::new(0));
     let running = Arc::new(AtomicBool::new(true));
     let instances = backends.len();
+    let runs = Arc::new(RunClocks::new(instances));
     for (instance, backend) in backends.into_iter().enumerate() {
         let thread_name = if instances == 1 {
             format!("model-{name}")
@@ -182,6 +238,8 @@ pub fn spawn<B: Backend + 'static>(
             format!("model-{name}-{instance}")
         };
         let work = Instance {
+            instance,
+            runs: runs.clone(),
             backend,
             outputs: outputs.clone(),
             batching: batching.clone(),
@@ -203,11 +261,15 @@ pub fn spawn<B: Backend + 'static>(
         capacity: capacity.get(),
         waiting,
         running,
+        runs,
     })
 }
 
 /// One instance of a model: its session and its share of the model's queue.
 struct Instance<B> {
+    /// Its number among the model's instances, and their run clocks.
+    instance: usize,
+    runs: Arc<RunClocks>,
     backend: B,
     outputs: Vec<usize>,
     batching: Option<Batching>,
@@ -249,6 +311,7 @@ impl<B: Backend> Instance<B> {
             // A caller that went away while its job waited needs no run.
             batch.retain(|job| !job.reply.is_closed());
             if !batch.is_empty() {
+                let _timed = self.runs.running(self.instance);
                 let padding = self.batching.as_ref().and_then(|b| b.padding.as_deref());
                 run(
                     &mut self.backend,
@@ -661,6 +724,23 @@ mod tests {
                 max_tokens,
             })),
         })
+    }
+
+    /// The watchdog's view of a worker: a run in progress is timed from its start until it ends.
+    #[test]
+    fn a_run_in_progress_is_timed_until_it_ends() {
+        let (backend, release) = FakeBackend::echo().first_run_waits();
+        let queue = start(backend, 8, None);
+        assert_eq!(queue.longest_run(), Duration::ZERO);
+        let held = send(&queue, rows(1.0, 1));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while queue.longest_run() < Duration::from_millis(100) {
+            assert!(Instant::now() < deadline, "the held run was never timed");
+            thread::sleep(Duration::from_millis(5));
+        }
+        release.send(()).unwrap();
+        wait(held).unwrap();
+        assert_eq!(queue.longest_run(), Duration::ZERO);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 mod activation;
 pub mod listener;
-mod notify;
+pub mod notify;
 mod parse_error_answers;
 pub mod single_port;
 
@@ -145,6 +145,9 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
             "READY=1\nSTATUS=serving {} models",
             registry.models().len()
         ));
+        if let Some(period) = notify::watchdog_period() {
+            tokio::spawn(tell_the_watchdog(registry.clone(), period));
+        }
         let stopping = CancellationToken::new();
         let drain_timeout = options.drain_timeout;
         // Draining has a bound: a stalled client or a second signal ends it. The listeners are
@@ -213,6 +216,38 @@ pub fn run(registry: Arc<Registry>, options: &ListenOptions) -> Result<(), Strin
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Says `WATCHDOG=1` twice a watchdog `period`, with a status line, while every model answers: a
+/// model whose run has lasted longer than the request timeout and a period more (its callers gave
+/// up on it long ago), or whose worker stopped, is not answering, and the service manager then
+/// restarts the server. The pings come from the reactor: a reactor that stalls stops them too.
+async fn tell_the_watchdog(registry: Arc<Registry>, period: Duration) {
+    let allowed = registry.limits().request_timeout + period;
+    let mut ticks = tokio::time::interval(period / 2);
+    let mut silent = false;
+    loop {
+        ticks.tick().await;
+        match registry.not_answering(allowed) {
+            None => {
+                silent = false;
+                notify::notify(&format!(
+                    "WATCHDOG=1\nSTATUS=serving {} models, {} requests in flight",
+                    registry.models().len(),
+                    registry.requests_in_flight()
+                ));
+            }
+            Some(why) if !silent => {
+                silent = true;
+                tracing::error!(
+                    why,
+                    "not answering: no longer telling the watchdog the server lives, so that the service manager restarts it"
+                );
+                notify::notify(&format!("STATUS=not answering: {why}"));
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 /// The listeners: HTTP, gRPC and metrics, or the one for all; bound by the server, or passed by

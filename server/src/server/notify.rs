@@ -1,12 +1,17 @@
 //! Tells systemd what the server is doing, with sd_notify's protocol and without libsystemd: a
 //! datagram of `KEY=value` lines to the Unix socket `$NOTIFY_SOCKET` names (a path, or an abstract
 //! socket when it begins with `@`). A unit of `Type=notify` is started once `READY=1` comes, and
-//! is stopping once `STOPPING=1` does. Without the variable (not a notify unit: a plain `predictor
-//! serve`, the OCI image, a unit of another type) nothing is sent.
+//! is stopping once `STOPPING=1` does; `EXTEND_TIMEOUT_USEC` gives a start more time while models
+//! load; with `WatchdogSec=`, `WATCHDOG=1` must come within each period or the unit is restarted.
+//! Without the variable (not a notify unit: a plain `predictor serve`, the OCI image, a unit of
+//! another type) nothing is sent.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Sends `state` (e.g. `READY=1`) to the service manager, if one listens; a failure is logged,
 /// never fatal.
@@ -16,6 +21,81 @@ pub fn notify(state: &str) {
     };
     if let Err(error) = send(&socket, state) {
         tracing::warn!(%error, state, "cannot tell the service manager ($NOTIFY_SOCKET)");
+    }
+}
+
+/// The watchdog's period, when the service manager keeps one for this process (`WatchdogSec=`
+/// sets `WATCHDOG_USEC`, and `WATCHDOG_PID` when it names a process).
+pub fn watchdog_period() -> Option<Duration> {
+    let variable = |name| std::env::var(name).ok();
+    watchdog_period_of(
+        variable("WATCHDOG_USEC").as_deref(),
+        variable("WATCHDOG_PID").as_deref(),
+        std::process::id(),
+    )
+}
+
+fn watchdog_period_of(
+    usec: Option<&str>,
+    pid: Option<&str>,
+    this_process: u32,
+) -> Option<Duration> {
+    if pid.is_some_and(|pid| pid.trim().parse::<u32>() != Ok(this_process)) {
+        return None;
+    }
+    let usec: u64 = usec?.trim().parse().ok()?;
+    (usec > 0).then(|| Duration::from_micros(usec))
+}
+
+/// How often a start still loading models asks for more time, and how much: a start that stalls
+/// elsewhere is still bounded by the unit's `TimeoutStartSec=`.
+const LOADING_TICK: Duration = Duration::from_secs(5);
+const LOADING_EXTENSION: Duration = Duration::from_secs(15);
+
+/// While it lives (the models loading), the service manager is told every few seconds to give the
+/// start more time, and which model loads; nothing without `NOTIFY_SOCKET`.
+pub struct Loading {
+    stop: Option<mpsc::Sender<()>>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl Loading {
+    pub fn begin(models: usize) -> Loading {
+        if std::env::var_os("NOTIFY_SOCKET").is_none() {
+            return Loading {
+                stop: None,
+                ticker: None,
+            };
+        }
+        let (stop, stopped) = mpsc::channel::<()>();
+        let started = Instant::now();
+        let ticker = std::thread::Builder::new()
+            .name("notify-loading".into())
+            .spawn(move || loop {
+                notify(&format!(
+                    "EXTEND_TIMEOUT_USEC={}\nSTATUS=loading {models} models ({} s)",
+                    LOADING_EXTENSION.as_micros(),
+                    started.elapsed().as_secs()
+                ));
+                if stopped.recv_timeout(LOADING_TICK) != Err(mpsc::RecvTimeoutError::Timeout) {
+                    break;
+                }
+            })
+            .map_err(|error| tracing::warn!(%error, "cannot start telling systemd the models load"))
+            .ok();
+        Loading {
+            stop: Some(stop),
+            ticker,
+        }
+    }
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
     }
 }
 
@@ -37,6 +117,17 @@ fn send(socket: &OsStr, state: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watchdog_is_this_process_s_when_its_pid_is_unset_or_this_one() {
+        let second = Some(Duration::from_secs(1));
+        assert_eq!(watchdog_period_of(Some("1000000"), None, 7), second);
+        assert_eq!(watchdog_period_of(Some("1000000"), Some("7"), 7), second);
+        assert_eq!(watchdog_period_of(Some("1000000"), Some("8"), 7), None);
+        assert_eq!(watchdog_period_of(None, None, 7), None);
+        assert_eq!(watchdog_period_of(Some("0"), None, 7), None);
+        assert_eq!(watchdog_period_of(Some("soon"), None, 7), None);
+    }
 
     #[test]
     fn a_state_reaches_a_socket_named_by_path_or_abstract_name() {

@@ -215,6 +215,35 @@ impl Registry {
         self.is_serving() && model.is_ready()
     }
 
+    /// Why the server does not answer, if it does not: a model whose worker has stopped, or whose
+    /// run has lasted longer than `longest` (a run that ONNX Runtime never ends holds its worker,
+    /// and every request queued behind it, for good). The watchdog stops saying the server lives.
+    pub fn not_answering(&self, longest: Duration) -> Option<String> {
+        self.models.iter().find_map(|model| {
+            if !model.is_ready() {
+                return Some(format!(
+                    "model '{}' has stopped: its worker ended",
+                    model.name()
+                ));
+            }
+            let run = model.longest_run();
+            (run > longest).then(|| {
+                format!(
+                    "a run of model '{}' has lasted {:.0} s, longer than the request timeout and \
+                     the watchdog period ({:.0} s)",
+                    model.name(),
+                    run.as_secs_f64(),
+                    longest.as_secs_f64()
+                )
+            })
+        })
+    }
+
+    /// Inference requests admitted and not answered yet.
+    pub fn requests_in_flight(&self) -> usize {
+        self.limits.max_concurrent_requests.get() - self.admission.available_permits()
+    }
+
     /// Whether shutdown has not begun.
     pub fn is_serving(&self) -> bool {
         *self.serving.borrow()
@@ -288,6 +317,37 @@ mod tests {
         )
         .unwrap();
         Registry::new(vec![model], Arc::new(metrics), Limits::default(), None)
+    }
+
+    /// A worker that stopped is named as not answering (a run that lasts too long is the
+    /// worker's test: the fake model's sample runs at start, before a test could hold it).
+    #[tokio::test]
+    async fn a_stopped_worker_is_not_answering() {
+        let registry = served_fake();
+        let model = registry.models()[0].clone();
+        let allowed = Duration::from_secs(60);
+        assert_eq!(registry.not_answering(allowed), None);
+        let one = |value| vec![Tensor::new(vec![1, 1], TensorData::Float32(vec![value])).unwrap()];
+        assert!(model.infer(one(2.0)).await.is_ok());
+        assert_eq!(registry.not_answering(allowed), None);
+        assert_eq!(
+            registry.requests_in_flight(),
+            0,
+            "admission is the transport's"
+        );
+        let _ = model.infer(one(STOP)).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let why = loop {
+            if let Some(why) = registry.not_answering(allowed) {
+                break why;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stopped worker was never seen"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(why, "model 'fake' has stopped: its worker ended");
     }
 
     #[tokio::test]

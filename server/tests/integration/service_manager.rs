@@ -1,7 +1,9 @@
-//! Under systemd: the listening sockets a socket unit passes (socket activation), run as systemd
-//! runs them with its own tool, `systemd-socket-activate`: it listens and, once a first connection
-//! comes (as a socket unit starts its service), executes the server with the sockets as
-//! descriptors 3, 4, 5 and `LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES` set.
+//! Under systemd. What the server tells a service manager (`NOTIFY_SOCKET`, as systemd sets it for a
+//! unit of `Type=notify`: READY, STOPPING, the watchdog's pings, more time while models load), read
+//! from a socket as systemd reads it. And the listening sockets a socket unit passes (socket
+//! activation), run as systemd runs them with its own tool, `systemd-socket-activate`: it listens
+//! and, once a first connection comes (as a socket unit starts its service), executes the server
+//! with the sockets as descriptors 3, 4, 5 and `LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES` set.
 
 use crate::common;
 
@@ -12,7 +14,143 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{bundle, Server};
+use common::{bundle, fixture, Server};
+
+/// The notify socket of a service manager, as systemd's: it reads each datagram the server sends.
+struct ServiceManager {
+    socket: std::os::unix::net::UnixDatagram,
+    path: std::path::PathBuf,
+    _folder: tempfile::TempDir,
+}
+
+impl ServiceManager {
+    fn listen() -> Self {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("notify");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        ServiceManager {
+            socket,
+            path,
+            _folder: folder,
+        }
+    }
+
+    /// `NOTIFY_SOCKET=...`, for `env`.
+    fn setting(&self) -> String {
+        format!("NOTIFY_SOCKET={}", self.path.display())
+    }
+
+    /// The next message within `wait`, if one comes.
+    fn next_within(&self, wait: Duration) -> Option<String> {
+        self.socket.set_read_timeout(Some(wait)).unwrap();
+        let mut said = [0u8; 1024];
+        let length = self.socket.recv(&mut said).ok()?;
+        Some(String::from_utf8(said[..length].to_vec()).unwrap())
+    }
+
+    /// The next message that is not `EXTEND_TIMEOUT_USEC` (a start given more time), within 60 s.
+    fn next_but_extensions(&self) -> String {
+        loop {
+            let said = self
+                .next_within(Duration::from_secs(60))
+                .expect("a message within 60 s");
+            if !said.starts_with("EXTEND_TIMEOUT_USEC=") {
+                return said;
+            }
+        }
+    }
+}
+
+/// Under a service manager, the server asks for more time while its models load, says
+/// `READY=1` once it listens with every model loaded and checked, and a request sent then is
+/// answered; `STOPPING=1` when SIGTERM begins the drain; and it exits 0.
+#[test]
+fn a_service_manager_is_told_ready_then_stopping() {
+    let manager = ServiceManager::listen();
+    let mut server = Server::start_under(&["env", &manager.setting()], &[&bundle("iris-svc")], &[]);
+    let first = manager.next_within(Duration::from_secs(60)).unwrap();
+    assert!(
+        first.starts_with("EXTEND_TIMEOUT_USEC=15000000\nSTATUS=loading 1 models"),
+        "{first}"
+    );
+    assert_eq!(
+        manager.next_but_extensions(),
+        "READY=1\nSTATUS=serving 1 models"
+    );
+    let mut stream = TcpStream::connect(server.address).unwrap();
+    stream
+        .write_all(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    server.signal("TERM");
+    let stopping = manager.next_but_extensions();
+    assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
+    let status = server.wait_for_exit(Duration::from_secs(60));
+    assert!(status.is_some_and(|status| status.success()), "{status:?}");
+}
+
+/// With a watchdog (`WATCHDOG_USEC`, as `WatchdogSec=` sets it), the server says `WATCHDOG=1`
+/// within each period while its model answers. Once a run has lasted longer than the request
+/// timeout and a period (a Loop of 10^12 turns: days), the pings stop, with a status line and an
+/// error saying why: systemd then restarts the server.
+#[test]
+fn the_watchdog_hears_from_the_server_only_while_its_model_answers() {
+    let manager = ServiceManager::listen();
+    let period = "WATCHDOG_USEC=1000000";
+    let server = Server::start_under(
+        &["env", &manager.setting(), period],
+        &[&fixture("long-loop")],
+        &["--request-timeout-seconds", "1"],
+    );
+    assert!(manager.next_but_extensions().starts_with("READY=1\n"));
+    for _ in 0..3 {
+        let said = manager.next_within(Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            said,
+            "WATCHDOG=1\nSTATUS=serving 1 models, 0 requests in flight"
+        );
+    }
+    // Answered 503 once the request timeout passes; the run goes on.
+    let body = r#"{"inputs": [{"name": "turns", "datatype": "INT64", "shape": [1, 1], "data": [1000000000000]}]}"#;
+    let mut stream = TcpStream::connect(server.address).unwrap();
+    write!(
+        stream,
+        "POST /v2/models/long-loop/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let why = loop {
+        let said = manager
+            .next_within(Duration::from_secs(60))
+            .expect("a message within 60 s");
+        if let Some(why) = said.strip_prefix("STATUS=not answering: ") {
+            break why.to_string();
+        }
+        assert!(said.starts_with("WATCHDOG=1\n"), "{said}");
+        assert!(Instant::now() < deadline, "still pinging after 60 s");
+    };
+    assert!(
+        why.starts_with("a run of model 'long-loop' has lasted"),
+        "{why}"
+    );
+    // Three periods more: no ping comes.
+    assert_eq!(manager.next_within(Duration::from_secs(3)), None);
+    assert!(server.log_events().iter().any(|event| {
+        event["level"] == "ERROR"
+            && event["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("not answering")
+    }));
+}
 
 /// Ports free on the loopback now (each bound, then let go for the activator to bind).
 fn free_ports(count: usize) -> Vec<u16> {

@@ -154,44 +154,6 @@ async fn under_load_sigterm_loses_no_admitted_request() {
     );
 }
 
-/// Under a service manager (`NOTIFY_SOCKET`, as systemd sets it for a unit of `Type=notify`), the
-/// server says `READY=1` once it listens with every model loaded and checked, and a request sent
-/// then is answered; `STOPPING=1` when SIGTERM begins the drain; and it exits 0.
-#[test]
-fn a_service_manager_is_told_ready_then_stopping() {
-    let folder = tempfile::tempdir().unwrap();
-    let path = folder.path().join("notify");
-    let manager = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-    manager
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let setting = format!("NOTIFY_SOCKET={}", path.display());
-    let mut server = Server::start_under(&["env", &setting], &[&bundle("iris-svc")], &[]);
-    let mut said = [0u8; 256];
-    let length = manager.recv(&mut said).expect("READY=1 within 60 s");
-    assert_eq!(
-        std::str::from_utf8(&said[..length]).unwrap(),
-        "READY=1\nSTATUS=serving 1 models"
-    );
-    let mut stream = TcpStream::connect(server.address).unwrap();
-    stream
-        .write_all(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-
-    server.signal("TERM");
-    let length = manager.recv(&mut said).expect("STOPPING=1 within 60 s");
-    assert!(
-        said[..length].starts_with(b"STOPPING=1\n"),
-        "{}",
-        String::from_utf8_lossy(&said[..length])
-    );
-    let status = server.wait_for_exit(Duration::from_secs(60));
-    assert!(status.is_some_and(|status| status.success()), "{status:?}");
-}
-
 /// Sends a kept-alive HTTP/1.1 request for the server's readiness on `stream`; gives back the
 /// answer's head, lower-cased, once its body is read too.
 fn ask_ready(stream: &mut TcpStream) -> String {
