@@ -2,7 +2,9 @@
 # Prometheus, Grafana) boots; each predictor answers its bundles' samples (and the one with a token
 # file refuses callers without a token); its journal holds JSON lines with the request ids sent;
 # the log shipper forwards them; Prometheus scrapes both with the rules of monitoring/alerts.yml
-# loaded; Grafana has the dashboard; and stopping one predictor fires PredictorDown for it alone.
+# loaded; Grafana has the dashboard; restarts under a steady load (a connection per request, and
+# kept-alive connections) lose no request; and stopping one predictor (with its sockets) fires
+# PredictorDown for it alone.
 # Ports, units, samples and the dashboard's uid come from the node's configuration and the
 # repository's files, not from this file.
 { pkgs, exampleHost }:
@@ -66,6 +68,12 @@ pkgs.testers.runNixOSTest {
         inherit name;
         inherit (instance) port;
         unit = "predictor-${name}.service";
+        # The socket units that hold its listening sockets across restarts.
+        sockets = lib.attrNames (
+          lib.filterAttrs (
+            _: socket: (socket.socketConfig.Service or null) == "predictor-${name}.service"
+          ) config.systemd.sockets
+        );
         token = if instance.authTokenFile != null then token else null;
         bundles = map sample instance.bundles;
         shipped =
@@ -201,9 +209,32 @@ pkgs.testers.runNixOSTest {
 
           eventually(dashboard, 60, "the dashboard provisioned")
 
+      with subtest("restarts under a steady load lose no request"):
+          instance = [i for i in instances if not i["token"]][0]
+          bundle = instance["bundles"][0]
+          url = f"http://127.0.0.1:{instance['port']}/models/{bundle['name']}/predict"
+          machine.succeed("echo " + shlex.quote(json.dumps({"data": bundle["input"]})) + " > /tmp/sample.json")
+          ask = "curl -s -o /dev/null -w '%{http_code}\\n' -H 'content-type: application/json' --data @/tmp/sample.json"
+          # A connection per request; and one curl for 20 requests, which keeps its connection
+          # (opening another only after an answer says Connection: close). None retries.
+          machine.succeed(
+              f"(while [ ! -e /tmp/stop-load ]; do {ask} {url}; done > /tmp/per-request.log 2>&1 &)",
+              f"(while [ ! -e /tmp/stop-load ]; do {ask} {' '.join([url] * 20)}; done > /tmp/kept-alive.log 2>&1 &)",
+          )
+          machine.wait_until_succeeds("[ $(wc -l < /tmp/per-request.log) -ge 20 ] && [ $(wc -l < /tmp/kept-alive.log) -ge 20 ]")
+          for _ in range(3):
+              machine.systemctl(f"restart {instance['unit']}")
+              machine.wait_until_succeeds(f"curl -sf http://127.0.0.1:{instance['port']}/v2/health/ready")
+          machine.succeed("touch /tmp/stop-load")
+          machine.wait_until_fails("pgrep -f 'data @/tmp/sample.json'")
+          for log in ["/tmp/per-request.log", "/tmp/kept-alive.log"]:
+              statuses = machine.succeed(f"cat {log}").split()
+              assert statuses and set(statuses) == {"200"}, f"{log}: {len(statuses)} answers, not all 200: {sorted(set(statuses))}"
+
       with subtest("a stopped predictor fires PredictorDown, for its job only"):
           stopped, running = instances[0], instances[1:]
-          machine.systemctl(f"stop {stopped['unit']}")
+          # With its sockets: a scrape would otherwise start it again (socket activation).
+          machine.systemctl(f"stop {stopped['unit']} {' '.join(stopped['sockets'])}")
 
           def down_jobs():
               return {

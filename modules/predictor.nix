@@ -1,5 +1,6 @@
 # services.predictor.instances.<name>: many predictors on one host, each its own hardened systemd
-# unit `predictor-<name>` running `predictor serve` on the bundles it is given.
+# unit `predictor-<name>` running `predictor serve` on the bundles it is given, on listening sockets
+# that socket units `predictor-<name>-{http,grpc,metrics}` hold across restarts.
 {
   config,
   lib,
@@ -22,13 +23,19 @@ let
     "grpcPort"
     "metricsPort"
   ];
+  # The listeners, each a socket unit whose FileDescriptorName the server knows it by.
+  listeners = {
+    http = "port";
+    grpc = "grpcPort";
+    metrics = "metricsPort";
+  };
+  socketUnit = name: listener: "predictor-${name}-${listener}";
 
   # The serve flags this module sets, by flag name: the one place that names them.
+  # Not the address and ports: the socket units listen, and pass their sockets to the server.
   serveFlags = instance: {
-    inherit (instance) address port threads;
+    inherit (instance) threads;
     instances = instance.modelInstances;
-    grpc-port = instance.grpcPort;
-    metrics-port = instance.metricsPort;
     log-format = instance.logFormat;
     drain-timeout-seconds = instance.drainTimeoutSeconds;
     # Off (no flag) at rate 0; on, its lines go to stdout, the journal, beside the server's log.
@@ -62,6 +69,28 @@ let
 
   privilegedPorts = instance: lib.any (option: instance.${option} < 1024) portOptions;
 
+  # `ListenStream=` of an address and port (an IPv6 address in brackets).
+  listenStream =
+    address: port:
+    if lib.hasInfix ":" address then "[${address}]:${toString port}" else "${address}:${toString port}";
+
+  sockets =
+    name: instance:
+    lib.mapAttrs' (
+      listener: option:
+      lib.nameValuePair (socketUnit name listener) {
+        description = "predictor ${name}: the ${listener} listener";
+        wantedBy = [ "sockets.target" ];
+        listenStreams = [ (listenStream instance.address instance.${option}) ];
+        socketConfig = {
+          FileDescriptorName = listener;
+          Service = "predictor-${name}.service";
+        };
+      }
+    ) listeners;
+
+  socketUnits = name: map (listener: "${socketUnit name listener}.socket") (lib.attrNames listeners);
+
   unit =
     name: instance:
     lib.nameValuePair "predictor-${name}" {
@@ -71,11 +100,19 @@ let
         ) instance.bundles
       }";
       wantedBy = [ "multi-user.target" ];
-      after = [ "network.target" ];
+      after = [ "network.target" ] ++ socketUnits name;
+      wants = socketUnits name;
+      # A switch that changes the unit restarts it, its sockets staying open: callers wait in their
+      # backlog meanwhile. By default NixOS would stop a socket-activated unit and its sockets,
+      # refusing every caller until the new server listens.
+      stopIfChanged = false;
       serviceConfig = import ./hardening.nix // {
-        # Active once started; ready (GET /v2/health/ready) once every bundle passed its sample.
-        Type = "exec";
+        # Started once the server says READY=1: every bundle loaded and its sample passed.
+        Type = "notify";
         ExecStart = execStart instance;
+        # The listening sockets, named http, grpc and metrics (FileDescriptorName=).
+        Sockets = socketUnits name;
+
         DynamicUser = true;
         Restart = "on-failure";
         RestartSec = "2s";
@@ -100,12 +137,19 @@ let
         ProcSubset = "all";
         ProtectProc = "invisible";
         RemoveIPC = true;
-        # The server listens on IP addresses only (no Unix sockets, no name lookups).
-        RestrictAddressFamilies = [
-          "AF_INET"
-          "AF_INET6"
-        ];
+        # The server takes its IP listeners from the socket units and makes no socket but the
+        # datagram that tells systemd READY=1 and WATCHDOG=1 ($NOTIFY_SOCKET, AF_UNIX): no IP
+        # socket, no name lookups.
+        RestrictAddressFamilies = [ "AF_UNIX" ];
+        # So it needs no network of its own: the passed sockets are the host's, accepted from a
+        # namespace with only loopback (the notify socket is a path, reached through the files).
+        PrivateNetwork = true;
         SystemCallErrorNumber = "EPERM";
+      }
+      // lib.optionalAttrs (instance.watchdogSeconds > 0) {
+        # A server whose model runs stop ending (a run longer than the request timeout and a
+        # period) stops saying WATCHDOG=1, and is restarted (Restart=on-failure).
+        WatchdogSec = instance.watchdogSeconds;
       };
     };
 
@@ -133,14 +177,18 @@ let
           type = types.str;
           default = "127.0.0.1";
           example = "0.0.0.0";
-          description = "IP address (v4 or v6) the HTTP, gRPC and metrics listeners bind to (`--address`).";
+          description = ''
+            IP address (v4 or v6) the HTTP, gRPC and metrics listeners bind to: the socket units
+            `predictor-<name>-{http,grpc,metrics}` listen there and pass their sockets to the server.
+          '';
         };
 
         port = mkOption {
           type = portType;
           default = 8080;
           description = ''
-            HTTP port: the REST API and the Open Inference Protocol v2 over REST (`--port`). Ports of
+            HTTP port: the REST API and the Open Inference Protocol v2 over REST (the socket unit
+            `predictor-<name>-http`). Ports of
             all instances must be distinct: give each instance its own, e.g. 8080, 8090, 8100, and
             let the gRPC and metrics ports follow it.
           '';
@@ -150,14 +198,14 @@ let
           type = portType;
           default = config.port + 1;
           defaultText = lib.literalExpression "port + 1";
-          description = "gRPC port: the Open Inference Protocol v2 over gRPC (`--grpc-port`).";
+          description = "gRPC port: the Open Inference Protocol v2 over gRPC (the socket unit `predictor-<name>-grpc`).";
         };
 
         metricsPort = mkOption {
           type = portType;
           default = config.port + 2;
           defaultText = lib.literalExpression "port + 2";
-          description = "Metrics port: `GET /metrics` for Prometheus (`--metrics-port`).";
+          description = "Metrics port: `GET /metrics` for Prometheus (the socket unit `predictor-<name>-metrics`).";
         };
 
         logFormat = mkOption {
@@ -190,6 +238,17 @@ let
             Sessions of each model served by this unit, each with its worker, sharing the model's
             queue (`--instances`, Triton's instance groups); null: each bundle's
             `runtime.instances`, else 1.
+          '';
+        };
+
+        watchdogSeconds = mkOption {
+          type = types.ints.unsigned;
+          default = 30;
+          description = ''
+            systemd's watchdog (`WatchdogSec`): the server says it lives twice a period while its
+            models answer; once a run has lasted longer than the request timeout (30 s by default,
+            `--request-timeout-seconds`) and this period, or a model's worker has stopped, it stops,
+            and systemd restarts the unit. 0: no watchdog.
           '';
         };
 
@@ -347,6 +406,7 @@ in
     );
 
     systemd.services = lib.mapAttrs' unit instances;
+    systemd.sockets = lib.concatMapAttrs sockets instances;
 
     networking.firewall.allowedTCPPorts = lib.concatLists (
       lib.mapAttrsToList (

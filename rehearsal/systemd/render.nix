@@ -5,8 +5,9 @@
 # As nixpkgs' nixos/lib/systemd-lib.nix does it: serviceToUnit (Environment= lines first, each
 # `toJSON "NAME=value"`, from systemd.globalEnvironment // environment, then serviceConfig),
 # commonUnitText ([Unit] from unitConfig; [Install] WantedBy= when wantedBy is set), attrsToSection
-# (a list is one line per element, true/false as such, everything else toString), and generateUnits'
-# `<target>.wants/<unit>` links for wantedBy. A `script` is already serviceConfig.ExecStart: the
+# (a list is one line per element, true/false as such, everything else toString), X-RestartIfChanged
+# and X-StopIfChanged when off; socketToUnit (ListenStream= after the [Socket] settings); and
+# generateUnits' `<target>.wants/<unit>` links for wantedBy. A `script` is already serviceConfig.ExecStart: the
 # path of makeJobScript's writeShellScriptBin, whose text is "set -e\n\n<script>\n" after the
 # runtimeShell line.
 { nixosConfiguration }:
@@ -27,6 +28,10 @@ let
     ) instances
   );
   services = lib.genAttrs unitNames (name: cfg.services.${name});
+  # Each instance's listening sockets (predictor-<name>-http, -grpc, -metrics).
+  sockets = lib.filterAttrs (
+    name: _: lib.any (instance: lib.hasPrefix "predictor-${instance}-" name) (lib.attrNames instances)
+  ) cfg.sockets;
 
   toOption =
     x:
@@ -56,8 +61,22 @@ let
     + lib.concatMapStrings (
       n: lib.optionalString (env.${n} != null) "Environment=${builtins.toJSON "${n}=${env.${n}}"}\n"
     ) (lib.attrNames env)
+    + lib.optionalString (!def.restartIfChanged) "X-RestartIfChanged=false\n"
+    + lib.optionalString (!def.stopIfChanged) "X-StopIfChanged=false\n"
     + attrsToSection def.serviceConfig
-    + lib.optionalString (def.wantedBy != [ ]) "\n[Install]\nWantedBy=${lib.concatStringsSep " " def.wantedBy}\n";
+    + install def;
+  install =
+    def:
+    lib.optionalString (def.wantedBy != [ ]) "\n[Install]\nWantedBy=${lib.concatStringsSep " " def.wantedBy}\n";
+  # socketToUnit: [Socket] from socketConfig, then a ListenStream= line for each listenStreams.
+  socketToUnit =
+    def:
+    "[Unit]\n"
+    + attrsToSection def.unitConfig
+    + "\n[Socket]\n"
+    + attrsToSection def.socketConfig
+    + lib.concatMapStrings (stream: "ListenStream=${stream}\n") def.listenStreams
+    + install def;
 
   # makeJobScript's file for a `script` (the only job script these units have).
   jobScript = name: def: {
@@ -70,8 +89,12 @@ let
   server = config.services.predictor.package;
 in
 {
-  units = lib.mapAttrs' (name: def: lib.nameValuePair "${name}.service" (serviceToUnit def)) services;
-  wantedBy = lib.mapAttrs' (name: def: lib.nameValuePair "${name}.service" def.wantedBy) services;
+  units =
+    lib.mapAttrs' (name: def: lib.nameValuePair "${name}.service" (serviceToUnit def)) services
+    // lib.mapAttrs' (name: def: lib.nameValuePair "${name}.socket" (socketToUnit def)) sockets;
+  wantedBy =
+    lib.mapAttrs' (name: def: lib.nameValuePair "${name}.service" def.wantedBy) services
+    // lib.mapAttrs' (name: def: lib.nameValuePair "${name}.socket" def.wantedBy) sockets;
   scripts = map (name: jobScript name services.${name}) (
     lib.filter (name: services.${name}.script != "") unitNames
   );

@@ -4,16 +4,22 @@
 # credential, logs JSON lines with the request ids it was sent, and drains and exits 0 on
 # `systemctl stop`; every log shipper forwards those lines, and only JSON lines, and every prediction
 # log shipper the prediction lines of those requests, which the log's shipper then leaves out; systemd-analyze
-# security scores each unit. Every wait polls up to a generous deadline; nothing asserts a duration.
+# security scores each unit. The rollover: `systemctl start` returns once the server answers; under a
+# steady load on its three ports (load.py), restarts and a bundle replaced by a new version lose no
+# request; the watchdog restarts a server whose model run never ends. Every wait polls up to a
+# generous deadline; nothing asserts a duration.
 # The verdict goes to /var/lib/rehearsal/result.json, which the host reads from the image.
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 import tomllib
 import urllib.error
 import urllib.request
+
+import load
 
 facts = json.load(open("/rehearsal/facts.json"))
 token = open("/rehearsal/token").read().strip()
@@ -114,13 +120,27 @@ def json_lines(text):
 bundles = {b["path"]: b for b in facts["bundles"]}
 scripts = {s["unit"]: s for s in facts["scripts"]}
 predictors, shippers = [], []
+def listening_port(unit, listener):
+    """The port of the socket unit that holds `unit`'s `listener` socket (FileDescriptorName=)."""
+    for name, text in facts["units"].items():
+        if (name.endswith(".socket") and f"Service={unit}\n" in text
+                and f"FileDescriptorName={listener}\n" in text):
+            return int(re.search(r"^ListenStream=.*:(\d+)$", text, re.M).group(1))
+    raise KeyError(f"{unit} has no socket unit named {listener}")
+
+
 for name, text in facts["units"].items():
+    if not name.endswith(".service"):
+        continue
     exec_start = re.search(r"^ExecStart=(.*)$", text, re.M).group(1)
     if '"serve"' in exec_start:
         paths = [p for p in re.findall(r"/nix/store/[^\s\"]+", exec_start) if p in bundles]
         predictors.append({
             "unit": name,
-            "port": int(re.search(r'"--port" "(\d+)"', exec_start).group(1)),
+            "exec_start": exec_start,
+            "bundle_paths": paths,
+            "port": listening_port(name, "http"),
+            "ports": {listener: listening_port(name, listener) for listener in ("http", "grpc", "metrics")},
             "token": "LoadCredential=" in text,
             "bundles": [
                 {"name": bundles[p]["name"], **tomllib.load(open(p + "/predictor.toml", "rb"))["sample"]}
@@ -177,7 +197,8 @@ for p in predictors:
 
     # The hardening is in force on the running process, not only written down.
     state = show(unit, "MainPID", "DynamicUser", "MemoryDenyWriteExecute", "NoNewPrivileges",
-                 "RestrictAddressFamilies", "SystemCallFilter", "PrivateUsers", "ProtectSystem")
+                 "RestrictAddressFamilies", "SystemCallFilter", "PrivateUsers", "ProtectSystem",
+                 "PrivateNetwork", "Type", "WatchdogUSec")
     status = dict(
         line.split(":", 1) for line in open(f"/proc/{state['MainPID']}/status").read().splitlines() if ":" in line
     )
@@ -187,8 +208,10 @@ for p in predictors:
         "MemoryDenyWriteExecute=yes": state.get("MemoryDenyWriteExecute") == "yes",
         "NoNewPrivileges (NoNewPrivs: 1)": status.get("NoNewPrivs", "").strip() == "1",
         "a seccomp filter (Seccomp: 2)": status.get("Seccomp", "").strip() == "2",
-        "RestrictAddressFamilies=AF_INET AF_INET6": state.get("RestrictAddressFamilies", "").split()
-        == ["AF_INET", "AF_INET6"],
+        "RestrictAddressFamilies=AF_UNIX": state.get("RestrictAddressFamilies", "").split()
+        == ["AF_UNIX"],
+        "PrivateNetwork=yes (serving the sockets systemd passed)": state.get("PrivateNetwork") == "yes",
+        "Type=notify with a watchdog": state.get("Type") == "notify" and state.get("WatchdogUSec") not in ("", "0", "infinity"),
         "SystemCallFilter set": len(state.get("SystemCallFilter", "")) > 0,
     }
     missing = [what for what, held in checks.items() if not held]
@@ -291,6 +314,132 @@ for unit in [p["unit"] for p in predictors] + [s["unit"] for s in shippers]:
         ok(unit, f"systemd-analyze security: exposure {match.group(1)}")
     else:
         fail(unit, f"systemd-analyze security gave no score: {out[-300:]!r}")
+
+# --- The rollover: readiness, restarts and a new bundle under load, the watchdog -----------------
+V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32", "string": "BYTES"}
+
+
+def drop_in(unit, text):
+    """A drop-in for `unit` (as `systemctl edit --runtime` writes), then daemon-reload; None removes it."""
+    path = f"/run/systemd/system/{unit}.d/rehearsal.conf"
+    if text is None:
+        if os.path.exists(path):
+            os.remove(path)
+    else:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "w").write(text)
+    subprocess.run(["systemctl", "daemon-reload"], check=True)
+
+
+def exec_start_with(p, bundles, flags=()):
+    """The unit's ExecStart with other bundles, and flags added after `serve`."""
+    command = p["exec_start"]
+    for path in p["bundle_paths"]:
+        command = command.replace(f' "{path}"', "")
+    command = command.replace('"serve"', '"serve" ' + " ".join(f'"{f}"' for f in flags), 1)
+    return command + "".join(f' "{b}"' for b in bundles)
+
+
+def messages(unit, since):
+    out = run("journalctl", f"_SYSTEMD_UNIT={unit}", f"--since=@{since:.0f}", "--output=cat", "--quiet", "--no-pager")
+    return [json.loads(line).get("message") for line in out.splitlines() if line.startswith("{")]
+
+
+rolled = [p for p in predictors if not p.get("down") and not p["token"]]
+if not rolled:
+    fail("rollover", "no predictor without a token file is up to roll over")
+for p in rolled[:1]:
+    unit, b = p["unit"], p["bundles"][0]
+    config = tomllib.load(open(p["bundle_paths"][0] + "/predictor.toml", "rb"))
+    given = config["inputs"][0]
+    rows = b["input"] if isinstance(b["input"][0], list) else [b["input"]]
+    infer = {"inputs": [{"name": given["name"], "datatype": V2_DATATYPES[given["dtype"]],
+                         "shape": [len(rows), len(rows[0])], "data": flat(rows)}]}
+
+    # Readiness: `systemctl start` of a Type=notify unit returns once the server said READY=1,
+    # after its "listening" line; a request sent then is answered.
+    subprocess.run(["systemctl", "stop", unit], check=True, timeout=120)
+    since = time.time() - 1
+    started = subprocess.run(["systemctl", "start", unit], timeout=300)
+    listening = "listening" in messages(unit, since)
+    status, _ = http("GET", f"http://127.0.0.1:{p['port']}/v2/health/ready")
+    if started.returncode == 0 and listening and status == 200:
+        ok(unit, "systemctl start returned once the server listened, and a request sent at once was answered")
+    else:
+        fail(unit, f"systemctl start: exit {started.returncode}, 'listening' logged before it returned: {listening}, ready: {status}")
+
+    # A new version of its bundle: the same model, another version string, where a deploy would
+    # put it (a new store path).
+    next_bundle = f"/var/lib/rehearsal/{b['name']}-next"
+    shutil.copytree(p["bundle_paths"][0], next_bundle, dirs_exist_ok=True)
+    old_version = config["version"]
+    new_version = old_version + "-next"
+    toml_path = next_bundle + "/predictor.toml"
+    text = open(toml_path).read()
+    open(toml_path, "w").write(text.replace(f'version = "{old_version}"', f'version = "{new_version}"', 1))
+    os.chmod(toml_path, 0o644)
+
+    traffic = load.Load(b["name"], p["ports"], infer).start()
+    def warmed():
+        assert traffic.answered >= 50, "warming"
+
+    eventually(warmed, 60)
+    restarts = 0
+    for _ in range(3):
+        subprocess.run(["systemctl", "restart", unit], check=True, timeout=300)
+        restarts += 1
+        time.sleep(2)
+    drop_in(unit, f"[Service]\nExecStart=\nExecStart={exec_start_with(p, [next_bundle])}\n")
+    subprocess.run(["systemctl", "restart", unit], check=True, timeout=300)
+
+    def new_version_answers():
+        assert new_version in traffic.versions, traffic.versions
+
+    try:
+        eventually(new_version_answers, 60)
+    except Exception:
+        pass
+    time.sleep(3)
+    traffic.stop()
+    drop_in(unit, None)
+    subprocess.run(["systemctl", "restart", unit], check=True, timeout=300)
+    state = show(unit, "ActiveState", "NRestarts")
+    if traffic.failures:
+        fail(unit, f"under load, {restarts} restarts and a new bundle lost {len(traffic.failures)} of "
+             f"{traffic.answered + len(traffic.failures)} requests: {traffic.failures[:5]}")
+    elif traffic.versions != {old_version, new_version}:
+        fail(unit, f"under load the answers came from versions {traffic.versions}, not {old_version} then {new_version}")
+    else:
+        ok(unit, f"under load on its three ports ({traffic.answered} answers: per-request and kept-alive "
+           f"HTTP, gRPC, scrapes), {restarts} restarts and a new bundle version lost no request; "
+           f"every answer from {old_version} or {new_version}")
+
+    # The watchdog: a server whose model run never ends (an ONNX Loop of 10^12 turns) is restarted.
+    drop_in(unit, "[Service]\nWatchdogSec=3\nExecStart=\nExecStart="
+            + exec_start_with(p, ["/rehearsal/long-loop"], ["--request-timeout-seconds", "2"]) + "\n")
+    subprocess.run(["systemctl", "restart", unit], check=True, timeout=300)
+    before = int(show(unit, "NRestarts")["NRestarts"])
+    since = time.time() - 1
+    hung = {"inputs": [{"name": "turns", "datatype": "INT64", "shape": [1, 1], "data": [10**12]}]}
+    status, answer = http("POST", f"http://127.0.0.1:{p['port']}/v2/models/long-loop/infer",
+                          json.dumps(hung).encode(), {"content-type": "application/json"})
+
+    def restarted_by_the_watchdog():
+        assert int(show(unit, "NRestarts")["NRestarts"]) > before, "not restarted yet"
+        said = run("journalctl", f"--since=@{since:.0f}", "--no-pager", "--output=cat")
+        assert "Watchdog timeout" in said, "no watchdog timeout in the journal"
+        ready, _ = http("GET", f"http://127.0.0.1:{p['port']}/v2/health/ready")
+        assert ready == 200, ready
+
+    try:
+        eventually(restarted_by_the_watchdog, 120)
+        ok(unit, f"a run that never ends (answered {status} at the request timeout) stopped the "
+           "watchdog's pings; systemd restarted the server, which answers again")
+    except Exception as problem:
+        fail(unit, f"the watchdog did not restart the hung server within 120 s: {problem!r} "
+             f"(the request: {status} {answer[:200]!r}); journal: {journal_tail(unit)}")
+    drop_in(unit, None)
+    subprocess.run(["systemctl", "restart", unit], check=True, timeout=300)
 
 for p in predictors:
     if p.get("down"):
