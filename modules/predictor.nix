@@ -1,6 +1,6 @@
 # services.predictor.instances.<name>: many predictors on one host, each its own hardened systemd
 # unit `predictor-<name>` running `predictor serve` on the bundles it is given, on listening sockets
-# that socket units `predictor-<name>-{http,grpc,metrics}` hold across restarts.
+# that socket units `predictor-<name>-{http,grpc,metrics}-<port>` hold across restarts.
 {
   config,
   lib,
@@ -29,7 +29,9 @@ let
     grpc = "grpcPort";
     metrics = "metricsPort";
   };
-  socketUnit = name: listener: "predictor-${name}-${listener}";
+  # Named with the port too: a port that changes is another socket unit, which a switch starts
+  # (and stops the old one), where a changed unit of the same name would keep its old socket.
+  socketUnit = name: instance: listener: "predictor-${name}-${listener}-${toString instance.${listeners.${listener}}}";
 
   # The serve flags this module sets, by flag name: the one place that names them.
   # Not the address and ports: the socket units listen, and pass their sockets to the server.
@@ -67,7 +69,14 @@ let
       ++ [ (utils.escapeSystemdExecArgs instance.bundles) ]
     );
 
-  privilegedPorts = instance: lib.any (option: instance.${option} < 1024) portOptions;
+  # The flags the socket units stand for: given in extraFlags, they would not be used.
+  listenerFlags = [
+    "--address"
+    "--port"
+    "--grpc-port"
+    "--metrics-port"
+    "--single-port"
+  ];
 
   # `ListenStream=` of an address and port (an IPv6 address in brackets).
   listenStream =
@@ -78,18 +87,21 @@ let
     name: instance:
     lib.mapAttrs' (
       listener: option:
-      lib.nameValuePair (socketUnit name listener) {
+      lib.nameValuePair (socketUnit name instance listener) {
         description = "predictor ${name}: the ${listener} listener";
         wantedBy = [ "sockets.target" ];
         listenStreams = [ (listenStream instance.address instance.${option}) ];
         socketConfig = {
           FileDescriptorName = listener;
           Service = "predictor-${name}.service";
+          # An address the host is given later (DHCP, networkd) can be listened on at boot.
+          FreeBind = true;
         };
       }
     ) listeners;
 
-  socketUnits = name: map (listener: "${socketUnit name listener}.socket") (lib.attrNames listeners);
+  socketUnits =
+    name: instance: map (listener: "${socketUnit name instance listener}.socket") (lib.attrNames listeners);
 
   unit =
     name: instance:
@@ -100,8 +112,8 @@ let
         ) instance.bundles
       }";
       wantedBy = [ "multi-user.target" ];
-      after = [ "network.target" ] ++ socketUnits name;
-      wants = socketUnits name;
+      after = [ "network.target" ] ++ socketUnits name instance;
+      wants = socketUnits name instance;
       # A switch that changes the unit restarts it, its sockets staying open: callers wait in their
       # backlog meanwhile. By default NixOS would stop a socket-activated unit and its sockets,
       # refusing every caller until the new server listens.
@@ -111,7 +123,7 @@ let
         Type = "notify";
         ExecStart = execStart instance;
         # The listening sockets, named http, grpc and metrics (FileDescriptorName=).
-        Sockets = socketUnits name;
+        Sockets = socketUnits name instance;
 
         DynamicUser = true;
         Restart = "on-failure";
@@ -123,16 +135,11 @@ let
           instance.authTokenFile != null
         ) "auth-token:${toString instance.authTokenFile}";
 
-        # The hardening of every unit (hardening.nix), and more; every relaxation says why.
-        # Relaxed only for ports below 1024, which need the capability to bind.
-        AmbientCapabilities = lib.optional (privilegedPorts instance) "CAP_NET_BIND_SERVICE";
-        CapabilityBoundingSet =
-          if privilegedPorts instance then [ "CAP_NET_BIND_SERVICE" ] else [ "" ];
+        # The hardening of every unit (hardening.nix), and more; every relaxation says why. No
+        # capability, even for ports below 1024: systemd binds them (the socket units).
         DevicePolicy = "closed";
         MemoryDenyWriteExecute = true;
-        # Relaxed for ports below 1024 too: in a user namespace of its own the capability would not
-        # reach the host's network.
-        PrivateUsers = !privilegedPorts instance;
+        PrivateUsers = true;
         # Relaxed: ONNX Runtime's cpuinfo reads /proc/cpuinfo (on aarch64, for the CPU's features).
         ProcSubset = "all";
         ProtectProc = "invisible";
@@ -179,7 +186,10 @@ let
           example = "0.0.0.0";
           description = ''
             IP address (v4 or v6) the HTTP, gRPC and metrics listeners bind to: the socket units
-            `predictor-<name>-{http,grpc,metrics}` listen there and pass their sockets to the server.
+            `predictor-<name>-{http,grpc,metrics}-<port>` listen there and pass their sockets to the
+            server. A changed address takes effect once those sockets are restarted
+            (`systemctl restart predictor-<name>.service 'predictor-<name>-*.socket'`): NixOS does not
+            restart changed socket units.
           '';
         };
 
@@ -188,7 +198,7 @@ let
           default = 8080;
           description = ''
             HTTP port: the REST API and the Open Inference Protocol v2 over REST (the socket unit
-            `predictor-<name>-http`). Ports of
+            `predictor-<name>-http-<port>`). Ports of
             all instances must be distinct: give each instance its own, e.g. 8080, 8090, 8100, and
             let the gRPC and metrics ports follow it.
           '';
@@ -198,14 +208,14 @@ let
           type = portType;
           default = config.port + 1;
           defaultText = lib.literalExpression "port + 1";
-          description = "gRPC port: the Open Inference Protocol v2 over gRPC (the socket unit `predictor-<name>-grpc`).";
+          description = "gRPC port: the Open Inference Protocol v2 over gRPC (the socket unit `predictor-<name>-grpc-<port>`).";
         };
 
         metricsPort = mkOption {
           type = portType;
           default = config.port + 2;
           defaultText = lib.literalExpression "port + 2";
-          description = "Metrics port: `GET /metrics` for Prometheus (the socket unit `predictor-<name>-metrics`).";
+          description = "Metrics port: `GET /metrics` for Prometheus (the socket unit `predictor-<name>-metrics-<port>`).";
         };
 
         logFormat = mkOption {
@@ -379,6 +389,12 @@ in
       ]
       ++ lib.concatLists (
         lib.mapAttrsToList (name: instance: [
+          {
+            assertion = !lib.any (flag: lib.elem flag listenerFlags) instance.extraFlags;
+            message = "services.predictor.instances.${name}.extraFlags: ${
+              lib.concatStringsSep " " (lib.filter (flag: lib.elem flag listenerFlags) instance.extraFlags)
+            } would not be used: systemd listens for the server (socket units); set the instance's address, port, grpcPort and metricsPort instead.";
+          }
           {
             assertion = builtins.match "[a-z0-9][a-z0-9._-]*" name != null;
             message = "services.predictor.instances.${name}: the name must match [a-z0-9][a-z0-9._-]* (it names the unit predictor-${name} and the Prometheus job).";

@@ -740,7 +740,11 @@ mod tests {
         }
         release.send(()).unwrap();
         wait(held).unwrap();
-        assert_eq!(queue.longest_run(), Duration::ZERO);
+        // The clock stops as the worker leaves the run, just after it answers.
+        while queue.longest_run() > Duration::ZERO {
+            assert!(Instant::now() < deadline, "the ended run is still timed");
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     #[test]

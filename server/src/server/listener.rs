@@ -392,6 +392,7 @@ async fn serve_connection<S: Service + Clone>(
     let service = TowerToHyperService::new(InFlight {
         inner: service,
         activity: activity.clone(),
+        stopping: stopping.clone(),
     });
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
@@ -413,7 +414,6 @@ async fn serve_connection<S: Service + Clone>(
             _ = connection.as_mut() => break,
             () = stopping.cancelled(), if !draining => {
                 draining = true;
-                activity.draining.store(true, Ordering::SeqCst);
                 if !closing && activity.drained() {
                     connection.as_mut().graceful_shutdown();
                     closing = true;
@@ -476,8 +476,6 @@ struct Activity {
     served: AtomicBool,
     /// Whether its requests came over HTTP/2 (none yet: false).
     http2: AtomicBool,
-    /// Whether the server is stopping: HTTP/1 answers say `Connection: close`.
-    draining: AtomicBool,
 }
 
 impl Activity {
@@ -492,7 +490,6 @@ impl Activity {
             peer_silent_millis: AtomicU64::new(0),
             served: AtomicBool::new(false),
             http2: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
         }
     }
 
@@ -747,11 +744,13 @@ impl http_body::Body for Answering {
     }
 }
 
-/// The service, counting the connection's requests in progress.
+/// The service, counting the connection's requests in progress; once the server stops, its HTTP/1
+/// answers say `Connection: close`.
 #[derive(Clone)]
 struct InFlight<S> {
     inner: S,
     activity: Arc<Activity>,
+    stopping: CancellationToken,
 }
 
 impl<S: Service + Clone, B> tower::Service<axum::http::Request<B>> for InFlight<S>
@@ -769,6 +768,7 @@ where
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
         let activity = self.activity.clone();
+        let stopping = self.stopping.clone();
         let http1 = request.version() < axum::http::Version::HTTP_2;
         if !http1 && !activity.http2.load(Ordering::Relaxed) {
             activity.http2.store(true, Ordering::Relaxed);
@@ -779,7 +779,7 @@ where
             let mut answer = answer.await?;
             // The server is stopping: the caller's next request goes to a new connection (hyper
             // closes this one once the answer is written).
-            if http1 && activity.draining.load(Ordering::SeqCst) {
+            if http1 && stopping.is_cancelled() {
                 answer.headers_mut().insert(
                     axum::http::header::CONNECTION,
                     axum::http::HeaderValue::from_static("close"),

@@ -231,9 +231,13 @@ async fn tell_the_watchdog(registry: Arc<Registry>, period: Duration) {
         match registry.not_answering(allowed) {
             None => {
                 silent = false;
+                let doing = if registry.is_serving() {
+                    format!("serving {} models", registry.models().len())
+                } else {
+                    "draining".to_string()
+                };
                 notify::notify(&format!(
-                    "WATCHDOG=1\nSTATUS=serving {} models, {} requests in flight",
-                    registry.models().len(),
+                    "WATCHDOG=1\nSTATUS={doing}, {} requests in flight",
                     registry.requests_in_flight()
                 ));
             }

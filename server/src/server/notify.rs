@@ -47,13 +47,15 @@ fn watchdog_period_of(
     (usec > 0).then(|| Duration::from_micros(usec))
 }
 
-/// How often a start still loading models asks for more time, and how much: a start that stalls
-/// elsewhere is still bounded by the unit's `TimeoutStartSec=`.
+/// How often a start still loading models asks for more time, and how much.
 const LOADING_TICK: Duration = Duration::from_secs(5);
 const LOADING_EXTENSION: Duration = Duration::from_secs(15);
+/// How long loading is given more time at most: a load (or a sample's run) that never ends is
+/// then ended by the unit's `TimeoutStartSec=`, about this long after it began.
+pub const MAX_LOADING: Duration = Duration::from_secs(30 * 60);
 
 /// While it lives (the models loading), the service manager is told every few seconds to give the
-/// start more time, and which model loads; nothing without `NOTIFY_SOCKET`.
+/// start more time, up to [`MAX_LOADING`]; nothing without `NOTIFY_SOCKET`.
 pub struct Loading {
     stop: Option<mpsc::Sender<()>>,
     ticker: Option<JoinHandle<()>>,
@@ -72,6 +74,13 @@ impl Loading {
         let ticker = std::thread::Builder::new()
             .name("notify-loading".into())
             .spawn(move || loop {
+                if started.elapsed() >= MAX_LOADING {
+                    tracing::warn!(
+                        minutes = MAX_LOADING.as_secs() / 60,
+                        "the models are still loading: no more start time asked of the service manager"
+                    );
+                    break;
+                }
                 notify(&format!(
                     "EXTEND_TIMEOUT_USEC={}\nSTATUS=loading {models} models ({} s)",
                     LOADING_EXTENSION.as_micros(),

@@ -198,7 +198,25 @@ async fn draining_closes_kept_alive_connections_once_their_callers_are_answered(
     let head = ask_ready(&mut kept);
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(!head.contains("connection: close"), "{head}");
+    // Accepted by the server before the signal (a connection still in the backlog then would be
+    // refused with the listener): seen as one more socket among its descriptors.
+    let sockets = || {
+        std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+            .unwrap()
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
+    };
+    let before = sockets();
     let mut fresh = TcpStream::connect(server.address).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sockets() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the fresh connection was never accepted"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     server.signal("TERM");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !server.log_events().iter().any(|event| {
