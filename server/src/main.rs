@@ -406,6 +406,7 @@ fn manifests(
 }
 
 fn serve(library: &Path, args: &ServeArgs) -> Result<(), String> {
+    predictor::server::check_passed_sockets(args.single_port)?;
     let tokens = args
         .auth_token_file
         .as_deref()

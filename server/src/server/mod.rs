@@ -49,6 +49,16 @@ pub enum Ports {
     Single(u16),
 }
 
+/// Refuses, before any model loads, sockets passed by systemd that the listeners could not take
+/// (named otherwise, or too many or few for `single_port`): a unit restarting on failure would
+/// otherwise load every model again before each refusal.
+pub fn check_passed_sockets(single_port: bool) -> Result<(), String> {
+    match activation::passed_to_this_process()? {
+        Some(passed) => passed.assign(single_port).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
 /// Descriptors the process keeps for itself (models, logs, ONNX Runtime, the listeners: about
 /// 15) and for the new connections still choosing a place ([`listener::CHOOSING_AT_ONCE`]).
 const RESERVED_FILES: usize = 64;

@@ -265,7 +265,8 @@ async fn single_port_takes_the_one_socket_passed() {
     assert_eq!(infer_over_grpc(server.address).await, "0");
 }
 
-/// Sockets that do not name the three listeners are refused at start, saying what is expected.
+/// Sockets that do not name the three listeners are refused at start, before any model loads,
+/// saying what is expected.
 #[test]
 fn sockets_not_named_for_the_listeners_are_refused() {
     for (names, flags) in [
@@ -304,6 +305,10 @@ fn sockets_not_named_for_the_listeners_are_refused() {
             "--single-port takes one socket from systemd, but 2 were passed"
         };
         assert!(log.contains(expected), "{names}: {log}");
+        assert!(
+            !log.contains("model ready"),
+            "{names}: refused only after loading: {log}"
+        );
         // Its connection is closed unanswered with the sockets.
         assert_eq!(first.join().unwrap(), "");
     }
