@@ -18,17 +18,14 @@ let
     description = "predictor bundle (lib.mkBundle, or the flake's packages.<system>.predictor-<name>-bundle)";
   };
   portType = types.ints.between 1 65535;
-  portOptions = [
-    "port"
-    "grpcPort"
-    "metricsPort"
-  ];
-  # The listeners, each a socket unit whose FileDescriptorName the server knows it by.
+  # The listeners, each a socket unit whose FileDescriptorName the server knows it by, and the
+  # option of its port.
   listeners = {
     http = "port";
     grpc = "grpcPort";
     metrics = "metricsPort";
   };
+  portOptions = lib.attrValues listeners;
   # Named with the port too: a port that changes is another socket unit, which a switch starts
   # (and stops the old one), where a changed unit of the same name would keep its old socket.
   socketUnit = name: instance: listener: "predictor-${name}-${listener}-${toString instance.${listeners.${listener}}}";
@@ -124,7 +121,6 @@ let
         ExecStart = execStart instance;
         # The listening sockets, named http, grpc and metrics (FileDescriptorName=).
         Sockets = socketUnits name instance;
-
         DynamicUser = true;
         Restart = "on-failure";
         RestartSec = "2s";

@@ -28,9 +28,12 @@ let
     ) instances
   );
   services = lib.genAttrs unitNames (name: cfg.services.${name});
-  # Each instance's listening sockets (predictor-<name>-http, -grpc, -metrics).
+  # Each instance's listening sockets: the socket units that pass theirs to its service.
   sockets = lib.filterAttrs (
-    name: _: lib.any (instance: lib.hasPrefix "predictor-${instance}-" name) (lib.attrNames instances)
+    _: socket:
+    lib.elem (socket.socketConfig.Service or null) (
+      map (instance: "predictor-${instance}.service") (lib.attrNames instances)
+    )
   ) cfg.sockets;
 
   toOption =

@@ -76,7 +76,7 @@ pub enum Assignment {
 }
 
 /// The names of the listeners on separate ports, as the sockets must be named.
-pub const NAMES: [&str; 3] = ["http", "grpc", "metrics"];
+const NAMES: [&str; 3] = ["http", "grpc", "metrics"];
 
 impl Passed {
     /// Which descriptor each listener takes: on separate ports, exactly one named for each of

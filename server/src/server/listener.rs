@@ -18,7 +18,7 @@
 //! When the server stops, connections close without losing a request: an HTTP/2 one is told at
 //! once (GOAWAY: its peer opens its next stream elsewhere, the streams it began are answered); an
 //! HTTP/1 one answers its next requests with `Connection: close` and closes once it has had none
-//! in progress for [`DRAIN_GRACE`] (a caller between two requests is not raced, nor one that has
+//! in progress for `DRAIN_GRACE` (a caller between two requests is not raced, nor one that has
 //! just connected and not sent yet). Callers then reconnect: under systemd, to the sockets the
 //! next instance takes over.
 //!
@@ -107,7 +107,7 @@ const EVICTION_WAIT: Duration = Duration::from_secs(1);
 /// While the server stops: how long an HTTP/1 connection (or one that has not sent its first
 /// request) may have no request in progress before it is closed. A caller that keeps its
 /// connection sends its next request well within it, and is answered with `Connection: close`.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 impl ConnectionPlaces {
     pub fn new(regular: usize, overflow: usize) -> Self {

@@ -52,22 +52,19 @@ const LOADING_TICK: Duration = Duration::from_secs(5);
 const LOADING_EXTENSION: Duration = Duration::from_secs(15);
 /// How long loading is given more time at most: a load (or a sample's run) that never ends is
 /// then ended by the unit's `TimeoutStartSec=`, about this long after it began.
-pub const MAX_LOADING: Duration = Duration::from_secs(30 * 60);
+const MAX_LOADING: Duration = Duration::from_secs(30 * 60);
 
 /// While it lives (the models loading), the service manager is told every few seconds to give the
-/// start more time, up to [`MAX_LOADING`]; nothing without `NOTIFY_SOCKET`.
+/// start more time, up to `MAX_LOADING` (30 minutes); nothing without `NOTIFY_SOCKET`.
 pub struct Loading {
-    stop: Option<mpsc::Sender<()>>,
-    ticker: Option<JoinHandle<()>>,
+    /// The ticker and what stops it (dropped: it stops); none without a service manager.
+    ticker: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
 }
 
 impl Loading {
     pub fn begin(models: usize) -> Loading {
         if std::env::var_os("NOTIFY_SOCKET").is_none() {
-            return Loading {
-                stop: None,
-                ticker: None,
-            };
+            return Loading { ticker: None };
         }
         let (stop, stopped) = mpsc::channel::<()>();
         let started = Instant::now();
@@ -93,16 +90,15 @@ impl Loading {
             .map_err(|error| tracing::warn!(%error, "cannot start telling systemd the models load"))
             .ok();
         Loading {
-            stop: Some(stop),
-            ticker,
+            ticker: ticker.map(|ticker| (stop, ticker)),
         }
     }
 }
 
 impl Drop for Loading {
     fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(ticker) = self.ticker.take() {
+        if let Some((stop, ticker)) = self.ticker.take() {
+            drop(stop);
             let _ = ticker.join();
         }
     }
